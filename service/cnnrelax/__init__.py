@@ -1,0 +1,23 @@
+"""cnnrelax: train one-hidden-layer convolutional ReLU nets by randomized convex relaxation.
+
+The numerical core (this package's ``problem``, ``planted``, ``constraints``, ``relaxation``,
+``certificate``, ``trials``, ``baselines`` and ``oracle`` modules) knows nothing of HTTP or storage.
+"""
+
+from .certificate import Certificate, ConeCertificate, certify, cone_certificate
+from .constraints import FilterConstraints
+from .planted import PlantedProblem, PlantedSpec, planted_problem
+from .problem import (
+    BlockPatching, ConvProblem, ImagePatching, InvalidParameterError, StridedPatching, make_patching, make_problem,
+)
+from .relaxation import RelaxationSolution, RelaxationSolver, SolverSettings, solve_relaxation
+from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial_direction
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BlockPatching", "Certificate", "ConeCertificate", "ConvProblem", "FilterConstraints", "ImagePatching",
+    "InvalidParameterError", "PlantedProblem", "PlantedSpec", "RelaxationSolution", "RelaxationSolver",
+    "SolveOptions", "SolveResult", "SolverSettings", "StridedPatching", "TrialRecord", "certify", "cone_certificate",
+    "make_patching", "make_problem", "planted_problem", "polish", "solve", "solve_relaxation", "trial_direction",
+]

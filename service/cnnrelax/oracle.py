@@ -1,0 +1,107 @@
+"""The relaxations written plainly in cvxpy, one ``z_ij`` per sample and patch (paper eq. 7-9).
+
+This is the independent oracle the tests compare the working-set solver against, the baseline
+``bench/`` times, and a selectable backend (``backend="cvxpy"``). Solved by Clarabel through cvxpy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import cvxpy as cp
+import numpy as np
+
+from .constraints import FilterConstraints, ResolvedConstraints
+from .problem import ConvProblem, FloatArray
+from .relaxation import RelaxationSolution, objective_value, validate_relaxation
+
+_STATUS = {
+    cp.OPTIMAL: "optimal", cp.OPTIMAL_INACCURATE: "optimal",
+    cp.UNBOUNDED: "unbounded", cp.UNBOUNDED_INACCURATE: "unbounded",
+    cp.INFEASIBLE: "infeasible", cp.INFEASIBLE_INACCURATE: "infeasible",
+}
+
+
+def constraint_list(w: cp.Variable, c: ResolvedConstraints) -> list[Any]:
+    """SPEC 2.4's constraints on ``w`` as cvxpy constraints."""
+    out: list[Any] = []
+    if c.lower is not None:
+        keep = np.isfinite(c.lower)
+        out.append(w[keep] >= c.lower[keep])
+    if c.upper is not None:
+        keep = np.isfinite(c.upper)
+        out.append(w[keep] <= c.upper[keep])
+    if c.l1_bound is not None:
+        out.append(cp.norm1(w) <= c.l1_bound)
+    if c.l2_bound is not None:
+        out.append(cp.norm2(w) <= c.l2_bound)
+    if c.equality is not None:
+        out.append(c.equality[0] @ w == c.equality[1])
+    if c.inequality is not None:
+        out.append(c.inequality[0] @ w <= c.inequality[1])
+    return out
+
+
+def build_problem(
+    problem: ConvProblem, relaxation: str, beta: float, constraints: ResolvedConstraints
+) -> tuple[cp.Problem, cp.Variable, cp.Parameter]:
+    """The z-formulation: ``z_ij >= X_ij w``, ``z_ij >= 0``, with the LP's ``sum_j z_ij = y_i`` or the QP's loss."""
+    w = cp.Variable(problem.m, name="w")
+    z = cp.Variable((problem.n, problem.k), name="z")
+    r = cp.Parameter(problem.m, name="r")
+    cons = [z >= 0] + [z[:, j] >= problem.patches[:, j, :] @ w for j in range(problem.k)]
+    cons += constraint_list(w, constraints)
+    if relaxation == "lp":
+        cons.append(cp.sum(z, axis=1) == problem.y)
+        objective = cp.Maximize(r @ w)
+    else:
+        fit = 0.5 * cp.sum_squares(cp.sum(z, axis=1) - problem.y)
+        objective = cp.Minimize(fit - beta * (r @ w)) if relaxation == "qp" else cp.Minimize(fit)
+    return cp.Problem(objective, cons), w, r
+
+
+class CvxpyRelaxation:
+    """Same interface as :class:`~cnnrelax.relaxation.RelaxationSolver`, through cvxpy + Clarabel."""
+
+    def __init__(
+        self,
+        problem: ConvProblem,
+        relaxation: str = "lp",
+        *,
+        beta: float = 0.0,
+        constraints: FilterConstraints | ResolvedConstraints | None = None,
+        solver_options: dict[str, Any] | None = None,
+    ) -> None:
+        validate_relaxation(problem, relaxation, beta)
+        self.problem = problem
+        self.relaxation = relaxation
+        self.beta = float(beta) if relaxation == "qp" else 0.0
+        constraints = constraints or FilterConstraints()
+        resolved = constraints.resolve(problem.m) if isinstance(constraints, FilterConstraints) else constraints
+        self.cvx, self.w, self.r = build_problem(problem, relaxation, self.beta, resolved)
+        self.solver_options = solver_options or {}
+
+    def solve(self, r: FloatArray, *, should_stop: Any = None) -> RelaxationSolution:
+        """Solve for direction ``r``; ``should_stop`` is accepted for interface parity and ignored."""
+        self.r.value = np.asarray(r, dtype=np.float64)
+        start = time.monotonic()
+        try:
+            self.cvx.solve(solver=cp.CLARABEL, **self.solver_options)
+        except cp.error.SolverError as exc:
+            return RelaxationSolution("numerical_error", f"cvxpy/Clarabel failed: {exc}", None, None, 0, 1, 0,
+                                      time.monotonic() - start, "SolverError")
+        status = _STATUS.get(self.cvx.status, "numerical_error")
+        w = None if status != "optimal" or self.w.value is None else np.array(self.w.value)
+        stats = self.cvx.solver_stats
+        return RelaxationSolution(
+            status=status,
+            message=f"cvxpy status {self.cvx.status}",
+            w=w,
+            objective=None if w is None else objective_value(self.problem, w, self.r.value, self.relaxation, self.beta),
+            iterations=int(stats.num_iters or 0),
+            outer_iterations=1,
+            working_set=self.problem.n * self.problem.k,
+            solve_time_s=time.monotonic() - start,
+            clarabel_status=str(self.cvx.status),
+        )

@@ -1,0 +1,255 @@
+"""Problem data: the patching of each row into ``k`` patches and the folded output weights.
+
+A convolutional ReLU net with one hidden layer predicts ``f_w(x_i) = sum_j c_j (P_j x_i . w)_+``.
+Since ``c (u)_+ = (c u)_+`` for ``c >= 0`` the weights are folded into the patches, and every
+relaxation works on the tensor ``A[i, j, :] = c_j P_j x_i`` of shape ``(n, k, m)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Sequence, Union
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+FloatArray = NDArray[np.float64]
+
+
+class InvalidParameterError(ValueError):
+    """A parameter's value is not acceptable; the message names the parameter and the value."""
+
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+        self.message = message
+
+
+def _shape_error(parameter: str, message: str) -> InvalidParameterError:
+    return InvalidParameterError(parameter, message)
+
+
+@dataclass(frozen=True)
+class BlockPatching:
+    """Non-overlapping contiguous blocks: row ``x`` of length ``d = k*m`` splits into ``k`` blocks."""
+
+    k: int
+    kind: Literal["blocks"] = "blocks"
+
+    def shape(self, d: int) -> tuple[int, int]:
+        """Return ``(k, m)`` for rows of length ``d``."""
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
+            raise _shape_error("k", f"k must be a positive integer, got {self.k!r}.")
+        if d % self.k != 0:
+            raise _shape_error(
+                "k",
+                f"The row length d={d} is not divisible by k={self.k}: non-overlapping patches "
+                f"need d = k*m. Choose k among the divisors of {d}, or use strided patches.",
+            )
+        return int(self.k), d // int(self.k)
+
+    def index(self, d: int) -> NDArray[np.intp]:
+        """Return the ``(k, m)`` array of column indices of each patch."""
+        k, m = self.shape(d)
+        return np.arange(d).reshape(k, m)
+
+
+@dataclass(frozen=True)
+class StridedPatching:
+    """1-D patches of length ``size`` taken every ``stride`` columns (they overlap when stride < size)."""
+
+    size: int
+    stride: int = 1
+    kind: Literal["strided"] = "strided"
+
+    def shape(self, d: int) -> tuple[int, int]:
+        if self.size < 1 or self.size > d:
+            raise _shape_error("patch_size", f"patch_size must be between 1 and d={d}, got {self.size}.")
+        if self.stride < 1:
+            raise _shape_error("stride", f"stride must be a positive integer, got {self.stride}.")
+        return (d - self.size) // self.stride + 1, self.size
+
+    def index(self, d: int) -> NDArray[np.intp]:
+        k, m = self.shape(d)
+        return np.arange(k)[:, None] * self.stride + np.arange(m)[None, :]
+
+
+@dataclass(frozen=True)
+class ImagePatching:
+    """2-D patches: rows are ``height x width`` images (row-major) and the filter is ``filter_height x filter_width``."""
+
+    height: int
+    width: int
+    filter_height: int
+    filter_width: int
+    stride: int = 1
+    kind: Literal["image"] = "image"
+
+    def shape(self, d: int) -> tuple[int, int]:
+        if self.height * self.width != d:
+            raise _shape_error(
+                "image_shape",
+                f"Images of {self.height}x{self.width} pixels need rows of length "
+                f"{self.height * self.width}, but X has d={d} columns.",
+            )
+        if not (1 <= self.filter_height <= self.height and 1 <= self.filter_width <= self.width):
+            raise _shape_error(
+                "filter_shape",
+                f"The filter {self.filter_height}x{self.filter_width} must fit inside the "
+                f"{self.height}x{self.width} image.",
+            )
+        if self.stride < 1:
+            raise _shape_error("stride", f"stride must be a positive integer, got {self.stride}.")
+        rows = (self.height - self.filter_height) // self.stride + 1
+        cols = (self.width - self.filter_width) // self.stride + 1
+        return rows * cols, self.filter_height * self.filter_width
+
+    def index(self, d: int) -> NDArray[np.intp]:
+        self.shape(d)
+        top = np.arange(0, self.height - self.filter_height + 1, self.stride)
+        left = np.arange(0, self.width - self.filter_width + 1, self.stride)
+        dr, dc = np.meshgrid(np.arange(self.filter_height), np.arange(self.filter_width), indexing="ij")
+        offsets = (dr * self.width + dc).ravel()
+        starts = (top[:, None] * self.width + left[None, :]).ravel()
+        return starts[:, None] + offsets[None, :]
+
+
+Patching = Union[BlockPatching, StridedPatching, ImagePatching]
+
+
+@dataclass(frozen=True)
+class ConvProblem:
+    """Validated problem data: patches ``A`` of shape ``(n, k, m)`` (output weights folded in) and labels ``y``."""
+
+    patches: FloatArray
+    y: FloatArray
+    patching: Patching
+    output_weights: FloatArray
+    X: FloatArray = field(repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.patches.shape[0])
+
+    @property
+    def k(self) -> int:
+        return int(self.patches.shape[1])
+
+    @property
+    def m(self) -> int:
+        return int(self.patches.shape[2])
+
+    @property
+    def d(self) -> int:
+        return int(self.X.shape[1])
+
+    def preactivations(self, w: FloatArray) -> FloatArray:
+        """``X_ij w`` for every sample and patch, shape ``(n, k)``."""
+        return self.patches @ w
+
+    def predict(self, w: FloatArray) -> FloatArray:
+        """``f_w(x_i) = sum_j (X_ij w)_+``."""
+        return np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+
+    def loss(self, w: FloatArray) -> float:
+        """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
+        return float(np.sum((self.y - self.predict(w)) ** 2))
+
+    def active_sums(self, w: FloatArray) -> FloatArray:
+        """``g_i = sum_{j : X_ij w > 0} X_ij``, shape ``(n, m)``: the generators of the cone of eq. (14)."""
+        mask = self.preactivations(w) > 0
+        return np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+
+
+def _as_finite_matrix(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidParameterError(
+            parameter, f"{parameter} must be an array of real numbers ({exc})."
+        ) from None
+    if arr.ndim != ndim:
+        expected = "a vector" if ndim == 1 else "a 2-D matrix (n rows, d columns)"
+        raise InvalidParameterError(
+            parameter, f"{parameter} must be {expected}, got an array of shape {arr.shape}."
+        )
+    if arr.size == 0:
+        raise InvalidParameterError(parameter, f"{parameter} is empty: at least one sample is needed.")
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise InvalidParameterError(
+            parameter,
+            f"{parameter} contains NaN or infinite values ({int(bad.sum())} of them, the first at "
+            f"index {where if ndim > 1 else where[0]}).",
+        )
+    return arr
+
+
+def make_patching(
+    *,
+    k: int | None = None,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    image_shape: Sequence[int] | None = None,
+    filter_shape: Sequence[int] | None = None,
+) -> Patching:
+    """Build a patching from keyword options: blocks (``k``), strided 1-D, or 2-D image patches."""
+    if image_shape is not None or filter_shape is not None:
+        if image_shape is None or filter_shape is None:
+            raise InvalidParameterError(
+                "image_shape", "2-D patches need both image_shape [H, W] and filter_shape [p, q]."
+            )
+        if len(image_shape) != 2 or len(filter_shape) != 2:
+            raise InvalidParameterError(
+                "image_shape", "image_shape and filter_shape must each have two entries."
+            )
+        return ImagePatching(
+            int(image_shape[0]), int(image_shape[1]), int(filter_shape[0]), int(filter_shape[1]),
+            int(stride or 1),
+        )
+    if patch_size is not None:
+        return StridedPatching(int(patch_size), int(stride or patch_size))
+    return BlockPatching(1 if k is None else k)
+
+
+def make_problem(
+    X: ArrayLike,
+    y: ArrayLike,
+    *,
+    patching: Patching | None = None,
+    k: int | None = None,
+    output_weights: ArrayLike | None = None,
+) -> ConvProblem:
+    """Validate ``X`` (n x d), ``y`` (n), the patching and ``c >= 0``; fold ``c`` into the patches."""
+    Xa = _as_finite_matrix(X, "X", 2)
+    ya = _as_finite_matrix(y, "y", 1)
+    n, d = Xa.shape
+    if ya.shape[0] != n:
+        raise InvalidParameterError(
+            "y", f"y has {ya.shape[0]} labels but X has {n} rows: they must match."
+        )
+    if patching is None:
+        patching = BlockPatching(1 if k is None else k)
+    elif k is not None and isinstance(patching, BlockPatching) and patching.k != k:
+        raise InvalidParameterError("k", f"k={k} contradicts the patching {patching}.")
+    index = patching.index(d)
+    kk = index.shape[0]
+    if output_weights is None:
+        c = np.ones(kk)
+    else:
+        c = _as_finite_matrix(output_weights, "output_weights", 1)
+        if c.shape[0] != kk:
+            raise InvalidParameterError(
+                "output_weights",
+                f"output_weights has {c.shape[0]} entries but the patching makes k={kk} patches.",
+            )
+        if (c < 0).any():
+            j = int(np.argmax(c < 0))
+            raise InvalidParameterError(
+                "output_weights",
+                f"output_weights[{j}] = {c[j]:g} is negative: the relaxation is convex only for "
+                "non-negative output weights, since c*(u)_+ = (c*u)_+ needs c >= 0.",
+            )
+    patches = Xa[:, index] * c[None, :, None]
+    return ConvProblem(patches=np.ascontiguousarray(patches), y=ya, patching=patching, output_weights=c, X=Xa)

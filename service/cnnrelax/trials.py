@@ -1,0 +1,282 @@
+"""Randomized trials (SPEC 3): seeded directions, selection by non-convex loss, early stop, polishing.
+
+Trial ``t`` draws ``r_t ~ N(0, I_m)`` from ``default_rng([seed, t])``; the trial with the least
+``L(w_t)`` is selected; a trial with ``L(w_t) <= tol * ||y||^2`` is a certified global minimum and
+ends the run when ``stop_on_certificate``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .certificate import (
+    DEFAULT_CONE_TOL, DEFAULT_FIT_TOL, DEFAULT_OPTIMALITY_TOL, Certificate, ConeCertificate, certify, cone_certificate,
+)
+from .constraints import FilterConstraints, ResolvedConstraints
+from .problem import ConvProblem, FloatArray, InvalidParameterError
+from .relaxation import RELAXATIONS, RelaxationSolution, RelaxationSolver, SolverSettings, validate_relaxation
+
+ShouldStop = Callable[[], bool]
+DEFAULT_RECOVERY_TOL = 1e-4
+
+
+@dataclass(frozen=True)
+class SolveOptions:
+    """How to solve: which relaxation, how many trials, seeds, tolerances, constraints on ``w``."""
+
+    relaxation: str = "lp"
+    beta: float = 1e-4
+    trials: int = 8
+    seed: int = 0
+    stop_on_certificate: bool = True
+    polish: bool = True
+    constraints: FilterConstraints = field(default_factory=FilterConstraints)
+    recovery_tol: float = DEFAULT_RECOVERY_TOL
+    optimality_tol: float = DEFAULT_OPTIMALITY_TOL
+    cone_tol: float = DEFAULT_CONE_TOL
+    fit_tol: float = DEFAULT_FIT_TOL
+    backend: str = "clarabel"
+    solver: SolverSettings = field(default_factory=SolverSettings)
+
+    def validate(self) -> None:
+        if self.relaxation not in RELAXATIONS:
+            raise InvalidParameterError(
+                "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}."
+            )
+        if isinstance(self.trials, bool) or not isinstance(self.trials, (int, np.integer)) or self.trials < 1:
+            raise InvalidParameterError("trials", f"trials must be a positive integer, got {self.trials!r}.")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise InvalidParameterError("seed", f"seed must be a non-negative integer, got {self.seed!r}.")
+        if self.backend not in ("clarabel", "cvxpy"):
+            raise InvalidParameterError("backend", f"backend must be 'clarabel' or 'cvxpy', got {self.backend!r}.")
+        for name in ("recovery_tol", "optimality_tol", "cone_tol", "fit_tol"):
+            value = getattr(self, name)
+            if not (np.isfinite(value) and value > 0):
+                raise InvalidParameterError(name, f"{name} must be a positive number, got {value!r}.")
+
+
+def trial_direction(seed: int, index: int, m: int) -> FloatArray:
+    """``r_t ~ N(0, I_m)`` from a generator seeded by ``(seed, t)``."""
+    return np.random.default_rng([seed, index]).standard_normal(m)
+
+
+@dataclass(frozen=True)
+class PolishOutcome:
+    w: FloatArray
+    accepted: bool
+    pattern_unchanged: bool
+
+
+def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
+    """Least squares on the activation pattern of ``w``: solve ``sum_j A_ij X_ij w = y_i``.
+
+    Kept when the loss drops; repeated while the pattern moves (for ``k = 1`` this is ``X_S^+ y_S``).
+    """
+    best, best_loss = w, problem.loss(w)
+    accepted = unchanged = False
+    for _ in range(rounds):
+        mask = problem.preactivations(best) > 0
+        G = np.einsum("ik,ikm->im", mask.astype(np.float64), problem.patches)
+        candidate, *_ = np.linalg.lstsq(G, problem.y, rcond=None)
+        loss = problem.loss(candidate)
+        if not loss < best_loss:
+            break
+        unchanged = bool(np.array_equal(problem.preactivations(candidate) > 0, mask))
+        best, best_loss, accepted = candidate, loss, True
+        if unchanged:
+            break
+    return PolishOutcome(best, accepted, unchanged)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial: its direction, the relaxation's filter, its polished filter, and how they fared.
+
+    ``recovered`` and ``predicted`` both speak of the relaxation's own filter ``w`` (Theorem 1's
+    statement); ``recovered_after_polish`` of the polished one.
+    """
+
+    index: int
+    r: FloatArray
+    w: FloatArray | None
+    w_polished: FloatArray | None
+    loss: float | None
+    raw_loss: float | None
+    objective: float | None
+    recovered: bool | None
+    recovered_after_polish: bool | None
+    recovery_error: float | None
+    predicted: bool | None
+    solution: RelaxationSolution
+
+    @property
+    def final_w(self) -> FloatArray | None:
+        """The filter this trial offers for selection: polished when polishing helped."""
+        return self.w_polished if self.w_polished is not None else self.w
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "r": self.r.tolist(),
+            "w": None if self.w is None else self.w.tolist(),
+            "w_polished": None if self.w_polished is None else self.w_polished.tolist(),
+            "loss": self.loss,
+            "raw_loss": self.raw_loss,
+            "objective": self.objective,
+            "recovered": self.recovered,
+            "recovered_after_polish": self.recovered_after_polish,
+            "recovery_error": self.recovery_error,
+            "predicted": self.predicted,
+            "solver": self.solution.solver_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The selected filter with its certificate, and every trial's record."""
+
+    status: str
+    message: str
+    w: FloatArray | None
+    loss: float | None
+    certificate: Certificate | None
+    recovery_error: float | None
+    selected_trial: int | None
+    trials: list[TrialRecord]
+    relaxation: str
+    n: int
+    d: int
+    k: int
+    m: int
+    solve_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        cert = self.certificate.to_dict() if self.certificate is not None else {
+            "global_optimum": False, "loss": None, "loss_threshold": None, "fit_residual": None,
+            "cone": ConeCertificate(False, False, None, DEFAULT_CONE_TOL, None,
+                                    "not applicable: no trial produced a filter").to_dict(),
+        }
+        return {
+            "status": self.status,
+            "message": self.message,
+            "w": None if self.w is None else self.w.tolist(),
+            "loss": self.loss,
+            "certificate": cert,
+            "recovery_error": self.recovery_error,
+            "selected_trial": self.selected_trial,
+            "trials": [t.to_dict() for t in self.trials],
+            "relaxation": self.relaxation,
+            "shape": {"n": self.n, "d": self.d, "k": self.k, "m": self.m},
+            "solve_time_s": self.solve_time_s,
+        }
+
+
+def _relative_error(w: FloatArray, w_star: FloatArray) -> float:
+    return float(np.linalg.norm(w - w_star) / max(np.linalg.norm(w_star), np.finfo(float).tiny))
+
+
+def make_solver(problem: ConvProblem, options: SolveOptions, constraints: ResolvedConstraints) -> Any:
+    """The relaxation solver of the chosen backend (Clarabel working set, or the cvxpy oracle)."""
+    if options.backend == "cvxpy":
+        from .oracle import CvxpyRelaxation
+
+        return CvxpyRelaxation(problem, options.relaxation, beta=options.beta, constraints=constraints)
+    return RelaxationSolver(problem, options.relaxation, beta=options.beta, constraints=constraints,
+                            settings=options.solver)  # type: ignore[arg-type]
+
+
+def solve(
+    problem: ConvProblem,
+    options: SolveOptions | None = None,
+    *,
+    w_star: FloatArray | None = None,
+    should_stop: ShouldStop | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+) -> SolveResult:
+    """Run up to ``options.trials`` seeded trials and return the best filter with its certificate."""
+    options = options or SolveOptions()
+    options.validate()
+    validate_relaxation(problem, options.relaxation, options.beta)
+    constraints = options.constraints.resolve(problem.m)
+    if w_star is not None:
+        w_star = np.asarray(w_star, dtype=np.float64)
+        if w_star.shape != (problem.m,):
+            raise InvalidParameterError("w_star", f"w_star must have length m={problem.m}, got shape {w_star.shape}.")
+    start = time.monotonic()
+    solver = make_solver(problem, options, constraints)
+    threshold = options.optimality_tol * max(float(problem.y @ problem.y), np.finfo(float).tiny)
+    star_fits = w_star is not None and _fits(problem, w_star, options.fit_tol)
+    records: list[TrialRecord] = []
+    status, message = "solved", ""
+    for t in range(options.trials):
+        if should_stop is not None and should_stop():
+            status, message = "cancelled", "The solve was cancelled."
+            break
+        r = trial_direction(options.seed, t, problem.m)
+        sol = solver.solve(r, should_stop=should_stop)
+        w, w_polished, loss, raw_loss = sol.w, None, None, None
+        if w is not None:
+            raw_loss = loss = problem.loss(w)
+            if options.polish:
+                outcome = polish(problem, w)
+                if outcome.accepted and constraints.violation(outcome.w) <= 1e-9 * (1 + np.abs(outcome.w).max()):
+                    w_polished = outcome.w
+                    loss = problem.loss(w_polished)
+        error = polished_error = None
+        if w_star is not None and w is not None:
+            error = _relative_error(w, w_star)
+            polished_error = error if w_polished is None else _relative_error(w_polished, w_star)
+        predicted = None
+        if star_fits:
+            predicted = cone_certificate(problem, w_star, r, constraints=constraints, tol=options.cone_tol,
+                                         fit_tol=options.fit_tol).certified
+        record = TrialRecord(
+            index=t, r=r, w=w, w_polished=w_polished, loss=loss, raw_loss=raw_loss, objective=sol.objective,
+            recovered=None if w_star is None else bool(error is not None and error <= options.recovery_tol),
+            recovered_after_polish=None if w_star is None else bool(
+                polished_error is not None and polished_error <= options.recovery_tol),
+            recovery_error=error, predicted=predicted, solution=sol,
+        )
+        records.append(record)
+        if on_trial is not None:
+            on_trial(record)
+        if sol.status == "cancelled":
+            status, message = "cancelled", sol.message
+            break
+        if sol.status == "time_limit":
+            status, message = "failed", sol.message
+            break
+        if options.stop_on_certificate and loss is not None and loss <= threshold:
+            break
+    finished = [rec for rec in records if rec.final_w is not None]
+    best = min(finished, key=lambda rec: rec.loss) if finished else None  # type: ignore[arg-type,return-value]
+    if best is None and status == "solved":
+        statuses = sorted({rec.solution.status for rec in records})
+        status = statuses[0] if len(statuses) == 1 else "no_solution"
+        message = "No trial produced a filter (" + ", ".join(statuses) + "). " + records[-1].solution.message
+    elif not message:
+        message = f"Selected trial {best.index} of {len(records)} run."  # type: ignore[union-attr]
+    certificate = None
+    if best is not None:
+        certificate = certify(problem, best.final_w, best.r, constraints=constraints,  # type: ignore[arg-type]
+                              optimality_tol=options.optimality_tol, cone_tol=options.cone_tol, fit_tol=options.fit_tol)
+    return SolveResult(
+        status=status, message=message,
+        w=None if best is None else best.final_w, loss=None if best is None else best.loss,
+        certificate=certificate,
+        recovery_error=None if (best is None or w_star is None) else _relative_error(best.final_w, w_star),
+        selected_trial=None if best is None else best.index,
+        trials=records, relaxation=options.relaxation,
+        n=problem.n, d=problem.d, k=problem.k, m=problem.m,
+        solve_time_s=time.monotonic() - start,
+    )
+
+
+def _fits(problem: ConvProblem, w: FloatArray, fit_tol: float) -> bool:
+    from .certificate import fit_residual
+
+    return fit_residual(problem, w) <= fit_tol
