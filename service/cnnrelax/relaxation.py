@@ -352,11 +352,13 @@ class RelaxationSolver:
             violated = np.flatnonzero(excess > tol)
             added = 0
             if violated.size:
-                order = violated[np.argsort(-excess[violated])]
-                for i in order:
-                    mask = pre[i] > 0
-                    if self.cuts.add(int(i), np.packbits(mask).tobytes(), mask.astype(np.float64) @ problem.patches[i],
-                                     float(problem.y[i])):
+                masks = pre[violated] > 0
+                rows = np.einsum("vk,vkm->vm", masks.astype(np.float64), problem.patches[violated])
+                # Deepest cuts first: the distance from w to each violated half-space.
+                depth = excess[violated] / np.maximum(np.linalg.norm(rows, axis=1), 1e-300)
+                for v in np.argsort(-depth):
+                    i = int(violated[v])
+                    if self.cuts.add(i, np.packbits(masks[v]).tobytes(), rows[v], float(problem.y[i])):
                         added += 1
                         if added >= self._batch:
                             break
