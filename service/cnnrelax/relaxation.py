@@ -108,31 +108,68 @@ _UNBOUNDED_MESSAGE = (
 
 
 class _Cuts:
-    """The working set: cut rows ``a`` with right-hand sides, tagged by sample, without duplicates."""
+    """The cut pool: rows ``a`` with right-hand sides, tagged by sample, without duplicates.
 
-    def __init__(self, m: int) -> None:
-        self.rows: list[FloatArray] = []
-        self.rhs: list[float] = []
-        self.sample: list[int] = []
-        self.keys: set[tuple[int, bytes]] = set()
+    Only cuts in use enter a sub-problem. A cut slack for ``idle_rounds`` rounds in a row leaves the
+    sub-problem; if it is violated again it comes back for good, so the loop cannot cycle.
+    """
+
+    def __init__(self, m: int, idle_rounds: int = 2) -> None:
         self.m = m
+        self.idle_rounds = idle_rounds
+        self.index: dict[tuple[int, bytes], int] = {}
+        self.rows = np.zeros((0, m))
+        self.rhs = np.zeros(0)
+        self.sample = np.zeros(0, dtype=np.intp)
+        self.in_use = np.zeros(0, dtype=bool)
+        self.sticky = np.zeros(0, dtype=bool)
+        self.idle = np.zeros(0, dtype=np.intp)
+        self._pending: list[tuple[int, FloatArray, float]] = []
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.index)
 
     def add(self, i: int, key: bytes, row: FloatArray, rhs: float) -> bool:
-        if (i, key) in self.keys:
+        """Add a cut (or bring a dropped one back); False when it is already in use."""
+        position = self.index.get((i, key))
+        if position is None:
+            self.index[(i, key)] = len(self.index)
+            self._pending.append((i, row, rhs))
+            return True
+        if position >= len(self.in_use) or self.in_use[position]:
             return False
-        self.keys.add((i, key))
-        self.rows.append(row)
-        self.rhs.append(rhs)
-        self.sample.append(i)
+        self.in_use[position] = self.sticky[position] = True
+        self.idle[position] = 0
         return True
 
-    def arrays(self) -> tuple[FloatArray, FloatArray, np.ndarray]:
-        if not self.rows:
-            return np.zeros((0, self.m)), np.zeros(0), np.zeros(0, dtype=np.intp)
-        return np.array(self.rows), np.array(self.rhs), np.array(self.sample, dtype=np.intp)
+    def _flush(self) -> None:
+        if self._pending:
+            count = len(self._pending)
+            self.rows = np.vstack([self.rows, np.array([row for _, row, _ in self._pending])])
+            self.rhs = np.concatenate([self.rhs, [rhs for _, _, rhs in self._pending]])
+            self.sample = np.concatenate([self.sample, np.array([i for i, _, _ in self._pending], dtype=np.intp)])
+            self.in_use = np.concatenate([self.in_use, np.ones(count, dtype=bool)])
+            self.sticky = np.concatenate([self.sticky, np.zeros(count, dtype=bool)])
+            self.idle = np.concatenate([self.idle, np.zeros(count, dtype=np.intp)])
+            self._pending.clear()
+
+    def use_all(self) -> None:
+        self._flush()
+        self.in_use[:] = True
+        self.idle[:] = 0
+
+    def arrays(self) -> tuple[FloatArray, FloatArray, np.ndarray, np.ndarray]:
+        """Rows, right-hand sides, samples and pool positions of the cuts in use."""
+        self._flush()
+        used = np.flatnonzero(self.in_use)
+        return self.rows[used], self.rhs[used], self.sample[used], used
+
+    def age(self, used: np.ndarray, slack: FloatArray, tol: FloatArray) -> None:
+        """Count rounds of slack for the cuts just used; drop the ones idle long enough."""
+        idle = slack > tol
+        self.idle[used] = np.where(idle, self.idle[used] + 1, 0)
+        drop = used[(self.idle[used] >= self.idle_rounds) & ~self.sticky[used]]
+        self.in_use[drop] = False
 
 
 @dataclass
@@ -306,6 +343,7 @@ class RelaxationSolver:
     # -- the working-set loop ---------------------------------------------------------------
 
     def _violations(self, w: FloatArray, t: dict[int, float] | None) -> tuple[FloatArray, FloatArray]:
+        """Per-sample excess ``s_i(w) - y_i - t_i`` over the full data, and the pre-activations."""
         pre = self.problem.preactivations(w)
         excess = np.maximum(pre, 0.0).sum(axis=1) - self.problem.y
         if t:
@@ -326,6 +364,7 @@ class RelaxationSolver:
         iterations = outer = 0
         tol = st.cut_tol * (1.0 + np.abs(problem.y))
         sub: _Sub | None = None
+        self.cuts.use_all()
         while True:
             outer += 1
             if should_stop is not None and should_stop():
@@ -336,7 +375,7 @@ class RelaxationSolver:
             if outer > st.max_outer_iterations:
                 return self._finish("max_iterations", "The working-set loop did not converge within "
                                     f"{st.max_outer_iterations} rounds.", None, r, iterations, outer, start, sub)
-            rows, rhs, samples = self.cuts.arrays()
+            rows, rhs, samples, used = self.cuts.arrays()
             sub = self._solve_sub(rows, rhs, samples if with_t else None, q_w, bound, False, should_stop, deadline)
             iterations += sub.iterations
             early = self._status_outcome(sub, r, iterations, outer, start)
@@ -344,10 +383,13 @@ class RelaxationSolver:
                 return early
             w = sub.x[: problem.m]
             t: dict[int, float] | None = None
+            slack = rhs - rows @ w
             if with_t and len(samples):
-                uniq = np.unique(samples)
-                tv = sub.x[problem.m + self._static["n_u"]:]
-                t = dict(zip(uniq.tolist(), np.maximum(tv, 0.0).tolist()))
+                uniq, t_index = np.unique(samples, return_inverse=True)
+                tv = np.maximum(sub.x[problem.m + self._static["n_u"]:], 0.0)
+                t = dict(zip(uniq.tolist(), tv.tolist()))
+                slack += tv[t_index]
+            self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(w, t)
             violated = np.flatnonzero(excess > tol)
             added = 0
