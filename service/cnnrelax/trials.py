@@ -153,6 +153,7 @@ class SolveResult:
     k: int
     m: int
     solve_time_s: float
+    w_star: FloatArray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cert = self.certificate.to_dict() if self.certificate is not None else {
@@ -160,10 +161,13 @@ class SolveResult:
             "cone": ConeCertificate(False, False, None, DEFAULT_CONE_TOL, None,
                                     "not applicable: no trial produced a filter").to_dict(),
         }
+        if self.selected_trial is not None:
+            cert["solver"] = self.trials[self.selected_trial].solution.solver_dict()
         return {
             "status": self.status,
             "message": self.message,
             "w": None if self.w is None else self.w.tolist(),
+            "w_star": None if self.w_star is None else self.w_star.tolist(),
             "loss": self.loss,
             "certificate": cert,
             "recovery_error": self.recovery_error,
@@ -273,6 +277,7 @@ def solve(
         trials=records, relaxation=options.relaxation,
         n=problem.n, d=problem.d, k=problem.k, m=problem.m,
         solve_time_s=time.monotonic() - start,
+        w_star=w_star,
     )
 
 
