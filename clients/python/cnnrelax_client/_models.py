@@ -1,0 +1,342 @@
+"""Typed views of the service's JSON: jobs, results with numpy arrays, certificates, experiments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Mapping
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "JobStatus",
+    "TERMINAL_STATUSES",
+    "ConeCertificate",
+    "Certificate",
+    "SolverStats",
+    "Trial",
+    "SolveResult",
+    "Progress",
+    "Job",
+    "JobPage",
+    "Dataset",
+    "Experiment",
+]
+
+FloatArray = npt.NDArray[np.float64]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def _array(value: Any) -> FloatArray | None:
+    return None if value is None else np.asarray(value, dtype=np.float64)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _opt_bool(value: Any) -> bool | None:
+    return None if value is None else bool(value)
+
+
+@dataclass(frozen=True)
+class ConeCertificate:
+    """Cone membership / dual feasibility (SPEC 4.2) of the selected filter.
+
+    ``residual`` is ``rho = min_{v>=0} ||G^T v - r|| / ||r||``; ``certified`` when it is within
+    ``tolerance``; ``applicable`` is false when the filter does not fit the labels (``reason`` says so).
+    """
+
+    applicable: bool
+    certified: bool
+    residual: float | None
+    tolerance: float | None = None
+    positive_multipliers: int | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ConeCertificate:
+        pm = data.get("positive_multipliers")
+        return cls(
+            applicable=bool(data.get("applicable", False)),
+            certified=bool(data.get("certified", False)),
+            residual=_float(data.get("residual")),
+            tolerance=_float(data.get("tolerance")),
+            positive_multipliers=None if pm is None else int(pm),
+            reason=data.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """What proves (or fails to prove) that the selected filter is a global optimum.
+
+    ``global_optimum`` is true when the non-convex loss is zero up to ``loss_threshold``: since the loss
+    is non-negative, that is a global minimum. ``cone`` certifies LP optimality of the filter for its
+    trial's direction ``r``.
+    """
+
+    global_optimum: bool
+    cone: ConeCertificate
+    loss: float | None = None
+    loss_threshold: float | None = None
+    fit_residual: float | None = None
+    solver: dict[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Certificate:
+        return cls(
+            global_optimum=bool(data.get("global_optimum", False)),
+            cone=ConeCertificate.from_dict(data.get("cone") or {}),
+            loss=_float(data.get("loss")),
+            loss_threshold=_float(data.get("loss_threshold")),
+            fit_residual=_float(data.get("fit_residual")),
+            solver=data.get("solver"),
+        )
+
+
+@dataclass(frozen=True)
+class SolverStats:
+    """The convex solver's evidence for one trial: status, iterations, time (plus whatever else it sent)."""
+
+    status: str | None
+    iterations: int | None
+    solve_time_s: float | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SolverStats:
+        data = dict(data or {})
+        iterations = data.pop("iterations", None)
+        return cls(
+            status=data.pop("status", None),
+            iterations=None if iterations is None else int(iterations),
+            solve_time_s=_float(data.pop("solve_time_s", None)),
+            extra=data,
+        )
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One randomized trial: its direction ``r``, its filter ``w`` before selection, and how it fared."""
+
+    index: int
+    r: FloatArray
+    w: FloatArray | None
+    loss: float | None
+    objective: float | None
+    recovered: bool | None
+    predicted: bool | None
+    solver: SolverStats
+    w_polished: FloatArray | None = None
+    recovery_error: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Trial:
+        return cls(
+            index=int(data["index"]),
+            r=np.asarray(data["r"], dtype=np.float64),
+            w=_array(data.get("w")),
+            loss=_float(data.get("loss")),
+            objective=_float(data.get("objective")),
+            recovered=_opt_bool(data.get("recovered")),
+            predicted=_opt_bool(data.get("predicted")),
+            solver=SolverStats.from_dict(data.get("solver")),
+            w_polished=_array(data.get("w_polished")),
+            recovery_error=_float(data.get("recovery_error")),
+        )
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """A finished solve: the selected filter ``w`` (numpy), its loss and certificate, and every trial.
+
+    ``trial_directions``, ``trial_filters`` and ``trial_losses`` stack the per-trial values into arrays
+    (a trial without a filter, e.g. an unbounded LP, gives a row of NaN and a NaN loss).
+    """
+
+    status: str
+    message: str
+    w: FloatArray | None
+    loss: float | None
+    certificate: Certificate
+    recovery_error: float | None
+    selected_trial: int | None
+    trials: list[Trial]
+    w_star: FloatArray | None = None
+    shape: dict[str, int] = field(default_factory=dict)
+    solve_time_s: float | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SolveResult:
+        return cls(
+            status=str(data.get("status", "solved")),
+            message=str(data.get("message") or ""),
+            w=_array(data.get("w")),
+            loss=_float(data.get("loss")),
+            certificate=Certificate.from_dict(data.get("certificate") or {}),
+            recovery_error=_float(data.get("recovery_error")),
+            selected_trial=data.get("selected_trial"),
+            trials=[Trial.from_dict(t) for t in data.get("trials") or []],
+            w_star=_array(data.get("w_star")),
+            shape={k: int(v) for k, v in (data.get("shape") or {}).items()},
+            solve_time_s=_float(data.get("solve_time_s")),
+            raw=dict(data),
+        )
+
+    @property
+    def certified(self) -> bool:
+        """True when the result is certified a global optimum of the non-convex problem."""
+        return self.certificate.global_optimum
+
+    @property
+    def trial_directions(self) -> FloatArray:
+        """The trials' directions ``r_t`` as a ``(trials, m)`` array."""
+        return _stack([t.r for t in self.trials], self._m())
+
+    @property
+    def trial_filters(self) -> FloatArray:
+        """The trials' filters before selection as a ``(trials, m)`` array (NaN rows where none)."""
+        return _stack([t.w for t in self.trials], self._m())
+
+    @property
+    def trial_losses(self) -> FloatArray:
+        """The trials' non-convex losses as a ``(trials,)`` array (NaN where none)."""
+        return np.array([np.nan if t.loss is None else t.loss for t in self.trials], dtype=np.float64)
+
+    def _m(self) -> int:
+        if "m" in self.shape:
+            return self.shape["m"]
+        return int(self.trials[0].r.shape[0]) if self.trials else 0
+
+
+def _stack(rows: list[FloatArray | None], m: int) -> FloatArray:
+    out = np.full((len(rows), m), np.nan)
+    for i, row in enumerate(rows):
+        if row is not None:
+            out[i] = row
+    return out
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a job has come: ``done`` of ``total`` units (trials, or experiment cells)."""
+
+    done: int
+    total: int
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Progress | None:
+        if not data:
+            return None
+        return cls(done=int(data.get("done", 0) or 0), total=int(data.get("total", 0) or 0))
+
+
+def _error_text(data: Mapping[str, Any]) -> str | None:
+    error = data.get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("detail") or error.get("message") or error.get("title") or error)
+    if error:
+        return str(error)
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A solve job as the service reports it. ``result`` is set once ``status == "succeeded"``."""
+
+    id: str
+    status: str
+    result: SolveResult | None
+    error: str | None
+    progress: Progress | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        result = data.get("result")
+        return cls(
+            id=str(data["id"]),
+            status=str(data["status"]),
+            result=SolveResult.from_dict(result) if isinstance(result, Mapping) else None,
+            error=_error_text(data),
+            progress=Progress.from_dict(data.get("progress")),
+            raw=dict(data),
+        )
+
+    @property
+    def done(self) -> bool:
+        """True once the job has reached a terminal status (succeeded, failed or cancelled)."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """One page of ``GET /v1/solves``: the jobs and the cursor of the next page (``None`` at the end)."""
+
+    jobs: list[Job]
+    next_cursor: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobPage:
+        items = data.get("items", data.get("jobs", data.get("solves", [])))
+        cursor = data.get("next_cursor", data.get("cursor"))
+        return cls(jobs=[Job.from_dict(j) for j in items], next_cursor=None if cursor in (None, "") else str(cursor))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """An uploaded dataset, content-addressed: ``id`` is the sha256 of its canonical content."""
+
+    id: str
+    n: int | None
+    d: int | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Dataset:
+        shape = data.get("shape") or {}
+        n = data.get("n", shape.get("n") if isinstance(shape, Mapping) else None)
+        d = data.get("d", shape.get("d") if isinstance(shape, Mapping) else None)
+        return cls(id=str(data["id"]), n=None if n is None else int(n), d=None if d is None else int(d),
+                   raw=dict(data))
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment job (phase transition or rotated digits); ``result`` is the service's JSON result."""
+
+    id: str
+    kind: str | None
+    status: str
+    progress: Progress | None
+    result: dict[str, Any] | None
+    error: str | None
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
+        result = data.get("result")
+        kind = data.get("kind")
+        if kind is None and isinstance(data.get("spec"), Mapping):
+            kind = data["spec"].get("kind")
+        return cls(
+            id=str(data["id"]),
+            kind=None if kind is None else str(kind),
+            status=str(data["status"]),
+            progress=Progress.from_dict(data.get("progress")),
+            result=dict(result) if isinstance(result, Mapping) else None,
+            error=_error_text(data),
+            raw=dict(data),
+        )
+
+    @property
+    def done(self) -> bool:
+        """True once the experiment has reached a terminal status."""
+        return self.status in TERMINAL_STATUSES
