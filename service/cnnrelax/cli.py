@@ -1,0 +1,691 @@
+"""The ``cnnrelax`` command line: serve, solve, inspect jobs, run the paper's experiments.
+
+``solve`` and ``experiment`` run in-process with the numerical core when no ``--url`` is given, and
+against a running service (through the thin client ``cnnrelax_client``) when one is. Heavy modules
+(the server, the experiments, the client) are imported only by the commands that need them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from cnnrelax_client import Client
+
+app = typer.Typer(
+    name="cnnrelax",
+    help="Train one-hidden-layer convolutional ReLU nets by randomized convex relaxation, with certificates.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+jobs_app = typer.Typer(help="Inspect and cancel the solve jobs of a running service.", no_args_is_help=True)
+experiment_app = typer.Typer(help="The paper's experiments: phase transitions (Fig. 1) and rotated digits "
+                                  "(Table 1).", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(experiment_app, name="experiment")
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
+URL_ENV = "CNNRELAX_URL"
+API_KEY_ENV = "CNNRELAX_API_KEY"
+PLANTED_FIELDS: dict[str, Callable[[str], Any]] = {
+    "n": int, "d": int, "k": int, "seed": int, "noise_std": float, "distribution": str,
+}
+
+
+def main() -> None:
+    """Console-script entry point (``cnnrelax = cnnrelax.cli:main``)."""
+    app()
+
+
+# ---------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """Print ``error: message`` to stderr and exit with ``code``."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def default_data_dir() -> Path:
+    """The per-user data directory: ``$XDG_DATA_HOME/cnnrelax`` (``~/.local/share/cnnrelax``) on Linux,
+    ``~/Library/Application Support/cnnrelax`` on macOS, ``%LOCALAPPDATA%\\cnnrelax`` on Windows."""
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or str(Path.home() / "AppData" / "Local")
+        return Path(base) / "cnnrelax"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "cnnrelax"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cnnrelax"
+
+
+def parse_key_values(text: str, what: str) -> dict[str, str]:
+    """``"a=1,b=2"`` -> ``{"a": "1", "b": "2"}``."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise typer.BadParameter(f"{what}: expected key=value pairs separated by commas, got {item!r}.")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def parse_planted(text: str) -> dict[str, Any]:
+    """``"n=2000,d=20,k=1,seed=0"`` -> a planted spec dict (``noise_std`` defaults to 0)."""
+    raw = parse_key_values(text, "--planted")
+    unknown = sorted(set(raw) - set(PLANTED_FIELDS))
+    if unknown:
+        raise typer.BadParameter(f"--planted: unknown field(s) {', '.join(unknown)}; "
+                                 f"known: {', '.join(PLANTED_FIELDS)}.")
+    missing = [name for name in ("n", "d") if name not in raw]
+    if missing:
+        raise typer.BadParameter(f"--planted needs {' and '.join(missing)} (e.g. n=2000,d=20,k=1,seed=0).")
+    spec: dict[str, Any] = {"k": 1, "seed": 0, "noise_std": 0.0}
+    for key, value in raw.items():
+        try:
+            spec[key] = PLANTED_FIELDS[key](value)
+        except ValueError:
+            raise typer.BadParameter(f"--planted: {key}={value!r} is not a valid "
+                                     f"{PLANTED_FIELDS[key].__name__}.") from None
+    return spec
+
+
+def parse_number_list(text: str, what: str, kind: Callable[[str], Any] = float) -> list[Any]:
+    """``"1,2,3"`` -> ``[1, 2, 3]`` (``kind`` converts each item)."""
+    try:
+        return [kind(part) for part in (p.strip() for p in text.split(",")) if part]
+    except ValueError:
+        raise typer.BadParameter(f"{what}: expected numbers separated by commas, got {text!r}.") from None
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with path.open(newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        fail(f"{path} holds no rows.")
+    try:
+        [float(cell) for cell in rows[0]]
+    except ValueError:
+        rows = rows[1:]  # a header line
+    try:
+        return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
+    except ValueError as error:
+        fail(f"{path} is not a numeric CSV: {error}.")
+
+
+def load_array(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """An ``.npy`` array, the arrays of an ``.npz`` archive, or a numeric CSV (header line optional)."""
+    if not path.exists():
+        fail(f"{path} does not exist.")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                return {name: np.asarray(archive[name], dtype=np.float64) for name in archive.files}
+    except (ValueError, OSError) as error:
+        fail(f"could not read {path}: {error}")
+    if suffix in (".csv", ".txt"):
+        return _read_csv(path)
+    fail(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv.")
+
+
+def load_problem_data(data_path: Path, labels_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` from a data file and an optional labels file.
+
+    ``.npz``: arrays ``X`` and ``y``. ``.npy`` / ``.csv``: a matrix whose last column is ``y``, unless
+    ``labels_path`` gives the labels separately (then the whole matrix is ``X``).
+    """
+    loaded = load_array(data_path)
+    y: np.ndarray | None = None
+    if isinstance(loaded, dict):
+        X = loaded.get("X", loaded.get("x"))
+        y = loaded.get("y", loaded.get("Y"))
+        if X is None:
+            fail(f"{data_path} has no array named X (it has: {', '.join(loaded) or 'none'}).")
+    else:
+        X = loaded
+    if labels_path is not None:
+        labels = load_array(labels_path)
+        if isinstance(labels, dict):
+            labels = labels.get("y", next(iter(labels.values()), np.empty(0)))
+        y = np.ravel(labels)
+    elif y is None:
+        if X.ndim != 2 or X.shape[1] < 2:
+            fail(f"{data_path}: without --labels the last column holds y, so it needs a matrix of at least "
+                 f"two columns (got shape {X.shape}).")
+        X, y = X[:, :-1], X[:, -1]
+    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+
+
+def service_client(url: str, api_key: str | None, timeout: float = 30.0) -> Client:
+    """A :class:`cnnrelax_client.Client`, or a clear error when the thin client is not installed."""
+    try:
+        from cnnrelax_client import Client
+    except ImportError:
+        fail("talking to a service needs the thin client: pip install -e clients/python")
+    return Client(url, api_key=api_key, timeout=timeout)
+
+
+def _client_error_types() -> tuple[type[BaseException], ...]:
+    try:
+        from cnnrelax_client import CnnrelaxError
+    except ImportError:
+        return ()
+    return (CnnrelaxError,)
+
+
+def fail_from_client_error(error: BaseException) -> NoReturn:
+    """Exit with the problem details of a client error."""
+    status = getattr(error, "status", None)
+    title = getattr(error, "title", "error")
+    detail = getattr(error, "detail", str(error))
+    fail(f"{status} {title}: {detail}" if status else f"{title}: {detail}")
+
+
+def print_json(data: Any) -> None:
+    """JSON on stdout, nothing else (for machines)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def _fmt_vector(values: list[float] | None, limit: int = 8) -> str:
+    if values is None:
+        return "-"
+    shown = ", ".join(f"{v:.4g}" for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}] (m={len(values)})"
+
+
+def render_solve_summary(result: dict[str, Any], job_id: str | None = None) -> None:
+    """A person's view of a solve result: the filter, its loss and certificate, and the trials."""
+    certificate = result.get("certificate") or {}
+    cone = certificate.get("cone") or {}
+    shape = result.get("shape") or {}
+    trials = result.get("trials") or []
+    table = Table(title="cnnrelax solve", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    if job_id:
+        table.add_row("job", job_id)
+    table.add_row("status", f"{result.get('status')}: {result.get('message') or ''}".rstrip(": "))
+    if shape:
+        table.add_row("shape", ", ".join(f"{key}={value}" for key, value in shape.items()))
+    table.add_row("relaxation", _fmt(result.get("relaxation")))
+    table.add_row("filter w", _fmt_vector(result.get("w")))
+    table.add_row("loss L(w)", _fmt(result.get("loss")))
+    table.add_row("global optimum", _fmt(certificate.get("global_optimum")))
+    if cone.get("applicable"):
+        table.add_row("cone certificate",
+                      f"{'certified' if cone.get('certified') else 'not certified'} "
+                      f"(residual {_fmt(cone.get('residual'))}, tolerance {_fmt(cone.get('tolerance'))})")
+    else:
+        table.add_row("cone certificate", f"not applicable: {cone.get('reason') or 'the filter does not fit y'}")
+    if result.get("recovery_error") is not None:
+        table.add_row("recovery error", _fmt(result.get("recovery_error")))
+    table.add_row("selected trial", f"{_fmt(result.get('selected_trial'))} of {len(trials)} run")
+    recovered = [t.get("recovered") for t in trials if t.get("recovered") is not None]
+    if recovered:
+        polished = [t.get("recovered_after_polish") for t in trials if t.get("recovered_after_polish") is not None]
+        after = f" ({sum(map(bool, polished))} after polishing)" if polished else ""
+        table.add_row("trials recovering w*", f"{sum(map(bool, recovered))} of {len(recovered)}{after}")
+    table.add_row("solve time", f"{_fmt(result.get('solve_time_s'), 3)} s")
+    stdout.print(table)
+    if trials and len(trials) <= 32:
+        per_trial = Table(title="trials", title_justify="left")
+        for name in ("#", "loss", "objective", "recov.", "pred.", "solver", "iters", "time s"):
+            per_trial.add_column(name, justify="left" if name == "solver" else "right", no_wrap=True)
+        for trial in trials:
+            solver = trial.get("solver") or {}
+            per_trial.add_row(
+                str(trial.get("index")), _fmt(trial.get("loss"), 3), _fmt(trial.get("objective"), 4),
+                _fmt(trial.get("recovered")), _fmt(trial.get("predicted")), _fmt(solver.get("status")),
+                _fmt(solver.get("iterations")), _fmt(solver.get("solve_time_s"), 2),
+            )
+        stdout.print(per_trial)
+
+
+def solve_in_process(
+    X: np.ndarray | None, y: np.ndarray | None, planted: dict[str, Any] | None, k: int | None,
+    output_weights: list[float] | None, options: dict[str, Any],
+) -> dict[str, Any]:
+    """Run the core directly and return ``SolveResult.to_dict()``."""
+    import cnnrelax
+
+    solve_options = cnnrelax.SolveOptions(**{key: value for key, value in options.items() if value is not None})
+    w_star = None
+    if planted is not None:
+        if output_weights is not None:
+            raise ValueError("output weights apply to data files; a planted problem uses c = 1.")
+        planted_problem = cnnrelax.planted_problem(cnnrelax.PlantedSpec(**planted))
+        problem, w_star = planted_problem.problem, planted_problem.w_star
+    else:
+        problem = cnnrelax.make_problem(X, y, k=k or 1, output_weights=output_weights)
+    return cnnrelax.solve(problem, solve_options, w_star=w_star).to_dict()
+
+
+# ---------------------------------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------------------------------
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, help="TCP port."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="Directory of the SQLite store and datasets [default: a per-user data dir, "
+                                 "e.g. ~/.local/share/cnnrelax].", file_okay=False),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Local solver processes [default: the setting, CPU count]."),
+    dask_scheduler: Optional[str] = typer.Option(
+        None, "--dask-scheduler", help="Run jobs on a Dask cluster at this scheduler address (tcp://host:8786)."),
+) -> None:
+    """Start the HTTP service (one uvicorn process, jobs on local worker processes or Dask)."""
+    from cnnrelax.server import serve as run_server
+
+    directory = (data_dir or default_data_dir()).expanduser()
+    directory.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {}
+    if workers is not None:
+        overrides["workers"] = workers
+    if dask_scheduler:
+        overrides["dask_scheduler"] = dask_scheduler
+    run_server(host=host, port=port, data_dir=directory, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------------
+# solve
+# ---------------------------------------------------------------------------------------------------
+
+@app.command()
+def solve(
+    data: Optional[Path] = typer.Argument(
+        None, help="Data file: .npz with arrays X and y, or .npy / .csv with y in the last column.",
+        dir_okay=False),
+    labels: Optional[Path] = typer.Option(None, "--labels", "-y", dir_okay=False,
+                                          help="Labels in their own .npy / .csv file (then DATA is all X)."),
+    planted: Optional[str] = typer.Option(None, "--planted", help="A planted problem instead of a file, "
+                                          "e.g. n=2000,d=20,k=1,seed=0[,noise_std=0.0]."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", min=1, help="Patches per row (d = k*m) [default: 1]."),
+    relaxation: Optional[str] = typer.Option(None, help="lp, qp or naive [default: lp]."),
+    beta: Optional[float] = typer.Option(None, help="Perturbation weight of the QP relaxation."),
+    trials: Optional[int] = typer.Option(None, min=1, help="Randomized trials [default: 8]."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the trials' directions [default: 0]."),
+    output_weights: Optional[str] = typer.Option(None, help="Output weights c_j >= 0, comma-separated."),
+    stop_on_certificate: Optional[bool] = typer.Option(
+        None, "--stop-on-certificate/--no-stop-on-certificate", help="Stop once a trial reaches zero loss."),
+    polish: Optional[bool] = typer.Option(None, "--polish/--no-polish", help="Polish by least squares."),
+    url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
+                                      help="Service URL; without it the solve runs in this process."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help="X-API-Key for the service."),
+    timeout: Optional[float] = typer.Option(None, help="Give up waiting for the service after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON (id, status, result) only."),
+) -> None:
+    """Solve for the filter of a dataset or a planted problem, and print it with its certificate."""
+    if (data is None) == (planted is None):
+        fail("give exactly one problem source: a DATA file or --planted n=...,d=...", code=2)
+    planted_spec = parse_planted(planted) if planted is not None else None
+    if planted_spec is not None and k is not None and k != planted_spec["k"]:
+        fail(f"--k {k} contradicts --planted k={planted_spec['k']}; give k inside --planted.", code=2)
+    weights = parse_number_list(output_weights, "--output-weights") if output_weights else None
+    options = {"relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
+               "stop_on_certificate": stop_on_certificate, "polish": polish}
+    X = y = None
+    if data is not None:
+        X, y = load_problem_data(data, labels)
+
+    job_id: str | None = None
+    if url:
+        client = service_client(url, api_key)
+        try:
+            with client:
+                if planted_spec is not None:
+                    job = client.submit(planted=planted_spec, output_weights=weights, **options)
+                else:
+                    dataset = client.upload_dataset(X, y)  # type: ignore[arg-type]
+                    job = client.submit(dataset_id=dataset.id, k=k, output_weights=weights, **options)
+                job_id = job.id
+                job = client.wait(job, timeout=timeout)
+        except _client_error_types() as error:
+            fail_from_client_error(error)
+        envelope = {key: value for key, value in job.raw.items()}
+        if job.status != "succeeded":
+            if as_json:
+                print_json(envelope)
+            fail(f"job {job.id} ended {job.status}: {job.error or 'no result'}")
+        result = envelope["result"]
+    else:
+        from cnnrelax import InvalidParameterError
+
+        try:
+            result = solve_in_process(X, y, planted_spec, k, weights, options)
+        except InvalidParameterError as error:
+            fail(f"{error.parameter}: {error.message}", code=2)
+        except (TypeError, ValueError) as error:
+            fail(str(error), code=2)
+        envelope = {"id": None, "status": "succeeded", "result": result}
+    if as_json:
+        print_json(envelope)
+    else:
+        render_solve_summary(result, job_id)
+
+
+# ---------------------------------------------------------------------------------------------------
+# jobs
+# ---------------------------------------------------------------------------------------------------
+
+UrlOption = typer.Option(DEFAULT_SERVICE_URL, "--url", envvar=URL_ENV, help="Service URL.")
+ApiKeyOption = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help="X-API-Key for the service.")
+
+
+@jobs_app.command("list")
+def jobs_list(
+    status: Optional[str] = typer.Option(None, help="Only jobs in this status (queued, running, succeeded, "
+                                                    "failed, cancelled)."),
+    limit: int = typer.Option(20, min=1, help="At most this many jobs."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the jobs as a JSON list."),
+) -> None:
+    """List the service's solve jobs, newest first."""
+    try:
+        with service_client(url, api_key) as client:
+            jobs = []
+            for job in client.iter_jobs(status=status, page_size=min(limit, 100)):
+                jobs.append(job)
+                if len(jobs) >= limit:
+                    break
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json([_job_summary(job.raw) for job in jobs])
+        return
+    table = Table(title=f"jobs at {url}", title_justify="left")
+    for name in ("id", "status", "created", "loss", "global optimum"):
+        table.add_column(name)
+    for job in jobs:
+        summary = _job_summary(job.raw)
+        table.add_row(job.id, job.status, _fmt(summary.get("created_at")), _fmt(summary.get("loss")),
+                      _fmt(summary.get("global_optimum")))
+    stdout.print(table)
+    if not jobs:
+        stdout.print("no jobs" + (f" with status {status}" if status else ""))
+
+
+def _job_summary(raw: dict[str, Any]) -> dict[str, Any]:
+    result = raw.get("result") or {}
+    summary = {key: value for key, value in raw.items() if key != "result"}
+    if result:
+        summary["loss"] = result.get("loss")
+        summary["global_optimum"] = (result.get("certificate") or {}).get("global_optimum")
+    return summary
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    wait: Optional[float] = typer.Option(None, help="Wait up to this many seconds for the job to finish."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
+) -> None:
+    """Show one job: its status and, once succeeded, its result."""
+    try:
+        with service_client(url, api_key) as client:
+            job = client.wait(job_id, timeout=wait) if wait else client.get(job_id)
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json(job.raw)
+        return
+    if job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
+        render_solve_summary(job.raw["result"], job.id)
+        return
+    table = Table(title=f"job {job.id}", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in _job_summary(job.raw).items():
+        table.add_row(key, _fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value))
+    stdout.print(table)
+
+
+@jobs_app.command("cancel")
+def jobs_cancel(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
+) -> None:
+    """Cancel a queued or running job."""
+    try:
+        with service_client(url, api_key) as client:
+            job = client.cancel(job_id)
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json(job.raw)
+    else:
+        stdout.print(f"job {job.id}: {job.status}")
+
+
+# ---------------------------------------------------------------------------------------------------
+# experiments
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class ProgressBar:
+    """A rich progress bar fed with ``(done, total)``; silent when ``enabled`` is false."""
+
+    description: str
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr,
+                                  disable=not self.enabled, transient=False)
+        self._task = self._progress.add_task(self.description, total=None)
+
+    def update(self, done: int, total: int | None) -> None:
+        self._progress.update(self._task, completed=done, total=total or None)
+
+    def __enter__(self) -> ProgressBar:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+
+def _progress_counts(*args: Any, **kwargs: Any) -> tuple[int, int | None]:
+    """Read ``(done, total)`` from whatever a progress callback was given: two numbers, a dict, or an
+    object with ``done``/``total`` attributes."""
+    if len(args) >= 2:
+        return int(args[0]), None if args[1] is None else int(args[1])
+    if "done" in kwargs:
+        return int(kwargs["done"]), kwargs.get("total")
+    value = args[0] if args else {}
+    if isinstance(value, dict):
+        inner = value.get("progress", value)
+        return int(inner.get("done", 0) or 0), inner.get("total")
+    return int(getattr(value, "done", 0) or 0), getattr(value, "total", None)
+
+
+def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | None, api_key: str | None,
+                           timeout: float | None, as_json: bool, quiet: bool) -> None:
+    """Run an experiment against a service or in-process, with a progress bar; save its figure."""
+    label = str(spec["kind"]).replace("_", " ")
+    figure: bytes | None = None
+    experiment_id: str | None = None
+    if url:
+        client = service_client(url, api_key)
+        try:
+            with client, ProgressBar(label, enabled=not quiet) as bar:
+                def on_snapshot(snapshot: Any) -> None:
+                    if snapshot.progress is not None:
+                        bar.update(snapshot.progress.done, snapshot.progress.total)
+
+                experiment = client.run_experiment(spec, progress=on_snapshot, timeout=timeout)
+                experiment_id = experiment.id
+                result = experiment.result or {}
+                if out is not None:
+                    figure = client.experiment_figure(experiment)
+        except _client_error_types() as error:
+            fail_from_client_error(error)
+    else:
+        try:
+            from cnnrelax.experiments import render_figure, run_experiment
+        except ImportError as error:
+            fail(f"in-process experiments need cnnrelax.experiments ({error}); or pass --url of a service.")
+        started = time.monotonic()
+        with ProgressBar(label, enabled=not quiet) as bar:
+            def on_progress(*args: Any, **kwargs: Any) -> None:
+                bar.update(*_progress_counts(*args, **kwargs))
+
+            def should_stop() -> bool:
+                return timeout is not None and time.monotonic() - started > timeout
+
+            try:
+                result = run_experiment(spec, progress=on_progress, should_stop=should_stop)
+            except ValueError as error:
+                fail(str(error), code=2)
+        if out is not None:
+            figure = render_figure(result)
+    if figure is not None and out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(figure)
+    if as_json:
+        print_json({"id": experiment_id, "status": "succeeded", "spec": spec, "result": result})
+        return
+    render_experiment_summary(spec, result)
+    if out is not None:
+        stdout.print(f"figure written to {out}")
+
+
+def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> None:
+    """A person's view of an experiment result."""
+    if spec["kind"] == "phase_transition":
+        cells = result.get("cells") or []
+        table = Table(title=f"phase transition, k={spec.get('k')}", title_justify="left")
+        for name in ("method", "d", "n", "min error", "success rate"):
+            table.add_column(name, justify="left" if name == "method" else "right")
+        for cell in cells:
+            table.add_row(str(cell.get("method")), str(cell.get("d")), str(cell.get("n")),
+                          _fmt(cell.get("min_error"), 3), _fmt(cell.get("success_rate"), 3))
+        stdout.print(table)
+        transition = result.get("transition")
+        if transition:
+            stdout.print(f"transition: {json.dumps(transition)}")
+    else:
+        table = Table(title="rotated digits (test RMSE, degrees)", show_header=False, title_justify="left")
+        table.add_column("field", style="bold")
+        table.add_column("value")
+        for key in ("rmse_raw", "rmse_filter"):
+            table.add_row(key, _fmt(result.get(key), 4))
+        for key, value in result.items():
+            if key not in ("rmse_raw", "rmse_filter") and isinstance(value, (int, float, str, bool)):
+                table.add_row(key, _fmt(value))
+        stdout.print(table)
+
+
+def _extra_fields(settings: list[str]) -> dict[str, Any]:
+    """``--set key=value`` pairs; values are parsed as JSON when they can be (numbers, lists, ...)."""
+    out: dict[str, Any] = {}
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"--set expects key=value, got {item!r}.")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@experiment_app.command("phase-transition")
+def experiment_phase_transition(
+    k: int = typer.Option(1, "--k", "-k", min=1, help="Patches per row."),
+    d: str = typer.Option("10,20,30", "--d", help="Grid of input dimensions, comma-separated."),
+    n: str = typer.Option("25,50,100,200", "--n", help="Grid of sample counts, comma-separated."),
+    repetitions: int = typer.Option(5, min=1, help="Planted problems per cell (the paper uses 20)."),
+    methods: str = typer.Option("relaxation,gradient_descent",
+                                help="Comma-separated: relaxation, gradient_descent, pseudo_inverse."),
+    trials: Optional[int] = typer.Option(None, min=1, help="Relaxation trials per repetition."),
+    seed: int = typer.Option(0, help="Seed of the whole sweep."),
+    extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the heatmaps here (PNG)."),
+    url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
+                                      help="Service URL; without it the sweep runs in this process."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV),
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Paper Fig. 1: recovery error and success rate over a (d, n) grid, per method."""
+    spec: dict[str, Any] = {
+        "kind": "phase_transition", "k": k, "d": parse_number_list(d, "--d", int),
+        "n": parse_number_list(n, "--n", int), "repetitions": repetitions,
+        "methods": [m.strip() for m in methods.split(",") if m.strip()], "seed": seed,
+    }
+    if trials is not None:
+        spec["trials"] = trials
+    spec.update(_extra_fields(extra))
+    run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet)
+
+
+@experiment_app.command("digits")
+def experiment_digits(
+    seed: int = typer.Option(0, help="Seed of the rotations, the split and the relaxation."),
+    extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the figure here (PNG)."),
+    url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
+                                      help="Service URL; without it the experiment runs in this process."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV),
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Paper Table 1: predict the rotation angle of 8x8 digits, raw pixels vs. pixels + learned filter."""
+    spec: dict[str, Any] = {"kind": "rotated_digits", "seed": seed}
+    spec.update(_extra_fields(extra))
+    run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
