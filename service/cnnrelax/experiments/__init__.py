@@ -1,0 +1,108 @@
+"""The paper's experiments as resumable, cancellable sweeps of independent cells.
+
+Contract (the service's job runner relies on it):
+
+- ``validate_experiment(spec) -> dict``: a normalised spec with defaults, or ``InvalidParameterError``.
+- ``list_cells(spec) -> list[dict]`` and ``run_cell(spec, cell) -> dict``: top-level, picklable; a cell's
+  result carries the cell's own keys, so results may arrive in any order (e.g. from Dask tasks).
+- ``run_experiment(spec, *, progress, should_stop, resume=None, map_cells=None) -> dict``: runs the cells
+  not already in ``resume["cells"]``, calls ``progress(done, total, partial_state)`` after each one
+  (``partial_state = {"kind", "cells"}`` is what to pass back as ``resume`` after a restart), and raises
+  :class:`ExperimentCancelled` soon after ``should_stop()`` turns true. ``map_cells(run, cells)`` may run
+  ``run(cell)`` elsewhere (a process pool, Dask) and yield results as they finish; without it cells run
+  here, one after the other, and a cell stops mid-way when asked.
+- ``render_figure(result) -> bytes``: a PNG.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Iterable
+
+from ..problem import InvalidParameterError
+from . import phase_transition, rotated_digits
+from .common import ExperimentCancelled, MapCells, Progress, ShouldStop, check_stop
+from .figures import figure_size_px, render_figure
+
+KINDS = {"phase_transition": phase_transition, "rotated_digits": rotated_digits}
+
+__all__ = [
+    "ExperimentCancelled", "KINDS", "figure_size_px", "list_cells", "render_figure", "run_cell", "run_experiment",
+    "validate_experiment",
+]
+
+
+def _module(spec: Any) -> Any:
+    if not isinstance(spec, dict):
+        raise InvalidParameterError("kind", f"An experiment spec must be a JSON object, got {type(spec).__name__}.")
+    kind = spec.get("kind")
+    if kind not in KINDS:
+        raise InvalidParameterError("kind", f"kind must be one of {', '.join(KINDS)}, got {kind!r}.")
+    return KINDS[kind]
+
+
+def validate_experiment(spec: dict) -> dict:
+    """Check ``spec`` and return it normalised with every default filled in."""
+    return _module(spec).validate(spec)
+
+
+def list_cells(spec: dict) -> list[dict]:
+    """The independent cells of a normalised spec."""
+    return _module(spec).list_cells(spec)
+
+
+def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> dict:
+    """Run one cell of a normalised spec (picklable: a Dask task or a pool worker can call it)."""
+    return _module(spec).run_cell(spec, cell, should_stop)
+
+
+def run_experiment(
+    spec: dict,
+    *,
+    progress: Progress,
+    should_stop: ShouldStop,
+    resume: dict | None = None,
+    map_cells: MapCells | None = None,
+) -> dict:
+    """Validate, run every cell not yet done (reporting progress), and assemble the result."""
+    spec = validate_experiment(spec)
+    module = _module(spec)
+    cells = module.list_cells(spec)
+    wanted = {module.cell_key(c) for c in cells}
+    done: dict[Any, dict] = {}
+    if resume:
+        if resume.get("kind") not in (None, spec["kind"]):
+            raise InvalidParameterError("resume", f"resume state of kind {resume.get('kind')!r} does not fit a {spec['kind']} spec.")
+        for result in resume.get("cells", []):
+            key = module.cell_key(result)
+            if key in wanted:
+                done[key] = result
+    total = len(cells)
+    todo = [c for c in cells if module.cell_key(c) not in done]
+    start = time.monotonic()
+
+    def state() -> dict:
+        return {"kind": spec["kind"], "cells": list(done.values())}
+
+    progress(len(done), total, state())
+    if todo:
+        check_stop(should_stop)
+    if map_cells is None:
+        for cell in todo:
+            result = module.run_cell(spec, cell, should_stop)
+            done[module.cell_key(result)] = result
+            progress(len(done), total, state())
+            check_stop(should_stop)
+    elif todo:
+        results: Iterable[dict] = map_cells(functools.partial(run_cell, spec), todo)
+        try:
+            for result in results:
+                done[module.cell_key(result)] = result
+                progress(len(done), total, state())
+                check_stop(should_stop)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+    return module.assemble(spec, list(done.values()), time.monotonic() - start)

@@ -1,0 +1,208 @@
+"""Phase transition (paper Fig. 1): recovery of a planted filter over a grid of ``(d, n)``, per method.
+
+Cell ``(method, d, n)``: ``R`` repetitions, each a fresh planted problem ``y_i = sum_j (X_ij w*)_+`` with
+Gaussian ``X`` and unit ``w*``, seeded by ``(seed, k, d, n, repetition)`` (the same problem for every method).
+Each repetition runs ``trials`` relaxation directions / gradient-descent restarts. Recorded per cell:
+
+- ``min_error``: ``min`` over repetitions of ``||w_hat - w*|| / ||w*||`` for the repetition's selected
+  (least-loss) filter -- the quantity the paper plots;
+- ``success_rate``: the fraction of trials (restarts) whose own filter has error ``<= recovery_tol``;
+  for the relaxation this is Theorem 1's per-trial probability (``-> 1/2``), before polishing;
+  ``success_rate_polished`` counts the polished filters (SPEC 3) as the product's solve would;
+- time spent.
+
+The transition, per method and ``d``: the smallest ``n`` at which the success rate reaches half of its
+plateau (the largest rate over the ``n`` grid).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from ..baselines import gradient_descent, pseudo_inverse
+from ..planted import DISTRIBUTIONS, PlantedSpec, planted_problem
+from ..problem import FloatArray, InvalidParameterError
+from ..relaxation import RelaxationSolver
+from ..trials import DEFAULT_RECOVERY_TOL, polish, trial_direction
+from .common import (
+    ExperimentCancelled, ShouldStop, check_stop, derived_seed, int_list, non_negative_int, positive_float, positive_int,
+)
+
+METHODS: tuple[str, ...] = ("relaxation", "gradient_descent", "pseudo_inverse")
+DEFAULT_D: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80)
+DEFAULT_N: tuple[int, ...] = (40, 80, 160, 320, 640, 1280, 2560, 5120)
+MAX_CELLS = 5000
+MAX_N = 200_000
+MAX_D = 2_000
+
+
+def validate(spec: dict) -> dict:
+    """Normalise a phase-transition spec, filling defaults; raise ``InvalidParameterError`` naming the parameter."""
+    known = {"kind", "k", "d", "n", "repetitions", "methods", "trials", "seed", "relaxation", "beta",
+             "gd_iterations", "gd_step", "gd_tol", "recovery_tol", "distribution"}
+    unknown = sorted(set(spec) - known)
+    if unknown:
+        raise InvalidParameterError(unknown[0], f"Unknown phase_transition parameter(s): {', '.join(unknown)}.")
+    k = positive_int(spec, "k", 1, maximum=64)
+    d = int_list(spec, "d", DEFAULT_D, maximum=MAX_D)
+    bad = [v for v in d if v % k]
+    if bad:
+        raise InvalidParameterError(
+            "d", f"Every d must be divisible by k={k} (non-overlapping patches, d = k*m); {bad} are not."
+        )
+    n = int_list(spec, "n", DEFAULT_N, maximum=MAX_N)
+    methods = spec.get("methods", ["relaxation", "gradient_descent"])
+    if isinstance(methods, str):
+        methods = [methods]
+    if not isinstance(methods, (list, tuple)) or not methods:
+        raise InvalidParameterError("methods", f"methods must be a non-empty list drawn from {list(METHODS)}, got {methods!r}.")
+    for method in methods:
+        if method not in METHODS:
+            raise InvalidParameterError("methods", f"Unknown method {method!r}: choose among {', '.join(METHODS)}.")
+    methods = [m for m in METHODS if m in methods]
+    if "pseudo_inverse" in methods and k != 1:
+        raise InvalidParameterError("methods", f"The pseudo_inverse baseline needs k = 1, got k={k}.")
+    relaxation = spec.get("relaxation", "lp")
+    if relaxation not in ("lp", "qp"):
+        raise InvalidParameterError("relaxation", f"relaxation must be 'lp' or 'qp' here, got {relaxation!r}.")
+    distribution = spec.get("distribution", "gaussian")
+    if distribution not in DISTRIBUTIONS:
+        raise InvalidParameterError("distribution", f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}.")
+    out: dict[str, Any] = {
+        "kind": "phase_transition",
+        "k": k, "d": d, "n": n,
+        "repetitions": positive_int(spec, "repetitions", 20, maximum=10_000),
+        "methods": methods,
+        "trials": positive_int(spec, "trials", 1, maximum=1_000),
+        "seed": non_negative_int(spec, "seed", 0),
+        "relaxation": relaxation,
+        "beta": positive_float(spec, "beta", 1e-4),
+        "gd_iterations": positive_int(spec, "gd_iterations", 2000, maximum=1_000_000),
+        "gd_step": positive_float(spec, "gd_step", None, allow_none=True),
+        "gd_tol": positive_float(spec, "gd_tol", 1e-12),
+        "recovery_tol": positive_float(spec, "recovery_tol", DEFAULT_RECOVERY_TOL),
+        "distribution": distribution,
+    }
+    total = len(methods) * len(d) * len(n)
+    if total > MAX_CELLS:
+        raise InvalidParameterError("d", f"The grid has {total} cells (methods x d x n); at most {MAX_CELLS} are allowed.")
+    return out
+
+
+def list_cells(spec: dict) -> list[dict]:
+    """Every ``(method, d, n)`` cell, the most expensive first (a pool then balances its load)."""
+    cells = [{"method": method, "d": d, "n": n} for method in spec["methods"] for d in spec["d"] for n in spec["n"]]
+    weight = {"relaxation": 4.0, "gradient_descent": 1.0, "pseudo_inverse": 0.01}
+    return sorted(cells, key=lambda c: -weight[c["method"]] * c["n"] * (c["d"] // spec["k"]) ** 2)
+
+
+def cell_key(cell: dict) -> tuple[str, int, int]:
+    return (str(cell["method"]), int(cell["d"]), int(cell["n"]))
+
+
+def _relative_error(w: FloatArray, w_star: FloatArray) -> float:
+    return float(np.linalg.norm(w - w_star) / np.linalg.norm(w_star))
+
+
+def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> dict:
+    """Solve ``repetitions`` planted problems of size ``(d, n)`` with one method; summarise the errors."""
+    method, d, n = cell_key(cell)
+    k, tol = spec["k"], spec["recovery_tol"]
+    start = time.monotonic()
+    selected_errors: list[float] = []
+    polished_errors: list[float] = []
+    successes = polished_successes = trials_run = no_filter = 0
+    for rep in range(spec["repetitions"]):
+        check_stop(should_stop)
+        rep_seed = derived_seed(spec["seed"], k, d, n, rep)
+        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=rep_seed, distribution=spec["distribution"]))
+        problem, w_star = pp.problem, pp.w_star
+        if method == "relaxation":
+            solver = RelaxationSolver(problem, spec["relaxation"], beta=spec["beta"] if spec["relaxation"] == "qp" else 0.0)
+            best: tuple[float, float, float] | None = None  # (raw loss, raw error, polished error)
+            for t in range(spec["trials"]):
+                sol = solver.solve(trial_direction(rep_seed, t, problem.m), should_stop=should_stop)
+                if sol.status == "cancelled":
+                    raise ExperimentCancelled("The experiment was cancelled.")
+                trials_run += 1
+                if sol.w is None:
+                    no_filter += 1
+                    continue
+                error = _relative_error(sol.w, w_star)
+                outcome = polish(problem, sol.w)
+                polished = _relative_error(outcome.w, w_star) if outcome.accepted else error
+                successes += error <= tol
+                polished_successes += polished <= tol
+                loss = problem.loss(sol.w)
+                if best is None or loss < best[0]:
+                    best = (loss, error, polished)
+            if best is not None:
+                selected_errors.append(best[1])
+                polished_errors.append(best[2])
+        elif method == "gradient_descent":
+            result = gradient_descent(problem, restarts=spec["trials"], iterations=spec["gd_iterations"],
+                                      step=spec["gd_step"], seed=rep_seed, tol=spec["gd_tol"], w_star=w_star,
+                                      recovery_tol=tol, should_stop=should_stop)
+            if result.status == "cancelled":
+                raise ExperimentCancelled("The experiment was cancelled.")
+            trials_run += len(result.restarts)
+            successes += sum(bool(r.recovered) for r in result.restarts)
+            selected_errors.append(float(result.recovery_error))
+        else:
+            trials_run += 1
+            error = _relative_error(pseudo_inverse(problem), w_star)
+            successes += error <= tol
+            selected_errors.append(error)
+    elapsed = time.monotonic() - start
+    out: dict[str, Any] = {
+        "method": method, "d": d, "n": n, "k": k, "m": d // k,
+        "repetitions": spec["repetitions"], "trials_run": trials_run,
+        "min_error": min(selected_errors) if selected_errors else None,
+        "median_error": float(np.median(selected_errors)) if selected_errors else None,
+        "success_rate": successes / trials_run if trials_run else 0.0,
+        "successes": int(successes),
+        "no_filter": no_filter,
+        "time_s": elapsed,
+        "time_per_repetition_s": elapsed / spec["repetitions"],
+    }
+    if method == "relaxation":
+        out["min_error_polished"] = min(polished_errors) if polished_errors else None
+        out["success_rate_polished"] = polished_successes / trials_run if trials_run else 0.0
+    return out
+
+
+def transitions(spec: dict, cells: list[dict]) -> dict[str, list[dict]]:
+    """Per method and ``d``: the smallest ``n`` whose success rate reaches half the plateau (max over ``n``)."""
+    by_key = {cell_key(c): c for c in cells}
+    out: dict[str, list[dict]] = {}
+    for method in spec["methods"]:
+        rows = []
+        for d in spec["d"]:
+            rates = [(n, by_key[(method, d, n)]["success_rate"]) for n in spec["n"] if (method, d, n) in by_key]
+            if not rates:
+                continue
+            plateau = max(rate for _, rate in rates)
+            n_star = next((n for n, rate in rates if rate >= plateau / 2), None) if plateau > 0 else None
+            rows.append({"d": d, "n": n_star, "plateau": plateau, "threshold": plateau / 2,
+                         "at_grid_start": n_star is not None and n_star == rates[0][0]})
+        out[method] = rows
+    return out
+
+
+def assemble(spec: dict, cells: list[dict], elapsed: float) -> dict:
+    """The experiment's result: every cell in grid order, and the transitions."""
+    order = {cell_key(c): i for i, c in enumerate(
+        {"method": m, "d": d, "n": n} for m in spec["methods"] for d in spec["d"] for n in spec["n"])}
+    cells = sorted(cells, key=lambda c: order[cell_key(c)])
+    return {
+        "kind": "phase_transition",
+        "spec": dict(spec),
+        "k": spec["k"], "d": spec["d"], "n": spec["n"], "methods": spec["methods"],
+        "cells": cells,
+        "transition": transitions(spec, cells),
+        "time_s": elapsed,
+        "cell_time_s": float(sum(c["time_s"] for c in cells)),
+    }
