@@ -112,3 +112,14 @@ def test_planted_spec_parsing() -> None:
 def test_default_data_dir_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert default_data_dir() in (tmp_path / "cnnrelax", Path.home() / "Library" / "Application Support" / "cnnrelax")
+
+
+def test_phase_transition_in_process_writes_a_png_and_the_grid(tmp_path: Path) -> None:
+    figure = tmp_path / "fig.png"
+    out = run_json("experiment", "phase-transition", "--d", "4,8", "--n", "20,40", "--repetitions", "2",
+                   "--methods", "relaxation,gradient_descent", "--seed", "0", "--out", str(figure), "--quiet")
+    cells = out["result"]["cells"]
+    assert {(c["method"], c["d"], c["n"]) for c in cells} == {
+        (m, d, n) for m in ("relaxation", "gradient_descent") for d in (4, 8) for n in (20, 40)}
+    assert all(0.0 <= c["success_rate"] <= 1.0 and c["min_error"] >= 0.0 for c in cells)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -570,7 +570,7 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
             fail_from_client_error(error)
     else:
         try:
-            from cnnrelax.experiments import render_figure, run_experiment
+            from cnnrelax.experiments import ExperimentCancelled, render_figure, run_experiment
         except ImportError as error:
             fail(f"in-process experiments need cnnrelax.experiments ({error}); or pass --url of a service.")
         started = time.monotonic()
@@ -583,6 +583,8 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
 
             try:
                 result = run_experiment(spec, progress=on_progress, should_stop=should_stop)
+            except ExperimentCancelled:
+                fail(f"the experiment did not finish within --timeout {timeout:g} s.")
             except ValueError as error:
                 fail(str(error), code=2)
         if out is not None:
@@ -610,8 +612,16 @@ def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> N
                           _fmt(cell.get("min_error"), 3), _fmt(cell.get("success_rate"), 3))
         stdout.print(table)
         transition = result.get("transition")
-        if transition:
-            stdout.print(f"transition: {json.dumps(transition)}")
+        if isinstance(transition, dict) and transition:
+            table = Table(title="transition: smallest n whose success rate reaches half its plateau",
+                          title_justify="left")
+            for name in ("method", "d", "n", "plateau"):
+                table.add_column(name, justify="left" if name == "method" else "right")
+            for method, rows in transition.items():
+                for row in rows if isinstance(rows, list) else []:
+                    table.add_row(method, _fmt(row.get("d")), _fmt(row.get("n")) if row.get("n") is not None
+                                  else "not reached", _fmt(row.get("plateau"), 3))
+            stdout.print(table)
     else:
         table = Table(title="rotated digits (test RMSE, degrees)", show_header=False, title_justify="left")
         table.add_column("field", style="bold")
@@ -672,6 +682,11 @@ def experiment_phase_transition(
 @experiment_app.command("digits")
 def experiment_digits(
     seed: int = typer.Option(0, help="Seed of the rotations, the split and the relaxation."),
+    max_images: Optional[int] = typer.Option(None, min=10, help="Use only this many images (a quick run)."),
+    angles_per_image: Optional[int] = typer.Option(None, min=1, help="Rotated copies of each image [default: 4]."),
+    filters: Optional[int] = typer.Option(None, min=1, help="Filters learned per patch shape [default: 4]."),
+    images: Optional[Path] = typer.Option(None, "--images", dir_okay=False,
+                                          help="Your own images: .npz with 'images' (N x H x W), optional 'angles'."),
     extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the figure here (PNG)."),
     url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
@@ -683,6 +698,16 @@ def experiment_digits(
 ) -> None:
     """Paper Table 1: predict the rotation angle of 8x8 digits, raw pixels vs. pixels + learned filter."""
     spec: dict[str, Any] = {"kind": "rotated_digits", "seed": seed}
+    for key, value in (("max_images", max_images), ("angles_per_image", angles_per_image), ("filters", filters)):
+        if value is not None:
+            spec[key] = value
+    if images is not None:
+        archive = load_array(images)
+        if not isinstance(archive, dict) or "images" not in archive:
+            fail(f"{images}: expected an .npz archive with an array named 'images'.", code=2)
+        spec["images"] = archive["images"].tolist()
+        if "angles" in archive:
+            spec["angles"] = archive["angles"].tolist()
     spec.update(_extra_fields(extra))
     run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet)
 
