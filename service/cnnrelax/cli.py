@@ -294,6 +294,8 @@ def solve_in_process(
         planted_problem = cnnrelax.planted_problem(cnnrelax.PlantedSpec(**planted))
         problem, w_star = planted_problem.problem, planted_problem.w_star
     else:
+        if X is None or y is None:
+            raise ValueError("X and y are both needed.")
         problem = cnnrelax.make_problem(X, y, k=k or 1, output_weights=output_weights)
     return cnnrelax.solve(problem, solve_options, w_star=w_star).to_dict()
 
