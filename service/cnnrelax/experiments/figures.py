@@ -95,7 +95,8 @@ def render_rotated_digits(result: dict) -> bytes:
     for v in variants:
         shape = "x".join(str(s) for s in v["filter_shape"])
         for key, label, colour in (("rmse_one_filter", f"{shape}: 1 learned", "tab:blue"),
-                                   (f"rmse_all_filters", f"{shape}: {v.get('n_filters', 0)} learned", "tab:green"),
+                                   ("rmse_random_one_filter", f"{shape}: 1 random", "tab:red"),
+                                   ("rmse_all_filters", f"{shape}: {v.get('n_filters', 0)} learned", "tab:green"),
                                    ("rmse_random_all_filters", f"{shape}: {v.get('n_random_filters', 0)} random",
                                     "tab:orange")):
             if v.get(key) is not None:
