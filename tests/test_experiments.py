@@ -211,3 +211,17 @@ def test_user_image_sets_from_npz_and_from_arrays(tmp_path) -> None:  # noqa: AN
                               "filters": 1, "angles_per_image": 3},
                              progress=lambda *a: None, should_stop=lambda: False)
     assert rotated["samples"]["train"] == 36 * 3
+
+
+def test_transition_is_the_half_plateau_crossing_of_a_monotone_fit() -> None:
+    from cnnrelax.experiments.phase_transition import monotone_fit, transitions
+
+    assert monotone_fit([0.1, 0.5, 0.3, 0.6, 0.4], [1, 1, 1, 1, 1]) == pytest.approx([0.1, 0.4, 0.4, 0.5, 0.5])
+    spec = {"methods": ["relaxation"], "d": [10], "n": [10, 20, 40, 80, 160]}
+    rates = [0.0, 0.4, 0.2, 0.5, 0.45]  # a noisy dip at n=40; fit 0, 0.3, 0.3, 0.475, 0.475: crossing at n=20
+    cells = [{"method": "relaxation", "d": 10, "n": n, "success_rate": r, "trials_run": 20}
+             for n, r in zip(spec["n"], rates)]
+    (row,) = transitions(spec, cells)["relaxation"]
+    assert row["n"] == 20 and row["plateau"] == pytest.approx(0.475)
+    cells[1]["success_rate"] = 0.0  # now the fit is 0, 0, 0.2, 0.475, 0.475: the crossing moves to n=80
+    assert transitions(spec, cells)["relaxation"][0]["n"] == 80

@@ -63,12 +63,14 @@ def render_phase_transition(result: dict) -> bytes:
         errors = np.clip(_grid(result, method, "min_error"), ERROR_FLOOR, 1.0)
         rates = _grid(result, method, "success_rate")
         for row, (values, norm, cmap, label) in enumerate((
-            (errors, error_norm, "viridis", "min error ||w - w*|| / ||w*||"),
+            (errors, error_norm, "viridis", "min error ||w - w*|| / ||w*|| (grey: no filter)"),
             (rates, rate_norm, "magma", "per-trial success rate"),
         )):
             ax = axes[row, col]
             masked = np.ma.masked_invalid(values)
-            image = ax.imshow(masked, origin="lower", aspect="auto", cmap=cmap, norm=norm, interpolation="nearest")
+            # Grey: no trial produced a filter (the LP was unbounded), too few samples.
+            colours = matplotlib.colormaps[cmap].with_extremes(bad="lightgrey")
+            image = ax.imshow(masked, origin="lower", aspect="auto", cmap=colours, norm=norm, interpolation="nearest")
             ax.set_xticks(range(len(ds)), [str(d) for d in ds], fontsize=7)
             ax.set_yticks(range(len(ns)), [str(n) for n in ns], fontsize=7)
             ax.set_xlabel("d")

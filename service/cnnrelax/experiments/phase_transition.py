@@ -11,8 +11,8 @@ Each repetition runs ``trials`` relaxation directions / gradient-descent restart
   ``success_rate_polished`` counts the polished filters (SPEC 3) as the product's solve would;
 - time spent.
 
-The transition, per method and ``d``: the smallest ``n`` from which on the success rate stays at or above
-half of its plateau (the largest rate over the ``n`` grid), so one noisy cell does not move it.
+The transition, per method and ``d``: the smallest ``n`` at which the success rate, smoothed by a monotone
+fit over ``n``, reaches half of its plateau (the fit's largest value), so one noisy cell does not move it.
 """
 
 from __future__ import annotations
@@ -174,26 +174,38 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
     return out
 
 
+def monotone_fit(values: list[float], weights: list[float]) -> list[float]:
+    """Weighted isotonic (non-decreasing) least-squares fit by pooling adjacent violators."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for value, weight in zip(values, weights):
+        blocks.append([value, weight, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            v2, w2, c2 = blocks.pop()
+            v1, w1, c1 = blocks.pop()
+            total = w1 + w2
+            blocks.append([(v1 * w1 + v2 * w2) / total if total > 0 else (v1 + v2) / 2, total, c1 + c2])
+    return [b[0] for b in blocks for _ in range(int(b[2]))]
+
+
 def transitions(spec: dict, cells: list[dict]) -> dict[str, list[dict]]:
-    """Per method and ``d``: the smallest ``n`` from which the success rate stays >= half its plateau (max over ``n``)."""
+    """Per method and ``d``: the smallest ``n`` at which the success rate reaches half of its plateau.
+
+    The rates over ``n`` are first smoothed by a monotone (isotonic) fit weighted by the trials run, so one
+    noisy cell neither fakes nor hides the crossing; the plateau is the fit's largest value.
+    """
     by_key = {cell_key(c): c for c in cells}
     out: dict[str, list[dict]] = {}
     for method in spec["methods"]:
         rows = []
         for d in spec["d"]:
-            rates = [(n, by_key[(method, d, n)]["success_rate"]) for n in spec["n"] if (method, d, n) in by_key]
-            if not rates:
+            present = [by_key[(method, d, n)] for n in spec["n"] if (method, d, n) in by_key]
+            if not present:
                 continue
-            plateau = max(rate for _, rate in rates)
-            # The crossing: the first n from which the rate stays at or above half the plateau.
-            n_star = None
-            if plateau > 0:
-                for n, _ in reversed(rates):
-                    if min(rate for m, rate in rates if m >= n) < plateau / 2:
-                        break
-                    n_star = n
+            fit = monotone_fit([c["success_rate"] for c in present], [max(c["trials_run"], 1) for c in present])
+            plateau = max(fit)
+            n_star = next((c["n"] for c, f in zip(present, fit) if f >= plateau / 2), None) if plateau > 0 else None
             rows.append({"d": d, "n": n_star, "plateau": plateau, "threshold": plateau / 2,
-                         "at_grid_start": n_star is not None and n_star == rates[0][0]})
+                         "at_grid_start": n_star is not None and n_star == present[0]["n"]})
         out[method] = rows
     return out
 
