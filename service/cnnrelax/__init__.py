@@ -4,6 +4,7 @@ The numerical core (this package's ``problem``, ``planted``, ``constraints``, ``
 ``certificate``, ``trials``, ``baselines`` and ``oracle`` modules) knows nothing of HTTP or storage.
 """
 
+from .baselines import GradientDescentResult, gradient_descent, pseudo_inverse
 from .certificate import Certificate, ConeCertificate, certify, cone_certificate
 from .constraints import FilterConstraints
 from .planted import PlantedProblem, PlantedSpec, planted_problem
@@ -16,7 +17,7 @@ from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial
 __version__ = "0.1.0"
 
 __all__ = [
-    "BlockPatching", "Certificate", "ConeCertificate", "ConvProblem", "FilterConstraints", "ImagePatching",
+    "BlockPatching", "Certificate", "GradientDescentResult", "gradient_descent", "pseudo_inverse", "ConeCertificate", "ConvProblem", "FilterConstraints", "ImagePatching",
     "InvalidParameterError", "PlantedProblem", "PlantedSpec", "RelaxationSolution", "RelaxationSolver",
     "SolveOptions", "SolveResult", "SolverSettings", "StridedPatching", "TrialRecord", "certify", "cone_certificate",
     "make_patching", "make_problem", "planted_problem", "polish", "solve", "solve_relaxation", "trial_direction",

@@ -328,6 +328,7 @@ class RelaxationSolver:
         s = clarabel.DefaultSettings()
         s.verbose = False
         s.presolve_enable = False
+        s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
         s.tol_gap_abs = self.settings.tol_gap_abs
         s.tol_gap_rel = self.settings.tol_gap_rel
         s.tol_feas = self.settings.tol_feas
