@@ -178,3 +178,10 @@ class ResolvedConstraints:
             one.extend(G[i] for i in np.flatnonzero(np.abs(G @ w - h) <= tol * (1 + np.abs(h))))
         two = self.equality[0] if self.equality is not None else np.zeros((0, self.m))
         return (np.array(one).reshape(-1, self.m), two)
+
+
+def resolve_constraints(constraints: "FilterConstraints | ResolvedConstraints | None", m: int) -> ResolvedConstraints:
+    """Resolve user constraints for a filter of length ``m`` (``None`` means none)."""
+    if constraints is None:
+        constraints = FilterConstraints()
+    return constraints.resolve(m) if isinstance(constraints, FilterConstraints) else constraints

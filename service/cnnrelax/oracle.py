@@ -12,7 +12,7 @@ from typing import Any
 import cvxpy as cp
 import numpy as np
 
-from .constraints import FilterConstraints, ResolvedConstraints
+from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray
 from .relaxation import RelaxationSolution, objective_value, validate_relaxation
 
@@ -77,8 +77,7 @@ class CvxpyRelaxation:
         self.problem = problem
         self.relaxation = relaxation
         self.beta = float(beta) if relaxation == "qp" else 0.0
-        constraints = constraints or FilterConstraints()
-        resolved = constraints.resolve(problem.m) if isinstance(constraints, FilterConstraints) else constraints
+        resolved = resolve_constraints(constraints, problem.m)
         self.cvx, self.w, self.r = build_problem(problem, relaxation, self.beta, resolved)
         self.solver_options = solver_options or {}
 

@@ -26,7 +26,7 @@ import clarabel
 import numpy as np
 import scipy.sparse as sp
 
-from .constraints import FilterConstraints, ResolvedConstraints
+from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 
 RelaxationKind = Literal["lp", "qp", "naive"]
@@ -198,9 +198,7 @@ class RelaxationSolver:
         self.problem = problem
         self.relaxation = relaxation
         self.beta = float(beta) if relaxation == "qp" else 0.0
-        if constraints is None:
-            constraints = FilterConstraints()
-        self.constraints = constraints.resolve(problem.m) if isinstance(constraints, FilterConstraints) else constraints
+        self.constraints = resolve_constraints(constraints, problem.m)
         self.settings = settings or SolverSettings()
         self.cuts = _Cuts(problem.m)
         self._static = self._static_rows()
