@@ -1,0 +1,68 @@
+"""Service settings, read from the environment (prefix ``CNNRELAX_``) with embedded defaults.
+
+``CNNRELAX_DATA_DIR``, ``CNNRELAX_HOST``, ``CNNRELAX_PORT``, ``CNNRELAX_WORKERS``, ``CNNRELAX_MAX_BODY_BYTES``,
+``CNNRELAX_MAX_MATRIX_ENTRIES``, ``CNNRELAX_MAX_TRIALS``, ``CNNRELAX_MAX_QUEUE_DEPTH``,
+``CNNRELAX_JOB_TIME_LIMIT_S``, ``CNNRELAX_API_KEYS`` (comma-separated; empty turns authentication off),
+``CNNRELAX_DASK_SCHEDULER`` (unset: local worker processes), ``CNNRELAX_LOG_LEVEL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """A per-user data directory: ``$XDG_DATA_HOME/cnnrelax`` or ``~/.local/share/cnnrelax``."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cnnrelax"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service; each field is also the environment variable ``CNNRELAX_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="CNNRELAX_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir,
+                           description="Directory of the SQLite store, the datasets and the figures.")
+    host: str = Field("127.0.0.1", description="Interface to bind.")
+    port: int = Field(8000, ge=0, le=65535, description="TCP port.")
+    workers: int = Field(2, ge=1, le=256, description="Local solver processes.")
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 past it).")
+    max_matrix_entries: int = Field(20_000_000, ge=1, description="Largest n*d of a problem (422 past it).")
+    max_trials: int = Field(1000, ge=1, description="Largest number of trials of one solve (422 past it).")
+    max_queue_depth: int = Field(1000, ge=1, description="Queued jobs past which submissions get 429.")
+    job_time_limit_s: float = Field(3600.0, gt=0, description="Longest run of one job; it then ends failed.")
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Accepted X-API-Key values, comma-separated; empty: no authentication.")
+    dask_scheduler: str | None = Field(None, description="Dask scheduler address; unset: local processes.")
+    log_level: str = Field("info", description="Logging level (debug, info, warning, error).")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("dask_scheduler", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.strip().lower()
+        if level not in ("critical", "error", "warning", "info", "debug"):
+            raise ValueError(f"log_level must be one of critical, error, warning, info, debug, got {value!r}")
+        return level
+
+    @property
+    def database_path(self) -> Path:
+        """The SQLite file of jobs and dataset metadata."""
+        return Path(self.data_dir) / "cnnrelax.sqlite3"
