@@ -306,17 +306,22 @@ def solve_in_process(
 
 @app.command()
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to bind (0.0.0.0 for every interface)."),
-    port: int = typer.Option(8000, help="TCP port."),
+    host: str = typer.Option("127.0.0.1", envvar="CNNRELAX_HOST",
+                             help="Interface to bind (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, envvar="CNNRELAX_PORT", help="TCP port."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="Directory of the SQLite store and datasets [default: a per-user data dir, "
-                                 "e.g. ~/.local/share/cnnrelax].", file_okay=False),
-    workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                          help="Local solver processes [default: the setting, CPU count]."),
+        None, "--data-dir", envvar="CNNRELAX_DATA_DIR", file_okay=False,
+        help="Directory of the SQLite store and datasets [default: a per-user data dir, e.g. "
+             "~/.local/share/cnnrelax]."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, envvar="CNNRELAX_WORKERS",
+                                          help="Local solver processes [default: 2]."),
     dask_scheduler: Optional[str] = typer.Option(
-        None, "--dask-scheduler", help="Run jobs on a Dask cluster at this scheduler address (tcp://host:8786)."),
+        None, "--dask-scheduler", envvar="CNNRELAX_DASK_SCHEDULER",
+        help="Run jobs on the Dask cluster of this scheduler address (tcp://host:8786)."),
 ) -> None:
-    """Start the HTTP service (one uvicorn process, jobs on local worker processes or Dask)."""
+    """Start the HTTP service (one uvicorn process; jobs on local worker processes or a Dask cluster).
+
+    Every other setting comes from its CNNRELAX_ environment variable (see the README)."""
     from cnnrelax.server import serve as run_server
 
     directory = (data_dir or default_data_dir()).expanduser()
