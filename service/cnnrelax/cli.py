@@ -311,10 +311,10 @@ def serve(
     port: int = typer.Option(8000, envvar="CNNRELAX_PORT", help="TCP port."),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", envvar="CNNRELAX_DATA_DIR", file_okay=False,
-        help="Directory of the SQLite store and datasets [default: a per-user data dir, e.g. "
-             "~/.local/share/cnnrelax]."),
+        help="Directory of the SQLite store and datasets (default: a per-user data dir, e.g. "
+             "~/.local/share/cnnrelax)."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, envvar="CNNRELAX_WORKERS",
-                                          help="Local solver processes [default: 2]."),
+                                          help="Local solver processes (default: 2)."),
     dask_scheduler: Optional[str] = typer.Option(
         None, "--dask-scheduler", envvar="CNNRELAX_DASK_SCHEDULER",
         help="Run jobs on the Dask cluster of this scheduler address (tcp://host:8786)."),
@@ -347,11 +347,11 @@ def solve(
                                           help="Labels in their own .npy / .csv file (then DATA is all X)."),
     planted: Optional[str] = typer.Option(None, "--planted", help="A planted problem instead of a file, "
                                           "e.g. n=2000,d=20,k=1,seed=0[,noise_std=0.0]."),
-    k: Optional[int] = typer.Option(None, "--k", "-k", min=1, help="Patches per row (d = k*m) [default: 1]."),
-    relaxation: Optional[str] = typer.Option(None, help="lp, qp or naive [default: lp]."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", min=1, help="Patches per row (d = k*m) (default: 1)."),
+    relaxation: Optional[str] = typer.Option(None, help="lp, qp or naive (default: lp)."),
     beta: Optional[float] = typer.Option(None, help="Perturbation weight of the QP relaxation."),
-    trials: Optional[int] = typer.Option(None, min=1, help="Randomized trials [default: 8]."),
-    seed: Optional[int] = typer.Option(None, help="Seed of the trials' directions [default: 0]."),
+    trials: Optional[int] = typer.Option(None, min=1, help="Randomized trials (default: 8)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the trials' directions (default: 0)."),
     output_weights: Optional[str] = typer.Option(None, help="Output weights c_j >= 0, comma-separated."),
     stop_on_certificate: Optional[bool] = typer.Option(
         None, "--stop-on-certificate/--no-stop-on-certificate", help="Stop once a trial reaches zero loss."),
@@ -690,8 +690,8 @@ def experiment_phase_transition(
 def experiment_digits(
     seed: int = typer.Option(0, help="Seed of the rotations, the split and the relaxation."),
     max_images: Optional[int] = typer.Option(None, min=10, help="Use only this many images (a quick run)."),
-    angles_per_image: Optional[int] = typer.Option(None, min=1, help="Rotated copies of each image [default: 4]."),
-    filters: Optional[int] = typer.Option(None, min=1, help="Filters learned per patch shape [default: 4]."),
+    angles_per_image: Optional[int] = typer.Option(None, min=1, help="Rotated copies of each image (default: 4)."),
+    filters: Optional[int] = typer.Option(None, min=1, help="Filters learned per patch shape (default: 4)."),
     images: Optional[Path] = typer.Option(None, "--images", dir_okay=False,
                                           help="Your own images: .npz with 'images' (N x H x W), optional 'angles'."),
     extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
