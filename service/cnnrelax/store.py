@@ -1,0 +1,501 @@
+"""The one storage module: a SQLite file (WAL) of jobs and dataset metadata, dataset arrays as files.
+
+Jobs move ``queued -> running -> succeeded | failed | cancelled``. A claim is one atomic UPDATE that
+bumps ``attempts``; a worker's writes (progress, result) name the attempt they belong to, so a run from
+before a restart can never finish a job a second time. On start, jobs left ``running`` by a killed
+server go back to ``queued``.
+
+Datasets are content-addressed: the id is the sha256 of the canonical float64 ``X`` and ``y``; the
+arrays live in ``<data_dir>/datasets/<id>.npz``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT NOT NULL UNIQUE,
+    kind             TEXT NOT NULL,
+    status           TEXT NOT NULL,
+    request          TEXT NOT NULL,
+    request_hash     TEXT NOT NULL,
+    idempotency_key  TEXT,
+    dataset_id       TEXT,
+    time_limit_s     REAL,
+    result           TEXT,
+    error            TEXT,
+    progress_done    INTEGER,
+    progress_total   INTEGER,
+    partial_state    TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    created_at       REAL NOT NULL,
+    started_at       REAL,
+    finished_at      REAL,
+    updated_at       REAL NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (kind, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
+CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind, seq);
+CREATE INDEX IF NOT EXISTS jobs_dataset ON jobs (dataset_id) WHERE dataset_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS datasets (
+    id          TEXT PRIMARY KEY,
+    n           INTEGER NOT NULL,
+    d           INTEGER NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    source      TEXT NOT NULL,
+    created_at  REAL NOT NULL
+);
+"""
+
+
+class QueueFull(Exception):
+    """The queue already holds ``max_queue_depth`` jobs."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"The queue is full ({depth} jobs waiting).")
+        self.depth = depth
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key was used before with another request body."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(job_id)
+        self.job_id = job_id
+
+
+class DatasetInUse(Exception):
+    """A dataset cannot be deleted while queued or running jobs read it."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        super().__init__(", ".join(job_ids))
+        self.job_ids = job_ids
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of the jobs table, JSON columns decoded lazily."""
+
+    seq: int
+    id: str
+    kind: str
+    status: str
+    request_json: str
+    request_hash: str
+    idempotency_key: str | None
+    dataset_id: str | None
+    time_limit_s: float | None
+    result_json: str | None
+    error: str | None
+    progress_done: int | None
+    progress_total: int | None
+    partial_state_json: str | None
+    cancel_requested: bool
+    attempts: int
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    updated_at: float
+
+    @property
+    def request(self) -> dict[str, Any]:
+        return json.loads(self.request_json)
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        return None if self.result_json is None else json.loads(self.result_json)
+
+    @property
+    def partial_state(self) -> dict[str, Any] | None:
+        return None if self.partial_state_json is None else json.loads(self.partial_state_json)
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    """Metadata of a stored dataset."""
+
+    id: str
+    n: int
+    d: int
+    size_bytes: int
+    source: str
+    created_at: float
+
+
+def request_hash(request: Any) -> str:
+    """sha256 of the canonical JSON of a request (keys sorted, no whitespace)."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def dataset_digest(X: np.ndarray, y: np.ndarray) -> str:
+    """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y``."""
+    digest = hashlib.sha256()
+    digest.update(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
+    digest.update(np.ascontiguousarray(X, dtype="<f8").tobytes())
+    digest.update(np.ascontiguousarray(y, dtype="<f8").tobytes())
+    return digest.hexdigest()
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The ``seq`` a cursor stands for; ``ValueError`` when it is not one of ours."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    try:
+        text = base64.urlsafe_b64decode(padded.encode()).decode()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError("not a cursor") from exc
+    if not text.startswith("seq:"):
+        raise ValueError("not a cursor")
+    return int(text[4:])
+
+
+class Store:
+    """Jobs and datasets of one data directory. Thread-safe: one SQLite connection per thread."""
+
+    def __init__(self, data_dir: Path | str, *, database_name: str = "cnnrelax.sqlite3") -> None:
+        self.data_dir = Path(data_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.dataset_dir = self.data_dir / "datasets"
+        self.dataset_dir.mkdir(exist_ok=True)
+        self.path = self.data_dir / database_name
+        self._local = threading.local()
+        self._connection().executescript(_SCHEMA)
+
+    # -- connections ------------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = connect(self.path)
+            self._local.db = db
+        return db
+
+    def _transaction(self) -> "_Transaction":
+        return _Transaction(self._connection())
+
+    def ping(self) -> bool:
+        """True when the database answers a query."""
+        return self._connection().execute("SELECT 1").fetchone()[0] == 1
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def create_job(
+        self,
+        kind: str,
+        request: dict[str, Any],
+        *,
+        idempotency_key: str | None = None,
+        dataset_id: str | None = None,
+        time_limit_s: float | None = None,
+        max_queue_depth: int | None = None,
+        progress_total: int | None = None,
+    ) -> tuple[JobRecord, bool]:
+        """Insert a queued job; return it and whether it is new.
+
+        With an ``idempotency_key`` already used for this ``kind``: the same request returns the first job
+        (``created == False``), another request raises :class:`IdempotencyConflict`. Past
+        ``max_queue_depth`` queued jobs, :class:`QueueFull`.
+        """
+        body = json.dumps(request, separators=(",", ":"))
+        digest = request_hash(request)
+        now = time.time()
+        with self._transaction() as db:
+            if idempotency_key is not None:
+                row = db.execute("SELECT * FROM jobs WHERE kind = ? AND idempotency_key = ?",
+                                 (kind, idempotency_key)).fetchone()
+                if row is not None:
+                    existing = _job(row)
+                    if existing.request_hash != digest:
+                        raise IdempotencyConflict(existing.id)
+                    return existing, False
+            if max_queue_depth is not None:
+                depth = db.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
+                if depth >= max_queue_depth:
+                    raise QueueFull(depth)
+            job_id = uuid.uuid4().hex
+            db.execute(
+                "INSERT INTO jobs (id, kind, status, request, request_hash, idempotency_key, dataset_id, "
+                "time_limit_s, progress_done, progress_total, created_at, updated_at) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (job_id, kind, body, digest, idempotency_key, dataset_id, time_limit_s,
+                 0 if progress_total is not None else None, progress_total, now, now),
+            )
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row), True
+
+    def get_job(self, job_id: str, kind: str | None = None) -> JobRecord | None:
+        row = self._connection().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            return None
+        job = _job(row)
+        return job if kind is None or job.kind == kind else None
+
+    def list_jobs(self, *, kind: str | None = None, status: str | None = None, limit: int = 50,
+                  before_seq: int | None = None) -> tuple[list[JobRecord], int | None]:
+        """Newest first; return the page and the ``seq`` to continue before (``None`` at the end)."""
+        clauses, params = [], []
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if before_seq is not None:
+            clauses.append("seq < ?")
+            params.append(before_seq)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        columns = "seq, id, kind, status, '{}' AS request, request_hash, idempotency_key, dataset_id, " \
+                  "time_limit_s, NULL AS result, error, progress_done, progress_total, NULL AS partial_state, " \
+                  "cancel_requested, attempts, created_at, started_at, finished_at, updated_at"
+        rows = self._connection().execute(
+            f"SELECT {columns} FROM jobs {where} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
+        jobs = [_job(row) for row in rows[:limit]]
+        return jobs, (jobs[-1].seq if len(rows) > limit else None)
+
+    def claim_next(self, kinds: tuple[str, ...] | None = None) -> JobRecord | None:
+        """Atomically move the oldest queued job to ``running`` (``attempts += 1``) and return it."""
+        now = time.time()
+        kind_clause = ""
+        params: tuple[Any, ...] = ()
+        if kinds:
+            kind_clause = f"AND kind IN ({', '.join('?' * len(kinds))})"
+            params = tuple(kinds)
+        with self._transaction() as db:
+            row = db.execute(
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, updated_at = ? "
+                f"WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' {kind_clause} ORDER BY seq LIMIT 1) "
+                "RETURNING *", (now, now, *params)).fetchone()
+        return None if row is None else _job(row)
+
+    def finish_job(self, job_id: str, attempt: int, status: str, *, result: dict[str, Any] | None = None,
+                   result_json: str | None = None, error: str | None = None) -> bool:
+        """Record the end of attempt ``attempt`` of a running job; ``False`` if that run is no longer current."""
+        if status not in TERMINAL_STATUSES:
+            raise ValueError(f"{status!r} is not a terminal status")
+        if result is not None and result_json is None:
+            result_json = json.dumps(result, separators=(",", ":"), allow_nan=False)
+        now = time.time()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ?, updated_at = ?, "
+                "progress_done = CASE WHEN ? = 'succeeded' THEN progress_total ELSE progress_done END "
+                "WHERE id = ? AND status = 'running' AND attempts = ?",
+                (status, result_json, error, now, now, status, job_id, attempt))
+            return cursor.rowcount == 1
+
+    def requeue(self, job_id: str, attempt: int) -> bool:
+        """Put a running job back in the queue (its worker died); ``False`` if the run is no longer current."""
+        now = time.time()
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET status = 'queued', started_at = NULL, updated_at = ? "
+                "WHERE id = ? AND status = 'running' AND attempts = ?", (now, job_id, attempt))
+            return cursor.rowcount == 1
+
+    def recover_running(self) -> list[str]:
+        """Jobs left ``running`` by a server that died go back to ``queued``; return their ids."""
+        now = time.time()
+        with self._transaction() as db:
+            rows = db.execute("UPDATE jobs SET status = 'queued', started_at = NULL, updated_at = ? "
+                              "WHERE status = 'running' RETURNING id", (now,)).fetchall()
+        return [row[0] for row in rows]
+
+    def request_cancel(self, job_id: str) -> JobRecord | None:
+        """Cancel a queued job at once; flag a running one (its worker stops soon). Return the job after."""
+        now = time.time()
+        with self._transaction() as db:
+            db.execute("UPDATE jobs SET status = 'cancelled', cancel_requested = 1, finished_at = ?, updated_at = ?, "
+                       "error = 'Cancelled before it started.' WHERE id = ? AND status = 'queued'",
+                       (now, now, job_id))
+            db.execute("UPDATE jobs SET cancel_requested = 1, updated_at = ? WHERE id = ? AND status = 'running'",
+                       (now, job_id))
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def set_progress(self, job_id: str, attempt: int, done: int, total: int,
+                     partial_state: dict[str, Any] | None = None) -> bool:
+        """Record progress (and the state to resume from) of the current run of a job."""
+        state = None if partial_state is None else json.dumps(partial_state, separators=(",", ":"))
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET progress_done = ?, progress_total = ?, "
+                "partial_state = COALESCE(?, partial_state), updated_at = ? "
+                "WHERE id = ? AND status = 'running' AND attempts = ?",
+                (done, total, state, time.time(), job_id, attempt))
+            return cursor.rowcount == 1
+
+    def count_by_status(self) -> dict[tuple[str, str], int]:
+        rows = self._connection().execute("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status")
+        return {(kind, status): count for kind, status, count in rows}
+
+    def queue_depth(self) -> int:
+        return int(self._connection().execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()[0])
+
+    # -- datasets ---------------------------------------------------------------------------------
+    def dataset_path(self, dataset_id: str) -> Path:
+        if not all(c in "0123456789abcdef" for c in dataset_id) or len(dataset_id) != 64:
+            raise KeyError(dataset_id)
+        return self.dataset_dir / f"{dataset_id}.npz"
+
+    def put_dataset(self, X: np.ndarray, y: np.ndarray, source: str) -> tuple[DatasetRecord, bool]:
+        """Store ``X`` and ``y`` under their content address; return the record and whether it is new."""
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        y = np.ascontiguousarray(y, dtype=np.float64)
+        dataset_id = dataset_digest(X, y)
+        existing = self.get_dataset(dataset_id)
+        if existing is not None and self.dataset_path(dataset_id).exists():
+            return existing, False
+        buffer = io.BytesIO()
+        np.savez(buffer, X=X, y=y)
+        path = self.dataset_path(dataset_id)
+        temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        with open(temporary, "wb") as handle:
+            handle.write(buffer.getvalue())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+        record = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), len(buffer.getvalue()), source,
+                               time.time())
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)",
+                       (record.id, record.n, record.d, record.size_bytes, record.source, record.created_at))
+        return record, True
+
+    def get_dataset(self, dataset_id: str) -> DatasetRecord | None:
+        row = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
+                                         "WHERE id = ?", (dataset_id,)).fetchone()
+        return None if row is None else DatasetRecord(*row)
+
+    def load_dataset(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
+        return load_dataset_file(self.dataset_path(dataset_id))
+
+    def delete_dataset(self, dataset_id: str) -> bool:
+        """Remove a dataset; :class:`DatasetInUse` while queued or running jobs need it."""
+        with self._transaction() as db:
+            active = [row[0] for row in db.execute(
+                "SELECT id FROM jobs WHERE dataset_id = ? AND status IN ('queued', 'running') LIMIT 10",
+                (dataset_id,))]
+            if active:
+                raise DatasetInUse(active)
+            deleted = db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,)).rowcount == 1
+        if deleted:
+            self.dataset_path(dataset_id).unlink(missing_ok=True)
+        return deleted
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+def load_dataset_file(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` and ``y`` of a stored dataset file."""
+    with np.load(path, allow_pickle=False) as archive:
+        return np.asarray(archive["X"]), np.asarray(archive["y"])
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """A connection in autocommit mode, WAL, with a busy timeout (for the service and its workers)."""
+    db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA busy_timeout = 30000")
+    db.row_factory = sqlite3.Row
+    return db
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on one connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.db.execute("COMMIT")
+        else:
+            self.db.execute("ROLLBACK")
+
+
+def _job(row: sqlite3.Row) -> JobRecord:
+    return JobRecord(
+        seq=row["seq"], id=row["id"], kind=row["kind"], status=row["status"], request_json=row["request"],
+        request_hash=row["request_hash"], idempotency_key=row["idempotency_key"], dataset_id=row["dataset_id"],
+        time_limit_s=row["time_limit_s"], result_json=row["result"], error=row["error"],
+        progress_done=row["progress_done"], progress_total=row["progress_total"],
+        partial_state_json=row["partial_state"], cancel_requested=bool(row["cancel_requested"]),
+        attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
+        finished_at=row["finished_at"], updated_at=row["updated_at"],
+    )
+
+
+class JobRunView:
+    """What a worker process sees of its own job's row: the cancel flag and where to write progress.
+
+    It opens its connection lazily, so a short job never touches the database.
+    """
+
+    def __init__(self, database_path: Path | str, job_id: str, attempt: int) -> None:
+        self.database_path = str(database_path)
+        self.job_id = job_id
+        self.attempt = attempt
+        self._db: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self._db = connect(self.database_path)
+        return self._db
+
+    def stop_requested(self) -> bool:
+        """True when the job was cancelled, or this run is no longer the job's current run."""
+        row = self._connection().execute("SELECT status, attempts, cancel_requested FROM jobs WHERE id = ?",
+                                         (self.job_id,)).fetchone()
+        if row is None:
+            return True
+        return bool(row["cancel_requested"]) or row["status"] != "running" or row["attempts"] != self.attempt
+
+    def write_progress(self, done: int, total: int, partial_state: dict[str, Any] | None) -> None:
+        state = None if partial_state is None else json.dumps(partial_state, separators=(",", ":"))
+        db = self._connection()
+        with _Transaction(db):
+            db.execute("UPDATE jobs SET progress_done = ?, progress_total = ?, "
+                       "partial_state = COALESCE(?, partial_state), updated_at = ? "
+                       "WHERE id = ? AND status = 'running' AND attempts = ?",
+                       (done, total, state, time.time(), self.job_id, self.attempt))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
