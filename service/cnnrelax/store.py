@@ -393,6 +393,11 @@ class Store:
                                          "WHERE id = ?", (dataset_id,)).fetchone()
         return None if row is None else DatasetRecord(*row)
 
+    def list_datasets(self, limit: int = 1000) -> list[DatasetRecord]:
+        rows = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
+                                          "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [DatasetRecord(*row) for row in rows]
+
     def load_dataset(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
         return load_dataset_file(self.dataset_path(dataset_id))
 

@@ -1,0 +1,110 @@
+"""``/v1/experiments``: the paper's experiments as jobs with progress, results and a PNG figure."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from fastapi import APIRouter, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..jobs import validate_job
+from ..store import encode_cursor
+from .dependencies import get_service
+from .problems import ApiError
+from .schemas import ExperimentOut, ExperimentPage, ExperimentRequest, JobStatus
+from .service import MAX_WAIT_S, Service
+from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
+from .views import experiment_view, job_summary
+
+router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+
+
+def _cell_count(spec: dict[str, Any]) -> int | None:
+    try:
+        from ..experiments import list_cells
+    except ImportError:
+        return None
+    return len(list_cells(spec))
+
+
+@router.post("", status_code=202, response_model=ExperimentOut,
+             responses={200: {"model": ExperimentOut, "description": "Replayed for the same Idempotency-Key."}},
+             summary="Start an experiment")
+def submit_experiment(body: ExperimentRequest, response: Response, service: Service = Depends(get_service),
+                      idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
+    """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
+    try:
+        spec = validate_job("experiment", body.model_dump())
+    except ImportError:
+        raise ApiError(501, "Experiments are not available in this installation.") from None
+    job, created = service.submit("experiment", spec, idempotency_key=idempotency_key,
+                                  time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec))
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/experiments/{job.id}"
+    return experiment_view(job)
+
+
+@router.get("/{job_id}", response_model=ExperimentOut, summary="Get an experiment")
+async def get_experiment(job_id: str = JOB_ID, service: Service = Depends(get_service),
+                         wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
+                                             description="Hold the answer up to this many seconds until it ends.")
+                         ) -> ExperimentOut:
+    """The experiment: status, progress (`done` of `total` cells) and, once succeeded, its result."""
+    job = await service.wait_for(job_id, "experiment", wait)
+    if job is None:
+        raise not_found(job_id, "experiment")
+    return await run_in_threadpool(experiment_view, job)
+
+
+def _figure(service: Service, job_id: str) -> bytes:
+    store = service.require_store()
+    job = store.get_job(job_id, "experiment")
+    if job is None:
+        raise not_found(job_id, "experiment")
+    if job.status != "succeeded" or job.result is None:
+        raise ApiError(409, f"The experiment is {job.status}; its figure exists once it has succeeded.",
+                       title="No figure yet")
+    path = store.data_dir / "figures" / f"{job.id}.png"
+    if path.exists():
+        return path.read_bytes()
+    from ..experiments import render_figure
+
+    png = render_figure(job.result)
+    path.parent.mkdir(exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_bytes(png)
+    temporary.replace(path)
+    return png
+
+
+@router.get("/{job_id}/figure.png", response_class=Response, summary="The experiment's figure",
+            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "A PNG image."}})
+def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_service)) -> Response:
+    """The figure of a succeeded experiment (heatmaps like the paper's Fig. 1, or the digits comparison)."""
+    return Response(_figure(service, job_id), media_type="image/png")
+
+
+@router.delete("/{job_id}", response_model=ExperimentOut,
+               responses={202: {"model": ExperimentOut, "description": "Cancellation requested."}},
+               summary="Cancel an experiment")
+def cancel_experiment(response: Response, job_id: str = JOB_ID,
+                      service: Service = Depends(get_service)) -> ExperimentOut:
+    """Cancel a queued experiment (200) or ask a running one to stop (202)."""
+    job = service.cancel(job_id, "experiment")
+    if job is None:
+        raise not_found(job_id, "experiment")
+    response.status_code = 202 if job.status == "running" else 200
+    return experiment_view(job)
+
+
+@router.get("", response_model=ExperimentPage, summary="List experiments")
+def list_experiments(service: Service = Depends(get_service),
+                     status: Optional[JobStatus] = Query(None, description="Only experiments in this state."),
+                     limit: int = Query(50, ge=1, le=500),
+                     cursor: Optional[str] = Query(None, max_length=200)) -> ExperimentPage:
+    """Experiments, newest first, a page at a time."""
+    jobs, next_seq = service.require_store().list_jobs(kind="experiment", status=status, limit=limit,
+                                                       before_seq=parse_cursor(cursor))
+    return ExperimentPage(items=[job_summary(job) for job in jobs],
+                          next_cursor=None if next_seq is None else encode_cursor(next_seq))

@@ -1,0 +1,56 @@
+"""Prometheus metrics of one service: jobs by state, queue depth, run durations (a registry per app)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ..store import JOB_STATUSES, Store
+
+RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
+
+
+class _StoreCollector(Collector):
+    """Job counts by kind and state, and the queue depth, read from the store at scrape time."""
+
+    def __init__(self, store: Store, running: Callable[[], int]) -> None:
+        self.store = store
+        self.running = running
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        counts = self.store.count_by_status()
+        jobs = GaugeMetricFamily("cnnrelax_jobs", "Jobs in the store by kind and state.", labels=["kind", "state"])
+        for kind in ("solve", "experiment"):
+            for status in JOB_STATUSES:
+                jobs.add_metric([kind, status], counts.get((kind, status), 0))
+        yield jobs
+        depth = GaugeMetricFamily("cnnrelax_queue_depth", "Jobs waiting for a worker.")
+        depth.add_metric([], sum(v for (_, status), v in counts.items() if status == "queued"))
+        yield depth
+        running = GaugeMetricFamily("cnnrelax_jobs_in_flight", "Jobs this server's workers are running now.")
+        running.add_metric([], self.running())
+        yield running
+
+
+class ServiceMetrics:
+    """The registry of one app and the instruments the service updates."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.run_seconds = Histogram("cnnrelax_job_run_seconds", "Run time of finished jobs (solve durations).",
+                                     labelnames=["kind", "status"], buckets=RUN_SECONDS_BUCKETS,
+                                     registry=self.registry)
+        self.finished = Counter("cnnrelax_jobs_finished", "Jobs finished by this server, by final state.",
+                                labelnames=["kind", "status"], registry=self.registry)
+        self.rejected = Counter("cnnrelax_submissions_rejected", "Submissions refused because the queue was full.",
+                                registry=self.registry)
+
+    def watch_store(self, store: Store, running: Callable[[], int]) -> None:
+        self.registry.register(_StoreCollector(store, running))
+
+    def job_finished(self, kind: str, status: str, run_time_s: float) -> None:
+        self.run_seconds.labels(kind, status).observe(run_time_s)
+        self.finished.labels(kind, status).inc()

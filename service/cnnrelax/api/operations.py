@@ -1,0 +1,50 @@
+"""``/healthz``, ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .dependencies import get_service, require_api_key
+from .problems import ApiError
+from .schemas import Health, Readiness
+from .service import Service
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> Health:
+    """200 while the process is up (answered on the event loop, never blocked by solves)."""
+    return Health()
+
+
+@router.get("/readyz", response_model=Readiness, summary="Readiness")
+def readyz(service: Service = Depends(get_service)) -> Readiness:
+    """200 when the store answers and the job dispatcher and its workers are up; else 503."""
+    checks = {"store": False, "dispatcher": False, "workers": False}
+    depth = running = 0
+    try:
+        store = service.require_store()
+        checks["store"] = store.ping()
+        depth = store.queue_depth()
+    except Exception:  # noqa: BLE001 - reported as a failed check
+        checks["store"] = False
+    dispatcher = service.dispatcher
+    if dispatcher is not None:
+        checks["dispatcher"] = dispatcher.alive()
+        checks["workers"] = dispatcher.executor.healthy()
+        running = dispatcher.running
+    if not all(checks.values()):
+        failing = ", ".join(name for name, ok in checks.items() if not ok)
+        raise ApiError(503, f"The service is not ready: {failing} not available.", title="Not ready",
+                       headers={"Retry-After": "2"}, checks=checks)
+    return Readiness(checks=checks, queue_depth=depth, running=running)
+
+
+@router.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)], summary="Prometheus metrics",
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format."}})
+def metrics(service: Service = Depends(get_service)) -> Response:
+    """Jobs by state, queue depth, jobs in flight, run-time histograms."""
+    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)

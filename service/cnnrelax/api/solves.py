@@ -1,0 +1,90 @@
+"""``/v1/solves``: submit, fetch (with a bounded wait), cancel and list solve jobs."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from ..store import decode_cursor, encode_cursor
+from .dependencies import get_service
+from .problems import ApiError
+from .schemas import JobOut, JobPage, JobStatus, SolveRequest
+from .service import MAX_WAIT_S, Service
+from .views import job_summary, job_view
+
+router = APIRouter(prefix="/v1/solves", tags=["solves"])
+
+JOB_ID = Path(description="The job's id.", max_length=64)
+IDEMPOTENCY_KEY = Header(None, alias="Idempotency-Key", max_length=255,
+                         description="The same key with the same body returns the same job; with another body, 409.")
+
+
+def not_found(job_id: str, what: str = "solve job") -> ApiError:
+    return ApiError(404, f"No {what} has the id {job_id}.", title="Not found")
+
+
+def parse_cursor(cursor: Optional[str]) -> Optional[int]:
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(cursor)
+    except ValueError:
+        raise ApiError(422, "The cursor is not one this server gave out; use next_cursor from a listing.",
+                       title="Invalid cursor", parameter="cursor") from None
+
+
+@router.post("", status_code=202, response_model=JobOut,
+             responses={200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key "
+                                                              "created (the same body)."}},
+             summary="Submit a solve")
+def submit_solve(body: SolveRequest, response: Response, service: Service = Depends(get_service),
+                 idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> JobOut:
+    """Queue a solve; answers 202 with the job and its `Location`."""
+    request = service.validate_solve(body.model_dump(exclude_none=True))
+    job, created = service.submit("solve", request, idempotency_key=idempotency_key,
+                                  dataset_id=request.get("dataset_id"), time_limit_s=request.get("time_limit_s"),
+                                  progress_total=request["trials"])
+    response.status_code = 202 if created else 200
+    response.headers["Location"] = f"/v1/solves/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    return job_view(job)
+
+
+@router.get("/{job_id}", response_model=JobOut, summary="Get a solve job")
+async def get_solve(job_id: str = JOB_ID, service: Service = Depends(get_service),
+                    wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
+                                        description="Hold the answer up to this many seconds until the job ends.")
+                    ) -> JobOut:
+    """The job; with `wait`, answered as soon as it ends or after `wait` seconds."""
+    job = await service.wait_for(job_id, "solve", wait)
+    if job is None:
+        raise not_found(job_id)
+    return await run_in_threadpool(job_view, job)
+
+
+@router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut, "description":
+                                                                     "Cancellation requested of a running job."}},
+               summary="Cancel a solve job")
+def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = Depends(get_service)) -> JobOut:
+    """Cancel a queued job at once (200), or ask a running one to stop (202); a finished job is left as is."""
+    job = service.cancel(job_id, "solve")
+    if job is None:
+        raise not_found(job_id)
+    response.status_code = 202 if job.status == "running" else 200
+    return job_view(job)
+
+
+@router.get("", response_model=JobPage, summary="List solve jobs")
+def list_solves(service: Service = Depends(get_service),
+                status: Optional[JobStatus] = Query(None, description="Only jobs in this state."),
+                limit: int = Query(50, ge=1, le=500, description="Jobs per page."),
+                cursor: Optional[str] = Query(None, max_length=200, description="next_cursor of the previous page.")
+                ) -> JobPage:
+    """Solve jobs, newest first, a page at a time."""
+    jobs, next_seq = service.require_store().list_jobs(kind="solve", status=status, limit=limit,
+                                                       before_seq=parse_cursor(cursor))
+    return JobPage(items=[job_summary(job) for job in jobs],
+                   next_cursor=None if next_seq is None else encode_cursor(next_seq))

@@ -1,0 +1,45 @@
+"""Store records to response schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..store import DatasetRecord, JobRecord
+from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut
+from .service import timestamp
+
+
+def _progress(job: JobRecord) -> ProgressOut | None:
+    if job.progress_total is None:
+        return None
+    done = job.progress_total if job.status == "succeeded" else (job.progress_done or 0)
+    return ProgressOut(done=done, total=job.progress_total)
+
+
+def _common(job: JobRecord) -> dict[str, Any]:
+    return {
+        "id": job.id, "status": job.status, "created_at": timestamp(job.created_at),
+        "started_at": timestamp(job.started_at), "finished_at": timestamp(job.finished_at),
+        "attempts": job.attempts, "progress": _progress(job), "error": job.error,
+    }
+
+
+def job_view(job: JobRecord) -> JobOut:
+    return JobOut(**_common(job), cancel_requested=job.cancel_requested, result=job.result)
+
+
+def job_summary(job: JobRecord) -> JobSummary:
+    return JobSummary(**_common(job))
+
+
+def experiment_view(job: JobRecord) -> ExperimentOut:
+    spec = job.request
+    return ExperimentOut(
+        **_common(job), kind=spec.get("kind"), cancel_requested=job.cancel_requested, spec=spec, result=job.result,
+        figure_url=f"/v1/experiments/{job.id}/figure.png" if job.status == "succeeded" else None,
+    )
+
+
+def dataset_view(record: DatasetRecord) -> DatasetOut:
+    return DatasetOut(id=record.id, n=record.n, d=record.d, size_bytes=record.size_bytes, source=record.source,
+                      created_at=timestamp(record.created_at))
