@@ -5,8 +5,17 @@ commands that talk to a live service (``serve`` answering ``/healthz``, ``solve 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 import numpy as np
 import pytest
@@ -123,3 +132,86 @@ def test_phase_transition_in_process_writes_a_png_and_the_grid(tmp_path: Path) -
         (m, d, n) for m in ("relaxation", "gradient_descent") for d in (4, 8) for n in (20, 40)}
     assert all(0.0 <= c["success_rate"] <= 1.0 and c["min_error"] >= 0.0 for c in cells)
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# against a live service started by ``cnnrelax serve``
+# --------------------------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """``cnnrelax serve --host 127.0.0.1 --port P --data-dir D`` (the console script), answering /healthz."""
+    data_dir = tmp_path_factory.mktemp("cli-serve") / "data"
+    port = _free_port()
+    script = shutil.which("cnnrelax")
+    command = [script] if script else [sys.executable, "-m", "cnnrelax.cli"]
+    log_path = data_dir.parent / "serve.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen([*command, "serve", "--host", "127.0.0.1", "--port", str(port),
+                                "--data-dir", str(data_dir), "--workers", "1"],
+                               stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"cnnrelax serve exited with {process.returncode}: {log_path.read_text()[-3000:]}")
+            try:
+                response = httpx.get(f"{url}/healthz", timeout=1)
+                if response.status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("cnnrelax serve did not answer /healthz within 60 s")
+            time.sleep(0.1)
+        yield url, data_dir
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def test_serve_answers_healthz_and_keeps_its_store_in_the_data_dir(served: tuple[str, Path]) -> None:
+    url, data_dir = served
+    response = httpx.get(f"{url}/healthz", timeout=5)
+    assert response.status_code == 200
+    assert data_dir.is_dir() and any(data_dir.iterdir())
+
+
+def test_solve_against_the_service_then_jobs_list_and_show(served: tuple[str, Path], tmp_path: Path) -> None:
+    url, _ = served
+    planted_job = run_json("solve", "--planted", "n=300,d=10,k=1,seed=0", "--trials", "4", "--url", url)
+    assert planted_job["status"] == "succeeded" and planted_job["id"]
+    in_process = run_json("solve", "--planted", "n=300,d=10,k=1,seed=0", "--trials", "4")
+    np.testing.assert_allclose(planted_job["result"]["w"], in_process["result"]["w"], atol=1e-12)
+
+    X, y, reference = _planted_arrays()
+    path = tmp_path / "data.npz"
+    np.savez(path, X=X, y=y)
+    file_job = run_json("solve", str(path), "--k", "2", "--trials", "3", "--seed", "5", "--url", url)
+    np.testing.assert_allclose(file_job["result"]["w"], reference["w"], atol=1e-12)
+
+    listed = run_json("jobs", "list", "--url", url, "--limit", "50")
+    assert {planted_job["id"], file_job["id"]} <= {job["id"] for job in listed}
+    shown = run_json("jobs", "show", planted_job["id"], "--url", url)
+    assert shown["status"] == "succeeded" and shown["result"]["certificate"]["global_optimum"] is True
+    table = run_cli("jobs", "list", "--url", url)
+    assert table.exit_code == 0 and planted_job["id"][:8] in table.stdout
+
+
+def test_jobs_show_of_an_unknown_id_is_a_clear_error(served: tuple[str, Path]) -> None:
+    url, _ = served
+    result = run_cli("jobs", "show", "no-such-job", "--url", url)
+    assert result.exit_code == 1
+    assert "404" in result.stderr
