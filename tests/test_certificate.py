@@ -84,3 +84,18 @@ def test_an_active_norm_bound_makes_the_cone_test_not_applicable() -> None:
     resolved = FilterConstraints(l2_bound=1.0).resolve(6)
     cert = cone_certificate(pp.problem, pp.w_star, np.ones(6), constraints=resolved)
     assert not cert.applicable and "norm bound" in cert.reason
+
+
+def test_column_generation_nnls_equals_the_full_nnls_on_many_generators() -> None:
+    from scipy.optimize import nnls
+
+    from cnnrelax.certificate import _nnls_residual
+
+    pp = planted_problem(PlantedSpec(n=3000, d=40, k=4, seed=12))
+    G = pp.problem.active_sums(pp.w_star)
+    G = G[np.any(G != 0, axis=1)]
+    for t in range(6):
+        r = trial_direction(1, t, pp.problem.m)
+        _, full = nnls(G.T, r, maxiter=50 * max(G.shape))
+        ours, _ = _nnls_residual(G, np.zeros((0, pp.problem.m)), r)
+        assert ours == pytest.approx(full, rel=1e-9, abs=1e-12)

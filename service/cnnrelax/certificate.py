@@ -59,17 +59,33 @@ def fit_residual(problem: ConvProblem, w: FloatArray) -> float:
 
 
 def _nnls_residual(generators: FloatArray, free: FloatArray, r: FloatArray) -> tuple[float, int]:
-    """``min ||G^T v + E^T u - r||`` over ``v >= 0`` and free ``u``, and the count of ``v_i > 0``."""
+    """``min ||G^T v + E^T u - r||`` over ``v >= 0`` and free ``u``, and the count of ``v_i > 0``.
+
+    Column generation keeps the NNLS small when ``G`` has many rows: solve on a subset of generators, then
+    add every generator ``g`` with ``g^T (r - G_S^T v_S) > 0`` (the optimality condition) until none is left.
+    """
     if free.shape[0]:
         # Free multipliers: project them out (r and G onto the orthogonal complement of row-space(E)).
         Q, _ = np.linalg.qr(free.T)
         proj = lambda M: M - (M @ Q) @ Q.T  # noqa: E731
         generators, r = proj(generators), proj(r[None, :])[0]
-    if generators.shape[0] == 0:
+    count, m = generators.shape
+    if count == 0:
         return float(np.linalg.norm(r)), 0
-    v, res = nnls(generators.T, r, maxiter=50 * max(generators.shape))
-    scale = float(np.max(v)) if v.size else 0.0
-    return float(res), int(np.sum(v > 1e-12 * max(scale, 1.0)))
+    scale = np.linalg.norm(generators, axis=1).max() * max(float(np.linalg.norm(r)), 1e-300)
+    chosen = np.argsort(-(generators @ r))[: min(count, 4 * m + 10)]
+    for _ in range(count):
+        sub = generators[chosen]
+        v, res = nnls(sub.T, r, maxiter=50 * max(sub.shape))
+        residual = r - sub.T @ v
+        gain = generators @ residual
+        gain[chosen] = -np.inf
+        entering = np.flatnonzero(gain > 1e-12 * scale)
+        if entering.size == 0:
+            break
+        chosen = np.concatenate([chosen[v > 0], entering[np.argsort(-gain[entering])][: 4 * m + 10]])
+    top = float(np.max(v)) if v.size else 0.0
+    return float(res), int(np.sum(v > 1e-12 * max(top, 1.0)))
 
 
 def cone_certificate(
