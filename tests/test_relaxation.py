@@ -193,3 +193,20 @@ def test_cancellation_stops_a_solve() -> None:
     pp = planted_problem(PlantedSpec(n=400, d=20, k=2, seed=1))
     sol = RelaxationSolver(pp.problem, "lp").solve(np.ones(pp.problem.m), should_stop=lambda: True)
     assert sol.status == "cancelled" and sol.w is None
+
+
+@pytest.mark.parametrize("n", [14, 19, 26])
+def test_unbounded_rate_follows_wendel(n: int) -> None:
+    """The LP ``max r^T w, Xw <= y`` is unbounded iff ``-x_1, ..., -x_n, r`` lie in a common half-space:
+    by Wendel's theorem that has probability ``2^-n sum_{i<m} C(n, i)`` for Gaussian data (1/2 at n = 2m - 1)."""
+    from math import comb
+
+    m, draws = 10, 80
+    unbounded = 0
+    for seed in range(draws):
+        pp = planted_problem(PlantedSpec(n=n, d=m, seed=1000 + seed))
+        sol = RelaxationSolver(pp.problem, "lp").solve(trial_direction(seed, 0, m))
+        assert sol.status in ("optimal", "unbounded")
+        unbounded += sol.status == "unbounded"
+    wendel = sum(comb(n, i) for i in range(m)) / 2**n
+    assert abs(unbounded / draws - wendel) < 0.16, (unbounded / draws, wendel)
