@@ -7,7 +7,7 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import validate_job
+from ..jobs import json_safe, validate_job
 from ..store import encode_cursor
 from .dependencies import get_service
 from .problems import ApiError
@@ -33,8 +33,13 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
 def submit_experiment(body: ExperimentRequest, response: Response, service: Service = Depends(get_service),
                       idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
     """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
+    request = body.model_dump()
+    if "images_path" in request:
+        raise ApiError(422, "images_path names a file on the server and is not accepted over HTTP; send the "
+                            "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
+                       parameter="images_path")
     try:
-        spec = validate_job("experiment", body.model_dump())
+        spec = json_safe(validate_job("experiment", request))
     except ImportError:
         raise ApiError(501, "Experiments are not available in this installation.") from None
     job, created = service.submit("experiment", spec, idempotency_key=idempotency_key,

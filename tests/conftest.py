@@ -1,0 +1,150 @@
+"""Shared pytest fixtures. Each helper keeps its fixtures in its own clearly marked section."""
+
+from __future__ import annotations
+
+# ===================================================================================================
+# Service (HTTP server) fixtures: a real `python -m cnnrelax.server` subprocess on a free loopback port
+# ===================================================================================================
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """One service process on a data dir; start, stop (SIGTERM) or kill (SIGKILL), and start again."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 2
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / f"server-{self.starts}.log"
+
+    def start(self, timeout: float = 60.0) -> "ServerProcess":
+        self.starts += 1
+        env = {**os.environ, "CNNRELAX_WORKERS": str(self.workers), "CNNRELAX_LOG_LEVEL": "info", **self.env}
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cnnrelax.server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited with {self.process.returncode}: {self.log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(f"server not ready within {timeout:g} s: {self.log_tail()}")
+            time.sleep(0.05)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within 20 s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL the server process (its worker processes notice and stop on their own)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@pytest.fixture()
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., ServerProcess]]:
+    """A factory of started servers (``start_server(env={...}, workers=2, data_dir=None)``), all stopped after."""
+    started: list[ServerProcess] = []
+
+    def start(env: dict[str, str] | None = None, workers: int = 2, data_dir: Path | None = None) -> ServerProcess:
+        server = ServerProcess(data_dir or tmp_path_factory.mktemp("service"), env=dict(env or {}), workers=workers)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server shared by a test module (2 workers, default limits)."""
+    server = ServerProcess(tmp_path_factory.mktemp("live-service")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def http(live_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=live_server.url, timeout=60) as client:
+        yield client
+
+
+def wait_job(client: httpx.Client, location: str, timeout: float = 60.0) -> dict[str, Any]:
+    """Poll ``location`` (with ``?wait=``) until the job ends; return its JSON."""
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = client.get(location, params={"wait": 5})
+        assert answer.status_code == 200, answer.text
+        job = answer.json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job at {location} still {job['status']} after {timeout:g} s")
+
+
+def assert_problem(answer: httpx.Response, status: int) -> dict[str, Any]:
+    """``answer`` is an RFC 9457 problem with ``status`` and a sentence; return its JSON."""
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json"), answer.headers
+    body = answer.json()
+    assert body["status"] == status
+    assert isinstance(body["title"], str) and body["title"]
+    assert isinstance(body["detail"], str) and len(body["detail"]) > 10
+    assert "Traceback" not in answer.text
+    return body
+
+# ===================================================================================================
+# end of the service fixtures
+# ===================================================================================================
