@@ -442,12 +442,13 @@ def jobs_list(
         print_json([_job_summary(job.raw) for job in jobs])
         return
     table = Table(title=f"jobs at {url}", title_justify="left")
-    for name in ("id", "status", "created", "loss", "global optimum"):
-        table.add_column(name)
+    table.add_column("id", no_wrap=True, min_width=len(jobs[0].id) if jobs else 8)
+    for name in ("status", "created", "progress"):
+        table.add_column(name, no_wrap=True)
     for job in jobs:
-        summary = _job_summary(job.raw)
-        table.add_row(job.id, job.status, _fmt(summary.get("created_at")), _fmt(summary.get("loss")),
-                      _fmt(summary.get("global_optimum")))
+        created = str(job.raw.get("created_at") or "-").replace("T", " ")[:19]
+        progress = f"{job.progress.done}/{job.progress.total}" if job.progress else "-"
+        table.add_row(job.id, job.status, created, progress)
     stdout.print(table)
     if not jobs:
         stdout.print("no jobs" + (f" with status {status}" if status else ""))
