@@ -1,22 +1,17 @@
 """The thin client (``cnnrelax_client``) against a live server over loopback, sync and async.
 
-The server is ``python -m cnnrelax.server`` in a subprocess on a free port with a temporary data dir.
+The server is ``python -m cnnrelax.server`` in a subprocess on a free port with a temporary data dir
+(the ``live_server`` and ``start_server`` fixtures of tests/conftest.py).
 Results must equal the numerical core run in this process on the same data and seeds.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -34,38 +29,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A live ``python -m cnnrelax.server`` on a free loopback port, stopped after the module."""
-    data_dir = tmp_path_factory.mktemp("client-service")
-    port = _free_port()
-    env = {**os.environ, "CNNRELAX_WORKERS": os.environ.get("CNNRELAX_WORKERS", "2")}
-    log = (data_dir / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cnnrelax.server", "--host", "127.0.0.1", "--port", str(port),
-         "--data-dir", str(data_dir)], stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}: {(data_dir / 'server.log').read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("server did not answer /healthz within 60 s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+def service_url(live_server: Any) -> str:
+    """The URL of the shared live server (tests/conftest.py: ``python -m cnnrelax.server`` on a free port)."""
+    return str(live_server.url)
 
 
 @pytest.fixture()
@@ -208,6 +174,17 @@ def test_run_experiment_reports_progress_and_serves_a_png(client: Client) -> Non
     with pytest.raises(CnnrelaxError) as info:
         client.run_experiment(kind="phase_transition", k=3, d=[4], n=[20])
     assert info.value.status == 422
+
+
+def test_api_key_is_sent_and_a_missing_one_is_a_401(start_server: Callable[..., Any]) -> None:
+    guarded = start_server(env={"CNNRELAX_API_KEYS": "client-test-secret"}, workers=1)
+    with Client(guarded.url, api_key="client-test-secret") as keyed:
+        assert keyed.list_jobs().jobs == []
+    with Client(guarded.url) as anonymous:
+        assert anonymous.health() is not None  # health stays open
+        with pytest.raises(CnnrelaxError) as info:
+            anonymous.list_jobs()
+    assert info.value.status == 401 and "X-API-Key" in info.value.detail
 
 
 # --------------------------------------------------------------------------------------------------
