@@ -49,6 +49,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> "ServerProcess":
         self.starts += 1
+        self.data_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "CNNRELAX_WORKERS": str(self.workers), "CNNRELAX_LOG_LEVEL": "info", **self.env}
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(

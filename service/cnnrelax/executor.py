@@ -154,6 +154,18 @@ def run_local_ticket(ticket: JobTicket, database_path: str, parent_pid: int) -> 
         control.close()
 
 
+def _watch_parent(parent_pid: int) -> None:
+    """In a worker process: exit as soon as the server process that started it is gone (e.g. SIGKILLed)."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="cnnrelax-parent-watch", daemon=True).start()
+
+
 def _warm_worker() -> int:
     """Import the core and solve a tiny problem once, so a worker's first real job pays no start-up."""
     from .jobs import run_solve_job
@@ -205,7 +217,8 @@ class LocalProcessExecutor(Executor):
         self.warm = threading.Event()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
-        pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=self._context)
+        pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=self._context,
+                                      initializer=_watch_parent, initargs=(os.getpid(),))
         warmups = [pool.submit(_warm_worker) for _ in range(self.capacity)]
         self.warm.clear()
 
