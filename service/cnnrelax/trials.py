@@ -8,7 +8,7 @@ ends the run when ``stop_on_certificate``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -268,6 +268,12 @@ def solve(
     if best is not None:
         certificate = certify(problem, best.final_w, best.r, constraints=constraints,  # type: ignore[arg-type]
                               optimality_tol=options.optimality_tol, cone_tol=options.cone_tol, fit_tol=options.fit_tol)
+        if best.w_polished is not None and certificate.cone.applicable and not certificate.cone.certified:
+            cone = replace(certificate.cone, reason=certificate.cone.reason + ". The filter was reached by "
+                           "polishing this trial's LP solution, not by the LP itself"
+                           + (", and its zero loss certifies it as a global minimum all the same"
+                              if certificate.global_optimum else ""))
+            certificate = replace(certificate, cone=cone)
     return SolveResult(
         status=status, message=message,
         w=None if best is None else best.final_w, loss=None if best is None else best.loss,
