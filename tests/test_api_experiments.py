@@ -1,0 +1,94 @@
+"""Experiments as jobs over HTTP: progress over cells, stored result, PNG figure, cancel, resume after a kill."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+experiments = pytest.importorskip("cnnrelax.experiments")
+
+from conftest import assert_problem, wait_job  # noqa: E402
+
+SMALL = {"kind": "phase_transition", "k": 1, "d": [6, 10], "n": [30, 200], "repetitions": 3,
+         "methods": ["relaxation", "pseudo_inverse"], "seed": 1}
+#: Many cells of a fraction of a second each: long enough to cancel or kill part-way.
+MANY_CELLS = {"kind": "phase_transition", "k": 1, "d": [10, 20], "n": [300, 600, 900, 1200, 1500],
+              "repetitions": 3, "methods": ["relaxation"], "trials": 2, "seed": 5}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _without_times(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_times(v) for k, v in value.items() if not k.startswith("time")}
+    if isinstance(value, list):
+        return [_without_times(v) for v in value]
+    return value
+
+
+def _cells(result: dict) -> list:
+    return sorted((_without_times(cell) for cell in result["cells"]), key=repr)
+
+
+def test_experiment_runs_with_progress_and_its_result_equals_an_in_process_run(http: httpx.Client) -> None:
+    answer = http.post("/v1/experiments", json=SMALL)
+    assert answer.status_code == 202, answer.text
+    job = answer.json()
+    assert answer.headers["location"] == f"/v1/experiments/{job['id']}"
+    assert job["kind"] == "phase_transition"
+    assert job["progress"]["total"] == len(experiments.list_cells(experiments.validate_experiment(SMALL)))
+    if job["status"] != "succeeded":
+        assert_problem(http.get(f"/v1/experiments/{job['id']}/figure.png"), 409)
+    done = wait_job(http, answer.headers["location"], timeout=120)
+    assert done["status"] == "succeeded", done
+    assert done["progress"]["done"] == done["progress"]["total"] > 0
+    local = experiments.run_experiment(SMALL, progress=lambda *a: None, should_stop=lambda: False)
+    assert _cells(done["result"]) == _cells(local)
+    figure = http.get(done["figure_url"])
+    assert figure.status_code == 200 and figure.headers["content-type"] == "image/png"
+    assert figure.content.startswith(PNG_SIGNATURE)
+    assert http.get(done["figure_url"]).content == figure.content  # cached
+    listed = http.get("/v1/experiments").json()["items"]
+    assert job["id"] in {item["id"] for item in listed}
+
+
+def test_bad_experiment_specs_are_422(http: httpx.Client) -> None:
+    for spec, parameter in [({"kind": "nope"}, "kind"), ({"kind": "phase_transition", "k": 2, "d": [5]}, "d"),
+                            ({"kind": "phase_transition", "colour": 1}, "colour"),
+                            ({"kind": "rotated_digits", "images_path": "/etc/passwd"}, "images_path"), ({}, "kind")]:
+        problem = assert_problem(http.post("/v1/experiments", json=spec), 422)
+        assert problem.get("parameter") == parameter, problem
+
+
+def test_cancel_a_running_experiment(http: httpx.Client) -> None:
+    job = http.post("/v1/experiments", json={**MANY_CELLS, "seed": 6}).json()
+    deadline = time.monotonic() + 60
+    while http.get(f"/v1/experiments/{job['id']}").json()["progress"]["done"] < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert http.delete(f"/v1/experiments/{job['id']}").status_code in (200, 202)
+    done = wait_job(http, f"/v1/experiments/{job['id']}", timeout=30)
+    assert done["status"] == "cancelled"
+    assert done["progress"]["done"] < done["progress"]["total"]
+
+
+def test_a_killed_experiment_resumes_from_its_cells_and_ends_as_an_uninterrupted_one(start_server, tmp_path) -> None:  # noqa: ANN001
+    server = start_server(workers=1, data_dir=tmp_path / "exp")
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        job = http.post("/v1/experiments", json=MANY_CELLS).json()
+        deadline = time.monotonic() + 90
+        while (progress := http.get(f"/v1/experiments/{job['id']}").json()["progress"])["done"] < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert progress["done"] < progress["total"], "the experiment finished before it could be interrupted"
+    server.kill()
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        restarted = http.get(f"/v1/experiments/{job['id']}").json()
+        assert restarted["progress"]["done"] >= 1  # the stored partial state survives
+        done = wait_job(http, f"/v1/experiments/{job['id']}", timeout=120)
+    assert done["status"] == "succeeded" and done["attempts"] == 2
+    local = experiments.run_experiment(MANY_CELLS, progress=lambda *a: None, should_stop=lambda: False)
+    assert _cells(done["result"]) == _cells(local)
