@@ -14,6 +14,7 @@ not stop within a grace period after its limit is killed), and requeues jobs who
 from __future__ import annotations
 
 import abc
+import contextlib
 import concurrent.futures as cf
 import json
 import logging
@@ -22,7 +23,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 from .jobs import classify_outcome, run_job
 from .problem import InvalidParameterError
@@ -30,8 +31,8 @@ from .store import JobRecord, JobRunView, Store, load_dataset_file
 
 log = logging.getLogger("cnnrelax.executor")
 
-#: A job whose worker process died this many times ends ``failed`` instead of running again.
-MAX_ATTEMPTS = 3
+#: A job whose runs were interrupted this many times (its worker or the server died) ends ``failed``.
+MAX_ATTEMPTS = 5
 #: How often a worker looks at its job's row for a cancel request (seconds).
 CANCEL_POLL_S = 0.2
 #: How often a worker writes progress to the store (seconds).
@@ -219,7 +220,8 @@ class LocalProcessExecutor(Executor):
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=self._context,
                                       initializer=_watch_parent, initargs=(os.getpid(),))
-        warmups = [pool.submit(_warm_worker) for _ in range(self.capacity)]
+        with _single_threaded_math():  # the processes start now, with these variables set
+            warmups = [pool.submit(_warm_worker) for _ in range(self.capacity)]
         self.warm.clear()
 
         def warmed(_: cf.Future[int]) -> None:
@@ -269,6 +271,20 @@ class LocalProcessExecutor(Executor):
             old, self._pool = self._pool, None
         if old is not None:
             _kill_pool(old)
+
+
+@contextlib.contextmanager
+def _single_threaded_math() -> Iterator[None]:
+    """One BLAS/OpenMP thread per worker process (the pool is the parallelism), unless the user chose otherwise."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    added = [name for name in names if name not in os.environ]
+    for name in added:
+        os.environ[name] = "1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _kill_pool(pool: cf.ProcessPoolExecutor) -> None:
@@ -372,7 +388,8 @@ class Dispatcher:
                 return
             if job.attempts > MAX_ATTEMPTS:
                 self.store.finish_job(job.id, job.attempts, "failed",
-                                      error=f"The job's worker process died {MAX_ATTEMPTS} times; it was given up.")
+                                      error=f"The job was interrupted {MAX_ATTEMPTS} times (its worker or the server "
+                                            "died); it was given up.")
                 self._finished(job, "failed", 0.0)
                 continue
             limit = min(job.time_limit_s or self.default_time_limit_s, self.default_time_limit_s)
@@ -405,7 +422,8 @@ class Dispatcher:
             if self._stopping.is_set():
                 self.store.requeue(job.id, job.attempts)
             elif job.attempts >= MAX_ATTEMPTS:
-                error = f"The job's worker process died {job.attempts} times ({type(exc).__name__}); it was given up."
+                error = (f"The job was interrupted {job.attempts} times (its worker process died: {type(exc).__name__}); "
+                         "it was given up.")
                 if self.store.finish_job(job.id, job.attempts, "failed", error=error):
                     self._finished(job, "failed", time.monotonic() - item.started)
             else:
