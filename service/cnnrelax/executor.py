@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import concurrent.futures as cf
 import json
 import logging
@@ -408,7 +409,7 @@ class Dispatcher:
                     self.store.requeue(job.id, job.attempts)
                     raise
                 self._in_flight[job.id] = _InFlight(job, ticket, future)
-            future.add_done_callback(lambda f, job_id=job.id: self._done(job_id, f))
+            future.add_done_callback(functools.partial(self._done, job.id))
 
     def _done(self, job_id: str, future: cf.Future[JobOutcome]) -> None:
         with self._lock:

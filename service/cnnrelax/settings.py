@@ -29,18 +29,19 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir,
                            description="Directory of the SQLite store, the datasets and the figures.")
-    host: str = Field("127.0.0.1", description="Interface to bind.")
-    port: int = Field(8000, ge=0, le=65535, description="TCP port.")
-    workers: int = Field(2, ge=1, le=256, description="Local solver processes.")
-    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 past it).")
-    max_matrix_entries: int = Field(20_000_000, ge=1, description="Largest n*d of a problem (422 past it).")
-    max_trials: int = Field(1000, ge=1, description="Largest number of trials of one solve (422 past it).")
-    max_queue_depth: int = Field(1000, ge=1, description="Queued jobs past which submissions get 429.")
-    job_time_limit_s: float = Field(3600.0, gt=0, description="Longest run of one job; it then ends failed.")
+    host: str = Field(default="127.0.0.1", description="Interface to bind.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port.")
+    workers: int = Field(default=2, ge=1, le=256, description="Local solver processes.")
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024,
+                                description="Largest request body accepted (413 past it).")
+    max_matrix_entries: int = Field(default=20_000_000, ge=1, description="Largest n*d of a problem (422 past it).")
+    max_trials: int = Field(default=1000, ge=1, description="Largest number of trials of one solve (422 past it).")
+    max_queue_depth: int = Field(default=1000, ge=1, description="Queued jobs past which submissions get 429.")
+    job_time_limit_s: float = Field(default=3600.0, gt=0, description="Longest run of one job; it then ends failed.")
     api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Accepted X-API-Key values, comma-separated; empty: no authentication.")
-    dask_scheduler: str | None = Field(None, description="Dask scheduler address; unset: local processes.")
-    log_level: str = Field("info", description="Logging level (debug, info, warning, error).")
+    dask_scheduler: str | None = Field(default=None, description="Dask scheduler address; unset: local processes.")
+    log_level: str = Field(default="info", description="Logging level (debug, info, warning, error).")
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -259,7 +259,8 @@ class Store:
     def list_jobs(self, *, kind: str | None = None, status: str | None = None, limit: int = 50,
                   before_seq: int | None = None) -> tuple[list[JobRecord], int | None]:
         """Newest first; return the page and the ``seq`` to continue before (``None`` at the end)."""
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if kind is not None:
             clauses.append("kind = ?")
             params.append(kind)

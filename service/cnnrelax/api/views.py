@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from ..store import DatasetRecord, JobRecord
-from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut
+from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut, SolveResultOut
 from .service import timestamp
 
 
@@ -25,7 +26,9 @@ def _common(job: JobRecord) -> dict[str, Any]:
 
 
 def job_view(job: JobRecord) -> JobOut:
-    return JobOut(**_common(job), cancel_requested=job.cancel_requested, result=job.result)
+    result = job.result
+    return JobOut(**_common(job), cancel_requested=job.cancel_requested,
+                  result=None if result is None else SolveResultOut.model_validate(result))
 
 
 def job_summary(job: JobRecord) -> JobSummary:
@@ -42,4 +45,4 @@ def experiment_view(job: JobRecord) -> ExperimentOut:
 
 def dataset_view(record: DatasetRecord) -> DatasetOut:
     return DatasetOut(id=record.id, n=record.n, d=record.d, size_bytes=record.size_bytes, source=record.source,
-                      created_at=timestamp(record.created_at))
+                      created_at=datetime.fromtimestamp(record.created_at, tz=timezone.utc))
