@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Optional
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -17,6 +18,7 @@ from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
 from .views import experiment_view, job_summary
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
+_RENDER_LOCK = threading.Lock()
 
 
 def _cell_count(spec: dict[str, Any]) -> int | None:
@@ -74,11 +76,14 @@ def _figure(service: Service, job_id: str) -> bytes:
         return path.read_bytes()
     from ..experiments import render_figure
 
-    png = render_figure(job.result)
-    path.parent.mkdir(exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_bytes(png)
-    temporary.replace(path)
+    with _RENDER_LOCK:  # pyplot keeps global state: one figure at a time
+        if path.exists():
+            return path.read_bytes()
+        png = render_figure(job.result)
+        path.parent.mkdir(exist_ok=True)
+        temporary = path.with_suffix(".tmp")
+        temporary.write_bytes(png)
+        temporary.replace(path)
     return png
 
 
