@@ -131,3 +131,16 @@ def test_datasets_are_content_addressed_files(store: Store) -> None:
     assert not store.dataset_path(record.id).exists()
     with pytest.raises(KeyError):
         store.dataset_path("../../etc/passwd")
+
+
+def test_the_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.start_checkpointer(interval_s=0.05)
+    try:
+        for i in range(300):
+            store.create_job("solve", {"i": i, "padding": "x" * 2000})
+        assert Path(f"{store.path}-wal").stat().st_size > 0
+    finally:
+        store.stop_checkpointer()
+    assert Path(f"{store.path}-wal").stat().st_size == 0  # truncated when it stopped
+    assert len(Store(tmp_path).list_jobs(limit=1000)[0]) == 300

@@ -36,6 +36,8 @@ log = logging.getLogger("cnnrelax.executor")
 MAX_ATTEMPTS = 5
 #: How often a worker looks at its job's row for a cancel request (seconds).
 CANCEL_POLL_S = 0.2
+#: Worker processes run at this lower priority, so the API answers at once even when every core solves.
+WORKER_NICENESS = 10
 #: How often a worker writes progress to the store (seconds).
 PROGRESS_WRITE_S = 0.5
 
@@ -156,6 +158,15 @@ def run_local_ticket(ticket: JobTicket, database_path: str, parent_pid: int) -> 
         control.close()
 
 
+def _init_worker(parent_pid: int) -> None:
+    """In a worker process: yield the CPU to the API process first (a lower priority), and watch the parent."""
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
+    _watch_parent(parent_pid)
+
+
 def _watch_parent(parent_pid: int) -> None:
     """In a worker process: exit as soon as the server process that started it is gone (e.g. SIGKILLed)."""
 
@@ -220,7 +231,7 @@ class LocalProcessExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=self._context,
-                                      initializer=_watch_parent, initargs=(os.getpid(),))
+                                      initializer=_init_worker, initargs=(os.getpid(),))
         with _single_threaded_math():  # the processes start now, with these variables set
             warmups = [pool.submit(_warm_worker) for _ in range(self.capacity)]
         self.warm.clear()

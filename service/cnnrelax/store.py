@@ -12,6 +12,7 @@ arrays live in ``<data_dir>/datasets/<id>.npz``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -187,6 +188,9 @@ class Store:
         self.dataset_dir.mkdir(exist_ok=True)
         self.path = self.data_dir / database_name
         self._local = threading.local()
+        self._write_lock = threading.Lock()
+        self._checkpointer: threading.Thread | None = None
+        self._checkpoint_stop = threading.Event()
         self._connection().executescript(_SCHEMA)
 
     # -- connections ------------------------------------------------------------------------------
@@ -198,7 +202,39 @@ class Store:
         return db
 
     def _transaction(self) -> "_Transaction":
-        return _Transaction(self._connection())
+        """A write transaction; this process's writers queue on a lock rather than on SQLite's busy back-off."""
+        return _Transaction(self._connection(), self._write_lock)
+
+    def start_checkpointer(self, interval_s: float = 1.0) -> None:
+        """Copy the WAL into the database every ``interval_s`` in a background thread (PASSIVE: blocks no writer).
+
+        Automatic checkpoints are off on every connection, so that no request waits for a checkpoint's fsync.
+        """
+        if self._checkpointer is not None:
+            return
+        self._checkpoint_stop.clear()
+
+        def run() -> None:
+            db = connect(self.path)
+            try:
+                while not self._checkpoint_stop.wait(interval_s):
+                    try:
+                        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                    except sqlite3.Error:
+                        pass  # tried again at the next interval
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                db.close()
+
+        self._checkpointer = threading.Thread(target=run, name="cnnrelax-checkpointer", daemon=True)
+        self._checkpointer.start()
+
+    def stop_checkpointer(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpoint_stop.set()
+            self._checkpointer.join(timeout=10)
+            self._checkpointer = None
 
     def ping(self) -> bool:
         """True when the database answers a query."""
@@ -434,25 +470,38 @@ def connect(path: Path | str) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("PRAGMA busy_timeout = 30000")
+    db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in Store's checkpointer thread, off every commit
     db.row_factory = sqlite3.Row
     return db
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on one connection."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on one connection, under an optional lock."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock | None = None) -> None:
         self.db = db
+        self.lock = lock
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            if self.lock is not None:
+                self.lock.release()
+            raise
         return self.db
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.db.execute("COMMIT")
-        else:
-            self.db.execute("ROLLBACK")
+        try:
+            if exc_type is None:
+                self.db.execute("COMMIT")
+            else:
+                self.db.execute("ROLLBACK")
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
 
 def _job(row: sqlite3.Row) -> JobRecord:

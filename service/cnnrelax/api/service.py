@@ -90,6 +90,7 @@ class Service:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.waiters.bind(loop)
         self.store = Store(self.settings.data_dir)
+        self.store.start_checkpointer()
         executor = build_executor(self.settings, self.store)
         self.dispatcher = Dispatcher(self.store, executor, default_time_limit_s=self.settings.job_time_limit_s)
         self.dispatcher.on_finished.append(self._job_finished)
@@ -100,6 +101,8 @@ class Service:
     def stop(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.stop()
+        if self.store is not None:
+            self.store.stop_checkpointer()
 
     def _job_finished(self, job: JobRecord, status: str, run_time_s: float) -> None:
         self.metrics.job_finished(job.kind, status, run_time_s)
