@@ -37,7 +37,11 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
         running = dispatcher.running
     if not all(checks.values()):
         failing = ", ".join(name for name, ok in checks.items() if not ok)
-        raise ApiError(503, f"The service is not ready: {failing} not available.", title="Not ready",
+        detail = f"The service is not ready: {failing} not available."
+        describe = getattr(dispatcher.executor, "describe", None) if dispatcher is not None else None
+        if not checks["workers"] and callable(describe):  # e.g. the Dask executor names its scheduler
+            detail = f"{detail} {describe()}"
+        raise ApiError(503, detail, title="Not ready",
                        headers={"Retry-After": "2"}, checks=checks)
     return Readiness(checks=checks, queue_depth=depth, running=running)
 
