@@ -158,7 +158,8 @@ def test_scheduler_down_readyz_503_jobs_wait_then_run(service: DaskService, clus
     not_ready = service.wait_until("/readyz", 503, 30)
     assert not_ready.headers["content-type"].startswith("application/problem+json")
     problem = not_ready.json()
-    assert problem["status"] == 503 and problem["detail"]
+    assert problem["status"] == 503
+    assert f"Dask scheduler at {cluster.address} is unreachable" in problem["detail"], problem
     assert "Retry-After" in not_ready.headers
     assert service.http.get("/healthz").status_code == 200
 
