@@ -161,3 +161,19 @@ def test_time_limit_fails_the_job_with_that_reason(http: httpx.Client) -> None:
     done = wait_job(http, submit(http, {**LONG, "time_limit_s": 0.5}).headers["location"], timeout=30)
     assert done["status"] == "failed"
     assert "time limit" in done["error"]
+
+
+def test_logs_are_json_lines_with_the_job_id(http: httpx.Client, live_server) -> None:  # noqa: ANN001
+    import json
+
+    job_id = submit(http, {**PLANTED, "seed": 21}).json()["id"]
+    wait_job(http, f"/v1/solves/{job_id}")
+    deadline = time.monotonic() + 5
+    while True:
+        lines = [json.loads(line) for line in live_server.log_tail(10**7).splitlines() if line.startswith("{")]
+        events = {entry["message"] for entry in lines if entry.get("job_id") == job_id}
+        if {"job queued", "job started", "job finished"} <= events or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert {"job queued", "job started", "job finished"} <= events
+    assert all({"time", "level", "logger", "message"} <= set(entry) for entry in lines)

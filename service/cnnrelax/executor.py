@@ -158,8 +158,11 @@ def run_local_ticket(ticket: JobTicket, database_path: str, parent_pid: int) -> 
         control.close()
 
 
-def _init_worker(parent_pid: int) -> None:
-    """In a worker process: yield the CPU to the API process first (a lower priority), and watch the parent."""
+def _init_worker(parent_pid: int, log_level: str) -> None:
+    """In a worker process: JSON logs, a lower priority than the API process, and a watch on the parent."""
+    from .api.log_format import configure_logging
+
+    configure_logging(log_level)
     try:
         os.nice(WORKER_NICENESS)
     except OSError:
@@ -220,8 +223,9 @@ class Executor(abc.ABC):
 class LocalProcessExecutor(Executor):
     """A ``ProcessPoolExecutor`` of ``workers`` spawned processes, warmed up at start."""
 
-    def __init__(self, database_path: str, workers: int) -> None:
+    def __init__(self, database_path: str, workers: int, log_level: str = "info") -> None:
         self.database_path = str(database_path)
+        self.log_level = log_level
         self.capacity = workers
         self._context = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
@@ -231,7 +235,7 @@ class LocalProcessExecutor(Executor):
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         pool = cf.ProcessPoolExecutor(max_workers=self.capacity, mp_context=self._context,
-                                      initializer=_init_worker, initargs=(os.getpid(),))
+                                      initializer=_init_worker, initargs=(os.getpid(), self.log_level))
         with _single_threaded_math():  # the processes start now, with these variables set
             warmups = [pool.submit(_warm_worker) for _ in range(self.capacity)]
         self.warm.clear()

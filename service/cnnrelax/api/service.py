@@ -73,7 +73,7 @@ def build_executor(settings: Settings, store: Store) -> Executor:
         except ImportError as exc:
             raise RuntimeError("dask_scheduler is set but cnnrelax.dask_executor is not available") from exc
         return DaskExecutor(settings.dask_scheduler, store=store, workers=settings.workers)  # type: ignore[no-any-return]
-    return LocalProcessExecutor(str(store.path), settings.workers)
+    return LocalProcessExecutor(str(store.path), settings.workers, settings.log_level)
 
 
 class Service:
