@@ -39,7 +39,7 @@ CANCEL_POLL_S = 0.2
 #: Worker processes run at this lower priority, so the API answers at once even when every core solves.
 WORKER_NICENESS = 10
 #: How often a worker writes progress to the store (seconds).
-PROGRESS_WRITE_S = 0.5
+PROGRESS_WRITE_S = 0.25
 
 
 @dataclass(frozen=True)
