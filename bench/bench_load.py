@@ -105,7 +105,7 @@ def stop_process(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
 
 @contextlib.contextmanager
 def local_dask_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
-    """A ``dask scheduler`` and ``workers`` ``dask worker`` processes (1 thread each) on loopback."""
+    """A ``dask scheduler`` and ``workers`` ``dask worker`` processes (1 thread each, niced) on loopback."""
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     processes: list[subprocess.Popen[bytes]] = []
@@ -118,8 +118,8 @@ def local_dask_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
             stdout=(logs / "scheduler.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
         wait_for_port("127.0.0.1", port, 30.0)
         for index in range(workers):
-            processes.append(subprocess.Popen(
-                ["dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--name", f"bench-worker-{index}",
+            processes.append(subprocess.Popen(  # niced like the local executor's workers: the API comes first
+                ["nice", "-n", "10", "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--name", f"bench-worker-{index}",
                  "--dashboard-address", ":0", "--local-directory", str(workdir / f"worker-{index}")],
                 stdout=(logs / f"worker-{index}.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
         yield address

@@ -267,12 +267,11 @@ def test_compose_workers_join_the_scheduler_with_one_thread_each() -> None:
 
 
 def test_readme_documents_the_container_names_ports_and_settings() -> None:
-    if not README.exists() or "Scale-out and containers" not in README.read_text():
-        pytest.skip("README.md has no 'Scale-out and containers' section yet")
     text = README.read_text()
-    section = text[text.index("Scale-out and containers"):]
-    next_heading = re.search(r"\n## ", section[1:])
-    section = section[: next_heading.start() + 1] if next_heading else section
+    assert "\n## Scale-out and containers\n" in text, "README.md must have a 'Scale-out and containers' section"
+    section = text[text.index("\n## Scale-out and containers\n") + 1:]
+    next_heading = re.search(r"\n## ", section)
+    section = section[: next_heading.start()] if next_heading else section
     for needle in ("docker build", "docker compose up", "api", "scheduler", *WORKER_SERVICES, str(API_PORT),
                    str(SCHEDULER_PORT), DATA_VOLUME, IMAGE_DATA_DIR, "CNNRELAX_DASK_SCHEDULER", "--dask-scheduler",
                    "/readyz"):
