@@ -392,11 +392,16 @@ class Dispatcher:
 
     # -- the loop ---------------------------------------------------------------------------------
     def _loop(self) -> None:
+        restarting = False
         while not self._stopping.is_set():
             try:
                 if not self.executor.healthy() and self.running == 0:
-                    log.warning("restarting the worker pool")
+                    if not restarting:  # once per outage (a Dask executor stays unhealthy while its scheduler is down)
+                        log.warning("restarting the worker pool")
+                    restarting = True
                     self.executor.restart()
+                else:
+                    restarting = False
                 self._fill()
                 self._enforce_time_limits()
             except Exception:  # noqa: BLE001 - the dispatcher must outlive a bad moment
