@@ -119,8 +119,9 @@ def local_dask_cluster(workdir: Path, workers: int = 2) -> Iterator[str]:
         wait_for_port("127.0.0.1", port, 30.0)
         for index in range(workers):
             processes.append(subprocess.Popen(  # niced like the local executor's workers: the API comes first
-                ["nice", "-n", "10", "dask", "worker", address, "--nworkers", "1", "--nthreads", "1", "--name", f"bench-worker-{index}",
-                 "--dashboard-address", ":0", "--local-directory", str(workdir / f"worker-{index}")],
+                ["nice", "-n", "10", "dask", "worker", address, "--nworkers", "1", "--nthreads", "1",
+                 "--name", f"bench-worker-{index}", "--dashboard-address", ":0",
+                 "--local-directory", str(workdir / f"worker-{index}")],
                 stdout=(logs / f"worker-{index}.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True))
         yield address
     finally:
@@ -252,7 +253,8 @@ class LoadDriver:
             # Re-read every accepted job: the server, not the driver's memory, says how it ended.
             for job in self.jobs:
                 response = await http.get(f"/v1/solves/{job.job_id}", timeout=30.0)
-                job.status = response.json()["status"] if response.status_code == 200 else f"HTTP {response.status_code}"
+                ok = response.status_code == 200
+                job.status = response.json()["status"] if ok else f"HTTP {response.status_code}"
         report = LoadReport(executor=executor, clients=self.clients, duration_s=self.duration)
         report.accepted = len(self.jobs)
         report.succeeded = sum(job.status == "succeeded" for job in self.jobs)

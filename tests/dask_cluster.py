@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 
 def free_port() -> int:
@@ -102,7 +102,7 @@ class DaskCluster:
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live worker processes (the nanny's children that run tasks)."""
-        pids = []
+        pids: list[int] = []
         for process in self.worker_processes:
             if process.poll() is None:
                 with contextlib.suppress(psutil.NoSuchProcess):

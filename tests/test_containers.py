@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+import yaml  # type: ignore[import-untyped]
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
@@ -118,7 +118,8 @@ def test_dockerfile_is_multi_stage_on_slim_python_311() -> None:
     assert re.fullmatch(r"python:3\.11-slim(-\w+)?", base), f"base image should be python:3.11-slim*, got {base!r}"
     froms = [ins.argument.split()[0] for ins in instructions if ins.keyword == "FROM"]
     assert all(f in ("${PYTHON_IMAGE}", base) for f in froms), froms
-    copies_from_build = [ins for ins in final_stage(instructions) if ins.keyword == "COPY" and "--from=build" in ins.argument]
+    copies_from_build = [ins for ins in final_stage(instructions)
+                         if ins.keyword == "COPY" and "--from=build" in ins.argument]
     assert copies_from_build, "the runtime stage must copy the built environment from the build stage"
 
 
@@ -336,7 +337,8 @@ def test_image_install_steps_replayed_in_a_fresh_venv(tmp_path: Path) -> None:
         elif ins.keyword == "RUN":
             completed = subprocess.run(["bash", "-c", substitute(ins.argument)], cwd=workdir, env=env,
                                        capture_output=True, text=True, timeout=1100)
-            assert completed.returncode == 0, f"RUN {ins.argument}\n{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+            output = f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
+            assert completed.returncode == 0, f"RUN {ins.argument}\n{output}"
     assert (venv / "bin" / "cnnrelax").exists() and (venv / "bin" / "dask").exists()
 
     runtime = final_stage(instructions)

@@ -14,8 +14,9 @@ What stays exactly as with local worker processes:
   ``MAX_ATTEMPTS``. This executor only moves tickets to the cluster and outcomes back.
 - Cancellation and progress: Dask cannot interrupt a running task, so the task's ``should_stop`` polls
   the job's row in the store (the cancel flag, the attempt, the time limit) exactly as a local worker
-  does, and writes progress there. Workers therefore need the service's data dir at the same path
-  (``compose.yaml`` mounts one volume at ``/data`` on the API and on every worker).
+  does, and writes progress there. Workers therefore need the service's data dir at the same path, on
+  the same host (``compose.yaml`` mounts one volume at ``/data`` on the API and on every worker): SQLite's
+  WAL does not work over a network filesystem.
 
 Faults:
 
@@ -128,7 +129,7 @@ class DaskExecutor(Executor):
 
     # -- the Executor interface -------------------------------------------------------------------
     @property
-    def capacity(self) -> int:  # type: ignore[override] - a live figure, not a constant
+    def capacity(self) -> int:  # type: ignore[override]  # a live figure, not a constant
         """Jobs the dispatcher may have in flight: the cluster's threads (plus prefetch); 0 when unreachable."""
         state = self.state
         if not state.connected or state.workers == 0:
