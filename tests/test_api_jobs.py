@@ -140,7 +140,7 @@ def test_idempotency_key_same_body_same_job_other_body_409(http: httpx.Client) -
     key = uuid.uuid4().hex
     first = submit(http, PLANTED, **{"Idempotency-Key": key})
     second = submit(http, PLANTED, **{"Idempotency-Key": key})
-    assert first.status_code == 202 and second.status_code == 200
+    assert first.status_code == 202 and second.status_code == 202
     assert first.json()["id"] == second.json()["id"]
     assert second.headers["location"] == first.headers["location"]
     body = assert_problem(http.post("/v1/solves", json={**PLANTED, "seed": 3}, headers={"Idempotency-Key": key}), 409)

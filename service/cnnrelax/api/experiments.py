@@ -29,9 +29,7 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
     return len(list_cells(spec))
 
 
-@router.post("", status_code=202, response_model=ExperimentOut,
-             responses={200: {"model": ExperimentOut, "description": "Replayed for the same Idempotency-Key."}},
-             summary="Start an experiment")
+@router.post("", status_code=202, response_model=ExperimentOut, summary="Start an experiment")
 def submit_experiment(body: ExperimentRequest, response: Response, service: Service = Depends(get_service),
                       idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
     """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
@@ -46,8 +44,9 @@ def submit_experiment(body: ExperimentRequest, response: Response, service: Serv
         raise ApiError(501, "Experiments are not available in this installation.") from None
     job, created = service.submit("experiment", spec, idempotency_key=idempotency_key,
                                   time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec))
-    response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/experiments/{job.id}"
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
     return experiment_view(job)
 
 

@@ -35,18 +35,17 @@ def parse_cursor(cursor: Optional[str]) -> Optional[int]:
                        title="Invalid cursor", parameter="cursor") from None
 
 
-@router.post("", status_code=202, response_model=JobOut,
-             responses={200: {"model": JobOut, "description": "The job an earlier request with this Idempotency-Key "
-                                                              "created (the same body)."}},
-             summary="Submit a solve")
+@router.post("", status_code=202, response_model=JobOut, summary="Submit a solve")
 def submit_solve(body: SolveRequest, response: Response, service: Service = Depends(get_service),
                  idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> JobOut:
-    """Queue a solve; answers 202 with the job and its `Location`."""
+    """Queue a solve; answers 202 with the job and its `Location`.
+
+    A replay (same `Idempotency-Key`, same body) answers the same 202 and job, with `Idempotent-Replayed: true`.
+    """
     request = service.validate_solve(body.model_dump(exclude_none=True))
     job, created = service.submit("solve", request, idempotency_key=idempotency_key,
                                   dataset_id=request.get("dataset_id"), time_limit_s=request.get("time_limit_s"),
                                   progress_total=request["trials"])
-    response.status_code = 202 if created else 200
     response.headers["Location"] = f"/v1/solves/{job.id}"
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
