@@ -15,7 +15,7 @@ from .problems import ApiError
 from .schemas import ExperimentOut, ExperimentPage, ExperimentRequest, JobStatus
 from .service import MAX_WAIT_S, Service
 from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
-from .views import experiment_view, job_summary
+from .views import mark_accepted, experiment_view, job_summary
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 _RENDER_LOCK = threading.Lock()
@@ -44,9 +44,7 @@ def submit_experiment(body: ExperimentRequest, response: Response, service: Serv
         raise ApiError(501, "Experiments are not available in this installation.") from None
     job, created = service.submit("experiment", spec, idempotency_key=idempotency_key,
                                   time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec))
-    response.headers["Location"] = f"/v1/experiments/{job.id}"
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_accepted(response, f"/v1/experiments/{job.id}", created)
     return experiment_view(job)
 
 

@@ -12,7 +12,7 @@ from .dependencies import get_service
 from .problems import ApiError
 from .schemas import JobOut, JobPage, JobStatus, SolveRequest
 from .service import MAX_WAIT_S, Service
-from .views import job_summary, job_view
+from .views import mark_accepted, job_summary, job_view
 
 router = APIRouter(prefix="/v1/solves", tags=["solves"])
 
@@ -46,9 +46,7 @@ def submit_solve(body: SolveRequest, response: Response, service: Service = Depe
     job, created = service.submit("solve", request, idempotency_key=idempotency_key,
                                   dataset_id=request.get("dataset_id"), time_limit_s=request.get("time_limit_s"),
                                   progress_total=request["trials"])
-    response.headers["Location"] = f"/v1/solves/{job.id}"
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
+    mark_accepted(response, f"/v1/solves/{job.id}", created)
     return job_view(job)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from fastapi import Response
+
 from ..store import DatasetRecord, JobRecord
 from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut, SolveResultOut
 from .service import timestamp
@@ -46,3 +48,10 @@ def experiment_view(job: JobRecord) -> ExperimentOut:
 def dataset_view(record: DatasetRecord) -> DatasetOut:
     return DatasetOut(id=record.id, n=record.n, d=record.d, size_bytes=record.size_bytes, source=record.source,
                       created_at=datetime.fromtimestamp(record.created_at, tz=timezone.utc))
+
+
+def mark_accepted(response: Response, location: str, created: bool) -> None:
+    """The 202's ``Location``; a replay of an Idempotency-Key is marked ``Idempotent-Replayed: true``."""
+    response.headers["Location"] = location
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
