@@ -6,13 +6,10 @@ The mathematics runs in one place for every executor: :func:`execute_job` (top-l
 control that polls the job's SQLite row; a Dask executor runs the same function on a cluster with a control
 of its own.
 
-A Dask executor (``cnnrelax.dask_executor.DaskExecutor(scheduler_address, store=, workers=)``, which
-``cnnrelax.api.service.build_executor`` loads when ``CNNRELAX_DASK_SCHEDULER`` is set) subclasses
-:class:`Executor`: ``submit`` loads ``ticket.dataset_path`` here (``dataclasses.replace(ticket, arrays=...,
-dataset_path=None)``), runs :func:`execute_job` on the cluster with a :class:`JobControl` of its own
-(deadline from ``ticket.time_limit_s``; a cancel flag that ``cancel(job_id)`` sets, e.g. a ``distributed.Event``;
-progress passed back and written with ``Store.set_progress(job_id, attempt, done, total, state)``) and returns
-a ``concurrent.futures.Future`` of the :class:`JobOutcome`.
+A Dask executor (:class:`cnnrelax.dask_executor.DaskExecutor`, loaded by ``cnnrelax.api.service.build_executor``
+when ``CNNRELAX_DASK_SCHEDULER`` is set) subclasses :class:`Executor` and runs the same
+:func:`run_local_ticket` as a Dask task, so cancellation, time limits and progress go through the same
+SQLite row (its workers share the data dir, on the same host).
 
 The dispatcher (a thread of the web process) claims queued jobs from the store while the executor has a
 free slot, records each outcome under the attempt it belongs to, enforces time limits (a worker that does
