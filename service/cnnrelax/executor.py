@@ -3,8 +3,7 @@
 The mathematics runs in one place for every executor: :func:`execute_job` (top-level, picklable) takes a
 :class:`JobTicket` and a :class:`JobControl` (cancellation, time limit, progress) and returns a
 :class:`JobOutcome`. :class:`LocalProcessExecutor` runs it in a ``ProcessPoolExecutor`` (spawn) with a
-control that polls the job's SQLite row; a Dask executor runs the same function on a cluster with a control
-of its own.
+control that polls the job's SQLite row.
 
 A Dask executor (:class:`cnnrelax.dask_executor.DaskExecutor`, loaded by ``cnnrelax.api.service.build_executor``
 when ``CNNRELAX_DASK_SCHEDULER`` is set) subclasses :class:`Executor` and runs the same
