@@ -2,7 +2,9 @@
 
 Each process runs in its own session (process group) so the whole tree (nanny and worker) can be
 signalled; every process is killed at teardown. Workers run one process with one thread, as in
-``compose.yaml``.
+``compose.yaml``. With ``denied_paths`` the workers run without the service's ``CNNRELAX_*`` settings in
+their environment and with :mod:`dask_deny_paths` preloaded, so they cannot open anything under those
+paths (the API's data dir): they must work without the API's filesystem.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class DaskCluster:
     port: int = field(default_factory=free_port)
     scheduler: subprocess.Popen[bytes] | None = None
     worker_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Paths the workers may not open anything under (see :mod:`dask_deny_paths`).
+    denied_paths: tuple[Path, ...] = ()
     _starts: int = 0
 
     @property
@@ -79,10 +83,16 @@ class DaskCluster:
         """Start one ``dask worker`` (one process, one thread) named ``worker-{index}``."""
         directory = self.workdir / f"worker-{index}-{self._starts}"
         directory.mkdir(parents=True, exist_ok=True)
+        command = ["dask", "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--name", f"worker-{index}",
+                   "--dashboard-address", ":0", "--local-directory", str(directory), "--death-timeout", "60"]
+        env = None
+        if self.denied_paths:
+            env = {name: value for name, value in os.environ.items() if not name.startswith("CNNRELAX_")}
+            env["CNNRELAX_TEST_DENIED_PATHS"] = os.pathsep.join(str(path) for path in self.denied_paths)
+            command += ["--preload", str(Path(__file__).with_name("dask_deny_paths.py"))]
         process = subprocess.Popen(
-            ["dask", "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--name", f"worker-{index}",
-             "--dashboard-address", ":0", "--local-directory", str(directory), "--death-timeout", "60"],
-            stdout=self._log(f"worker-{index}"), stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workdir)
+            command, env=env, stdout=self._log(f"worker-{index}"), stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=directory)
         self.worker_processes.append(process)
         return process
 

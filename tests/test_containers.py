@@ -260,7 +260,9 @@ def test_compose_workers_join_the_scheduler_with_one_thread_each() -> None:
         assert command[0] == f"tcp://scheduler:{SCHEDULER_PORT}"
         assert command[command.index("--name") + 1] == name
         assert command[command.index("--nthreads") + 1] == "1"
-        assert f"{DATA_VOLUME}:{IMAGE_DATA_DIR}" in worker["volumes"]
+        # Workers are independent of the API's filesystem: no data volume, no data dir setting.
+        assert not worker.get("volumes"), "Dask workers must not need the API's data volume"
+        assert "CNNRELAX_DATA_DIR" not in (worker.get("environment") or {})
         assert "healthcheck" in worker
         for probe in (worker["healthcheck"]["test"], services["scheduler"]["healthcheck"]["test"]):
             assert probe[:3] == ["CMD", "python", "-c"]

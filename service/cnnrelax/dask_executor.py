@@ -3,20 +3,26 @@
 Selected by ``--dask-scheduler tcp://HOST:PORT`` (``CNNRELAX_DASK_SCHEDULER``). The web process only
 *connects* to a scheduler (``distributed.Client(address)``); it never starts a cluster of its own.
 
-What stays exactly as with local worker processes:
+Workers are independent of the API's filesystem: they may run on any machine that reaches the scheduler.
 
-- The mathematics: each Dask task is :func:`run_dask_ticket`, which is the local workers' own
-  :func:`~cnnrelax.executor.run_local_ticket` (so :func:`~cnnrelax.executor.execute_job`, then
-  :func:`cnnrelax.jobs.run_job`), with the same :class:`~cnnrelax.executor.JobTicket` in and
-  :class:`~cnnrelax.executor.JobOutcome` out. Solves, trials and experiment cells are all tickets.
-- The SQLite store is the source of truth. The :class:`~cnnrelax.executor.Dispatcher` claims jobs,
-  records outcomes under their attempt, requeues a job whose run was lost, and gives up after
-  ``MAX_ATTEMPTS``. This executor only moves tickets to the cluster and outcomes back.
-- Cancellation and progress: Dask cannot interrupt a running task, so the task's ``should_stop`` polls
-  the job's row in the store (the cancel flag, the attempt, the time limit) exactly as a local worker
-  does, and writes progress there. Workers therefore need the service's data dir at the same path, on
-  the same host (``compose.yaml`` mounts one volume at ``/data`` on the API and on every worker): SQLite's
-  WAL does not work over a network filesystem.
+- The mathematics: each Dask task is :func:`run_dask_ticket`, which runs
+  :func:`~cnnrelax.executor.execute_job` (so :func:`cnnrelax.jobs.run_job`), the one place the
+  mathematics runs, with the same :class:`~cnnrelax.executor.JobTicket` in and
+  :class:`~cnnrelax.executor.JobOutcome` out. Solves, trials and experiment cells are all tickets. A
+  ticket sent to the cluster carries its dataset's arrays, never a path on the API's disk.
+- The SQLite store (on the API's host only) is the source of truth. The
+  :class:`~cnnrelax.executor.Dispatcher` claims jobs, records outcomes under their attempt, requeues a
+  job whose run was lost, and gives up after ``MAX_ATTEMPTS``. This executor only moves tickets to the
+  cluster and outcomes back.
+- Cancellation, time limit, progress: Dask cannot interrupt a running task, so the task runs with a
+  :class:`DaskJobControl` whose ``should_stop`` looks (at most every ``CANCEL_POLL_S``) at a
+  ``distributed.Event`` named after the job and attempt, which :meth:`DaskExecutor.cancel` sets from the
+  web process; the time limit is the ticket's, counted from the task's start. A task whose Dask future
+  was released (the executor abandoned the run, or the web process went away) stops as "orphaned".
+  Progress goes into a ``distributed.Variable`` named after the job and attempt (at most every
+  ``PROGRESS_WRITE_S``); a thread of the web process reads the Variables of the tickets in flight and
+  writes them with :meth:`~cnnrelax.store.Store.set_progress` under the ticket's attempt, as local
+  workers do. The Event and Variable are removed when the ticket finishes.
 
 Faults:
 
@@ -31,19 +37,23 @@ Faults:
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures as cf
+import dataclasses
+import json
 import logging
-import os
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .executor import Executor, JobOutcome, JobTicket, _warm_worker, run_local_ticket
-from .store import Store
+from .executor import (CANCEL_POLL_S, PROGRESS_WRITE_S, Executor, JobOutcome, JobTicket, _warm_worker,
+                       execute_job)
+from .store import Store, load_dataset_file
 
 log = logging.getLogger("cnnrelax.dask")
 
@@ -55,20 +65,126 @@ HEARTBEAT_S = 0.5
 RECONNECT_S = 1.0
 #: Tickets handed to the cluster beyond its thread count, so no worker waits on a round trip.
 PREFETCH_PER_THREAD = 1
+#: Seconds between two reads of the progress Variables of the tickets in flight (web process).
+PROGRESS_POLL_S = 0.25
 
 
 class SchedulerUnavailable(ConnectionError):
     """The Dask scheduler is unreachable (or lost a submitted task); the job is requeued."""
 
 
-def run_dask_ticket(ticket: JobTicket, database_path: str) -> JobOutcome:
-    """The Dask task: the local workers' :func:`~cnnrelax.executor.run_local_ticket`, on a Dask worker.
+def stop_event_name(job_id: str, attempt: int) -> str:
+    """The ``distributed.Event`` that asks one run (job and attempt) to stop."""
+    return f"cnnrelax-stop-{job_id}-{attempt}"
 
-    The control polls the job's SQLite row (cancel flag, attempt) and enforces the time limit; its
-    "orphaned" check watches the worker's own parent (the Dask nanny), as a local worker watches the
-    web process.
+
+def progress_variable_name(job_id: str, attempt: int) -> str:
+    """The ``distributed.Variable`` one run (job and attempt) publishes its progress in."""
+    return f"cnnrelax-progress-{job_id}-{attempt}"
+
+
+class DaskJobControl:
+    """Control of a job running as a Dask task: no SQLite, only the scheduler.
+
+    - ``should_stop``: the time limit (counted from the task's start), and at most every ``CANCEL_POLL_S``
+      the run's stop Event (set by :meth:`DaskExecutor.cancel`) and whether the task's future was released
+      (the run was abandoned, or the web process went away: "orphaned").
+    - ``progress``: at most every ``PROGRESS_WRITE_S``, ``{"seq", "done", "total", "state"}`` (the partial
+      state as JSON text) into the run's progress Variable, which the web process copies into the store.
     """
-    return run_local_ticket(ticket, database_path, os.getppid())
+
+    def __init__(self, ticket: JobTicket, client: Any = None, task_key: Any = None) -> None:
+        self.ticket = ticket
+        self.deadline = time.monotonic() + ticket.time_limit_s
+        self.stop_reason: str | None = None
+        self.stop_name = stop_event_name(ticket.job_id, ticket.attempt)
+        self.progress_name = progress_variable_name(ticket.job_id, ticket.attempt)
+        self.task_key = task_key
+        self._client = client
+        self._seq = 0
+        self._next_poll = time.monotonic() + CANCEL_POLL_S
+        self._next_write = time.monotonic() + PROGRESS_WRITE_S
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from distributed import get_client
+
+            self._client = get_client()
+        return self._client
+
+    def _released(self) -> bool:
+        """True when the worker was told to forget this task (its future is no longer wanted)."""
+        if self.task_key is None:
+            return False
+        try:
+            from distributed import get_worker
+
+            task = get_worker().state.tasks.get(self.task_key)
+        except Exception:  # noqa: BLE001 - not on a worker (a test): nothing to watch
+            return False
+        return task is None or task.state in ("cancelled", "released", "forgotten")
+
+    def should_stop(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        now = time.monotonic()
+        if now >= self.deadline:
+            self.stop_reason = "time_limit"
+        elif now >= self._next_poll:
+            self._next_poll = now + CANCEL_POLL_S
+            if self._released():
+                self.stop_reason = "orphaned"
+            else:
+                try:
+                    from distributed import Event
+
+                    if Event(self.stop_name, client=self._get_client()).is_set():
+                        self.stop_reason = "cancelled"
+                except Exception:  # noqa: BLE001 - the scheduler is away for a moment: look again later
+                    log.debug("could not read the stop event %s", self.stop_name, exc_info=True)
+        return self.stop_reason is not None
+
+    def progress(self, done: int, total: int, partial_state: dict) -> None:
+        now = time.monotonic()
+        if now < self._next_write:
+            return
+        self._next_write = now + PROGRESS_WRITE_S
+        self._seq += 1
+        state = json.dumps(partial_state, separators=(",", ":")) if partial_state else None
+        try:
+            from distributed import Variable
+
+            Variable(self.progress_name, client=self._get_client()).set(
+                {"seq": self._seq, "done": int(done), "total": int(total), "state": state})
+        except Exception:  # noqa: BLE001 - progress is best effort; the outcome is what counts
+            log.debug("could not publish progress to %s", self.progress_name, exc_info=True)
+
+
+def run_dask_ticket(ticket: JobTicket) -> JobOutcome:
+    """The Dask task: :func:`~cnnrelax.executor.execute_job` with a :class:`DaskJobControl`.
+
+    The ticket carries its arrays (no dataset path); the task touches no file of the API's.
+    """
+    try:
+        from distributed import get_worker
+
+        key = get_worker().get_current_task()
+    except Exception:  # noqa: BLE001 - called outside a worker (a test)
+        key = None
+    return execute_job(ticket, DaskJobControl(ticket, task_key=key))
+
+
+async def _read_variables(client: Any, names: list[str]) -> list[Any]:
+    """The values of the Variables ``names`` (None for one not set), read concurrently."""
+    from distributed import Variable
+
+    async def one(name: str) -> Any:
+        try:
+            return await Variable(name, client=client).get(timeout=0.01, asynchronous=True)
+        except (TimeoutError, asyncio.TimeoutError):
+            return None
+
+    return list(await asyncio.gather(*(one(name) for name in names), return_exceptions=True))
 
 
 class _WarmUpPlugin(WorkerPlugin):
@@ -82,6 +198,18 @@ class _WarmUpPlugin(WorkerPlugin):
             _warm_worker()
         except Exception:  # noqa: BLE001 - a failed warm-up only costs the first job some time
             log.exception("warm-up on a Dask worker failed")
+
+
+@dataclass
+class _Run:
+    """A ticket in flight on the cluster, as the web process tracks it."""
+
+    outcome: cf.Future[JobOutcome]
+    task: Any
+    ticket: JobTicket
+    submitted: float = field(default_factory=time.monotonic)
+    stop_set: bool = False
+    progress_seq: int = 0
 
 
 @dataclass
@@ -104,15 +232,17 @@ class DaskExecutor(Executor):
                  prefetch_per_thread: int = PREFETCH_PER_THREAD) -> None:
         """Connect (in the background, from :meth:`start`) to ``scheduler_address``.
 
-        The job store is given as ``database_path`` or ``store`` (its file must be reachable at the same
-        path on the workers). ``workers`` (the local-pool size setting) is accepted and ignored: the
-        cluster's own thread count sets :attr:`capacity`.
+        The job store is given as ``store`` (or the path of its SQLite file, ``database_path``); only the web
+        process uses it (datasets are loaded into the tickets, progress is copied into it). ``workers`` (the
+        local-pool size setting) is accepted and ignored: the cluster's own thread count sets :attr:`capacity`.
         """
-        if database_path is None:
-            if store is None:
+        if store is None:
+            if database_path is None:
                 raise ValueError("DaskExecutor needs the job store: pass database_path or store")
-            database_path = str(store.path)
+            store = Store(Path(database_path).parent, database_name=Path(database_path).name)
+        database_path = str(store.path)
         del workers
+        self.store = store
         self.scheduler_address = scheduler_address
         self.database_path = str(database_path)
         self.connect_timeout_s = connect_timeout_s
@@ -122,10 +252,15 @@ class DaskExecutor(Executor):
         self.state = ClusterState()
         self._client: Any = None
         self._lock = threading.RLock()
-        self._outstanding: dict[str, tuple[cf.Future[JobOutcome], Any]] = {}
+        self._outstanding: dict[str, _Run] = {}
         self._stopping = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
+        # The relay thread: cancel requests out, progress in, and the clean-up of finished runs.
+        self._relay_kick = threading.Event()
+        self._relay_thread: threading.Thread | None = None
+        self._cancels: set[str] = set()
+        self._finished: list[_Run] = []
 
     # -- the Executor interface -------------------------------------------------------------------
     @property
@@ -143,25 +278,39 @@ class DaskExecutor(Executor):
                 self._stopping.clear()
                 self._thread = threading.Thread(target=self._supervise, name="cnnrelax-dask", daemon=True)
                 self._thread.start()
+            if self._relay_thread is None or not self._relay_thread.is_alive():
+                self._relay_thread = threading.Thread(target=self._relay, name="cnnrelax-dask-relay", daemon=True)
+                self._relay_thread.start()
 
     def submit(self, ticket: JobTicket) -> cf.Future[JobOutcome]:
-        """Submit one ticket as a Dask task; the returned future resolves to its outcome."""
+        """Submit one ticket (its dataset's arrays inside) as a Dask task; the future resolves to its outcome."""
         outcome: cf.Future[JobOutcome] = cf.Future()
         outcome.set_running_or_notify_cancel()
+        if ticket.dataset_path is not None and ticket.arrays is None:
+            try:
+                arrays = load_dataset_file(ticket.dataset_path)
+            except FileNotFoundError:
+                outcome.set_result(JobOutcome("failed", None, "The job's dataset is no longer stored.", 0.0))
+                return outcome
+            ticket = dataclasses.replace(ticket, arrays=arrays, dataset_path=None)
         with self._lock:
             client = self._client
             if client is None or not self.state.connected:
                 outcome.set_exception(SchedulerUnavailable(self._unavailable_sentence()))
                 return outcome
             key = f"cnnrelax-{ticket.kind}-{ticket.job_id}-{ticket.attempt}-{uuid.uuid4().hex[:8]}"
-            task = client.submit(run_dask_ticket, ticket, self.database_path, key=key, pure=False)
-            self._outstanding[key] = (outcome, task)
+            task = client.submit(run_dask_ticket, ticket, key=key, pure=False)
+            self._outstanding[key] = _Run(outcome, task, ticket)
         task.add_done_callback(lambda done, key=key: self._task_done(key, done))
         return outcome
 
     def cancel(self, job_id: str) -> None:
-        """Nothing to do: the task's ``should_stop`` reads the cancel flag from the store (Dask cannot
-        interrupt a running task, and cancelling its future would only lose the outcome)."""
+        """Set the stop Event of the job's run (from the relay thread, so the caller never waits on the
+        scheduler); the task's ``should_stop`` sees it within ``CANCEL_POLL_S``. (Dask cannot interrupt a
+        running task, and cancelling its future would only lose the outcome.)"""
+        with self._lock:
+            self._cancels.add(job_id)
+        self._relay_kick.set()
 
     def healthy(self) -> bool:
         """True when the scheduler answers and at least one worker is registered."""
@@ -180,7 +329,7 @@ class DaskExecutor(Executor):
 
     def restart(self) -> None:
         """Fail every ticket in flight (their jobs are requeued; a task still running on a worker stops at
-        its next look at the store, which then names a newer attempt) and reconnect if the link is down."""
+        its next look, seeing its future released: "orphaned") and reconnect if the link is down."""
         self._fail_outstanding(SchedulerUnavailable("The job's run on the Dask cluster was abandoned."),
                                cancel_tasks=True)
         self._kick.set()
@@ -189,9 +338,10 @@ class DaskExecutor(Executor):
         """Close the connection; tickets in flight fail (the dispatcher requeues their jobs)."""
         self._stopping.set()
         self._kick.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=10)
+        self._relay_kick.set()
+        for thread in (self._thread, self._relay_thread):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=10)
         self._fail_outstanding(SchedulerUnavailable("The service is shutting down."), cancel_tasks=False)
         self._close_client()
 
@@ -200,9 +350,12 @@ class DaskExecutor(Executor):
         """A Dask future finished, errored or was cancelled: resolve the matching outcome future."""
         with self._lock:
             entry = self._outstanding.pop(key, None)
+            if entry is not None:
+                self._finished.append(entry)
         if entry is None:
             return
-        outcome, _ = entry
+        self._relay_kick.set()
+        outcome = entry.outcome
         if outcome.done():
             return
         try:
@@ -221,15 +374,62 @@ class DaskExecutor(Executor):
         with self._lock:
             entries = list(self._outstanding.values())
             self._outstanding.clear()
+            self._finished.extend(entries)
             client = self._client
         if cancel_tasks and client is not None and entries and self.state.connected:
+            # A task still running sees its future released at its next look ("orphaned") and stops.
             try:
-                client.cancel([task for _, task in entries], force=True)
+                client.cancel([entry.task for entry in entries], force=True)
             except Exception:  # noqa: BLE001 - the scheduler may be gone; the tasks die with it
                 log.debug("could not cancel abandoned Dask tasks", exc_info=True)
-        for outcome, _ in entries:
-            if not outcome.done():
-                outcome.set_exception(error)
+        for entry in entries:
+            if not entry.outcome.done():
+                entry.outcome.set_exception(error)
+        self._relay_kick.set()
+
+    # -- the relay: cancel requests out, progress in, clean-up --------------------------------------
+    def _relay(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._relay_step()
+            except Exception:  # noqa: BLE001 - the relay must outlive a bad moment (the scheduler going away)
+                log.debug("dask relay step failed", exc_info=True)
+            self._relay_kick.wait(PROGRESS_POLL_S)
+            self._relay_kick.clear()
+
+    def _relay_step(self) -> None:
+        """Set the stop Events of cancelled runs, copy fresh progress into the store, drop finished runs' names."""
+        from distributed import Event, Variable
+
+        with self._lock:
+            client = self._client if self.state.connected else None
+            cancels, self._cancels = self._cancels, set()
+            finished, self._finished = self._finished, []
+            running = list(self._outstanding.values())
+        if client is None:
+            return  # the scheduler is gone: the runs in flight fail and their names with it
+        for run in running:
+            if run.ticket.job_id in cancels and not run.stop_set:
+                Event(stop_event_name(run.ticket.job_id, run.ticket.attempt), client=client).set()
+                run.stop_set = True
+        now = time.monotonic()
+        polled = [run for run in running if now - run.submitted >= PROGRESS_WRITE_S]
+        if polled:
+            names = [progress_variable_name(run.ticket.job_id, run.ticket.attempt) for run in polled]
+            values = client.sync(_read_variables, client, names, callback_timeout=10)
+            for run, value in zip(polled, values):
+                if not isinstance(value, dict) or int(value.get("seq", 0)) <= run.progress_seq:
+                    continue
+                run.progress_seq = int(value["seq"])
+                state = json.loads(value["state"]) if value.get("state") else None
+                # The same call and attempt guard as a local worker's progress write.
+                self.store.set_progress(run.ticket.job_id, run.ticket.attempt, int(value["done"]),
+                                        int(value["total"]), state)
+        for run in finished:
+            if run.stop_set:
+                Event(stop_event_name(run.ticket.job_id, run.ticket.attempt), client=client).clear()
+            if now - run.submitted >= PROGRESS_WRITE_S:  # a shorter run cannot have published anything
+                Variable(progress_variable_name(run.ticket.job_id, run.ticket.attempt), client=client).delete()
 
     # -- the connection ---------------------------------------------------------------------------
     def _unavailable_sentence(self) -> str:

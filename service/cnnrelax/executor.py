@@ -7,8 +7,9 @@ control that polls the job's SQLite row.
 
 A Dask executor (:class:`cnnrelax.dask_executor.DaskExecutor`, loaded by ``cnnrelax.api.service.build_executor``
 when ``CNNRELAX_DASK_SCHEDULER`` is set) subclasses :class:`Executor` and runs the same
-:func:`run_local_ticket` as a Dask task, so cancellation, time limits and progress go through the same
-SQLite row (its workers share the data dir, on the same host).
+:func:`execute_job` as a Dask task with a control of its own (a Dask Event for cancel requests, a Dask
+Variable for progress, which the web process copies into the store), so its workers need none of the
+API's files: tickets sent there carry their dataset's arrays.
 
 The dispatcher (a thread of the web process) claims queued jobs from the store while the executor has a
 free slot, records each outcome under the attempt it belongs to, enforces time limits (a worker that does
