@@ -186,6 +186,11 @@ class ConvProblem:
             object.__setattr__(self, "_norms", np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches)))
         return self._norms
 
+    def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
+        """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (a value at rounding level is a tie)."""
+        pre = self.preactivations(w) if pre is None else pre
+        return pre > rtol * float(np.linalg.norm(w)) * self.patch_norms()
+
     def ties(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
         """Patches with ``X_ij w = 0`` up to ``rtol * ||X_ij|| * ||w||`` (blank pixels under the filter), ``(n, k)``.
 

@@ -135,6 +135,9 @@ CLARABEL_STATUS: dict[str, str | None] = {
     "AlmostDualInfeasible": "unbounded",
     "MaxIterations": "max_iterations",
 }
+# Clarabel's interior point stalls now and then on degenerate sub-problems (an active norm bound with
+# a tiny linear term): a shorter step or no equilibration gets through (measured on such instances).
+_RETRY_SETTINGS: tuple[dict[str, Any], ...] = ({}, {"max_step_fraction": 0.9}, {"equilibrate_enable": False})
 MAX_BOX = 1e12  # in normalised units: a filter this far beyond the data's scale is a numerical failure
 
 _INFEASIBLE_MESSAGE = (
@@ -383,20 +386,25 @@ class RelaxationSolver:
             P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
-        s = clarabel.DefaultSettings()
-        s.verbose = False
-        s.presolve_enable = False
-        s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
-        s.tol_gap_abs = self.settings.tol_gap_abs
-        s.tol_gap_rel = self.settings.tol_gap_rel
-        s.tol_feas = self.settings.tol_feas
-        s.max_iter = self.settings.max_iter
-        if deadline is not None:
-            s.time_limit = max(deadline - time.monotonic(), 1e-3)
-        solver = clarabel.DefaultSolver(P, q, A, b, cones, s)
-        if should_stop is not None:
-            solver.set_termination_callback(lambda _info: bool(should_stop()))
-        sol = solver.solve()
+        for variant in _RETRY_SETTINGS:
+            s = clarabel.DefaultSettings()
+            s.verbose = False
+            s.presolve_enable = False
+            s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
+            s.tol_gap_abs = self.settings.tol_gap_abs
+            s.tol_gap_rel = self.settings.tol_gap_rel
+            s.tol_feas = self.settings.tol_feas
+            s.max_iter = self.settings.max_iter
+            for name, value in variant.items():
+                setattr(s, name, value)
+            if deadline is not None:
+                s.time_limit = max(deadline - time.monotonic(), 1e-3)
+            solver = clarabel.DefaultSolver(P, q, A, b, cones, s)
+            if should_stop is not None:
+                solver.set_termination_callback(lambda _info: bool(should_stop()))
+            sol = solver.solve()
+            if str(sol.status) not in ("InsufficientProgress", "NumericalError"):
+                break
         n_zero = st["zero"].shape[0]
         cut_duals = np.asarray(sol.z)[n_zero:n_zero + rows.shape[0]] if rows.shape[0] else np.zeros(0)
         return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info(), cut_duals)

@@ -83,18 +83,21 @@ class PolishOutcome:
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
     """Least squares on the activation pattern of ``w``: solve ``sum_j A_ij X_ij w = y_i``.
 
+    The pattern is judged relative to ``||X_ij|| ||w||`` (:meth:`ConvProblem.active_mask`), so patches the
+    LP left at a kink (``X_ij w`` at rounding level) count as inactive in every unit.
+
     Kept when the loss drops; repeated while the pattern moves (for ``k = 1`` this is ``X_S^+ y_S``).
     """
     best, best_loss = w, problem.loss(w)
     accepted = unchanged = False
     for _ in range(rounds):
-        mask = problem.preactivations(best) > 0
-        G = np.einsum("ik,ikm->im", mask.astype(np.float64), problem.patches)
+        mask = problem.active_mask(best)
+        G = problem.active_sums(best, mask)
         candidate, *_ = np.linalg.lstsq(G, problem.y, rcond=None)
         loss = problem.loss(candidate)
         if not loss < best_loss:
             break
-        unchanged = bool(np.array_equal(problem.preactivations(candidate) > 0, mask))
+        unchanged = bool(np.array_equal(problem.active_mask(candidate), mask))
         best, best_loss, accepted = candidate, loss, True
         if unchanged:
             break
@@ -271,7 +274,7 @@ def solve(
         if options.stop_on_certificate and loss is not None and loss <= threshold:
             break
     finished = [rec for rec in records if rec.final_w is not None]
-    best = min(finished, key=lambda rec: rec.loss) if finished else None  # type: ignore[arg-type,return-value]
+    best = _select(finished, threshold)
     if best is None and status == "solved":
         statuses = sorted({rec.solution.status for rec in records})
         status = statuses[0] if len(statuses) == 1 else "no_solution"
@@ -292,6 +295,19 @@ def solve(
         solve_time_s=time.monotonic() - start,
         w_star=w_star,
     )
+
+
+def _select(finished: list[TrialRecord], threshold: float) -> TrialRecord | None:
+    """The trial with the least loss; the first one among those within rounding of it, or of zero loss.
+
+    Every loss at or below the zero-loss threshold is a certified global minimum, and losses within a
+    relative 1e-9 of each other are the same in any units: taking the first keeps selection scale-free.
+    """
+    losses = [rec.loss for rec in finished if rec.loss is not None]
+    if not losses:
+        return None
+    cutoff = max(threshold, min(losses) * (1.0 + 1e-9))
+    return next(rec for rec in finished if rec.loss is not None and rec.loss <= cutoff)
 
 
 def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRecord],
