@@ -500,6 +500,9 @@ class RelaxationSolver:
             excess, pre = self._violations(u, t)
             violated = np.flatnonzero(excess > tol)
             added = 0
+            if violated.size > 8 * self._batch:
+                # Only the most violated samples can make this round's batch: gather those alone.
+                violated = violated[np.argpartition(-excess[violated], 8 * self._batch)[: 8 * self._batch]]
             if violated.size:
                 masks = pre[violated] > 0
                 cut_rows = np.einsum("vk,vkm->vm", masks.astype(np.float64), problem.patches[violated]) / self.x_scale
