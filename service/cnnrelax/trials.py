@@ -335,8 +335,10 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
                   f"an optimum of the LP relaxation: r lies in its cone of optimality{tied}, so the relaxation itself "
                   "certifies this filter for those directions.")
     else:
-        reason = (f"None of the {len(records)} directions tried makes the selected filter LP-optimal (closest: trial "
-                  f"{index}, relative residual {closest.residual:.3g} > {options.cone_tol:g}){tied}.")
+        tried = "The one direction tried does not make" if len(records) == 1 else \
+            f"None of the {len(records)} directions tried makes"
+        reason = (f"{tried} the selected filter LP-optimal (closest: trial {index}, relative residual "
+                  f"{closest.residual:.3g} > {options.cone_tol:g}){tied}.")
         if best.w_polished is not None:
             reason += (" The filter was reached by polishing trial "
                        f"{best.index}'s LP solution, not by the LP itself")
