@@ -224,7 +224,6 @@ class _Sub:
     x: FloatArray
     iterations: int
     info: Any = field(repr=False, default=None)
-    cut_duals: FloatArray | None = field(repr=False, default=None)
 
 
 class RelaxationSolver:
@@ -405,9 +404,7 @@ class RelaxationSolver:
             sol = solver.solve()
             if str(sol.status) not in ("InsufficientProgress", "NumericalError"):
                 break
-        n_zero = st["zero"].shape[0]
-        cut_duals = np.asarray(sol.z)[n_zero:n_zero + rows.shape[0]] if rows.shape[0] else np.zeros(0)
-        return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info(), cut_duals)
+        return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
 
     # -- normalised data ----------------------------------------------------------------------
 
@@ -526,7 +523,7 @@ class RelaxationSolver:
                                   "too ill-conditioned to solve reliably.")
                 continue
             if self.relaxation == "lp":
-                u = self._crossover(u, r, rows, rhs, sub, tol)
+                u = self._crossover(u, r, rows, rhs, tol)
             return finish("optimal", "Solved to optimality.", u)
 
     def _feasible(self, rows: FloatArray, rhs: FloatArray, with_t: bool, should_stop: ShouldStop | None,
@@ -562,19 +559,20 @@ class RelaxationSolver:
             return True, float(np.max(np.abs(sub.x[:m]), initial=0.0))
         return (False, 0.0) if verdict == "infeasible" else (None, 0.0)
 
-    def _crossover(self, u: FloatArray, r: FloatArray, rows: FloatArray, rhs: FloatArray, sub: _Sub,
+    def _crossover(self, u: FloatArray, r: FloatArray, rows: FloatArray, rhs: FloatArray,
                    tol: FloatArray) -> FloatArray:
-        """Move the LP optimum onto the exact point of the cuts (and user equalities) Clarabel marks active.
+        """Move the LP optimum onto the exact point of the cuts (and user constraints) tight at it.
 
         The projection of ``u`` onto ``{A u = b}`` for the active rows ``A`` is kept when it satisfies
         every sample and user constraint and its value ``r^T u`` is no worse (to 1e-7 relative): an
         interior-point optimum is then replaced by the vertex HiGHS's simplex would report. (The value may
         drop a little when the interior point was itself infeasible by up to the cut tolerance.)
         """
-        if rows.shape[0] == 0 or sub.cut_duals is None or sub.cut_duals.size != rows.shape[0]:
+        if rows.shape[0] == 0:
             return u
-        duals = sub.cut_duals
-        active = duals > 1e-7 * max(float(np.max(duals, initial=0.0)), 1e-300)
+        # Active: tight at the interior point (Clarabel's duals of slack rows are small but not zero, and on
+        # this degenerate LP many tight rows have zero duals, so slack decides; a wrong guess is rejected below).
+        active = rhs - rows @ u <= 1e-6 * (1.0 + np.abs(rhs))
         A, b = rows[active], rhs[active]
         c = self._unit
         extra_rows: list[FloatArray] = []
