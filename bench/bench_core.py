@@ -23,10 +23,7 @@ import argparse  # noqa: E402 (after the BLAS settings, which must precede numpy
 import resource  # noqa: E402
 import time  # noqa: E402
 
-import numpy as np  # noqa: E402
-
 import cvxpy as cp  # noqa: E402
-
 from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction  # noqa: E402
 from cnnrelax.certificate import coverage  # noqa: E402
 from cnnrelax.oracle import CvxpyRelaxation  # noqa: E402
@@ -76,7 +73,8 @@ def bench(n: int, d: int, k: int, relaxation: str, beta: float, trials: int) -> 
         f"{relaxation:5s} n={n:6d} d={d:4d} k={k} | core: one LP from scratch {first_core:6.3f} s, "
         f"mean of {trials} trials sharing cuts {core_time:6.3f} s | cvxpy+Clarabel build+solve {cvx_time:6.2f} s | "
         f"ratio {cvx_time / first_core:5.1f}x (one LP), {cvx_time / core_time:5.1f}x (per trial) | "
-        f"rel value diff vs cvxpy+Clarabel {max(diffs):.1e}{accuracy} (trials {compare}) | statuses {[c.status for c in core]} | "
+        f"rel value diff vs cvxpy+Clarabel {max(diffs):.1e}{accuracy} (trials {compare}) | "
+        f"statuses {[c.status for c in core]} | "
         f"first-trial outer rounds {first.outer_iterations}, cuts {first.working_set}{cov_note} | "
         f"peak RSS {_peak_mib():.0f} MiB",
         flush=True,

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from highs_reference import lp_by_highs
-
 from cnnrelax import (
-    PlantedSpec, RelaxationSolver, SolveOptions, cone_certificate, make_problem, planted_problem, solve,
+    PlantedSpec,
+    RelaxationSolver,
+    SolveOptions,
+    cone_certificate,
+    make_problem,
+    planted_problem,
+    solve,
     trial_direction,
 )
 from cnnrelax.certificate import coverage, optimality_cone, trials_needed, wilson_interval
+from highs_reference import lp_by_highs
 
 
 def _lp_optimal_at(problem, w: np.ndarray, r: np.ndarray) -> bool:

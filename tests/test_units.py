@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from highs_reference import lp_by_highs
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from cnnrelax import (
-    FilterConstraints, ImagePatching, RelaxationSolver, SolveOptions, StridedPatching, make_problem, solve,
+    FilterConstraints,
+    ImagePatching,
+    RelaxationSolver,
+    SolveOptions,
+    StridedPatching,
+    make_problem,
+    solve,
     trial_direction,
 )
 from cnnrelax.problem import ConvProblem
+from highs_reference import lp_by_highs
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 LAWS = ("gaussian", "pixels", "heavy", "rank_deficient", "zero_rows")
 LINEAR_CONSTRAINTS = ("none", "nonnegative", "box", "equality", "inequality")
@@ -161,7 +166,7 @@ def test_whole_solves_are_covariant(a: float, b: float, seed: int) -> None:
     theirs = solve(make_problem(a * X, b * y, k=2), options, w_star=(b / a) * w_star)
     assert ours.status == theirs.status
     assert [t.solution.status for t in ours.trials] == [t.solution.status for t in theirs.trials]
-    for mine, other in zip(ours.trials, theirs.trials):
+    for mine, other in zip(ours.trials, theirs.trials, strict=True):
         if mine.objective is not None:
             assert other.objective == pytest.approx(mine.objective * b / a, rel=1e-7, abs=1e-9 * b / a)
     assert [t.recovered for t in ours.trials] == [t.recovered for t in theirs.trials]

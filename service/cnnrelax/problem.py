@@ -84,7 +84,7 @@ class StridedPatching:
 
 @dataclass(frozen=True)
 class ImagePatching:
-    """2-D patches: rows are ``height x width`` images (row-major) and the filter is ``filter_height x filter_width``."""
+    """2-D patches: rows are ``height x width`` images (row-major), the filter ``filter_height x filter_width``."""
 
     height: int
     width: int
@@ -187,7 +187,7 @@ class ConvProblem:
         return self._norms
 
     def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
-        """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (a value at rounding level is a tie)."""
+        """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (rounding-level values are ties)."""
         pre = self.preactivations(w) if pre is None else pre
         return pre > rtol * float(np.linalg.norm(w)) * self.patch_norms()
 
@@ -209,11 +209,6 @@ class ConvProblem:
         if bound == 0.0:
             return np.ones(pre.shape, dtype=bool)
         return np.abs(pre) <= bound * self.patch_norms()
-        # Refine the (cheap, generous) first screen with exact patch norms on the few candidates.
-        idx = np.nonzero(near)
-        norms = np.linalg.norm(self.patches[idx], axis=1)
-        near[idx] = np.abs(pre[idx]) <= bound * norms
-        return near
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j (X_ij w)_+``."""

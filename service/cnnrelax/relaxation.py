@@ -96,7 +96,8 @@ def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> N
         )
     if relaxation == "qp" and not (np.isfinite(beta) and beta > 0):
         raise InvalidParameterError(
-            "beta", f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0."
+            "beta",
+            f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
     if relaxation == "lp" and (problem.y < 0).any():
         i = int(np.argmax(problem.y < 0))
@@ -270,7 +271,7 @@ class RelaxationSolver:
         c, m = self._unit, self.problem.m
         n_u = m if c.l1_bound is not None else 0
         width = m + n_u
-        I = np.eye(m)
+        I = np.eye(m)  # noqa: E741 (the identity, as in the mathematics)
         zero_rows: list[FloatArray] = []
         zero_rhs: list[FloatArray] = []
         ineq: list[FloatArray] = []
@@ -491,7 +492,7 @@ class RelaxationSolver:
             if with_t and len(samples):
                 uniq, t_index = np.unique(samples, return_inverse=True)
                 tv = np.maximum(sub.x[m + self._static["n_u"]:], 0.0)
-                t = dict(zip(uniq.tolist(), tv.tolist()))
+                t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
                 slack += tv[t_index]
             self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(u, t)
@@ -546,7 +547,7 @@ class RelaxationSolver:
                           A_eq=None if c.equality is None else c.equality[0],
                           b_eq=None if c.equality is None else c.equality[1],
                           bounds=[(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
-                                  for lo, hi in zip(lower, upper)], method="highs")
+                                  for lo, hi in zip(lower, upper, strict=True)], method="highs")
             if res.status == 2:
                 return False, 0.0
             if res.status != 0 or res.x is None:
@@ -636,7 +637,7 @@ class RelaxationSolver:
         join until none is. A direction is returned only when it is confirmed on every patch; ``None``
         means the problem is bounded in the direction ``r``.
         """
-        problem, m, c = self.problem, self.problem.m, self._unit
+        m, c = self.problem.m, self._unit
         flat, norms = self.problem.flat, self._patch_norms() * self.x_scale
         usable = norms > 0
         eq_rows = c.equality[0] if c.equality is not None else np.zeros((0, m))
@@ -657,7 +658,8 @@ class RelaxationSolver:
                 return None
             idx = np.array(chosen, dtype=np.intp)
             A_ub = np.vstack([flat[idx] / norms[idx][:, None], user_rows])
-            res = linprog(-rn, A_ub=A_ub if A_ub.shape[0] else None, b_ub=np.zeros(A_ub.shape[0]) if A_ub.shape[0] else None,
+            has_ub = A_ub.shape[0] > 0
+            res = linprog(-rn, A_ub=A_ub if has_ub else None, b_ub=np.zeros(A_ub.shape[0]) if has_ub else None,
                           A_eq=eq_rows if eq_rows.shape[0] else None,
                           b_eq=np.zeros(eq_rows.shape[0]) if eq_rows.shape[0] else None,
                           bounds=[(-1.0, 1.0)] * m, method="highs", options=options)

@@ -14,8 +14,17 @@ from typing import Any, Callable
 import numpy as np
 
 from .certificate import (
-    DEFAULT_CONE_TOL, DEFAULT_FIT_TOL, DEFAULT_OPTIMALITY_TOL, Certificate, ConeCertificate, certify, cone_certificate,
-    coverage, fit_residual, optimality_cone, summary,
+    DEFAULT_CONE_TOL,
+    DEFAULT_FIT_TOL,
+    DEFAULT_OPTIMALITY_TOL,
+    Certificate,
+    ConeCertificate,
+    certify,
+    cone_certificate,
+    coverage,
+    fit_residual,
+    optimality_cone,
+    summary,
 )
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
