@@ -182,9 +182,11 @@ class ConvProblem:
 
     def patch_norms(self) -> FloatArray:
         """``||X_ij||`` for every sample and patch, shape ``(n, k)`` (one pass, no copy; cached)."""
-        if self._norms is None:
-            object.__setattr__(self, "_norms", np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches)))
-        return self._norms
+        norms = self._norms
+        if norms is None:
+            norms = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
+            object.__setattr__(self, "_norms", norms)
+        return norms
 
     def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
         """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (rounding-level values are ties)."""
@@ -212,7 +214,8 @@ class ConvProblem:
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j (X_ij w)_+``."""
-        return np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+        out: FloatArray = np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+        return out
 
     def loss(self, w: FloatArray) -> float:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
@@ -225,7 +228,8 @@ class ConvProblem:
         """
         if mask is None:
             mask = self.preactivations(w) > 0
-        return np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+        out: FloatArray = np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+        return out
 
 
 def _as_finite_matrix(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:

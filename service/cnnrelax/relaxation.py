@@ -40,6 +40,7 @@ from typing import Any, Callable, Literal
 import clarabel
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import NDArray
 from scipy.optimize import linprog
 
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
@@ -453,8 +454,10 @@ class RelaxationSolver:
         iterations = outer = 0
         tol = st.cut_tol * (1.0 + np.abs(self._yn))
         sub: _Sub | None = None
-        finish = lambda status, message, u=None: self._finish(  # noqa: E731 (one-line closure over the loop state)
-            status, message, u, r, iterations, outer, start, sub)
+
+        def finish(status: str, message: str, u: FloatArray | None = None) -> RelaxationSolution:
+            return self._finish(status, message, u, r, iterations, outer, start, sub)
+
         self.cuts.use_all()
         while True:
             outer += 1
@@ -582,7 +585,10 @@ class RelaxationSolver:
             extra_rows.append(c.equality[0])
             extra_rhs.append(c.equality[1])
         scale = 1.0 + float(np.max(np.abs(u)))
-        near = lambda gap: gap <= 1e-7 * scale  # noqa: E731
+
+        def near(gap: FloatArray) -> NDArray[np.bool_]:
+            return gap <= 1e-7 * scale
+
         if c.lower is not None:
             hit = np.flatnonzero(np.isfinite(c.lower) & near(u - c.lower))
             extra_rows.append(np.eye(self.problem.m)[hit])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -28,7 +28,9 @@ from .certificate import (
 )
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
-from .relaxation import RELAXATIONS, RelaxationSolution, RelaxationSolver, SolverSettings, validate_relaxation
+from .relaxation import (
+    RELAXATIONS, RelaxationKind, RelaxationSolution, RelaxationSolver, SolverSettings, validate_relaxation,
+)
 
 ShouldStop = Callable[[], bool]
 DEFAULT_RECOVERY_TOL = 1e-4
@@ -102,7 +104,7 @@ def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcom
     for _ in range(rounds):
         mask = problem.active_mask(best)
         G = problem.active_sums(best, mask)
-        candidate, *_ = np.linalg.lstsq(G, problem.y, rcond=None)
+        candidate = np.asarray(np.linalg.lstsq(G, problem.y, rcond=None)[0], dtype=np.float64)
         loss = problem.loss(candidate)
         if not loss < best_loss:
             break
@@ -212,8 +214,14 @@ def make_solver(problem: ConvProblem, options: SolveOptions, constraints: Resolv
         from .oracle import CvxpyRelaxation
 
         return CvxpyRelaxation(problem, options.relaxation, beta=options.beta, constraints=constraints)
-    return RelaxationSolver(problem, options.relaxation, beta=options.beta, constraints=constraints,
-                            settings=options.solver)  # type: ignore[arg-type]
+    return RelaxationSolver(problem, _relaxation_kind(options.relaxation), beta=options.beta, constraints=constraints,
+                            settings=options.solver)
+
+
+def _relaxation_kind(name: str) -> RelaxationKind:
+    if name not in RELAXATIONS:
+        raise InvalidParameterError("relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}.")
+    return cast(RelaxationKind, name)
 
 
 def solve(
@@ -261,7 +269,7 @@ def solve(
             error = _relative_error(w, w_star)
             polished_error = error if w_polished is None else _relative_error(w_polished, w_star)
         predicted = None
-        if star_cone is not None:
+        if star_cone is not None and w_star is not None:
             predicted = cone_certificate(problem, w_star, r, constraints=constraints, tol=options.cone_tol,
                                          fit_tol=options.fit_tol, cone=star_cone).certified
         record = TrialRecord(
@@ -297,7 +305,8 @@ def solve(
         status=status, message=message,
         w=None if best is None else best.final_w, loss=None if best is None else best.loss,
         certificate=certificate,
-        recovery_error=None if (best is None or w_star is None) else _relative_error(best.final_w, w_star),
+        recovery_error=None if (best is None or best.final_w is None or w_star is None)
+        else _relative_error(best.final_w, w_star),
         selected_trial=None if best is None else best.index,
         trials=records, relaxation=options.relaxation,
         n=problem.n, d=problem.d, k=problem.k, m=problem.m,
