@@ -29,7 +29,12 @@ from .certificate import (
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 from .relaxation import (
-    RELAXATIONS, RelaxationKind, RelaxationSolution, RelaxationSolver, SolverSettings, validate_relaxation,
+    RELAXATIONS,
+    RelaxationKind,
+    RelaxationSolution,
+    RelaxationSolver,
+    SolverSettings,
+    validate_relaxation,
 )
 
 ShouldStop = Callable[[], bool]
