@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Relaxation = Literal["lp", "qp", "naive"]
@@ -24,33 +24,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class _Open(BaseModel):
-    """Output models that may carry more members than documented."""
+class _Sent(BaseModel):
+    """What the service sends: every member declared (the schema says `additionalProperties: false`).
 
-    model_config = ConfigDict(extra="allow")
+    Building one from a stored result with a member it does not declare is an error, so a field the core
+    adds cannot reach the wire undeclared.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
 
 # -------------------------------------------------------------------------------------------------
 # errors
 # -------------------------------------------------------------------------------------------------
 
-class FieldProblem(BaseModel):
+class FieldProblem(_Sent):
     """One invalid member of a request."""
 
     location: str = Field(description="Where, e.g. `body.planted.n` or `query.limit`.")
     message: str = Field(description="What is wrong with it.")
 
 
-class Problem(_Open):
+class Problem(_Sent):
     """RFC 9457 problem details: every 4xx and 5xx answer has this shape (`application/problem+json`)."""
 
     type: str = Field("about:blank", description="A URI naming the kind of problem.")
     title: str = Field(description="A short summary of the kind of problem.")
-    status: int = Field(description="The HTTP status code.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
     detail: str = Field(description="A sentence a person understands, about this occurrence.")
     instance: Optional[str] = Field(None, description="The request path.")
     parameter: Optional[str] = Field(None, description="The request member at fault, when one is.")
     errors: Optional[list[FieldProblem]] = Field(None, description="Every invalid member, for validation errors.")
+    reference: Optional[str] = Field(None, description="500 only: the reference of the logged error.")
+    job_id: Optional[str] = Field(None, description="409 on a reused Idempotency-Key: the job it was first used for.")
+    checks: Optional[dict[str, bool]] = Field(None, description="503 from /readyz: which readiness checks passed.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -104,16 +111,21 @@ class SolveRequest(_Strict):
     beta: float = Field(1e-4, ge=0, description="Weight of the random linear term in the QP.")
     trials: int = Field(8, ge=1, description="Randomized trials (each a seeded direction r).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
-    output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).")
+    output_weights: Optional[list[NonNegativeFloat]] = Field(None,
+                                                       description="c_j >= 0, one per patch (default ones).")
     stop_on_certificate: bool = Field(True, description="Stop at the first trial certified globally optimal.")
     polish: bool = Field(True, description="Least squares on the activation pattern of each trial's filter.")
     patch_size: Optional[int] = Field(None, ge=1, description="1-D patches of this length (with `stride`).")
     stride: Optional[int] = Field(None, ge=1, description="Stride of 1-D or 2-D patches.")
-    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.")
-    filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.")
+    image_shape: Optional[list[PositiveInt]] = Field(None, min_length=2, max_length=2,
+                                                     description="[H, W] of 2-D rows.")
+    filter_shape: Optional[list[PositiveInt]] = Field(None, min_length=2, max_length=2,
+                                                      description="[p, q] 2-D filter.")
     constraints: Optional[ConstraintsIn] = Field(None, description="Convex constraints on w.")
     recovery_tol: Optional[float] = Field(None, gt=0, description="Relative error that counts as recovery.")
     time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
+    coverage_samples: int = Field(256, ge=0, le=100_000, description="Directions sampled to estimate the "
+                                  "certificate's coverage; 0 turns the estimate off.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SolveRequest":
@@ -128,94 +140,157 @@ class SolveRequest(_Strict):
 # results and jobs
 # -------------------------------------------------------------------------------------------------
 
-class ConeCertificateOut(_Open):
+TrialStatus = Literal["optimal", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
+                      "cancelled"]
+SolveStatus = Literal["solved", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
+                      "cancelled", "failed", "no_solution"]
+ClarabelStatus = Literal["NotStarted", "Unsolved", "Solved", "AlmostSolved", "PrimalInfeasible",
+                         "AlmostPrimalInfeasible", "DualInfeasible", "AlmostDualInfeasible", "MaxIterations", "MaxTime", "NumericalError",
+                         "InsufficientProgress", "CallbackTerminated"]
+
+
+class ConeCertificateOut(_Sent):
     """Cone membership / dual feasibility at the selected filter (SPEC 4.2)."""
 
-    residual: Optional[float] = Field(None, description="rho = min_{v>=0} ||G^T v - r|| / ||r||.")
-    certified: bool
-    applicable: bool
+    residual: Optional[float] = Field(description="rho = min_{v>=0} ||G^T v - r|| / ||r|| (null when not applicable).")
+    certified: bool = Field(description="rho <= tolerance: (w, (Xw)_+) is optimal for the trial's LP.")
+    applicable: bool = Field(description="The filter fits the labels, so the test means something.")
+    tolerance: float = Field(description="The largest rho that certifies.")
+    positive_multipliers: Optional[int] = Field(description="Samples with a positive multiplier v_i.")
+    reason: str = Field(description="What the outcome means, or why the test does not apply.")
+    tied_patches: Optional[int] = Field(None, description="Patches with X_ij w = 0 at the filter (ties).")
+    certified_by_trials: Optional[list[int]] = Field(
+        None, description="Indices of the trials whose direction r the filter is certified for.")
 
 
-class CertificateOut(_Open):
+class CoverageOut(_Sent):
+    """How likely one more random trial is to certify the selected filter, estimated from sampled directions."""
+
+    applicable: bool = Field(description="Whether the estimate applies (the filter fits the labels).")
+    estimate: Optional[float] = Field(None, description="Fraction of sampled directions r the filter is certified for.")
+    interval: Optional[list[float]] = Field(None, min_length=2, max_length=2,
+                                            description="[low, high] confidence interval of the fraction.")
+    confidence: float = Field(description="Confidence level of the interval.")
+    directions: int = Field(description="Directions sampled.")
+    certifying_directions: int = Field(description="Sampled directions that certify the filter.")
+    trials_for_99: Optional[int] = Field(None, description="Trials needed for 99% odds of a certifying one.")
+    trials_for_999: Optional[int] = Field(None, description="Trials needed for 99.9% odds of a certifying one.")
+    reason: str = Field(description="What the estimate means, or why it does not apply.")
+
+
+class SolverStatsOut(_Sent):
+    """The convex solver's evidence for one trial."""
+
+    status: TrialStatus = Field(description="How the trial's relaxation ended.")
+    message: str = Field(description="A sentence on the outcome.")
+    iterations: int = Field(description="Interior-point iterations, over every working-set round.")
+    outer_iterations: int = Field(description="Working-set rounds (cuts added then re-solved).")
+    working_set: int = Field(description="Constraints in the final working set.")
+    solve_time_s: float = Field(description="Wall time of the trial's solve.")
+    clarabel_status: ClarabelStatus = Field(description="Clarabel's status of the last solve.")
+    primal_residual: Optional[float] = Field(description="Clarabel's primal residual (null if it did not run).")
+    dual_residual: Optional[float] = Field(description="Clarabel's dual residual (null if it did not run).")
+    duality_gap: Optional[float] = Field(description="Clarabel's absolute duality gap (null if it did not run).")
+
+
+class CertificateOut(_Sent):
     """What proves (or fails to prove) global optimality of the selected filter."""
 
     global_optimum: bool = Field(description="Zero non-convex loss: a global minimum.")
     cone: ConeCertificateOut
+    loss: Optional[float] = Field(description="The selected filter's non-convex loss (null with no filter).")
+    loss_threshold: Optional[float] = Field(description="optimality_tol * ||y||^2: a loss at most this is zero.")
+    fit_residual: Optional[float] = Field(description="max_i |sum_j (X_ij w)_+ - y_i| / (1 + max_i |y_i|).")
+    solver: Optional[SolverStatsOut] = Field(None, description="The selected trial's solver evidence.")
+    summary: Optional[str] = Field(None, description="A sentence saying what the certificate proves.")
+    relative_gradient_norm: Optional[float] = Field(
+        None, description="Stationarity of the loss at the selected filter: ||grad L(w)|| relative to its scale.")
+    coverage: Optional[CoverageOut] = Field(None, description="Odds that a random trial certifies the filter.")
 
 
-class SolverStatsOut(_Open):
-    """The convex solver's evidence for one trial."""
-
-    status: str
-    iterations: int
-    solve_time_s: float
-
-
-class TrialOut(_Open):
+class TrialOut(_Sent):
     """One randomized trial."""
 
-    index: int
+    index: int = Field(ge=0)
     r: list[float] = Field(description="The trial's direction.")
-    w: Optional[list[float]] = Field(None, description="The relaxation's filter, before selection.")
-    loss: Optional[float] = None
-    objective: Optional[float] = Field(None, description="Optimal value, maximise-r^T w convention.")
-    recovered: Optional[bool] = Field(None, description="Planted only: recovered w* within recovery_tol.")
-    predicted: Optional[bool] = Field(None, description="Planted only: the cone check at w* predicts recovery.")
+    w: Optional[list[float]] = Field(description="The relaxation's filter, before polishing and selection.")
+    w_polished: Optional[list[float]] = Field(description="The filter after polishing (null when it did not help).")
+    loss: Optional[float] = Field(description="Non-convex loss of the trial's final filter (polished if it helped).")
+    raw_loss: Optional[float] = Field(description="Non-convex loss of the relaxation's filter w.")
+    objective: Optional[float] = Field(description="Optimal value, maximise-r^T w convention.")
+    recovered: Optional[bool] = Field(description="Planted only: w recovered w* within recovery_tol.")
+    recovered_after_polish: Optional[bool] = Field(description="Planted only: the polished filter recovered w*.")
+    recovery_error: Optional[float] = Field(description="Planted only: ||w - w*|| / ||w*||.")
+    predicted: Optional[bool] = Field(description="Planted only: the cone check at w* predicts recovery.")
     solver: SolverStatsOut
 
 
-class SolveResultOut(_Open):
+class ShapeOut(_Sent):
+    """The problem's dimensions: n samples of length d, k patches of length m."""
+
+    n: int = Field(ge=1)
+    d: int = Field(ge=1)
+    k: int = Field(ge=1)
+    m: int = Field(ge=1)
+
+
+class SolveResultOut(_Sent):
     """A solve's result: the selected filter, its loss and certificate, every trial."""
 
-    status: str = Field(description="solved, unbounded, infeasible, cancelled, failed, ...")
+    status: SolveStatus = Field(description="solved, or why no filter was produced (unbounded, infeasible, ...).")
     message: str
-    w: Optional[list[float]] = Field(None, description="The selected filter.")
-    loss: Optional[float] = Field(None, description="Its non-convex loss.")
+    w: Optional[list[float]] = Field(description="The selected filter.")
+    w_star: Optional[list[float]] = Field(None, description="Planted only: the planted filter.")
+    loss: Optional[float] = Field(description="Its non-convex loss.")
     certificate: CertificateOut
-    recovery_error: Optional[float] = Field(None, description="Planted only: ||w - w*|| / ||w*||.")
+    recovery_error: Optional[float] = Field(description="Planted only: ||w - w*|| / ||w*||.")
+    selected_trial: Optional[int] = Field(description="Index of the selected trial (null with no filter).")
     trials: list[TrialOut]
+    relaxation: Relaxation = Field(description="The relaxation solved.")
+    shape: ShapeOut
+    solve_time_s: float = Field(description="Wall time of the whole solve.")
 
 
-class ProgressOut(BaseModel):
+class ProgressOut(_Sent):
     """How far a job has come: trials of a solve, cells of an experiment."""
 
-    done: int
-    total: int
+    done: int = Field(ge=0)
+    total: int = Field(ge=0)
 
 
-class JobOut(BaseModel):
+class JobOut(_Sent):
     """A solve job."""
 
-    id: str
+    id: str = Field(description="The job's id.")
     status: JobStatus
     created_at: datetime
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    attempts: int = Field(description="Runs started (a run interrupted by a restart is run again).")
-    cancel_requested: bool = False
-    progress: Optional[ProgressOut] = None
-    error: Optional[str] = Field(None, description="Why the job failed or was cancelled.")
-    result: Optional[SolveResultOut] = Field(None, description="Set once the job succeeded (or partial).")
+    started_at: Optional[datetime] = Field(description="When its (latest) run started.")
+    finished_at: Optional[datetime] = Field(description="When it ended.")
+    attempts: int = Field(ge=0, description="Runs started (a run interrupted by a restart is run again).")
+    cancel_requested: bool = Field(description="A cancellation was asked for.")
+    progress: Optional[ProgressOut] = Field(description="Trials done of the trials asked for.")
+    error: Optional[str] = Field(description="Why the job failed or was cancelled.")
+    result: Optional[SolveResultOut] = Field(description="Set once the job succeeded (or partial).")
 
 
-class JobSummary(BaseModel):
+class JobSummary(_Sent):
     """A job in a listing (no result: fetch the job for it)."""
 
     id: str
     status: JobStatus
     created_at: datetime
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    attempts: int
-    progress: Optional[ProgressOut] = None
-    error: Optional[str] = None
+    started_at: Optional[datetime]
+    finished_at: Optional[datetime]
+    attempts: int = Field(ge=0)
+    progress: Optional[ProgressOut]
+    error: Optional[str]
 
 
-class JobPage(BaseModel):
+class JobPage(_Sent):
     """One page of a listing, newest first; pass `next_cursor` as `cursor` for the next one."""
 
     items: list[JobSummary]
-    next_cursor: Optional[str] = None
+    next_cursor: Optional[str] = Field(description="The cursor of the next page; null on the last one.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -229,18 +304,20 @@ class DatasetJson(_Strict):
     y: list[float]
 
 
-class DatasetOut(BaseModel):
+class DatasetOut(_Sent):
     """A stored dataset; `id` is the sha256 of its canonical float64 content."""
 
-    id: str
-    n: int
-    d: int
-    size_bytes: int
-    source: str = Field(description="The upload format: npy, npz or json.")
+    id: str = Field(pattern=DATASET_ID_PATTERN)
+    n: int = Field(ge=1, description="Rows of X (samples).")
+    d: int = Field(ge=1, description="Columns of X.")
+    size_bytes: int = Field(ge=0, description="Bytes stored.")
+    source: Literal["npy", "npz", "json"] = Field(description="The upload format.")
     created_at: datetime
 
 
-class DatasetPage(BaseModel):
+class DatasetPage(_Sent):
+    """Every stored dataset."""
+
     items: list[DatasetOut]
 
 
@@ -283,12 +360,24 @@ class ExperimentPage(BaseModel):
 # operations
 # -------------------------------------------------------------------------------------------------
 
-class Health(BaseModel):
+class Health(_Sent):
+    """The process is up."""
+
     status: Literal["ok"] = "ok"
 
 
-class Readiness(BaseModel):
+class ReadinessChecks(_Sent):
+    """Each readiness check: the store answers, the dispatcher runs, the workers are up."""
+
+    store: bool
+    dispatcher: bool
+    workers: bool
+
+
+class Readiness(_Sent):
+    """Ready for jobs: every check passed."""
+
     status: Literal["ready"] = "ready"
-    checks: dict[str, bool]
-    queue_depth: int
-    running: int
+    checks: ReadinessChecks
+    queue_depth: int = Field(ge=0, description="Jobs queued.")
+    running: int = Field(ge=0, description="Jobs running.")
