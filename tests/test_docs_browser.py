@@ -23,6 +23,9 @@ from conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = Path(os.environ.get("CNNRELAX_CHROMIUM", "/usr/bin/chromium"))
+#: Requests off the server a page may try, each harmless when refused: ReDoc 2's footer logo (an ``<img>``
+#: that hides itself when it cannot load; the bundle has no option to leave it out).
+COSMETIC = {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
 
@@ -79,6 +82,8 @@ def _offline_page(browser: Any, server: ServerProcess) -> tuple[Any, list[str], 
 
     page.route("**/*", route)
     page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and message.location.get("url") not in COSMETIC else None)
     page.on("requestfailed", lambda request: errors.append(f"{request.url}: {request.failure}")
             if urlparse(request.url).netloc == host else None)
     return page, refused, errors
@@ -111,10 +116,10 @@ def test_redoc_lists_the_operations_offline(browser: Any, live_server: ServerPro
     page, refused, errors = _offline_page(browser, live_server)
     answer = page.goto(f"{live_server.url}/redoc")
     assert answer is not None and answer.status == 200
-    page.wait_for_selector("text=Submit a solve", timeout=30_000)
+    page.get_by_text("Submit a solve").first.wait_for(state="attached", timeout=30_000)
     text = page.inner_text("body")
     for summary in ("Submit a solve", "Get a solve job", "Upload a dataset", "Liveness"):
         assert summary in text
-    assert refused == [], f"the page tried to load {refused}"
+    assert set(refused) <= COSMETIC, f"the page tried to load {refused}"
     assert errors == []
     page.context.close()
