@@ -242,3 +242,18 @@ def test_security_is_declared_as_the_server_is_configured(start_server: Callable
         assert "security" not in keyed["paths"]["/healthz"]["get"]
         Contract(keyed).check(http.post("/v1/solves", json=PLANTED))
         assert http.get("/healthz").status_code == 200
+
+
+def test_one_version_string() -> None:
+    """VERSION at the root is the one place: both packages' metadata, the served schema and the User-Agent."""
+    import cnnrelax
+    import cnnrelax_client
+    from cnnrelax_client._client import USER_AGENT
+
+    written = (ROOT / "VERSION").read_text().strip()
+    assert (ROOT / "clients" / "python" / "VERSION").resolve() == (ROOT / "VERSION").resolve()
+    assert cnnrelax.__version__ == cnnrelax_client.__version__ == written
+    assert USER_AGENT == f"cnnrelax-client/{written}"
+    assert json.loads((ROOT / "openapi.json").read_text())["info"]["version"] == written
+    for pyproject in (ROOT / "pyproject.toml", ROOT / "clients" / "python" / "pyproject.toml"):
+        assert re.search(r'^dynamic = \["version"\]', pyproject.read_text(), re.M), pyproject

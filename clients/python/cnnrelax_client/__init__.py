@@ -9,6 +9,8 @@
 carrying the service's RFC 9457 problem details (``status``, ``title``, ``detail``, ``type``).
 """
 
+from importlib.metadata import version
+
 from ._client import DEFAULT_BASE_URL, AsyncClient, Client
 from ._errors import CnnrelaxConnectionError, CnnrelaxError, CnnrelaxTimeoutError, JobFailedError
 from ._models import (
@@ -16,7 +18,7 @@ from ._models import (
     SolveResult, SolverStats, Trial,
 )
 
-__version__ = "0.1.0"
+__version__ = version("cnnrelax-client")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
     "AsyncClient", "Certificate", "Client", "CnnrelaxConnectionError", "CnnrelaxError", "CnnrelaxTimeoutError",
