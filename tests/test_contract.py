@@ -100,7 +100,8 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("404: no such job", lambda w: w.http.get("/v1/solves/" + "0" * 32)),
     ("404: no such dataset", lambda w: w.http.get("/v1/datasets/" + "0" * 64)),
     ("404: no such path", lambda w: w.http.get("/v1/nothing")),
-    ("400: malformed JSON", lambda w: w.http.post("/v1/solves", content=b"{", headers={"content-type": "application/json"})),
+    ("400: malformed JSON", lambda w: w.http.post("/v1/solves", content=b"{",
+                                                  headers={"content-type": "application/json"})),
     ("422: invalid members", lambda w: w.http.post("/v1/solves", json={"planted": {"n": 0, "d": 4}, "trails": 3})),
     ("422: core refusal", lambda w: w.http.post("/v1/solves", json={"planted": {"n": 10, "d": 5, "k": 2}})),
     ("422: invalid cursor", lambda w: w.http.get("/v1/solves", params={"cursor": "nonsense"})),
@@ -257,3 +258,147 @@ def test_one_version_string() -> None:
     assert json.loads((ROOT / "openapi.json").read_text())["info"]["version"] == written
     for pyproject in (ROOT / "pyproject.toml", ROOT / "clients" / "python" / "pyproject.toml"):
         assert re.search(r'^dynamic = \["version"\]', pyproject.read_text(), re.M), pyproject
+
+
+# ---------------------------------------------------------------------------------------------------
+# The thin client's models against openapi.json
+# ---------------------------------------------------------------------------------------------------
+
+def _client_models() -> dict[type, tuple[str, bool, dict[str, str]]]:
+    """Client dataclass -> (its component in openapi.json, whether it must read every property, renames)."""
+    from cnnrelax_client import _models as m
+
+    return {
+        m.ConeCertificate: ("ConeCertificateOut", True, {}),
+        m.Coverage: ("CoverageOut", True, {}),
+        m.SolverStats: ("SolverStatsOut", True, {}),
+        m.Certificate: ("CertificateOut", True, {}),
+        m.Trial: ("TrialOut", True, {}),
+        m.SolveResult: ("SolveResultOut", True, {}),
+        m.Progress: ("ProgressOut", True, {}),
+        m.Job: ("JobOut", True, {}),
+        m.JobPage: ("JobPage", True, {"jobs": "items"}),
+        m.Dataset: ("DatasetOut", True, {}),
+        # Experiment specs and results are being typed per kind: only what the client reads is checked.
+        m.Experiment: ("ExperimentOut", False, {}),
+    }
+
+
+CLIENT_ONLY = {"raw", "extra"}  # the JSON as received, and members a newer server may add
+ALSO_READS = {"Job": {"JobSummary"}}  # a listing's summaries are read as jobs without a result
+
+
+def _annotation_types(annotation: Any) -> tuple[set[str], bool, Any]:
+    """JSON types a client annotation takes, whether it takes null, and the dataclass it holds (if any)."""
+    import dataclasses
+    import types
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds: set[str] = set()
+        nullable, held = False, None
+        for arg in args:
+            if arg is type(None):
+                nullable = True
+                continue
+            more, null, inner = _annotation_types(arg)
+            kinds |= more
+            nullable |= null
+            held = held or inner
+        return kinds, nullable, held
+    if origin is typing.Literal:
+        return {"string"}, False, None
+    if annotation is bool:
+        return {"boolean"}, False, None
+    if annotation is int:
+        return {"integer"}, False, None
+    if annotation is float:
+        return {"number", "integer"}, False, None
+    if annotation is str:
+        return {"string"}, False, None
+    if origin in (list, tuple) or (origin is not None and getattr(origin, "__name__", "") == "ndarray"):
+        held = next((arg for arg in args if dataclasses.is_dataclass(arg)), None)
+        return {"array"}, False, held
+    if annotation is dict or origin is dict:
+        return {"object"}, False, None
+    if dataclasses.is_dataclass(annotation):
+        return {"object"}, False, annotation
+    raise AssertionError(f"no JSON type known for the client annotation {annotation!r}")
+
+
+def _schema_types(schema: dict[str, Any], components: dict[str, Any]) -> tuple[set[str], bool, set[str]]:
+    """JSON types a schema property takes, whether null is one, and the components it refers to."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        return {"object"}, False, {name}
+    kinds: set[str] = set()
+    nullable, refs = False, set()
+    for option in schema.get("anyOf", []) + schema.get("oneOf", []):
+        more, null, inner = _schema_types(option, components)
+        kinds |= more
+        nullable |= null
+        refs |= inner
+    declared = schema.get("type")
+    for kind in ([declared] if isinstance(declared, str) else declared or []):
+        if kind == "null":
+            nullable = True
+        else:
+            kinds.add(kind)
+    if "items" in schema:
+        refs |= _schema_types(schema["items"], components)[2]
+    if "enum" in schema or "const" in schema:
+        kinds.add("string")
+    return kinds, nullable, refs
+
+
+def test_the_client_models_match_the_schema() -> None:
+    """Every member the client reads is in the schema with a type it can hold; it reads every member sent."""
+    import dataclasses
+    import typing
+
+    schema = json.loads((ROOT / "openapi.json").read_text())
+    components = schema["components"]["schemas"]
+    models = _client_models()
+    problems: list[str] = []
+    for model, (component, complete, renames) in models.items():
+        declared = components[component]
+        properties, required = declared["properties"], set(declared.get("required", []))
+        hints = typing.get_type_hints(model)
+        fields = {f.name for f in dataclasses.fields(model)} - CLIENT_ONLY
+        wire = {renames.get(name, name) for name in fields}
+        if complete and set(properties) - wire:
+            problems.append(f"{model.__name__} does not read {sorted(set(properties) - wire)} of {component}")
+        for name in sorted(fields):
+            member = renames.get(name, name)
+            if member not in properties:
+                problems.append(f"{model.__name__}.{name} reads {member}, which {component} does not declare")
+                continue
+            kinds, nullable, held = _annotation_types(hints[name])
+            sent, sent_null, refs = _schema_types(properties[member], components)
+            where = f"{model.__name__}.{name}", f"{component}.{member}"
+            if not sent <= kinds:
+                problems.append(f"{where[0]} takes {sorted(kinds)}; {where[1]} is {sorted(sent)}")
+            if (sent_null or member not in required) and not nullable:
+                problems.append(f"{where[0]} cannot be None; {where[1]} may be null or absent")
+            accepted = {models[held][0]} | ALSO_READS.get(held.__name__, set()) if held in models else set()
+            if held is not None and held in models and not refs & accepted:
+                problems.append(f"{where[0]} holds {held.__name__}; {where[1]} is {sorted(refs)}")
+    from cnnrelax_client import Job
+
+    assert set(components["JobSummary"]["properties"]) <= {f.name for f in dataclasses.fields(Job)}
+    assert problems == []
+
+
+def test_the_client_reads_a_real_solve_whole(walked: Any) -> None:
+    """Parsed by the client, a real solve leaves nothing in ``extra``, and every member sent is read."""
+    from cnnrelax_client import Job
+
+    _, _, answers = walked
+    data = dict(answers)["a planted solve, done"].json()
+    job = Job.from_dict(data)
+    assert job.result is not None and job.result.certificate.solver is not None
+    assert job.result.certificate.solver.extra == {} and all(trial.solver.extra == {} for trial in job.result.trials)
+    assert job.result.certificate.solver.clarabel_status == data["result"]["certificate"]["solver"]["clarabel_status"]
+    assert job.result.trials[0].raw_loss == data["result"]["trials"][0]["raw_loss"]
+    assert job.created_at == data["created_at"] and job.attempts == data["attempts"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Relaxation = Literal["lp", "qp", "naive"]
@@ -99,6 +99,13 @@ class ConstraintsIn(_Strict):
     inequality_vector: Optional[list[float]] = Field(None, description="h in G w <= h.")
 
 
+#: Stated in the schema; enforced by the core, whose message names the value and the remedy.
+_ITEMS_AT_LEAST_0: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "number", "minimum": 0}},
+                                               {"type": "null"}]}
+_ITEMS_AT_LEAST_1: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 1},
+                                                "minItems": 2, "maxItems": 2}, {"type": "null"}]}
+
+
 class SolveRequest(_Strict):
     """A solve: exactly one problem source (`data`, `dataset_id` or `planted`) and the options."""
 
@@ -111,16 +118,16 @@ class SolveRequest(_Strict):
     beta: float = Field(1e-4, ge=0, description="Weight of the random linear term in the QP.")
     trials: int = Field(8, ge=1, description="Randomized trials (each a seeded direction r).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
-    output_weights: Optional[list[NonNegativeFloat]] = Field(None,
-                                                       description="c_j >= 0, one per patch (default ones).")
+    output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).",
+                                                  json_schema_extra=_ITEMS_AT_LEAST_0)
     stop_on_certificate: bool = Field(True, description="Stop at the first trial certified globally optimal.")
     polish: bool = Field(True, description="Least squares on the activation pattern of each trial's filter.")
     patch_size: Optional[int] = Field(None, ge=1, description="1-D patches of this length (with `stride`).")
     stride: Optional[int] = Field(None, ge=1, description="Stride of 1-D or 2-D patches.")
-    image_shape: Optional[list[PositiveInt]] = Field(None, min_length=2, max_length=2,
-                                                     description="[H, W] of 2-D rows.")
-    filter_shape: Optional[list[PositiveInt]] = Field(None, min_length=2, max_length=2,
-                                                      description="[p, q] 2-D filter.")
+    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.",
+                                             json_schema_extra=_ITEMS_AT_LEAST_1)
+    filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.",
+                                              json_schema_extra=_ITEMS_AT_LEAST_1)
     constraints: Optional[ConstraintsIn] = Field(None, description="Convex constraints on w.")
     recovery_tol: Optional[float] = Field(None, gt=0, description="Relative error that counts as recovery.")
     time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
@@ -145,8 +152,8 @@ TrialStatus = Literal["optimal", "unbounded", "infeasible", "max_iterations", "n
 SolveStatus = Literal["solved", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
                       "cancelled", "failed", "no_solution"]
 ClarabelStatus = Literal["NotStarted", "Unsolved", "Solved", "AlmostSolved", "PrimalInfeasible",
-                         "AlmostPrimalInfeasible", "DualInfeasible", "AlmostDualInfeasible", "MaxIterations", "MaxTime", "NumericalError",
-                         "InsufficientProgress", "CallbackTerminated"]
+                         "AlmostPrimalInfeasible", "DualInfeasible", "AlmostDualInfeasible", "MaxIterations",
+                         "MaxTime", "NumericalError", "InsufficientProgress", "CallbackTerminated"]
 
 
 class ConeCertificateOut(_Sent):
