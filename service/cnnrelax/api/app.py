@@ -19,7 +19,7 @@ from .dependencies import require_api_key
 from .docs import install_docs
 from .middleware import AccessLog, BodySizeLimit
 from .problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
-from .schemas import DatasetJson, Problem
+from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, DatasetJson, Problem
 from .service import Service
 
 DESCRIPTION = (
@@ -67,6 +67,17 @@ def _add_component(components: dict[str, Any], model: type[BaseModel]) -> None:
     components[model.__name__] = schema
 
 
+def _cursor_parameters(schema: dict[str, Any]) -> None:
+    """State the cursor's form where a listing takes it (the route answers any other string with a 422)."""
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            for parameter in operation.get("parameters", []):
+                if parameter.get("name") == "cursor" and parameter.get("in") == "query":
+                    for option in parameter["schema"].get("anyOf", [parameter["schema"]]):
+                        if option.get("type") == "string":
+                            option.update(pattern=CURSOR_PATTERN, maxLength=CURSOR_MAX_LENGTH)
+
+
 def _server_limits(components: dict[str, Any], settings: Settings) -> None:
     """The limits this server is configured with, stated where the request schemas take the values."""
     solve = components["SolveRequest"]["properties"]
@@ -96,6 +107,7 @@ def _problem_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     _server_limits(components, settings)
+    _cursor_parameters(schema)
     keys_on = bool(settings.api_keys)
     if not keys_on:
         schema["components"].pop("securitySchemes", None)

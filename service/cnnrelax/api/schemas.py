@@ -6,7 +6,8 @@ The names of :class:`SolveRequest` and of the job/result members are SPEC sectio
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from functools import lru_cache
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,13 +16,52 @@ Relaxation = Literal["lp", "qp", "naive"]
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**53 - 1  # the largest integer every JSON parser reads exactly (an IEEE double holds it)
+
+#: A listing cursor is base64url("seq:" + up to 18 digits), unpadded (``store.encode_cursor``): every
+#: string this pattern matches decodes to a sequence number, so a well-formed cursor is never refused.
+_DIGIT_MID = "[AEIMQUYcgk]"
+_DIGIT_LAST = "[w-z0-5]"
+_DIGIT_PAIR = "(?:M[DTjz]|N[DTjz]|O[DT])"
+_DIGIT_TAIL = "(?:M[AQgw]|N[AQgw]|O[AQ])"
+CURSOR_PATTERN = (f"^c2VxOj{_DIGIT_MID}(?:{_DIGIT_LAST}(?:{_DIGIT_PAIR}{_DIGIT_MID}{_DIGIT_LAST})*"
+                  f"(?:{_DIGIT_TAIL}|{_DIGIT_PAIR}{_DIGIT_MID})?)?$")
+CURSOR_MAX_LENGTH = 30
 
 
 class _Strict(BaseModel):
-    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite."""
+    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite; no
+    coercion (``true`` is not a number, ``"3"`` not an integer), so what the schema refuses is refused."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        """``3.0`` is an integer in JSON Schema: give the integer members an ``int`` (strict mode would not)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in _integer_members(cls):
+            value = out.get(name)
+            if isinstance(value, float) and value.is_integer():
+                out[name] = int(value)
+            elif isinstance(value, list):
+                out[name] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+        return out
+
+
+@lru_cache(maxsize=None)
+def _integer_members(model: type[BaseModel]) -> tuple[str, ...]:
+    """Members of ``model`` typed ``int``, ``Optional[int]`` or a list of ``int``."""
+    names = []
+    for name, info in model.model_fields.items():
+        options = get_args(info.annotation) or (info.annotation,)
+        for option in options:
+            if option is int or (get_origin(option) is list and get_args(option) == (int,)):
+                names.append(name)
+                break
+    return tuple(names)
 
 
 class _Sent(BaseModel):
@@ -64,11 +104,16 @@ class Problem(_Sent):
 # solve requests
 # -------------------------------------------------------------------------------------------------
 
+#: Rows of X are not empty (stated in the schema; the core's message says so with the shape it got).
+_ROWS_NOT_EMPTY: dict[str, Any] = {"items": {"type": "array", "items": {"type": "number"}, "minItems": 1}}
+
+
 class InlineData(_Strict):
     """A small problem's data inline: `X` is n rows of d numbers, `y` n non-negative labels."""
 
-    X: list[list[float]] = Field(description="The n x d data matrix, one list per row.")
-    y: list[float] = Field(description="The n labels.")
+    X: list[list[float]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
+                                 json_schema_extra=_ROWS_NOT_EMPTY)
+    y: list[float] = Field(min_length=1, description="The n labels.")
 
 
 class PlantedSpecIn(_Strict):
@@ -108,6 +153,10 @@ _ITEMS_AT_LEAST_1: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type
 
 class SolveRequest(_Strict):
     """A solve: exactly one problem source (`data`, `dataset_id` or `planted`) and the options."""
+
+    model_config = ConfigDict(json_schema_extra={"oneOf": [  # exactly one source, as _one_source checks
+        {"required": [source], "properties": {source: {"not": {"type": "null"}}}}
+        for source in ("data", "dataset_id", "planted")]})
 
     data: Optional[InlineData] = Field(None, description="Inline X and y (small problems).")
     dataset_id: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
@@ -307,8 +356,9 @@ class JobPage(_Sent):
 class DatasetJson(_Strict):
     """A dataset as JSON (the same as inline solve data)."""
 
-    X: list[list[float]]
-    y: list[float]
+    X: list[list[float]] = Field(min_length=1, description="The n x d matrix, one list per row.",
+                                 json_schema_extra=_ROWS_NOT_EMPTY)
+    y: list[float] = Field(min_length=1, description="The n labels.")
 
 
 class DatasetOut(_Sent):
