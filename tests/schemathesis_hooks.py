@@ -108,6 +108,8 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
     if planted is not None:
         n, d, k = planted["n"], planted["d"], planted.get("k", 1)
         source = "planted"
+        if d % k:  # the planted model's own patches, whatever the patching option
+            broken.add("k")
         if body.get("output_weights") is not None:
             broken.add("output_weights")
         if body.get("k") is not None and not any(body.get(name) is not None for name in PATCHING) \
@@ -125,6 +127,8 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
         return {"dataset_id"}
     else:
         (n, d), k, source = dataset_shape, body.get("k") or 1, "data"
+        if body.get("relaxation", "lp") == "lp" and UPLOADED_MIN_LABEL.get(body["dataset_id"], 0.0) < 0:
+            broken.add("y")
     if n * d > MAX_ENTRIES:
         broken.add(source)
     if body.get("relaxation") == "qp" and body.get("beta", 1e-4) == 0:
@@ -137,6 +141,34 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
             broken.add("output_weights")
         broken |= _constraints(body.get("constraints"), m)
     return broken
+
+
+#: Smallest label of each dataset this run uploaded, by id (recorded by ``after_call``).
+UPLOADED_MIN_LABEL: dict[str, float] = {}
+
+
+def _labels(body: Any) -> np.ndarray | None:
+    """The labels ``y`` of an upload body (JSON, .npy or .npz), or ``None`` when it has none readable."""
+    try:
+        if isinstance(body, dict):
+            return np.asarray(body["y"], dtype=float)
+        loaded = np.load(io.BytesIO(body if isinstance(body, bytes) else str(body).encode()), allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return np.asarray(loaded[:, -1], dtype=float)
+        with loaded:
+            return np.asarray(loaded["y"], dtype=float)
+    except (ValueError, TypeError, KeyError, IndexError, OSError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+@schemathesis.hook
+def after_call(context: Any, case: Any, response: Any) -> None:
+    """Remember the labels of every dataset stored, to recompute the LP's ``y >= 0`` rule for its solves."""
+    if (case.operation.method.upper(), case.operation.path) == ("POST", "/v1/datasets") \
+            and response.status_code in (200, 201):
+        labels = _labels(case.body)
+        if labels is not None and labels.size:
+            UPLOADED_MIN_LABEL[json.loads(response.content)["id"]] = float(labels.min())
 
 
 def dataset_refusal_explained(body: Any, media_type: str | None) -> bool:

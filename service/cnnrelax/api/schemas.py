@@ -151,12 +151,20 @@ _ITEMS_AT_LEAST_1: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type
                                                 "minItems": 2, "maxItems": 2}, {"type": "null"}]}
 
 
+_SOURCES = ("data", "dataset_id", "planted")
+#: Exactly one source: not (none given, or two given). Stated with `not` rather than a top-level `oneOf`,
+#: which code generators read as a union of partial request types.
+_NOT_ONE_SOURCE: dict[str, Any] = {"anyOf": [
+    {"properties": {source: {"type": "null"} for source in _SOURCES}},
+    *({"required": [a, b], "properties": {a: {"not": {"type": "null"}}, b: {"not": {"type": "null"}}}}
+      for i, a in enumerate(_SOURCES) for b in _SOURCES[i + 1:]),
+]}
+
+
 class SolveRequest(_Strict):
     """A solve: exactly one problem source (`data`, `dataset_id` or `planted`) and the options."""
 
-    model_config = ConfigDict(json_schema_extra={"oneOf": [  # exactly one source, as _one_source checks
-        {"required": [source], "properties": {source: {"not": {"type": "null"}}}}
-        for source in ("data", "dataset_id", "planted")]})
+    model_config = ConfigDict(json_schema_extra={"not": _NOT_ONE_SOURCE})  # as _one_source checks
 
     data: Optional[InlineData] = Field(None, description="Inline X and y (small problems).")
     dataset_id: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
