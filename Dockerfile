@@ -18,7 +18,7 @@ ENV PATH=/opt/venv/bin:$PATH
 # Dependencies first, from the lock alone, so this layer is cached across source changes.
 COPY requirements.lock ./
 RUN pip install --requirement requirements.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md VERSION ./
 COPY service ./service
 COPY clients/python ./clients/python
 RUN pip install --no-deps ./ ./clients/python \

@@ -4,6 +4,8 @@ The numerical core (this package's ``problem``, ``planted``, ``constraints``, ``
 ``certificate``, ``trials``, ``baselines`` and ``oracle`` modules) knows nothing of HTTP or storage.
 """
 
+from importlib.metadata import version
+
 from .baselines import GradientDescentResult, gradient_descent, pseudo_inverse
 from .certificate import Certificate, ConeCertificate, certify, cone_certificate
 from .constraints import FilterConstraints
@@ -14,7 +16,7 @@ from .problem import (
 from .relaxation import RelaxationSolution, RelaxationSolver, SolverSettings, solve_relaxation
 from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial_direction
 
-__version__ = "0.1.0"
+__version__ = version("cnnrelax")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
     "BlockPatching", "Certificate", "GradientDescentResult", "gradient_descent", "pseudo_inverse", "ConeCertificate", "ConvProblem", "FilterConstraints", "ImagePatching",

@@ -9,17 +9,19 @@
 carrying the service's RFC 9457 problem details (``status``, ``title``, ``detail``, ``type``).
 """
 
+from importlib.metadata import version
+
 from ._client import DEFAULT_BASE_URL, AsyncClient, Client
 from ._errors import CnnrelaxConnectionError, CnnrelaxError, CnnrelaxTimeoutError, JobFailedError
 from ._models import (
-    TERMINAL_STATUSES, Certificate, ConeCertificate, Dataset, Experiment, Job, JobPage, JobStatus, Progress,
+    TERMINAL_STATUSES, Certificate, ConeCertificate, Coverage, Dataset, Experiment, Job, JobPage, JobStatus, Progress,
     SolveResult, SolverStats, Trial,
 )
 
-__version__ = "0.1.0"
+__version__ = version("cnnrelax-client")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
     "AsyncClient", "Certificate", "Client", "CnnrelaxConnectionError", "CnnrelaxError", "CnnrelaxTimeoutError",
-    "ConeCertificate", "DEFAULT_BASE_URL", "Dataset", "Experiment", "Job", "JobFailedError", "JobPage",
+    "ConeCertificate", "Coverage", "DEFAULT_BASE_URL", "Dataset", "Experiment", "Job", "JobFailedError", "JobPage",
     "JobStatus", "Progress", "SolveResult", "SolverStats", "TERMINAL_STATUSES", "Trial",
 ]

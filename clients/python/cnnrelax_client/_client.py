@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from importlib.metadata import version
 from types import TracebackType
 from typing import Any, Callable, Iterator, AsyncIterator, Mapping, TypeVar
 
@@ -22,7 +23,7 @@ JobProgress = Callable[[Job], None]
 ExperimentProgress = Callable[[Experiment], None]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
-USER_AGENT = "cnnrelax-client/0.1.0"
+USER_AGENT = f"cnnrelax-client/{version('cnnrelax-client')}"
 
 
 class _BaseClient:

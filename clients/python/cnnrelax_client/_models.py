@@ -13,6 +13,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ConeCertificate",
     "Certificate",
+    "Coverage",
     "SolverStats",
     "Trial",
     "SolveResult",
@@ -40,12 +41,22 @@ def _opt_bool(value: Any) -> bool | None:
     return None if value is None else bool(value)
 
 
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 @dataclass(frozen=True)
 class ConeCertificate:
     """Cone membership / dual feasibility (SPEC 4.2) of the selected filter.
 
     ``residual`` is ``rho = min_{v>=0} ||G^T v - r|| / ||r||``; ``certified`` when it is within
     ``tolerance``; ``applicable`` is false when the filter does not fit the labels (``reason`` says so).
+    ``tied_patches`` counts patches with ``X_ij w = 0``; ``certified_by_trials`` lists the trials whose
+    direction the filter is certified for.
     """
 
     applicable: bool
@@ -54,17 +65,95 @@ class ConeCertificate:
     tolerance: float | None = None
     positive_multipliers: int | None = None
     reason: str | None = None
+    tied_patches: int | None = None
+    certified_by_trials: list[int] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ConeCertificate:
-        pm = data.get("positive_multipliers")
+        trials = data.get("certified_by_trials")
         return cls(
             applicable=bool(data.get("applicable", False)),
             certified=bool(data.get("certified", False)),
             residual=_float(data.get("residual")),
             tolerance=_float(data.get("tolerance")),
-            positive_multipliers=None if pm is None else int(pm),
+            positive_multipliers=_opt_int(data.get("positive_multipliers")),
             reason=data.get("reason"),
+            tied_patches=_opt_int(data.get("tied_patches")),
+            certified_by_trials=None if trials is None else [int(t) for t in trials],
+        )
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How likely one more random trial is to certify the selected filter, from sampled directions.
+
+    ``estimate`` is the fraction of ``directions`` sampled that certify it (``certifying_directions``),
+    ``interval`` its ``confidence`` interval; ``trials_for_99`` / ``trials_for_999`` the trials needed for
+    99% / 99.9% odds of a certifying one. ``reason`` says what it means or why it does not apply.
+    """
+
+    applicable: bool
+    estimate: float | None
+    interval: tuple[float, float] | None
+    confidence: float | None
+    directions: int | None
+    certifying_directions: int | None
+    trials_for_99: int | None
+    trials_for_999: int | None
+    reason: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Coverage | None:
+        if not data:
+            return None
+        interval = data.get("interval")
+        return cls(
+            applicable=bool(data.get("applicable", False)),
+            estimate=_float(data.get("estimate")),
+            interval=None if interval is None else (float(interval[0]), float(interval[1])),
+            confidence=_float(data.get("confidence")),
+            directions=_opt_int(data.get("directions")),
+            certifying_directions=_opt_int(data.get("certifying_directions")),
+            trials_for_99=_opt_int(data.get("trials_for_99")),
+            trials_for_999=_opt_int(data.get("trials_for_999")),
+            reason=_opt_str(data.get("reason")),
+        )
+
+
+@dataclass(frozen=True)
+class SolverStats:
+    """The convex solver's evidence for one trial: status, iterations, time, Clarabel's own figures.
+
+    ``extra`` keeps any member a newer server sends that this client does not know.
+    """
+
+    status: str | None
+    iterations: int | None
+    solve_time_s: float | None
+    message: str | None = None
+    outer_iterations: int | None = None
+    working_set: int | None = None
+    clarabel_status: str | None = None
+    primal_residual: float | None = None
+    dual_residual: float | None = None
+    duality_gap: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SolverStats:
+        data = dict(data or {})
+        return cls(
+            status=_opt_str(data.pop("status", None)),
+            iterations=_opt_int(data.pop("iterations", None)),
+            solve_time_s=_float(data.pop("solve_time_s", None)),
+            message=_opt_str(data.pop("message", None)),
+            outer_iterations=_opt_int(data.pop("outer_iterations", None)),
+            working_set=_opt_int(data.pop("working_set", None)),
+            clarabel_status=_opt_str(data.pop("clarabel_status", None)),
+            primal_residual=_float(data.pop("primal_residual", None)),
+            dual_residual=_float(data.pop("dual_residual", None)),
+            duality_gap=_float(data.pop("duality_gap", None)),
+            extra=data,
         )
 
 
@@ -74,7 +163,8 @@ class Certificate:
 
     ``global_optimum`` is true when the non-convex loss is zero up to ``loss_threshold``: since the loss
     is non-negative, that is a global minimum. ``cone`` certifies LP optimality of the filter for its
-    trial's direction ``r``.
+    trial's direction ``r``; ``summary`` says in a sentence what is proved; ``solver`` is the selected
+    trial's solver evidence; ``coverage`` the odds that a random trial certifies the filter.
     """
 
     global_optimum: bool
@@ -82,44 +172,35 @@ class Certificate:
     loss: float | None = None
     loss_threshold: float | None = None
     fit_residual: float | None = None
-    solver: dict[str, Any] | None = None
+    solver: SolverStats | None = None
+    summary: str | None = None
+    relative_gradient_norm: float | None = None
+    coverage: Coverage | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Certificate:
+        solver = data.get("solver")
         return cls(
             global_optimum=bool(data.get("global_optimum", False)),
             cone=ConeCertificate.from_dict(data.get("cone") or {}),
             loss=_float(data.get("loss")),
             loss_threshold=_float(data.get("loss_threshold")),
             fit_residual=_float(data.get("fit_residual")),
-            solver=data.get("solver"),
-        )
-
-
-@dataclass(frozen=True)
-class SolverStats:
-    """The convex solver's evidence for one trial: status, iterations, time (plus whatever else it sent)."""
-
-    status: str | None
-    iterations: int | None
-    solve_time_s: float | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> SolverStats:
-        data = dict(data or {})
-        iterations = data.pop("iterations", None)
-        return cls(
-            status=data.pop("status", None),
-            iterations=None if iterations is None else int(iterations),
-            solve_time_s=_float(data.pop("solve_time_s", None)),
-            extra=data,
+            solver=SolverStats.from_dict(solver) if isinstance(solver, Mapping) else None,
+            summary=_opt_str(data.get("summary")),
+            relative_gradient_norm=_float(data.get("relative_gradient_norm")),
+            coverage=Coverage.from_dict(data.get("coverage")),
         )
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One randomized trial: its direction ``r``, its filter ``w`` before selection, and how it fared."""
+    """One randomized trial: its direction ``r``, its filter ``w`` before selection, and how it fared.
+
+    ``w_polished`` is the filter after polishing (``None`` when polishing did not help), ``loss`` the
+    loss of the trial's final filter and ``raw_loss`` that of ``w``; ``recovered`` speaks of ``w`` and
+    ``recovered_after_polish`` of the polished filter (planted problems only).
+    """
 
     index: int
     r: FloatArray
@@ -131,6 +212,8 @@ class Trial:
     solver: SolverStats
     w_polished: FloatArray | None = None
     recovery_error: float | None = None
+    raw_loss: float | None = None
+    recovered_after_polish: bool | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Trial:
@@ -145,6 +228,8 @@ class Trial:
             solver=SolverStats.from_dict(data.get("solver")),
             w_polished=_array(data.get("w_polished")),
             recovery_error=_float(data.get("recovery_error")),
+            raw_loss=_float(data.get("raw_loss")),
+            recovered_after_polish=_opt_bool(data.get("recovered_after_polish")),
         )
 
 
@@ -167,6 +252,7 @@ class SolveResult:
     w_star: FloatArray | None = None
     shape: dict[str, int] = field(default_factory=dict)
     solve_time_s: float | None = None
+    relaxation: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -183,6 +269,7 @@ class SolveResult:
             w_star=_array(data.get("w_star")),
             shape={k: int(v) for k, v in (data.get("shape") or {}).items()},
             solve_time_s=_float(data.get("solve_time_s")),
+            relaxation=_opt_str(data.get("relaxation")),
             raw=dict(data),
         )
 
@@ -257,6 +344,11 @@ class Job:
     error: str | None
     progress: Progress | None
     raw: dict[str, Any] = field(repr=False)
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int | None = None
+    cancel_requested: bool | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
@@ -268,6 +360,11 @@ class Job:
             error=_error_text(data),
             progress=Progress.from_dict(data.get("progress")),
             raw=dict(data),
+            created_at=_opt_str(data.get("created_at")),
+            started_at=_opt_str(data.get("started_at")),
+            finished_at=_opt_str(data.get("finished_at")),
+            attempts=_opt_int(data.get("attempts")),
+            cancel_requested=_opt_bool(data.get("cancel_requested")),
         )
 
     @property
@@ -298,14 +395,15 @@ class Dataset:
     n: int | None
     d: int | None
     raw: dict[str, Any] = field(repr=False)
+    size_bytes: int | None = None
+    source: str | None = None
+    created_at: str | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Dataset:
-        shape = data.get("shape") or {}
-        n = data.get("n", shape.get("n") if isinstance(shape, Mapping) else None)
-        d = data.get("d", shape.get("d") if isinstance(shape, Mapping) else None)
-        return cls(id=str(data["id"]), n=None if n is None else int(n), d=None if d is None else int(d),
-                   raw=dict(data))
+        return cls(id=str(data["id"]), n=_opt_int(data.get("n")), d=_opt_int(data.get("d")), raw=dict(data),
+                   size_bytes=_opt_int(data.get("size_bytes")), source=_opt_str(data.get("source")),
+                   created_at=_opt_str(data.get("created_at")))
 
 
 @dataclass(frozen=True)

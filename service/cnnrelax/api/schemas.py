@@ -6,7 +6,8 @@ The names of :class:`SolveRequest` and of the job/result members are SPEC sectio
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal, Optional, Union
+from functools import lru_cache
+from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,53 +16,104 @@ Relaxation = Literal["lp", "qp", "naive"]
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
-MAX_SEED = 2**63 - 1
+MAX_SEED = 2**53 - 1  # the largest integer every JSON parser reads exactly (an IEEE double holds it)
+
+#: A listing cursor is base64url("seq:" + up to 18 digits), unpadded (``store.encode_cursor``): every
+#: string this pattern matches decodes to a sequence number, so a well-formed cursor is never refused.
+_DIGIT_MID = "[AEIMQUYcgk]"
+_DIGIT_LAST = "[w-z0-5]"
+_DIGIT_PAIR = "(?:M[DTjz]|N[DTjz]|O[DT])"
+_DIGIT_TAIL = "(?:M[AQgw]|N[AQgw]|O[AQ])"
+CURSOR_PATTERN = (f"^c2VxOj{_DIGIT_MID}(?:{_DIGIT_LAST}(?:{_DIGIT_PAIR}{_DIGIT_MID}{_DIGIT_LAST})*"
+                  f"(?:{_DIGIT_TAIL}|{_DIGIT_PAIR}{_DIGIT_MID})?)?$")
+CURSOR_MAX_LENGTH = 30
 
 
 class _Strict(BaseModel):
-    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite."""
+    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite; no
+    coercion (``true`` is not a number, ``"3"`` not an integer), so what the schema refuses is refused."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _integral_numbers(cls, data: Any) -> Any:
+        """``3.0`` is an integer in JSON Schema: give the integer members an ``int`` (strict mode would not)."""
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name in _integer_members(cls):
+            value = out.get(name)
+            if isinstance(value, float) and value.is_integer():
+                out[name] = int(value)
+            elif isinstance(value, list):
+                out[name] = [int(v) if isinstance(v, float) and v.is_integer() else v for v in value]
+        return out
 
 
-class _Open(BaseModel):
-    """Output models that may carry more members than documented."""
+@lru_cache(maxsize=None)
+def _integer_members(model: type[BaseModel]) -> tuple[str, ...]:
+    """Members of ``model`` typed ``int``, ``Optional[int]`` or a list of ``int``."""
+    names = []
+    for name, info in model.model_fields.items():
+        options = get_args(info.annotation) or (info.annotation,)
+        for option in options:
+            if option is int or (get_origin(option) is list and get_args(option) == (int,)):
+                names.append(name)
+                break
+    return tuple(names)
 
-    model_config = ConfigDict(extra="allow")
+
+class _Sent(BaseModel):
+    """What the service sends: every member declared (the schema says `additionalProperties: false`).
+
+    Building one from a stored result with a member it does not declare is an error, so a field the core
+    adds cannot reach the wire undeclared.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
 
 # -------------------------------------------------------------------------------------------------
 # errors
 # -------------------------------------------------------------------------------------------------
 
-class FieldProblem(BaseModel):
+class FieldProblem(_Sent):
     """One invalid member of a request."""
 
     location: str = Field(description="Where, e.g. `body.planted.n` or `query.limit`.")
     message: str = Field(description="What is wrong with it.")
 
 
-class Problem(_Open):
+class Problem(_Sent):
     """RFC 9457 problem details: every 4xx and 5xx answer has this shape (`application/problem+json`)."""
 
     type: str = Field("about:blank", description="A URI naming the kind of problem.")
     title: str = Field(description="A short summary of the kind of problem.")
-    status: int = Field(description="The HTTP status code.")
+    status: int = Field(ge=400, le=599, description="The HTTP status code.")
     detail: str = Field(description="A sentence a person understands, about this occurrence.")
     instance: Optional[str] = Field(None, description="The request path.")
     parameter: Optional[str] = Field(None, description="The request member at fault, when one is.")
     errors: Optional[list[FieldProblem]] = Field(None, description="Every invalid member, for validation errors.")
+    reference: Optional[str] = Field(None, description="500 only: the reference of the logged error.")
+    job_id: Optional[str] = Field(None, description="409 on a reused Idempotency-Key: the job it was first used for.")
+    checks: Optional[dict[str, bool]] = Field(None, description="503 from /readyz: which readiness checks passed.")
 
 
 # -------------------------------------------------------------------------------------------------
 # solve requests
 # -------------------------------------------------------------------------------------------------
 
+#: Rows of X are not empty (stated in the schema; the core's message says so with the shape it got).
+_ROWS_NOT_EMPTY: dict[str, Any] = {"items": {"type": "array", "items": {"type": "number"}, "minItems": 1}}
+
+
 class InlineData(_Strict):
     """A small problem's data inline: `X` is n rows of d numbers, `y` n non-negative labels."""
 
-    X: list[list[float]] = Field(description="The n x d data matrix, one list per row.")
-    y: list[float] = Field(description="The n labels.")
+    X: list[list[float]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
+                                 json_schema_extra=_ROWS_NOT_EMPTY)
+    y: list[float] = Field(min_length=1, description="The n labels.")
 
 
 class PlantedSpecIn(_Strict):
@@ -92,8 +144,27 @@ class ConstraintsIn(_Strict):
     inequality_vector: Optional[list[float]] = Field(None, description="h in G w <= h.")
 
 
+#: Stated in the schema; enforced by the core, whose message names the value and the remedy.
+_ITEMS_AT_LEAST_0: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "number", "minimum": 0}},
+                                               {"type": "null"}]}
+_ITEMS_AT_LEAST_1: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 1},
+                                                "minItems": 2, "maxItems": 2}, {"type": "null"}]}
+
+
+_SOURCES = ("data", "dataset_id", "planted")
+#: Exactly one source: not (none given, or two given). Stated with `not` rather than a top-level `oneOf`,
+#: which code generators read as a union of partial request types.
+_NOT_ONE_SOURCE: dict[str, Any] = {"anyOf": [
+    {"properties": {source: {"type": "null"} for source in _SOURCES}},
+    *({"required": [a, b], "properties": {a: {"not": {"type": "null"}}, b: {"not": {"type": "null"}}}}
+      for i, a in enumerate(_SOURCES) for b in _SOURCES[i + 1:]),
+]}
+
+
 class SolveRequest(_Strict):
     """A solve: exactly one problem source (`data`, `dataset_id` or `planted`) and the options."""
+
+    model_config = ConfigDict(json_schema_extra={"not": _NOT_ONE_SOURCE})  # as _one_source checks
 
     data: Optional[InlineData] = Field(None, description="Inline X and y (small problems).")
     dataset_id: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
@@ -106,13 +177,16 @@ class SolveRequest(_Strict):
                         "so the same beta means the same thing in every unit.")
     trials: int = Field(8, ge=1, description="Randomized trials (each a seeded direction r).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
-    output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).")
+    output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).",
+                                                  json_schema_extra=_ITEMS_AT_LEAST_0)
     stop_on_certificate: bool = Field(True, description="Stop at the first trial certified globally optimal.")
     polish: bool = Field(True, description="Least squares on the activation pattern of each trial's filter.")
     patch_size: Optional[int] = Field(None, ge=1, description="1-D patches of this length (with `stride`).")
     stride: Optional[int] = Field(None, ge=1, description="Stride of 1-D or 2-D patches.")
-    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.")
-    filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.")
+    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.",
+                                             json_schema_extra=_ITEMS_AT_LEAST_1)
+    filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.",
+                                              json_schema_extra=_ITEMS_AT_LEAST_1)
     constraints: Optional[ConstraintsIn] = Field(None, description="Convex constraints on w.")
     recovery_tol: Optional[float] = Field(None, gt=0, description="Relative error that counts as recovery.")
     time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
@@ -133,94 +207,157 @@ class SolveRequest(_Strict):
 # results and jobs
 # -------------------------------------------------------------------------------------------------
 
-class ConeCertificateOut(_Open):
+TrialStatus = Literal["optimal", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
+                      "cancelled"]
+SolveStatus = Literal["solved", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
+                      "cancelled", "failed", "no_solution"]
+ClarabelStatus = Literal["NotStarted", "Unsolved", "Solved", "AlmostSolved", "PrimalInfeasible",
+                         "AlmostPrimalInfeasible", "DualInfeasible", "AlmostDualInfeasible", "MaxIterations",
+                         "MaxTime", "NumericalError", "InsufficientProgress", "CallbackTerminated"]
+
+
+class ConeCertificateOut(_Sent):
     """Cone membership / dual feasibility at the selected filter (SPEC 4.2)."""
 
-    residual: Optional[float] = Field(None, description="rho = min_{v>=0} ||G^T v - r|| / ||r||.")
-    certified: bool
-    applicable: bool
+    residual: Optional[float] = Field(description="rho = min_{v>=0} ||G^T v - r|| / ||r|| (null when not applicable).")
+    certified: bool = Field(description="rho <= tolerance: (w, (Xw)_+) is optimal for the trial's LP.")
+    applicable: bool = Field(description="The filter fits the labels, so the test means something.")
+    tolerance: float = Field(description="The largest rho that certifies.")
+    positive_multipliers: Optional[int] = Field(description="Samples with a positive multiplier v_i.")
+    reason: str = Field(description="What the outcome means, or why the test does not apply.")
+    tied_patches: Optional[int] = Field(None, description="Patches with X_ij w = 0 at the filter (ties).")
+    certified_by_trials: Optional[list[int]] = Field(
+        None, description="Indices of the trials whose direction r the filter is certified for.")
 
 
-class CertificateOut(_Open):
+class CoverageOut(_Sent):
+    """How likely one more random trial is to certify the selected filter, estimated from sampled directions."""
+
+    applicable: bool = Field(description="Whether the estimate applies (the filter fits the labels).")
+    estimate: Optional[float] = Field(None, description="Fraction of sampled directions r the filter is certified for.")
+    interval: Optional[list[float]] = Field(None, min_length=2, max_length=2,
+                                            description="[low, high] confidence interval of the fraction.")
+    confidence: float = Field(description="Confidence level of the interval.")
+    directions: int = Field(description="Directions sampled.")
+    certifying_directions: int = Field(description="Sampled directions that certify the filter.")
+    trials_for_99: Optional[int] = Field(None, description="Trials needed for 99% odds of a certifying one.")
+    trials_for_999: Optional[int] = Field(None, description="Trials needed for 99.9% odds of a certifying one.")
+    reason: str = Field(description="What the estimate means, or why it does not apply.")
+
+
+class SolverStatsOut(_Sent):
+    """The convex solver's evidence for one trial."""
+
+    status: TrialStatus = Field(description="How the trial's relaxation ended.")
+    message: str = Field(description="A sentence on the outcome.")
+    iterations: int = Field(description="Interior-point iterations, over every working-set round.")
+    outer_iterations: int = Field(description="Working-set rounds (cuts added then re-solved).")
+    working_set: int = Field(description="Constraints in the final working set.")
+    solve_time_s: float = Field(description="Wall time of the trial's solve.")
+    clarabel_status: ClarabelStatus = Field(description="Clarabel's status of the last solve.")
+    primal_residual: Optional[float] = Field(description="Clarabel's primal residual (null if it did not run).")
+    dual_residual: Optional[float] = Field(description="Clarabel's dual residual (null if it did not run).")
+    duality_gap: Optional[float] = Field(description="Clarabel's absolute duality gap (null if it did not run).")
+
+
+class CertificateOut(_Sent):
     """What proves (or fails to prove) global optimality of the selected filter."""
 
     global_optimum: bool = Field(description="Zero non-convex loss: a global minimum.")
     cone: ConeCertificateOut
+    loss: Optional[float] = Field(description="The selected filter's non-convex loss (null with no filter).")
+    loss_threshold: Optional[float] = Field(description="optimality_tol * ||y||^2: a loss at most this is zero.")
+    fit_residual: Optional[float] = Field(description="max_i |sum_j (X_ij w)_+ - y_i| / (1 + max_i |y_i|).")
+    solver: Optional[SolverStatsOut] = Field(None, description="The selected trial's solver evidence.")
+    summary: Optional[str] = Field(None, description="A sentence saying what the certificate proves.")
+    relative_gradient_norm: Optional[float] = Field(
+        None, description="Stationarity of the loss at the selected filter: ||grad L(w)|| relative to its scale.")
+    coverage: Optional[CoverageOut] = Field(None, description="Odds that a random trial certifies the filter.")
 
 
-class SolverStatsOut(_Open):
-    """The convex solver's evidence for one trial."""
-
-    status: str
-    iterations: int
-    solve_time_s: float
-
-
-class TrialOut(_Open):
+class TrialOut(_Sent):
     """One randomized trial."""
 
-    index: int
+    index: int = Field(ge=0)
     r: list[float] = Field(description="The trial's direction.")
-    w: Optional[list[float]] = Field(None, description="The relaxation's filter, before selection.")
-    loss: Optional[float] = None
-    objective: Optional[float] = Field(None, description="Optimal value, maximise-r^T w convention.")
-    recovered: Optional[bool] = Field(None, description="Planted only: recovered w* within recovery_tol.")
-    predicted: Optional[bool] = Field(None, description="Planted only: the cone check at w* predicts recovery.")
+    w: Optional[list[float]] = Field(description="The relaxation's filter, before polishing and selection.")
+    w_polished: Optional[list[float]] = Field(description="The filter after polishing (null when it did not help).")
+    loss: Optional[float] = Field(description="Non-convex loss of the trial's final filter (polished if it helped).")
+    raw_loss: Optional[float] = Field(description="Non-convex loss of the relaxation's filter w.")
+    objective: Optional[float] = Field(description="Optimal value, maximise-r^T w convention.")
+    recovered: Optional[bool] = Field(description="Planted only: w recovered w* within recovery_tol.")
+    recovered_after_polish: Optional[bool] = Field(description="Planted only: the polished filter recovered w*.")
+    recovery_error: Optional[float] = Field(description="Planted only: ||w - w*|| / ||w*||.")
+    predicted: Optional[bool] = Field(description="Planted only: the cone check at w* predicts recovery.")
     solver: SolverStatsOut
 
 
-class SolveResultOut(_Open):
+class ShapeOut(_Sent):
+    """The problem's dimensions: n samples of length d, k patches of length m."""
+
+    n: int = Field(ge=1)
+    d: int = Field(ge=1)
+    k: int = Field(ge=1)
+    m: int = Field(ge=1)
+
+
+class SolveResultOut(_Sent):
     """A solve's result: the selected filter, its loss and certificate, every trial."""
 
-    status: str = Field(description="solved, unbounded, infeasible, cancelled, failed, ...")
+    status: SolveStatus = Field(description="solved, or why no filter was produced (unbounded, infeasible, ...).")
     message: str
-    w: Optional[list[float]] = Field(None, description="The selected filter.")
-    loss: Optional[float] = Field(None, description="Its non-convex loss.")
+    w: Optional[list[float]] = Field(description="The selected filter.")
+    w_star: Optional[list[float]] = Field(None, description="Planted only: the planted filter.")
+    loss: Optional[float] = Field(description="Its non-convex loss.")
     certificate: CertificateOut
-    recovery_error: Optional[float] = Field(None, description="Planted only: ||w - w*|| / ||w*||.")
+    recovery_error: Optional[float] = Field(description="Planted only: ||w - w*|| / ||w*||.")
+    selected_trial: Optional[int] = Field(description="Index of the selected trial (null with no filter).")
     trials: list[TrialOut]
+    relaxation: Relaxation = Field(description="The relaxation solved.")
+    shape: ShapeOut
+    solve_time_s: float = Field(description="Wall time of the whole solve.")
 
 
-class ProgressOut(BaseModel):
+class ProgressOut(_Sent):
     """How far a job has come: trials of a solve, cells of an experiment."""
 
-    done: int
-    total: int
+    done: int = Field(ge=0)
+    total: int = Field(ge=0)
 
 
-class JobOut(BaseModel):
+class JobOut(_Sent):
     """A solve job."""
 
-    id: str
+    id: str = Field(description="The job's id.")
     status: JobStatus
     created_at: datetime
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    attempts: int = Field(description="Runs started (a run interrupted by a restart is run again).")
-    cancel_requested: bool = False
-    progress: Optional[ProgressOut] = None
-    error: Optional[str] = Field(None, description="Why the job failed or was cancelled.")
-    result: Optional[SolveResultOut] = Field(None, description="Set once the job succeeded (or partial).")
+    started_at: Optional[datetime] = Field(description="When its (latest) run started.")
+    finished_at: Optional[datetime] = Field(description="When it ended.")
+    attempts: int = Field(ge=0, description="Runs started (a run interrupted by a restart is run again).")
+    cancel_requested: bool = Field(description="A cancellation was asked for.")
+    progress: Optional[ProgressOut] = Field(description="Trials done of the trials asked for.")
+    error: Optional[str] = Field(description="Why the job failed or was cancelled.")
+    result: Optional[SolveResultOut] = Field(description="Set once the job succeeded (or partial).")
 
 
-class JobSummary(BaseModel):
+class JobSummary(_Sent):
     """A job in a listing (no result: fetch the job for it)."""
 
     id: str
     status: JobStatus
     created_at: datetime
-    started_at: Optional[datetime] = None
-    finished_at: Optional[datetime] = None
-    attempts: int
-    progress: Optional[ProgressOut] = None
-    error: Optional[str] = None
+    started_at: Optional[datetime]
+    finished_at: Optional[datetime]
+    attempts: int = Field(ge=0)
+    progress: Optional[ProgressOut]
+    error: Optional[str]
 
 
-class JobPage(BaseModel):
+class JobPage(_Sent):
     """One page of a listing, newest first; pass `next_cursor` as `cursor` for the next one."""
 
     items: list[JobSummary]
-    next_cursor: Optional[str] = None
+    next_cursor: Optional[str] = Field(description="The cursor of the next page; null on the last one.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -230,22 +367,25 @@ class JobPage(BaseModel):
 class DatasetJson(_Strict):
     """A dataset as JSON (the same as inline solve data)."""
 
-    X: list[list[float]]
-    y: list[float]
+    X: list[list[float]] = Field(min_length=1, description="The n x d matrix, one list per row.",
+                                 json_schema_extra=_ROWS_NOT_EMPTY)
+    y: list[float] = Field(min_length=1, description="The n labels.")
 
 
-class DatasetOut(BaseModel):
+class DatasetOut(_Sent):
     """A stored dataset; `id` is the sha256 of its canonical float64 content."""
 
-    id: str
-    n: int
-    d: int
-    size_bytes: int
-    source: str = Field(description="The upload format: npy, npz or json.")
+    id: str = Field(pattern=DATASET_ID_PATTERN)
+    n: int = Field(ge=1, description="Rows of X (samples).")
+    d: int = Field(ge=1, description="Columns of X.")
+    size_bytes: int = Field(ge=0, description="Bytes stored.")
+    source: Literal["npy", "npz", "json"] = Field(description="The upload format.")
     created_at: datetime
 
 
-class DatasetPage(BaseModel):
+class DatasetPage(_Sent):
+    """Every stored dataset."""
+
     items: list[DatasetOut]
 
 
@@ -288,12 +428,24 @@ class ExperimentPage(BaseModel):
 # operations
 # -------------------------------------------------------------------------------------------------
 
-class Health(BaseModel):
+class Health(_Sent):
+    """The process is up."""
+
     status: Literal["ok"] = "ok"
 
 
-class Readiness(BaseModel):
+class ReadinessChecks(_Sent):
+    """Each readiness check: the store answers, the dispatcher runs, the workers are up."""
+
+    store: bool
+    dispatcher: bool
+    workers: bool
+
+
+class Readiness(_Sent):
+    """Ready for jobs: every check passed."""
+
     status: Literal["ready"] = "ready"
-    checks: dict[str, bool]
-    queue_depth: int
-    running: int
+    checks: ReadinessChecks
+    queue_depth: int = Field(ge=0, description="Jobs queued.")
+    running: int = Field(ge=0, description="Jobs running.")

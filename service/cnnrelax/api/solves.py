@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
@@ -10,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from ..store import decode_cursor, encode_cursor
 from .dependencies import get_service
 from .problems import ApiError
-from .schemas import JobOut, JobPage, JobStatus, SolveRequest
+from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobOut, JobPage, JobStatus, SolveRequest
 from .service import MAX_WAIT_S, Service
 from .views import mark_accepted, job_summary, job_view
 
@@ -29,6 +30,8 @@ def parse_cursor(cursor: Optional[str]) -> Optional[int]:
     if cursor is None:
         return None
     try:
+        if len(cursor) > CURSOR_MAX_LENGTH or not re.fullmatch(CURSOR_PATTERN, cursor):
+            raise ValueError("not a cursor")
         return decode_cursor(cursor)
     except ValueError:
         raise ApiError(422, "The cursor is not one this server gave out; use next_cursor from a listing.",
