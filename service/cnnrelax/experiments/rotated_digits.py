@@ -216,6 +216,39 @@ def validate(spec: dict) -> dict:
     return out
 
 
+def upsampled_digits(count: int, *, seed: int = 0, size: int = 28) -> FloatArray:
+    """A stand-in for MNIST made here: scikit-learn's 8x8 digits upsampled to 20x20, placed in a ``size x size``
+    canvas at a seeded offset (MNIST centres its digits in a 20x20 box of a 28x28 image), 0..255 pixels.
+
+    Parameters
+    ----------
+    count : int
+        Images to make (drawn with replacement from the 1797 digits; offsets make the copies differ).
+    seed : int
+        Seed of the draws and offsets.
+    size : int
+        Side of the canvas, at least 20.
+
+    Returns
+    -------
+    array, shape (count, size, size)
+    """
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    if size < 20:
+        raise InvalidParameterError("size", f"size must be at least 20, got {size}.")
+    base = load_digits().images
+    small = np.clip(np.stack([zoom(image, 2.5, order=1) for image in base]) * (255.0 / 16.0), 0.0, 255.0)
+    rng = np.random.default_rng(seed)
+    which = rng.integers(0, len(base), size=count)
+    offsets = rng.integers(0, size - 20 + 1, size=(count, 2))
+    out = np.zeros((count, size, size))
+    for i, (j, (r, c)) in enumerate(zip(which, offsets)):
+        out[i, r:r + 20, c:c + 20] = small[j]
+    return out
+
+
 def replicate_seeds(spec: dict) -> list[int]:
     """The replicate seeds of a normalised spec: ``seed, seed + 1, ..., seed + seeds - 1``."""
     return [spec["seed"] + i for i in range(spec["seeds"])]
@@ -477,6 +510,33 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
                 "time_s": time.monotonic() - start}
     shape = [int(v) for v in cell["filter_shape"]]
     mark = time.monotonic()
+    learned, statuses, norms, fit_samples = learn_filters(spec, data, seed, shape, should_stop)
+    stages["relaxation"] = time.monotonic() - mark
+    return score_filters(spec, data, seed, shape, learned, statuses=statuses, norms=norms, fit_samples=fit_samples,
+                         stages=stages, start=start, should_stop=should_stop)
+
+
+def learn_filters(spec: dict, data: DigitsData, seed: int, shape: Sequence[int],
+                  should_stop: ShouldStop | None = None) -> tuple[list[FloatArray], list[str], list[float | None], int]:
+    """``spec['filters']`` trials of the QP relaxation on a seeded subsample of the training split.
+
+    Parameters
+    ----------
+    spec : dict
+        A normalised spec (``fit_samples``, ``beta``, ``filters``).
+    data : DigitsData
+    seed : int
+        The replicate seed: it draws the subsample and the trials' directions.
+    shape : pair of int
+        ``[p, q]``.
+    should_stop : callable, optional
+
+    Returns
+    -------
+    tuple
+        The filters of the trials that produced a non-zero one (as solved, any norm), every trial's status,
+        every trial's filter norm (null without a filter), and the number of samples fitted.
+    """
     n_train = len(data.train.y)
     fit_rng = np.random.default_rng(derived_seed(seed, shape[0], shape[1], 0xF17))
     subset = np.sort(fit_rng.choice(n_train, size=min(spec["fit_samples"], n_train), replace=False))
@@ -497,20 +557,47 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
         norms.append(None if sol.w is None else float(np.linalg.norm(sol.w)))
         if sol.w is not None and unit_filters([sol.w]):
             learned.append(sol.w)
-    stages["relaxation"] = time.monotonic() - mark
-    del problem, solver
+    return learned, statuses, norms, int(len(subset))
+
+
+def score_filters(spec: dict, data: DigitsData, seed: int, shape: Sequence[int], learned: Sequence[FloatArray], *,
+                  statuses: Sequence[str] = (), norms: Sequence[float | None] = (), fit_samples: int = 0,
+                  stages: dict[str, float] | None = None, start: float | None = None,
+                  should_stop: ShouldStop | None = None) -> dict:
+    """A filter cell's result: ridge with the learned filters and with as many random ones, all at unit norm.
+
+    Parameters
+    ----------
+    spec, data, seed, shape
+        As for :func:`learn_filters`; the seed also draws the random filters.
+    learned : sequence of arrays
+        The learned filters (any norm; zero ones are dropped).
+    statuses, norms, fit_samples, stages, start
+        What :func:`learn_filters` reported and the stage times so far, copied into the result.
+    should_stop : callable, optional
+
+    Returns
+    -------
+    dict
+        The cell: RMSEs with one and with all learned filters, with one and with as many random filters,
+        the chosen penalties, the unit filters and the stage times.
+    """
+    start = time.monotonic() if start is None else start
+    stages = dict(stages or {})
     check_stop(should_stop)
     mark = time.monotonic()
+    shape = [int(v) for v in shape]
+    units = unit_filters(learned)
     random_rng = np.random.default_rng(derived_seed(seed, shape[0], shape[1], 0xA5))
-    random = [random_rng.standard_normal(shape[0] * shape[1]) for _ in range(len(learned))]
-    with_learned = filter_test_rmses(data, shape, learned, alphas)
+    random = [random_rng.standard_normal(shape[0] * shape[1]) for _ in range(len(units))]
+    with_learned = filter_test_rmses(data, shape, units, spec["alphas"])
     check_stop(should_stop)
-    with_random = filter_test_rmses(data, shape, random, alphas)
+    with_random = filter_test_rmses(data, shape, random, spec["alphas"])
     stages["ridge"] = time.monotonic() - mark
     return {
-        "seed": seed, "part": "filter", "filter_shape": shape, "patches": int(problem_patches(data, shape)),
-        "fit_samples": int(len(subset)), "statuses": statuses, "filter_norms": norms, "n_filters": len(learned),
-        "filters": [w.reshape(shape).tolist() for w in unit_filters(learned)],
+        "seed": int(seed), "part": "filter", "filter_shape": shape, "patches": int(problem_patches(data, shape)),
+        "fit_samples": int(fit_samples), "statuses": list(statuses), "filter_norms": list(norms),
+        "n_filters": len(units), "filters": [w.reshape(shape).tolist() for w in units],
         "rmse_one_filter": with_learned["one"]["rmse"], "alpha_one_filter": with_learned["one"]["alpha"],
         "rmse_all_filters": with_learned["all"]["rmse"], "alpha_all_filters": with_learned["all"]["alpha"],
         "rmse_random_one_filter": with_random["one"]["rmse"], "rmse_random_all_filters": with_random["all"]["rmse"],
