@@ -8,7 +8,8 @@ ridge), then the wall time, the peak resident memory, and the result's verdict. 
 2 cores, under 4 GB.
 
 Run: ``python bench/bench_rotated_digits.py`` (``--images mnist.npz`` for your own images, ``--count``,
-``--seeds``, ``--set key=value`` for any other spec field, ``--out DIR`` for the figure and JSON result).
+``--seeds``, ``--set key=value`` for any other spec field, ``--out DIR`` for the figure and JSON result,
+``--workers 2`` to run cells in two processes as the experiments' ``map_cells`` hook allows).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import json
 import os
 import resource
 import time
-from typing import Any
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -27,8 +29,30 @@ from cnnrelax.experiments.rotated_digits import upsampled_digits
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far, in MB (Linux reports KB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    """Peak resident set size of this process, or of the largest worker process, so far, in MB (Linux: KB)."""
+    return max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024.0
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children: the wall time on an idle machine
+    whose cores do nothing else (the cells run one BLAS thread each)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def pool_map(pool: ProcessPoolExecutor) -> Callable[[Callable[[dict], dict], list], Iterator[dict]]:
+    """``map_cells`` over a process pool: submit every cell, yield results as they finish."""
+
+    def map_cells(run: Callable[[dict], dict], cells: list) -> Iterator[dict]:
+        futures: list[Future] = [pool.submit(run, cell) for cell in cells]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+    return map_cells
 
 
 def main() -> None:
@@ -38,6 +62,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=None, help="replicate seeds (default: the experiment's, 5)")
     parser.add_argument("--set", dest="extra", action="append", default=[], help="any spec field, key=JSON")
     parser.add_argument("--out", default=None, help="directory for the figure and the JSON result")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes running cells (default 1: as one experiment job runs in one worker)")
     args = parser.parse_args()
     start = time.perf_counter()
     spec: dict[str, Any] = {"kind": "rotated_digits"}
@@ -75,11 +101,16 @@ def main() -> None:
         else:
             extra = f" | RMSE raw {cell['rmse']:.3f}"
         print(f"[{time.perf_counter() - start:7.1f} s] {done}/{total} seed {cell['seed']} {what}: {stages}{extra} "
-              f"| peak RSS {peak_rss_mb():.0f} MB", flush=True)
+              f"| CPU {cpu_seconds():.0f} s | peak RSS {peak_rss_mb():.0f} MB", flush=True)
 
-    result = run_experiment(spec, progress=progress, should_stop=lambda: False)
+    if args.workers > 1:
+        with ProcessPoolExecutor(max_workers=args.workers) as pool:
+            result = run_experiment(spec, progress=progress, should_stop=lambda: False, map_cells=pool_map(pool))
+    else:
+        result = run_experiment(spec, progress=progress, should_stop=lambda: False)
     wall = time.perf_counter() - start
-    print(f"wall time {wall:.1f} s (experiment {result['time_s']:.1f} s), peak RSS {peak_rss_mb():.0f} MB, "
+    print(f"wall time {wall:.1f} s (experiment {result['time_s']:.1f} s), CPU time {cpu_seconds():.1f} s, "
+          f"peak RSS {peak_rss_mb():.0f} MB, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
     print(f"RMSE raw {result['rmse_raw']:.3f} +- {result['rmse_raw_std']:.3f}, 1 learned "
           f"{result['rmse_filter']:.3f} +- {result['rmse_filter_std']:.3f}, 1 random {result['rmse_random']:.3f} "

@@ -39,9 +39,20 @@ from .common import (
 METHODS: tuple[str, ...] = ("relaxation", "gradient_descent", "pseudo_inverse")
 DEFAULT_D: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80)
 DEFAULT_N: tuple[int, ...] = (40, 80, 160, 320, 640, 1280, 2560, 5120)
+DEFAULT_METHODS: tuple[str, ...] = ("relaxation", "gradient_descent")
+DEFAULT_REPETITIONS = 20
+DEFAULT_TRIALS = 1
+DEFAULT_BETA = 1e-4
+DEFAULT_GD_ITERATIONS = 2000
+DEFAULT_GD_TOL = 1e-12
 MAX_CELLS = 5000
 MAX_N = 200_000
 MAX_D = 2_000
+MAX_K = 64
+MAX_GRID = 64
+MAX_REPETITIONS = 10_000
+MAX_TRIALS = 1_000
+MAX_GD_ITERATIONS = 1_000_000
 
 
 def validate(spec: dict) -> dict:
@@ -51,15 +62,15 @@ def validate(spec: dict) -> dict:
     unknown = sorted(set(spec) - known)
     if unknown:
         raise InvalidParameterError(unknown[0], f"Unknown phase_transition parameter(s): {', '.join(unknown)}.")
-    k = positive_int(spec, "k", 1, maximum=64)
-    d = int_list(spec, "d", DEFAULT_D, maximum=MAX_D)
+    k = positive_int(spec, "k", 1, maximum=MAX_K)
+    d = int_list(spec, "d", DEFAULT_D, maximum=MAX_D, max_length=MAX_GRID)
     bad = [v for v in d if v % k]
     if bad:
         raise InvalidParameterError(
             "d", f"Every d must be divisible by k={k} (non-overlapping patches, d = k*m); {bad} are not."
         )
-    n = int_list(spec, "n", DEFAULT_N, maximum=MAX_N)
-    methods = spec.get("methods", ["relaxation", "gradient_descent"])
+    n = int_list(spec, "n", DEFAULT_N, maximum=MAX_N, max_length=MAX_GRID)
+    methods = spec.get("methods", list(DEFAULT_METHODS))
     if isinstance(methods, str):
         methods = [methods]
     if not isinstance(methods, (list, tuple)) or not methods:
@@ -79,15 +90,15 @@ def validate(spec: dict) -> dict:
     out: dict[str, Any] = {
         "kind": "phase_transition",
         "k": k, "d": d, "n": n,
-        "repetitions": positive_int(spec, "repetitions", 20, maximum=10_000),
+        "repetitions": positive_int(spec, "repetitions", DEFAULT_REPETITIONS, maximum=MAX_REPETITIONS),
         "methods": methods,
-        "trials": positive_int(spec, "trials", 1, maximum=1_000),
+        "trials": positive_int(spec, "trials", DEFAULT_TRIALS, maximum=MAX_TRIALS),
         "seed": non_negative_int(spec, "seed", 0),
         "relaxation": relaxation,
-        "beta": positive_float(spec, "beta", 1e-4),
-        "gd_iterations": positive_int(spec, "gd_iterations", 2000, maximum=1_000_000),
+        "beta": positive_float(spec, "beta", DEFAULT_BETA),
+        "gd_iterations": positive_int(spec, "gd_iterations", DEFAULT_GD_ITERATIONS, maximum=MAX_GD_ITERATIONS),
         "gd_step": positive_float(spec, "gd_step", None, allow_none=True),
-        "gd_tol": positive_float(spec, "gd_tol", 1e-12),
+        "gd_tol": positive_float(spec, "gd_tol", DEFAULT_GD_TOL),
         "recovery_tol": positive_float(spec, "recovery_tol", DEFAULT_RECOVERY_TOL),
         "distribution": distribution,
         "polish": _flag(spec, "polish", True),
