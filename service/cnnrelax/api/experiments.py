@@ -33,11 +33,7 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
 def submit_experiment(body: ExperimentRequest, response: Response, service: Service = Depends(get_service),
                       idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
     """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
-    request = body.model_dump()
-    if "images_path" in request:
-        raise ApiError(422, "images_path names a file on the server and is not accepted over HTTP; send the "
-                            "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
-                       parameter="images_path")
+    request = body.model_dump(exclude_none=True)  # null members mean "the default" (derived ones included)
     try:
         spec = json_safe(validate_job("experiment", request))
     except ImportError:

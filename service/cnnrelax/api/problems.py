@@ -82,6 +82,17 @@ def _message(error: Mapping[str, Any]) -> str:
     return message
 
 
+def _untagged(error: Mapping[str, Any], body: Any) -> tuple[Any, ...]:
+    """An error's location without the tag of a discriminated union (``body.rotated_digits.seeds`` names
+    ``body.seeds``); a missing or unknown tag is located at the discriminator itself (``body.kind``)."""
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        return loc + (str(error.get("ctx", {}).get("discriminator", "")).strip("'"),)
+    if len(loc) >= 2 and loc[0] == "body" and isinstance(body, dict) and loc[1] == body.get("kind"):
+        return (loc[0],) + loc[2:]
+    return loc
+
+
 def validation_problem(request: Request, exc: RequestValidationError) -> JSONResponse:
     """Pydantic's errors translated: a sentence naming the first bad member, then every one listed."""
     errors = list(exc.errors())
@@ -89,7 +100,7 @@ def validation_problem(request: Request, exc: RequestValidationError) -> JSONRes
         reason = next(str(e.get("ctx", {}).get("error", "")) for e in errors if e.get("type") == "json_invalid")
         return problem_response(400, f"The request body is not valid JSON ({reason or 'it could not be parsed'}).",
                                 title="Malformed JSON", instance=request.url.path)
-    listed = [{"location": _location(e.get("loc", ())), "message": _message(e)} for e in errors]
+    listed = [{"location": _location(_untagged(e, exc.body)), "message": _message(e)} for e in errors]
     if not listed:
         return problem_response(422, "The request is not valid.", instance=request.url.path)
     first = listed[0]

@@ -393,19 +393,17 @@ class DatasetPage(_Sent):
 # experiments
 # -------------------------------------------------------------------------------------------------
 
-class ExperimentRequest(BaseModel):
-    """An experiment spec: `kind` ("phase_transition" or "rotated_digits") and that kind's parameters."""
-
-    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
-
-    kind: str = Field(description="phase_transition or rotated_digits.")
+# Requests, specs and results typed per kind (discriminated by `kind`) live in schemas_experiments.
+from .schemas_experiments import (  # noqa: E402,F401 (this section's models; ExperimentRequest is re-exported)
+    ExperimentRequest, ExperimentResult, ExperimentSpec,
+)
 
 
 class ExperimentOut(BaseModel):
     """An experiment job, with progress over its cells."""
 
     id: str
-    kind: Optional[str] = Field(None, description="The experiment's kind.")
+    kind: Optional[Literal["phase_transition", "rotated_digits"]] = Field(None, description="The experiment's kind.")
     status: JobStatus
     created_at: datetime
     started_at: Optional[datetime] = None
@@ -414,8 +412,8 @@ class ExperimentOut(BaseModel):
     cancel_requested: bool = False
     progress: Optional[ProgressOut] = None
     error: Optional[str] = None
-    spec: dict[str, Any] = Field(description="The normalised spec, defaults filled in.")
-    result: Optional[dict[str, Any]] = None
+    spec: ExperimentSpec = Field(description="The normalised spec, defaults filled in (inline images as their shape).")
+    result: Optional[ExperimentResult] = None
     figure_url: Optional[str] = Field(None, description="Where the PNG figure is, once succeeded.")
 
 

@@ -38,9 +38,12 @@ def job_summary(job: JobRecord) -> JobSummary:
 
 
 def experiment_view(job: JobRecord) -> ExperimentOut:
+    from ..experiments import public_spec
+
     spec = job.request
     return ExperimentOut(
-        **_common(job), kind=spec.get("kind"), cancel_requested=job.cancel_requested, spec=spec, result=job.result,
+        **_common(job), kind=spec.get("kind"), cancel_requested=job.cancel_requested, spec=public_spec(spec),
+        result=job.result,
         figure_url=f"/v1/experiments/{job.id}/figure.png" if job.status == "succeeded" else None,
     )
 

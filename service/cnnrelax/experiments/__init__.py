@@ -11,7 +11,7 @@ Contract (the service's job runner relies on it):
   :class:`ExperimentCancelled` soon after ``should_stop()`` turns true. ``map_cells(run, cells)`` may run
   ``run(cell)`` elsewhere (a process pool, Dask) and yield results as they finish; without it cells run
   here, one after the other, and a cell stops mid-way when asked.
-- ``render_figure(result) -> bytes``: a PNG.
+- ``render_figure(result) -> bytes``: a PNG (matplotlib is imported only then).
 """
 
 from __future__ import annotations
@@ -23,14 +23,34 @@ from typing import Any, Iterable
 from ..problem import InvalidParameterError
 from . import phase_transition, rotated_digits
 from .common import ExperimentCancelled, MapCells, Progress, ShouldStop, check_stop
-from .figures import figure_size_px, render_figure
 
 KINDS = {"phase_transition": phase_transition, "rotated_digits": rotated_digits}
 
 __all__ = [
-    "ExperimentCancelled", "KINDS", "figure_size_px", "list_cells", "render_figure", "run_cell", "run_experiment",
-    "validate_experiment",
+    "ExperimentCancelled", "KINDS", "figure_size_px", "list_cells", "public_spec", "render_figure", "run_cell",
+    "run_experiment", "validate_experiment",
 ]
+
+
+def render_figure(result: dict) -> bytes:
+    """PNG bytes of the result's figure (matplotlib is imported on the first call)."""
+    from .figures import render_figure as render
+
+    return render(result)
+
+
+def figure_size_px(result: dict) -> tuple[int, int]:
+    """Width and height in pixels of :func:`render_figure`'s PNG."""
+    from .figures import figure_size_px as size
+
+    return size(result)
+
+
+def public_spec(spec: dict) -> dict:
+    """A normalised spec as the API shows it: inline image arrays replaced by their shape."""
+    if isinstance(spec, dict) and spec.get("kind") == "rotated_digits":
+        return rotated_digits.public_spec(spec)
+    return dict(spec)
 
 
 def _module(spec: Any) -> Any:
