@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Relaxation = Literal["lp", "qp", "naive"]
@@ -16,6 +16,8 @@ Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
 MAX_SEED = 2**63 - 1
+#: Largest planted label noise accepted (past it the labels are noise, and squares overflow).
+MAX_NOISE_STD = 1e6
 
 
 class _Strict(BaseModel):
@@ -60,8 +62,8 @@ class Problem(_Open):
 class InlineData(_Strict):
     """A small problem's data inline: `X` is n rows of d numbers, `y` n non-negative labels."""
 
-    X: list[list[float]] = Field(description="The n x d data matrix, one list per row.")
-    y: list[float] = Field(description="The n labels.")
+    X: list[list[StrictFloat]] = Field(description="The n x d data matrix, one list per row (JSON numbers only).")
+    y: list[StrictFloat] = Field(description="The n labels (JSON numbers only).")
 
 
 class PlantedSpecIn(_Strict):
@@ -71,7 +73,7 @@ class PlantedSpecIn(_Strict):
     d: int = Field(ge=1, description="Row length.")
     k: int = Field(1, ge=1, description="Non-overlapping patches (d = k*m).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of X, w* and the noise.")
-    noise_std: float = Field(0.0, ge=0, description="Standard deviation of the label noise.")
+    noise_std: float = Field(0.0, ge=0, le=MAX_NOISE_STD, description="Standard deviation of the label noise.")
     distribution: Distribution = Field("gaussian", description="Distribution of the entries of X.")
 
 
@@ -90,6 +92,20 @@ class ConstraintsIn(_Strict):
     equality_vector: Optional[list[float]] = Field(None, description="e in E w = e.")
     inequality_matrix: Optional[list[list[float]]] = Field(None, description="G in G w <= h.")
     inequality_vector: Optional[list[float]] = Field(None, description="h in G w <= h.")
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> "ConstraintsIn":
+        for name in ("equality_matrix", "inequality_matrix"):
+            rows = getattr(self, name)
+            widths = sorted({len(row) for row in rows or []})
+            if len(widths) > 1:
+                raise ValueError(f"the rows of {name} have different lengths ({widths[:5]}); {name} must be a "
+                                 "matrix with one row per constraint and m columns")
+            vector = getattr(self, name.replace("matrix", "vector"))
+            if rows is not None and vector is not None and len(vector) != len(rows):
+                raise ValueError(f"{name} has {len(rows)} rows but {name.replace('matrix', 'vector')} has "
+                                 f"{len(vector)} entries; they must match")
+        return self
 
 
 class SolveRequest(_Strict):
@@ -225,8 +241,8 @@ class JobPage(BaseModel):
 class DatasetJson(_Strict):
     """A dataset as JSON (the same as inline solve data)."""
 
-    X: list[list[float]]
-    y: list[float]
+    X: list[list[StrictFloat]]
+    y: list[StrictFloat]
 
 
 class DatasetOut(BaseModel):
