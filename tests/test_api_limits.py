@@ -180,6 +180,26 @@ def test_a_json_body_of_too_many_numbers_is_refused_by_its_commas(server: Server
     assert problem["setting"] == "CNNRELAX_MAX_INLINE_NUMBERS"
 
 
+def test_a_63_mib_upload_costs_the_api_under_300_mib(server: ServerProcess, http: httpx.Client) -> None:
+    """The largest binary uploads within the 64 MiB body limit: a .npy and a .npz of 8.3 million floats (63 MiB)."""
+    rng = np.random.default_rng(5)
+    data = rng.standard_normal((830_000, 10))
+    npy = io.BytesIO()
+    np.save(npy, data)
+    npz = io.BytesIO()
+    np.savez(npz, X=data[:, :-1] + 1, y=data[:, -1])
+    assert server.process is not None
+    for body, media in ((npy.getvalue(), "application/x-npy"), (npz.getvalue(), "application/x-npz")):
+        assert 63 * MiB < len(body) < 64 * MiB
+        with PeakRss(server.process.pid) as memory:
+            answer = http.post("/v1/datasets", content=body, headers={"content-type": media})
+        assert answer.status_code == 201, answer.text
+        assert (answer.json()["n"], answer.json()["d"]) == (830_000, 9)
+        print(f"{len(body) / MiB:.0f} MiB {media} upload: API peak rise {memory.rise / MiB:.0f} MiB")
+        assert memory.rise < MEMORY_BOUND, f"{memory.rise / MiB:.0f} MiB"
+        assert http.delete(f"/v1/datasets/{answer.json()['id']}").status_code == 204
+
+
 # -------------------------------------------------------------------------------------------------
 # bad input: 4xx, never 500
 # -------------------------------------------------------------------------------------------------

@@ -138,7 +138,16 @@ def _check_npz(body: bytes, max_entries: int) -> None:
 
 
 def _from_npy(body: bytes) -> tuple[np.ndarray, np.ndarray]:
-    array = np.load(io.BytesIO(body), allow_pickle=False)
+    """A view of the body's array (no copy: the float64 conversion is the one copy made)."""
+    stream = io.BytesIO(body)
+    version = np.lib.format.read_magic(stream)
+    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = read_header(stream)
+    if dtype.hasobject:
+        raise InvalidParameterError("body", f"A .npy dataset holds numbers, got dtype {dtype}.")
+    count = int(np.prod(shape, dtype=object))
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell()).reshape(
+        shape, order="F" if fortran else "C")
     if array.ndim != 2 or array.shape[1] < 2:
         raise InvalidParameterError("body", f"A .npy dataset is one n x (d+1) array with y in the last column; got "
                                             f"shape {array.shape}.")
