@@ -200,6 +200,24 @@ def test_a_63_mib_upload_costs_the_api_under_300_mib(server: ServerProcess, http
         assert http.delete(f"/v1/datasets/{answer.json()['id']}").status_code == 204
 
 
+def test_experiment_bodies_are_priced_by_their_numbers(server: ServerProcess, http: httpx.Client) -> None:
+    """Inline images stay in an experiment's spec (stored, answered): at most 500 000 numbers, well under 300 MiB."""
+    rng = np.random.default_rng(6)
+    too_many = json.dumps({"kind": "rotated_digits", "images": np.round(rng.random((60_000, 8, 8)), 3).tolist()})
+    problem, _, _ = priced(server, lambda: http.post("/v1/experiments", content=too_many.encode(),
+                                                     headers={"content-type": "application/json"}))
+    assert problem["parameter"] == "images" and problem["setting"] == "CNNRELAX_MAX_EXPERIMENT_NUMBERS"
+    largest = json.dumps({"kind": "rotated_digits", "images": np.round(rng.random((7_700, 8, 8)), 3).tolist(),
+                          "filter_shapes": [[3, 3]]}).encode()
+    assert server.process is not None
+    with PeakRss(server.process.pid) as memory:
+        answer = http.post("/v1/experiments", content=largest, headers={"content-type": "application/json"})
+    assert answer.status_code == 202, answer.text
+    http.delete(answer.headers["location"])
+    print(f"experiment with 492 800 inline pixels: API peak rise {memory.rise / MiB:.0f} MiB")
+    assert memory.rise < MEMORY_BOUND
+
+
 # -------------------------------------------------------------------------------------------------
 # bad input: 4xx, never 500
 # -------------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ ERROR_STATUSES = {
     "507": "The server's disk is full: nothing was stored.",
 }
 #: Request models that routes read themselves (off the event loop) rather than as FastAPI body parameters.
-SELF_PARSED_MODELS = ("SolveRequest",)
+SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest")
 
 
 def _self_parsed_components() -> dict[str, Any]:

@@ -65,14 +65,15 @@ def _matrix(rows: list[list[float]], parameter: str) -> np.ndarray:
 
 
 def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
-    """Price, decode and validate a JSON body against ``model`` ("solve" or "dataset"); top-level and picklable.
+    """Price, decode and validate a JSON body against ``model``; top-level and picklable.
 
     Parameters
     ----------
     body : bytes
         The raw request body.
     model : str
-        ``"solve"`` (:class:`~cnnrelax.api.schemas.SolveRequest`) or ``"dataset"``
+        ``"solve"`` (:class:`~cnnrelax.api.schemas.SolveRequest`), ``"experiment"``
+        (:class:`~cnnrelax.api.schemas.ExperimentRequest`, returned as members) or ``"dataset"``
         (:class:`~cnnrelax.api.schemas.DatasetJson`).
     max_numbers : int
         The most numbers the body may hold (counted by its commas, before decoding).
@@ -83,10 +84,14 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data),
         ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit)``.
     """
-    from .schemas import DatasetJson, SolveRequest
+    from .schemas import DatasetJson, ExperimentRequest, SolveRequest
 
     numbers = body.count(b",") + 1
     if numbers > max_numbers:
+        if model == "experiment":
+            return ("parameter", "images", f"The JSON body holds up to {numbers} numbers (by its commas), more than "
+                                           "this server takes in an experiment's spec; send fewer or smaller images.",
+                    max_numbers)
         return ("parameter", "data", f"The JSON body holds up to {numbers} numbers (by its commas), more than this "
                                      "server decodes from JSON; upload large data as a .npz dataset (POST "
                                      "/v1/datasets) and solve it by dataset_id.", max_numbers)
@@ -97,6 +102,8 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
             if request.data is None:
                 return ("ok", members, None, None)
             X, y = _matrix(request.data.X, "X"), np.array(request.data.y, dtype=np.float64)
+        elif model == "experiment":
+            return ("ok", ExperimentRequest.model_validate_json(body).model_dump(), None, None)
         else:
             dataset = DatasetJson.model_validate_json(body)
             members = {}
@@ -127,14 +134,33 @@ class BodyParser:
                 self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
             return self._pool
 
-    async def parse(self, body: bytes, model: str) -> ParsedBody:
-        """The validated body; raises ``RequestValidationError`` (422/400) or ``InvalidParameterError`` (422)."""
+    async def parse(self, body: bytes, model: str, max_numbers: int | None = None,
+                    setting: str = "CNNRELAX_MAX_INLINE_NUMBERS") -> ParsedBody:
+        """The validated body; raises ``RequestValidationError`` (422/400) or ``InvalidParameterError`` (422).
+
+        Parameters
+        ----------
+        body : bytes
+            The raw body.
+        model : str
+            See :func:`parse_json_body`.
+        max_numbers : int, optional
+            The most numbers the body may hold (default: the parser's), named by ``setting`` when exceeded.
+        setting : str
+            The setting behind ``max_numbers``.
+
+        Returns
+        -------
+        ParsedBody
+            The members, and the inline arrays of a solve.
+        """
+        limit = self.max_numbers if max_numbers is None else max_numbers
         if len(body) <= IN_PROCESS_BYTES:
-            parsed = await run_in_threadpool(parse_json_body, body, model, self.max_numbers)
+            parsed = await run_in_threadpool(parse_json_body, body, model, limit)
         else:
             pool = self._executor()
             try:
-                parsed = await asyncio.wrap_future(pool.submit(parse_json_body, body, model, self.max_numbers))
+                parsed = await asyncio.wrap_future(pool.submit(parse_json_body, body, model, limit))
             except cf.process.BrokenProcessPool:
                 with self._lock:
                     if self._pool is pool:
@@ -149,7 +175,7 @@ class BodyParser:
         if parsed[0] == "parameter":
             _, parameter, message, limit = parsed
             if limit is not None:
-                raise LimitExceeded(parameter, message, limit=limit, setting="CNNRELAX_MAX_INLINE_NUMBERS")
+                raise LimitExceeded(parameter, message, limit=limit, setting=setting)
             raise InvalidParameterError(parameter, message)
         _, members, X, y = parsed
         return ParsedBody(members, X, y)

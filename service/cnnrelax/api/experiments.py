@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..jobs import json_safe, price_experiment, validate_job
 from ..store import encode_cursor
+from .bodies import read_body, require_json
 from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
-from .schemas import ExperimentOut, ExperimentPage, ExperimentRequest, JobStatus
+from .schemas import ExperimentOut, ExperimentPage, JobStatus
 from .service import MAX_WAIT_S, Service
 from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
 from .views import mark_accepted, experiment_view, job_summary
@@ -29,12 +30,8 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
     return len(list_cells(spec))
 
 
-@router.post("", status_code=202, response_model=ExperimentOut, summary="Start an experiment")
-def submit_experiment(body: ExperimentRequest, response: Response, service: Service = Depends(get_service),
-                      tenant: Tenant = Depends(get_tenant),
-                      idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
-    """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
-    request = body.model_dump()
+def _accept_experiment(service: Service, tenant: Tenant, request: dict[str, Any],
+                       idempotency_key: Optional[str]) -> tuple:
     if "images_path" in request:
         raise ApiError(422, "images_path names a file on the server and is not accepted over HTTP; send the "
                             "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
@@ -44,9 +41,25 @@ def submit_experiment(body: ExperimentRequest, response: Response, service: Serv
     except ImportError:
         raise ApiError(501, "Experiments are not available in this installation.") from None
     price_experiment(spec, service.limits)
-    job, created = service.submit("experiment", spec, idempotency_key=idempotency_key,
-                                  time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec),
-                                  owner=tenant.owner)
+    return service.submit("experiment", spec, idempotency_key=idempotency_key,
+                          time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec), owner=tenant.owner)
+
+
+#: The request body of ``POST /v1/experiments`` (read by the route itself, so that it is parsed off the event loop).
+EXPERIMENT_BODY = {"required": True,
+                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExperimentRequest"}}}}
+
+
+@router.post("", status_code=202, response_model=ExperimentOut, summary="Start an experiment",
+             openapi_extra={"requestBody": EXPERIMENT_BODY})
+async def submit_experiment(request: Request, response: Response, service: Service = Depends(get_service),
+                            tenant: Tenant = Depends(get_tenant),
+                            idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
+    """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
+    require_json(request)
+    parsed = await service.parser.parse(await read_body(request), "experiment",
+                                        service.settings.max_experiment_numbers, "CNNRELAX_MAX_EXPERIMENT_NUMBERS")
+    job, created = await run_in_threadpool(_accept_experiment, service, tenant, parsed.members, idempotency_key)
     mark_accepted(response, f"/v1/experiments/{job.id}", created)
     return experiment_view(job)
 
