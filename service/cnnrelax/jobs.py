@@ -235,10 +235,13 @@ def price_experiment(spec: Mapping[str, Any], limits: Limits) -> int:
 VALIDATION_ROWS = 64
 
 
-def validate_solve_request(request: Mapping[str, Any], arrays: Arrays | None = None) -> None:
+def validate_solve_request(request: Mapping[str, Any], arrays: Arrays | None = None, *, head: bool = False) -> None:
     """Raise :class:`InvalidParameterError` for anything the core would reject, without solving.
 
-    Planted problems are checked from their spec alone (no data is drawn).
+    Planted problems are checked from their spec alone (no data is drawn). Data of more than
+    :data:`VALIDATION_ROWS` rows is checked on its first rows (every label is checked); ``head=True`` says
+    ``arrays`` holds only those first rows of ``X`` (and every label), as
+    :meth:`cnnrelax.store.Store.load_dataset_head` reads them.
     """
     options = solve_options(request, time_limit_s=request.get("time_limit_s"))
     options.validate()
@@ -265,8 +268,11 @@ def validate_solve_request(request: Mapping[str, Any], arrays: Arrays | None = N
         if labels.shape != (len(data["X"]),):
             raise InvalidParameterError("y", f"y has {labels.shape[0]} labels but X has {len(data['X'])} rows: "
                                              "they must match.")
-    elif arrays is not None and arrays[0].shape[0] > VALIDATION_ROWS:
+    elif arrays is not None and len(arrays[1]) > VALIDATION_ROWS:
+        rows = len(arrays[1]) if head else len(arrays[0])  # a head: only X's first rows were read
         labels = np.asarray(arrays[1], dtype=np.float64)
+        if labels.shape != (rows,):
+            raise InvalidParameterError("y", f"y has {len(labels)} labels but X has {rows} rows: they must match.")
         arrays = (arrays[0][:VALIDATION_ROWS], arrays[1][:VALIDATION_ROWS])
     problem, _ = build_problem(request, arrays)
     if labels is not None:  # the label checks see every label

@@ -28,6 +28,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -555,6 +556,22 @@ class Store:
 
     def load_dataset(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
         return load_dataset_file(self.dataset_path(dataset_id))
+
+    def load_dataset_head(self, dataset_id: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``rows`` rows of ``X`` and all of ``y``, inflating no more of ``X`` than those rows."""
+        with zipfile.ZipFile(self.dataset_path(dataset_id)) as archive, archive.open("X.npy") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(stream)
+            if fortran or len(shape) != 2:
+                return self.load_dataset(dataset_id)
+            take = min(rows, shape[0])
+            data = stream.read(take * shape[1] * dtype.itemsize)
+            X = np.frombuffer(data, dtype=dtype).reshape(take, shape[1])
+            with archive.open("y.npy") as labels:
+                y = np.lib.format.read_array(labels, allow_pickle=False)
+        return X, y
 
     def delete_dataset(self, dataset_id: str, *, owner: str | None = None) -> bool:
         """Remove ``owner``'s hold on a dataset (``None``: everyone's); the file goes with the last holder.

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from ..executor import Dispatcher, Executor, LocalProcessExecutor
-from ..jobs import Limits, price_solve, validate_job
+from ..jobs import VALIDATION_ROWS, Limits, price_solve, validate_job, validate_solve_request
 from ..problem import InvalidParameterError
 from ..settings import Settings
 from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueueFull, Store, dataset_digest
@@ -247,11 +247,12 @@ class Service:
         if arrays is not None:
             request = {**request, "dataset_id": dataset_digest(*arrays)}
         elif request.get("dataset_id") is not None:
-            try:
-                arrays = store.load_dataset(request["dataset_id"])
+            try:  # the first rows of X only: validation is about shapes (every label is checked)
+                head = store.load_dataset_head(request["dataset_id"], VALIDATION_ROWS)
             except FileNotFoundError:
                 raise InvalidParameterError("dataset_id", "The dataset's file is missing; upload it again.") from None
-            return validate_job("solve", request, arrays), None
+            validate_solve_request(request, head, head=True)
+            return dict(request), None
         return validate_job("solve", request, arrays), (arrays if "data" not in request else None)
 
     async def wait_for(self, job_id: str, kind: str, wait: float, *, owner: str | None = None,
