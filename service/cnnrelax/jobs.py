@@ -6,7 +6,9 @@ JSON-able dict; :func:`classify_outcome` turns that dict into the job's final st
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -115,10 +117,133 @@ def problem_size(request: Mapping[str, Any], arrays: Arrays | None = None) -> tu
     return None
 
 
-def validate_solve_request(request: Mapping[str, Any], arrays: Arrays | None = None) -> None:
+class LimitExceeded(InvalidParameterError):
+    """A request priced over one of the server's limits (a 422 naming the parameter, the limit and its setting)."""
+
+    def __init__(self, parameter: str, message: str, *, limit: int, setting: str) -> None:
+        super().__init__(parameter, f"{message} Limit: {limit} ({setting}).")
+        self.limit = limit
+        self.setting = setting
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The sizes a server accepts (from its settings): see :func:`price_solve` and :func:`price_experiment`."""
+
+    max_matrix_entries: int = 20_000_000
+    max_patch_entries: int = 20_000_000
+    max_trials: int = 1000
+    max_experiment_entries: int = 400_000_000
+
+
+def price_solve(request: Mapping[str, Any], shape: tuple[int, int] | None, limits: Limits) -> int:
+    """Price a solve from its shapes alone, before any array is built; return the patch-tensor entries n*k*m.
+
+    Parameters
+    ----------
+    request : mapping
+        The solve request (SPEC 7 members).
+    shape : tuple of int, optional
+        ``(n, d)`` of the data (inline data or a stored dataset); ``None`` for a planted problem, whose
+        shape is in its spec.
+    limits : Limits
+        The server's limits.
+
+    Returns
+    -------
+    int
+        ``n * k * m``, the entries of the patch tensor the worker will build (8 bytes each).
+
+    Raises
+    ------
+    LimitExceeded
+        Naming ``trials``, ``planted``/``data``/``dataset_id`` or the patching parameter, and the limit.
+    """
+    trials = int(request.get("trials", 8))
+    if trials > limits.max_trials:
+        raise LimitExceeded("trials", f"trials={trials} is more than this server runs in one job.",
+                            limit=limits.max_trials, setting="CNNRELAX_MAX_TRIALS")
+    planted = request.get("planted")
+    source = "planted" if planted is not None else ("data" if request.get("data") is not None else "dataset_id")
+    if planted is not None:
+        n, d = int(planted.get("n", 1)), int(planted.get("d", 1))
+    elif shape is not None:
+        n, d = int(shape[0]), int(shape[1])
+    else:
+        return 0
+    if n * d > limits.max_matrix_entries:
+        raise LimitExceeded(source, f"The problem has n*d = {n}*{d} = {n * d} entries, more than this server takes.",
+                            limit=limits.max_matrix_entries, setting="CNNRELAX_MAX_MATRIX_ENTRIES")
+    patching = _patching(request)
+    if patching is not None:
+        k, m = patching.shape(d)
+    else:
+        k = int(planted.get("k", 1)) if planted is not None else int(request.get("k") or 1)
+        m = d // k if k >= 1 else d
+    entries = n * k * m
+    if entries > limits.max_patch_entries:
+        parameter = next((key for key in ("patch_size", "filter_shape") if request.get(key) is not None), source)
+        raise LimitExceeded(parameter, f"The patch tensor would hold n*k*m = {n}*{k}*{m} = {entries} entries "
+                                       f"({entries * 8 / 2**20:.0f} MiB), more than this server builds; use larger "
+                                       "strides, fewer samples or smaller rows.",
+                            limit=limits.max_patch_entries, setting="CNNRELAX_MAX_PATCH_ENTRIES")
+    return entries
+
+
+def price_experiment(spec: Mapping[str, Any], limits: Limits) -> int:
+    """Price a normalised experiment spec: every cell's size, and the sum of cells times repetitions.
+
+    Parameters
+    ----------
+    spec : mapping
+        A spec normalised by ``cnnrelax.experiments.validate_experiment``.
+    limits : Limits
+        The server's limits.
+
+    Returns
+    -------
+    int
+        The sum over cells of ``repetitions * n * d`` (the entries of every problem drawn); 0 for kinds
+        whose size is fixed by their data.
+
+    Raises
+    ------
+    LimitExceeded
+        Naming ``n`` (a cell too large) or ``repetitions`` (the whole sweep too large), and the limit.
+    """
+    if spec.get("kind") != "phase_transition":
+        return 0
+    repetitions = int(spec.get("repetitions", 1))
+    methods = len(spec.get("methods") or [1])
+    ns, ds = [int(v) for v in spec.get("n", [])], [int(v) for v in spec.get("d", [])]
+    if not ns or not ds:
+        return 0
+    largest = max(ns) * max(ds)
+    if largest > limits.max_matrix_entries:
+        raise LimitExceeded("n", f"The largest cell draws n*d = {max(ns)}*{max(ds)} = {largest} entries, more than "
+                                 "this server takes in one problem.",
+                            limit=limits.max_matrix_entries, setting="CNNRELAX_MAX_MATRIX_ENTRIES")
+    total = repetitions * methods * sum(ns) * sum(ds)
+    if total > limits.max_experiment_entries:
+        raise LimitExceeded("repetitions", f"The experiment draws repetitions*methods*sum(n)*sum(d) = {repetitions}*"
+                                           f"{methods}*{sum(ns)}*{sum(ds)} = {total} entries over its cells, more "
+                                           "than this server runs in one job.",
+                            limit=limits.max_experiment_entries, setting="CNNRELAX_MAX_EXPERIMENT_ENTRIES")
+    return total
+
+
+#: Data of more rows than this is validated on its first rows only (the checks are about shapes; labels are
+#: checked in full): validation must not build the whole patch tensor in the API process.
+VALIDATION_ROWS = 64
+
+
+def validate_solve_request(request: Mapping[str, Any], arrays: Arrays | None = None, *, head: bool = False) -> None:
     """Raise :class:`InvalidParameterError` for anything the core would reject, without solving.
 
-    Planted problems are checked from their spec alone (no data is drawn).
+    Planted problems are checked from their spec alone (no data is drawn). Data of more than
+    :data:`VALIDATION_ROWS` rows is checked on its first rows (every label is checked); ``head=True`` says
+    ``arrays`` holds only those first rows of ``X`` (and every label), as
+    :meth:`cnnrelax.store.Store.load_dataset_head` reads them.
     """
     options = solve_options(request, time_limit_s=request.get("time_limit_s"))
     options.validate()
@@ -137,7 +262,25 @@ def validate_solve_request(request: Mapping[str, Any], arrays: Arrays | None = N
         return
     from .relaxation import validate_relaxation
 
+    labels = None
+    if request.get("data") is not None and len(request["data"]["X"]) > VALIDATION_ROWS:
+        data = request["data"]
+        labels = np.asarray(data["y"], dtype=np.float64)
+        request = {**request, "data": {"X": data["X"][:VALIDATION_ROWS], "y": data["y"][:VALIDATION_ROWS]}}
+        if labels.shape != (len(data["X"]),):
+            raise InvalidParameterError("y", f"y has {labels.shape[0]} labels but X has {len(data['X'])} rows: "
+                                             "they must match.")
+    elif arrays is not None and len(arrays[1]) > VALIDATION_ROWS:
+        rows = len(arrays[1]) if head else len(arrays[0])  # a head: only X's first rows were read
+        labels = np.asarray(arrays[1], dtype=np.float64)
+        if labels.shape != (rows,):
+            raise InvalidParameterError("y", f"y has {len(labels)} labels but X has {rows} rows: they must match.")
+        arrays = (arrays[0][:VALIDATION_ROWS], arrays[1][:VALIDATION_ROWS])
     problem, _ = build_problem(request, arrays)
+    if labels is not None:  # the label checks see every label
+        if not np.isfinite(labels).all():
+            raise InvalidParameterError("y", "y contains NaN or infinite values.")
+        problem = dataclasses.replace(problem, y=labels)
     validate_relaxation(problem, options.relaxation, options.beta)
     options.constraints.resolve(problem.m)
 

@@ -4,6 +4,13 @@
 ``CNNRELAX_MAX_MATRIX_ENTRIES``, ``CNNRELAX_MAX_TRIALS``, ``CNNRELAX_MAX_QUEUE_DEPTH``,
 ``CNNRELAX_JOB_TIME_LIMIT_S``, ``CNNRELAX_API_KEYS`` (comma-separated; empty turns authentication off),
 ``CNNRELAX_DASK_SCHEDULER`` (unset: local worker processes), ``CNNRELAX_LOG_LEVEL``.
+
+Request pricing (every request is priced from its shapes before it is accepted):
+``CNNRELAX_MAX_PATCH_ENTRIES`` (n*k*m of the patch tensor), ``CNNRELAX_MAX_INLINE_NUMBERS`` (numbers in one
+JSON body), ``CNNRELAX_MAX_EXPERIMENT_NUMBERS`` (numbers in an experiment's body, e.g. inline images),
+``CNNRELAX_MAX_EXPERIMENT_ENTRIES`` (an experiment's cells times their sizes).
+Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
+``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
 """
 
 from __future__ import annotations
@@ -42,8 +49,37 @@ class Settings(BaseSettings):
         default_factory=list, description="Accepted X-API-Key values, comma-separated; empty: no authentication.")
     dask_scheduler: str | None = Field(default=None, description="Dask scheduler address; unset: local processes.")
     log_level: str = Field(default="info", description="Logging level (debug, info, warning, error).")
+    # -- request pricing (issue 11) -----------------------------------------------------------------
+    max_patch_entries: int = Field(default=20_000_000, ge=1,
+                                   description="Largest patch tensor n*k*m of a solve (422 past it).")
+    max_inline_numbers: int = Field(default=4_000_000, ge=1,
+                                    description="Most numbers in one JSON body (inline data, JSON datasets); 422 "
+                                                "past it: upload a .npz dataset instead.")
+    max_experiment_numbers: int = Field(default=500_000, ge=1,
+                                        description="Most numbers in an experiment's JSON body (inline images); "
+                                                    "the spec is kept and answered whole, so it is kept small.")
+    max_experiment_entries: int = Field(default=400_000_000, ge=1,
+                                        description="Largest sum over an experiment's cells of "
+                                                    "repetitions*n*k*m (422 past it).")
+    # -- tenants ------------------------------------------------------------------------------------
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="X-API-Key values that may see and cancel every tenant's jobs and data.")
+    max_queued_per_key: int = Field(default=200, ge=1,
+                                    description="Queued jobs of one API key past which its submissions get 429.")
+    # -- retention ----------------------------------------------------------------------------------
+    job_retention_s: float = Field(default=7 * 86400.0, gt=0,
+                                   description="Finished jobs (results, inline data, figures) are deleted this "
+                                               "long after they ended.")
+    dataset_retention_s: float = Field(default=7 * 86400.0, gt=0,
+                                       description="Datasets no queued or running job needs are deleted this long "
+                                                   "after their last upload or use.")
+    purge_interval_s: float = Field(default=600.0, gt=0, description="How often the background purge runs.")
+    # -- disk ---------------------------------------------------------------------------------------
+    min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,
+                                description="Free space of the data dir below which /readyz answers 503 and writes "
+                                            "answer 507.")
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
         if isinstance(value, str):

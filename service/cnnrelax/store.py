@@ -6,7 +6,14 @@ before a restart can never finish a job a second time. On start, jobs left ``run
 server go back to ``queued``.
 
 Datasets are content-addressed: the id is the sha256 of the canonical float64 ``X`` and ``y``; the
-arrays live in ``<data_dir>/datasets/<id>.npz``.
+arrays live in ``<data_dir>/datasets/<id>.npz`` (zip-deflated).
+
+Tenants: every job and every dataset grant carries an ``owner``, the id of the API key that made it
+(:func:`owner_id`, a SHA-256 prefix: the key itself is never stored; ``"anonymous"`` when keys are off).
+Reads take an ``owner`` (``None``: every tenant, for admin keys). The next queued job is claimed round-robin
+between owners (the owner claimed from longest ago goes first), and each owner has its own queue cap.
+
+Retention: :meth:`Store.purge` deletes finished jobs and unused datasets past their time to live.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import sqlite3
 import threading
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,10 +59,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at       REAL NOT NULL,
     started_at       REAL,
     finished_at      REAL,
-    updated_at       REAL NOT NULL
+    updated_at       REAL NOT NULL,
+    owner            TEXT NOT NULL DEFAULT 'anonymous'
 );
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (kind, idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, seq);
 CREATE INDEX IF NOT EXISTS jobs_kind ON jobs (kind, seq);
 CREATE INDEX IF NOT EXISTS jobs_dataset ON jobs (dataset_id) WHERE dataset_id IS NOT NULL;
@@ -66,15 +73,50 @@ CREATE TABLE IF NOT EXISTS datasets (
     source      TEXT NOT NULL,
     created_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dataset_owners (
+    dataset_id   TEXT NOT NULL,
+    owner        TEXT NOT NULL,
+    created_at   REAL NOT NULL,
+    last_used_at REAL NOT NULL,
+    PRIMARY KEY (dataset_id, owner)
+);
+CREATE TABLE IF NOT EXISTS tenants (
+    owner      TEXT PRIMARY KEY,
+    last_claim INTEGER NOT NULL
+);
 """
+
+#: Run after ``_SCHEMA`` and the column migration: indexes that name ``owner``.
+_OWNER_SCHEMA = """
+DROP INDEX IF EXISTS jobs_idempotency;
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_owner_idempotency ON jobs (owner, kind, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_owner_kind ON jobs (owner, kind, seq);
+CREATE INDEX IF NOT EXISTS jobs_status_owner ON jobs (status, owner, seq);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at)
+    SELECT id, 'anonymous', created_at, created_at FROM datasets
+    WHERE id NOT IN (SELECT dataset_id FROM dataset_owners);
+"""
+
+#: The owner of everything made while API keys are off.
+ANONYMOUS = "anonymous"
+#: Largest ``seq`` a cursor may name (SQLite integers are signed 64-bit).
+MAX_SEQ = 2**63 - 1
+
+
+def owner_id(api_key: str) -> str:
+    """The tenant id stored for an API key: the first 16 hex digits of its SHA-256 (never the key)."""
+    return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
 class QueueFull(Exception):
-    """The queue already holds ``max_queue_depth`` jobs."""
+    """The queue already holds ``max_queue_depth`` jobs (``per_owner``: this owner's ``max_queued_per_owner``)."""
 
-    def __init__(self, depth: int) -> None:
+    def __init__(self, depth: int, per_owner: bool = False) -> None:
         super().__init__(f"The queue is full ({depth} jobs waiting).")
         self.depth = depth
+        self.per_owner = per_owner
 
 
 class IdempotencyConflict(Exception):
@@ -117,6 +159,7 @@ class JobRecord:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    owner: str = ANONYMOUS
 
     @property
     def request(self) -> dict[str, Any]:
@@ -157,8 +200,8 @@ def dataset_digest(X: np.ndarray, y: np.ndarray) -> str:
     """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y``."""
     digest = hashlib.sha256()
     digest.update(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
-    digest.update(np.ascontiguousarray(X, dtype="<f8").tobytes())
-    digest.update(np.ascontiguousarray(y, dtype="<f8").tobytes())
+    digest.update(memoryview(np.ascontiguousarray(X, dtype="<f8")).cast("B"))  # no copy of a float64 array
+    digest.update(memoryview(np.ascontiguousarray(y, dtype="<f8")).cast("B"))
     return digest.hexdigest()
 
 
@@ -173,9 +216,12 @@ def decode_cursor(cursor: str) -> int:
         text = base64.urlsafe_b64decode(padded.encode()).decode()
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("not a cursor") from exc
-    if not text.startswith("seq:"):
+    if not text.startswith("seq:") or not text[4:].isdigit():
         raise ValueError("not a cursor")
-    return int(text[4:])
+    seq = int(text[4:])
+    if seq > MAX_SEQ:
+        raise ValueError("not a cursor")
+    return seq
 
 
 class Store:
@@ -191,7 +237,13 @@ class Store:
         self._write_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
-        self._connection().executescript(_SCHEMA)
+        db = self._connection()
+        db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        if "owner" not in columns:  # a data dir from before tenants: everything in it was anonymous
+            db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{ANONYMOUS}'")
+        db.executescript(_OWNER_SCHEMA)
+        self.remove_temporary_files()
 
     # -- connections ------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
@@ -251,20 +303,23 @@ class Store:
         time_limit_s: float | None = None,
         max_queue_depth: int | None = None,
         progress_total: int | None = None,
+        owner: str = ANONYMOUS,
+        max_queued_per_owner: int | None = None,
     ) -> tuple[JobRecord, bool]:
-        """Insert a queued job; return it and whether it is new.
+        """Insert a queued job of ``owner``; return it and whether it is new.
 
-        With an ``idempotency_key`` already used for this ``kind``: the same request returns the first job
-        (``created == False``), another request raises :class:`IdempotencyConflict`. Past
-        ``max_queue_depth`` queued jobs, :class:`QueueFull`.
+        With an ``idempotency_key`` this owner already used for this ``kind``: the same request returns the
+        first job (``created == False``), another request raises :class:`IdempotencyConflict` (keys of other
+        owners are separate). Past ``max_queue_depth`` queued jobs in all, or ``max_queued_per_owner`` of this
+        owner, :class:`QueueFull`.
         """
         body = json.dumps(request, separators=(",", ":"))
         digest = request_hash(request)
         now = time.time()
         with self._transaction() as db:
             if idempotency_key is not None:
-                row = db.execute("SELECT * FROM jobs WHERE kind = ? AND idempotency_key = ?",
-                                 (kind, idempotency_key)).fetchone()
+                row = db.execute("SELECT * FROM jobs WHERE owner = ? AND kind = ? AND idempotency_key = ?",
+                                 (owner, kind, idempotency_key)).fetchone()
                 if row is not None:
                     existing = _job(row)
                     if existing.request_hash != digest:
@@ -274,29 +329,55 @@ class Store:
                 depth = db.execute("SELECT count(*) FROM jobs WHERE status = 'queued'").fetchone()[0]
                 if depth >= max_queue_depth:
                     raise QueueFull(depth)
+            if max_queued_per_owner is not None:
+                depth = db.execute("SELECT count(*) FROM jobs WHERE status = 'queued' AND owner = ?",
+                                   (owner,)).fetchone()[0]
+                if depth >= max_queued_per_owner:
+                    raise QueueFull(depth, per_owner=True)
             job_id = uuid.uuid4().hex
             db.execute(
                 "INSERT INTO jobs (id, kind, status, request, request_hash, idempotency_key, dataset_id, "
-                "time_limit_s, progress_done, progress_total, created_at, updated_at) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "time_limit_s, progress_done, progress_total, created_at, updated_at, owner) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, kind, body, digest, idempotency_key, dataset_id, time_limit_s,
-                 0 if progress_total is not None else None, progress_total, now, now),
+                 0 if progress_total is not None else None, progress_total, now, now, owner),
             )
+            if dataset_id is not None:
+                db.execute("UPDATE dataset_owners SET last_used_at = ? WHERE dataset_id = ? AND owner = ?",
+                           (now, dataset_id, owner))
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row), True
 
-    def get_job(self, job_id: str, kind: str | None = None) -> JobRecord | None:
-        row = self._connection().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    def get_job(self, job_id: str, kind: str | None = None, *, owner: str | None = None,
+                with_request: bool = True) -> JobRecord | None:
+        """The job, if it is of ``kind`` and belongs to ``owner`` (``None``: any owner).
+
+        ``with_request=False`` leaves the request (which may be large) out: ``request_json`` is ``"{}"``.
+        """
+        columns = "*" if with_request else _COLUMNS_WITHOUT_REQUEST
+        row = self._connection().execute(f"SELECT {columns} FROM jobs WHERE id = ?", (job_id,)).fetchone()
         if row is None:
             return None
         job = _job(row)
-        return job if kind is None or job.kind == kind else None
+        if (kind is not None and job.kind != kind) or (owner is not None and job.owner != owner):
+            return None
+        return job
+
+    def get_job_status(self, job_id: str, kind: str | None = None, *, owner: str | None = None) -> str | None:
+        """Only the job's status (what a long-poll re-reads), ``None`` when it is not there for this owner."""
+        row = self._connection().execute("SELECT kind, owner, status FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None or (kind is not None and row[0] != kind) or (owner is not None and row[1] != owner):
+            return None
+        return str(row[2])
 
     def list_jobs(self, *, kind: str | None = None, status: str | None = None, limit: int = 50,
-                  before_seq: int | None = None) -> tuple[list[JobRecord], int | None]:
+                  before_seq: int | None = None, owner: str | None = None) -> tuple[list[JobRecord], int | None]:
         """Newest first; return the page and the ``seq`` to continue before (``None`` at the end)."""
         clauses: list[str] = []
         params: list[Any] = []
+        if owner is not None:
+            clauses.append("owner = ?")
+            params.append(owner)
         if kind is not None:
             clauses.append("kind = ?")
             params.append(kind)
@@ -307,16 +388,20 @@ class Store:
             clauses.append("seq < ?")
             params.append(before_seq)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        columns = "seq, id, kind, status, '{}' AS request, request_hash, idempotency_key, dataset_id, " \
-                  "time_limit_s, NULL AS result, error, progress_done, progress_total, NULL AS partial_state, " \
-                  "cancel_requested, attempts, created_at, started_at, finished_at, updated_at"
+        columns = _COLUMNS_WITHOUT_REQUEST.replace("result, ", "NULL AS result, ").replace(
+            "partial_state, ", "NULL AS partial_state, ")
         rows = self._connection().execute(
             f"SELECT {columns} FROM jobs {where} ORDER BY seq DESC LIMIT ?", (*params, limit + 1)).fetchall()
         jobs = [_job(row) for row in rows[:limit]]
         return jobs, (jobs[-1].seq if len(rows) > limit else None)
 
     def claim_next(self, kinds: tuple[str, ...] | None = None) -> JobRecord | None:
-        """Atomically move the oldest queued job to ``running`` (``attempts += 1``) and return it."""
+        """Atomically move the next queued job to ``running`` (``attempts += 1``) and return it.
+
+        Fair between tenants: of each owner's oldest queued job, the one whose owner was claimed from
+        longest ago (or never) goes first, so owners take turns (round-robin) whatever their queue lengths;
+        within one owner, oldest first.
+        """
         now = time.time()
         kind_clause = ""
         params: tuple[Any, ...] = ()
@@ -326,8 +411,15 @@ class Store:
         with self._transaction() as db:
             row = db.execute(
                 "UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?, updated_at = ? "
-                f"WHERE seq = (SELECT seq FROM jobs WHERE status = 'queued' {kind_clause} ORDER BY seq LIMIT 1) "
+                "WHERE seq = (SELECT heads.seq FROM "
+                f"(SELECT owner, min(seq) AS seq FROM jobs WHERE status = 'queued' {kind_clause} GROUP BY owner) "
+                "AS heads LEFT JOIN tenants ON tenants.owner = heads.owner "
+                "ORDER BY coalesce(tenants.last_claim, 0), heads.seq LIMIT 1) "
                 "RETURNING *", (now, now, *params)).fetchone()
+            if row is not None:
+                db.execute("INSERT INTO tenants (owner, last_claim) "
+                           "VALUES (?, (SELECT coalesce(max(last_claim), 0) + 1 FROM tenants)) "
+                           "ON CONFLICT (owner) DO UPDATE SET last_claim = excluded.last_claim", (row["owner"],))
         return None if row is None else _job(row)
 
     def finish_job(self, job_id: str, attempt: int, status: str, *, result: dict[str, Any] | None = None,
@@ -400,56 +492,143 @@ class Store:
             raise KeyError(dataset_id)
         return self.dataset_dir / f"{dataset_id}.npz"
 
-    def put_dataset(self, X: np.ndarray, y: np.ndarray, source: str) -> tuple[DatasetRecord, bool]:
-        """Store ``X`` and ``y`` under their content address; return the record and whether it is new."""
+    def put_dataset(self, X: np.ndarray, y: np.ndarray, source: str,
+                    owner: str = ANONYMOUS) -> tuple[DatasetRecord, bool]:
+        """Store ``X`` and ``y`` under their content address for ``owner``; return the record and whether it is new.
+
+        The file is written zip-deflated to a temporary name and renamed; a failed write (a full disk) leaves no
+        temporary file behind and raises the ``OSError``.
+        """
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
         dataset_id = dataset_digest(X, y)
-        existing = self.get_dataset(dataset_id)
-        if existing is not None and self.dataset_path(dataset_id).exists():
-            return existing, False
-        buffer = io.BytesIO()
-        np.savez(buffer, X=X, y=y)
         path = self.dataset_path(dataset_id)
-        temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-        with open(temporary, "wb") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-        record = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), len(buffer.getvalue()), source,
-                               time.time())
+        existing = self.get_dataset(dataset_id)
+        if existing is None or not path.exists():
+            temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+            try:
+                with open(temporary, "wb") as handle:
+                    np.savez_compressed(handle, X=X, y=y)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temporary, path)
+            finally:
+                temporary.unlink(missing_ok=True)
+            existing = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), path.stat().st_size, source,
+                                     time.time())
+            with self._transaction() as db:
+                db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", (existing.id, existing.n, existing.d, existing.size_bytes,
+                                                         existing.source, existing.created_at))
+        now = time.time()
         with self._transaction() as db:
-            db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)",
-                       (record.id, record.n, record.d, record.size_bytes, record.source, record.created_at))
-        return record, True
+            created = db.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
+                                 "VALUES (?, ?, ?, ?)", (dataset_id, owner, now, now)).rowcount == 1
+            if not created:
+                db.execute("UPDATE dataset_owners SET last_used_at = ? WHERE dataset_id = ? AND owner = ?",
+                           (now, dataset_id, owner))
+        record = self.get_dataset(dataset_id, owner=owner)
+        assert record is not None
+        return record, created
 
-    def get_dataset(self, dataset_id: str) -> DatasetRecord | None:
-        row = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
-                                         "WHERE id = ?", (dataset_id,)).fetchone()
+    def get_dataset(self, dataset_id: str, *, owner: str | None = None) -> DatasetRecord | None:
+        """The dataset's metadata, if ``owner`` holds it (``None``: whoever holds it)."""
+        if owner is None:
+            row = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
+                                             "WHERE id = ?", (dataset_id,)).fetchone()
+        else:
+            row = self._connection().execute(
+                "SELECT d.id, d.n, d.d, d.size_bytes, d.source, o.created_at FROM datasets AS d "
+                "JOIN dataset_owners AS o ON o.dataset_id = d.id WHERE d.id = ? AND o.owner = ?",
+                (dataset_id, owner)).fetchone()
         return None if row is None else DatasetRecord(*row)
 
-    def list_datasets(self, limit: int = 1000) -> list[DatasetRecord]:
-        rows = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
-                                          "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+    def list_datasets(self, limit: int = 1000, *, owner: str | None = None) -> list[DatasetRecord]:
+        if owner is None:
+            rows = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
+                                              "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = self._connection().execute(
+                "SELECT d.id, d.n, d.d, d.size_bytes, d.source, o.created_at FROM datasets AS d "
+                "JOIN dataset_owners AS o ON o.dataset_id = d.id WHERE o.owner = ? "
+                "ORDER BY o.created_at DESC LIMIT ?", (owner, limit)).fetchall()
         return [DatasetRecord(*row) for row in rows]
 
     def load_dataset(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
         return load_dataset_file(self.dataset_path(dataset_id))
 
-    def delete_dataset(self, dataset_id: str) -> bool:
-        """Remove a dataset; :class:`DatasetInUse` while queued or running jobs need it."""
+    def load_dataset_head(self, dataset_id: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """The first ``rows`` rows of ``X`` and all of ``y``, inflating no more of ``X`` than those rows."""
+        with zipfile.ZipFile(self.dataset_path(dataset_id)) as archive, archive.open("X.npy") as stream:
+            version = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
+                else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read_header(stream)
+            if fortran or len(shape) != 2:
+                return self.load_dataset(dataset_id)
+            take = min(rows, shape[0])
+            data = stream.read(take * shape[1] * dtype.itemsize)
+            X = np.frombuffer(data, dtype=dtype).reshape(take, shape[1])
+            with archive.open("y.npy") as labels:
+                y = np.lib.format.read_array(labels, allow_pickle=False)
+        return X, y
+
+    def delete_dataset(self, dataset_id: str, *, owner: str | None = None) -> bool:
+        """Remove ``owner``'s hold on a dataset (``None``: everyone's); the file goes with the last holder.
+
+        :class:`DatasetInUse` while queued or running jobs of that owner (any owner, for ``None``) need it.
+        """
+        owner_clause, params = ("", ()) if owner is None else (" AND owner = ?", (owner,))
         with self._transaction() as db:
             active = [row[0] for row in db.execute(
-                "SELECT id FROM jobs WHERE dataset_id = ? AND status IN ('queued', 'running') LIMIT 10",
-                (dataset_id,))]
+                "SELECT id FROM jobs WHERE dataset_id = ? AND status IN ('queued', 'running')"
+                f"{owner_clause} LIMIT 10", (dataset_id, *params))]
             if active:
                 raise DatasetInUse(active)
-            deleted = db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,)).rowcount == 1
-        if deleted:
+            deleted = db.execute(f"DELETE FROM dataset_owners WHERE dataset_id = ?{owner_clause}",
+                                 (dataset_id, *params)).rowcount >= 1
+            remaining = db.execute("SELECT count(*) FROM dataset_owners WHERE dataset_id = ?",
+                                   (dataset_id,)).fetchone()[0]
+            busy = db.execute("SELECT count(*) FROM jobs WHERE dataset_id = ? AND status IN ('queued', 'running')",
+                              (dataset_id,)).fetchone()[0]
+            gone = remaining == 0 and busy == 0
+            if gone:
+                db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
+        if gone:
             self.dataset_path(dataset_id).unlink(missing_ok=True)
         return deleted
+
+    # -- retention --------------------------------------------------------------------------------
+    def purge(self, *, jobs_before: float, datasets_before: float) -> tuple[list[str], list[str]]:
+        """Delete jobs that ended before ``jobs_before`` (with their results and requests), then datasets
+        whose every holder last uploaded or used them before ``datasets_before`` and that no queued or running
+        job needs. Return the ids of the jobs and of the datasets deleted (figures are the caller's).
+        """
+        with self._transaction() as db:
+            jobs = [row[0] for row in db.execute(
+                "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? "
+                "AND status IN ('succeeded', 'failed', 'cancelled') RETURNING id", (jobs_before,))]
+            db.execute("DELETE FROM dataset_owners WHERE last_used_at < ? AND dataset_id NOT IN "
+                       "(SELECT dataset_id FROM jobs WHERE dataset_id IS NOT NULL "
+                       "AND status IN ('queued', 'running'))", (datasets_before,))
+            datasets = [row[0] for row in db.execute(
+                "DELETE FROM datasets WHERE id NOT IN (SELECT dataset_id FROM dataset_owners) AND id NOT IN "
+                "(SELECT dataset_id FROM jobs WHERE dataset_id IS NOT NULL AND status IN ('queued', 'running')) "
+                "RETURNING id")]
+        for dataset_id in datasets:
+            with contextlib.suppress(OSError, KeyError):
+                self.dataset_path(dataset_id).unlink(missing_ok=True)
+        return jobs, datasets
+
+    def remove_temporary_files(self) -> int:
+        """Delete ``*.tmp`` files that a write cut short (a crash, a full disk) left in the data dir."""
+        removed = 0
+        for folder in (self.dataset_dir, self.data_dir / "figures"):
+            for path in folder.glob("*.tmp") if folder.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
@@ -504,6 +683,12 @@ class _Transaction:
                 self.lock.release()
 
 
+_COLUMNS_WITHOUT_REQUEST = (
+    "seq, id, kind, status, '{}' AS request, request_hash, idempotency_key, dataset_id, time_limit_s, result, "
+    "error, progress_done, progress_total, partial_state, cancel_requested, attempts, created_at, started_at, "
+    "finished_at, updated_at, owner")
+
+
 def _job(row: sqlite3.Row) -> JobRecord:
     return JobRecord(
         seq=row["seq"], id=row["id"], kind=row["kind"], status=row["status"], request_json=row["request"],
@@ -512,7 +697,7 @@ def _job(row: sqlite3.Row) -> JobRecord:
         progress_done=row["progress_done"], progress_total=row["progress_total"],
         partial_state_json=row["partial_state"], cancel_requested=bool(row["cancel_requested"]),
         attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
-        finished_at=row["finished_at"], updated_at=row["updated_at"],
+        finished_at=row["finished_at"], updated_at=row["updated_at"], owner=row["owner"],
     )
 
 

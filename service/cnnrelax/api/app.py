@@ -34,11 +34,32 @@ ERROR_STATUSES = {
     "405": "Method not allowed.",
     "409": "Conflict (Idempotency-Key reused with another body, dataset in use, no figure yet).",
     "413": "Request body too large.",
+    "415": "Unsupported media type or Content-Encoding.",
     "422": "Invalid parameter: the problem document names it.",
     "429": "Queue full: retry after Retry-After seconds.",
     "500": "Internal error (logged; no details are sent).",
     "503": "Not ready: retry after Retry-After seconds.",
+    "507": "The server's disk is full: nothing was stored.",
 }
+#: Request models that routes read themselves (off the event loop) rather than as FastAPI body parameters.
+SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest")
+
+
+def _self_parsed_components() -> dict[str, Any]:
+    """The component schemas of :data:`SELF_PARSED_MODELS`, exactly as FastAPI writes a body parameter's."""
+    from . import schemas
+
+    scratch = FastAPI()
+    for model_name in SELF_PARSED_MODELS:
+        model = getattr(schemas, model_name)
+
+        def endpoint(body: Any) -> None:  # never served: only documented
+            return None
+
+        endpoint.__annotations__ = {"body": model, "return": None}
+        scratch.post(f"/{model_name}")(endpoint)
+    generated = get_openapi(title="scratch", version="0", routes=scratch.routes)
+    return dict(generated.get("components", {}).get("schemas", {}))
 
 
 #: OpenAPI links from each POST to the operations that use what it created: (POST path, answers, links).
@@ -104,6 +125,8 @@ def _problem_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     _add_component(components, Problem)
     _add_component(components, DatasetJson)
+    for name, definition in _self_parsed_components().items():
+        components.setdefault(name, definition)
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
     _server_limits(components, settings)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import threading
 from typing import Any, Optional
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import json_safe, validate_job
+from ..jobs import json_safe, price_experiment, validate_job
 from ..store import encode_cursor
-from .dependencies import get_service
+from .bodies import read_body, require_json
+from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
-from .schemas import ExperimentOut, ExperimentPage, ExperimentRequest, JobStatus
+from .schemas import ExperimentOut, ExperimentPage, JobStatus
 from .service import MAX_WAIT_S, Service
 from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
 from .views import mark_accepted, experiment_view, job_summary
@@ -29,36 +30,56 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
     return len(list_cells(spec))
 
 
-@router.post("", status_code=202, response_model=ExperimentOut, summary="Start an experiment")
-def submit_experiment(body: ExperimentRequest, response: Response, service: Service = Depends(get_service),
-                      idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
-    """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
-    request = body.model_dump(exclude_none=True)  # null members mean "the default" (derived ones included)
+def _accept_experiment(service: Service, tenant: Tenant, request: dict[str, Any],
+                       idempotency_key: Optional[str]) -> tuple:
+    if "images_path" in request:
+        raise ApiError(422, "images_path names a file on the server and is not accepted over HTTP; send the "
+                            "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
+                       parameter="images_path")
     try:
         spec = json_safe(validate_job("experiment", request))
     except ImportError:
         raise ApiError(501, "Experiments are not available in this installation.") from None
-    job, created = service.submit("experiment", spec, idempotency_key=idempotency_key,
-                                  time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec))
+    price_experiment(spec, service.limits)
+    return service.submit("experiment", spec, idempotency_key=idempotency_key,
+                          time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec), owner=tenant.owner)
+
+
+#: The request body of ``POST /v1/experiments`` (read by the route itself, so that it is parsed off the event loop).
+EXPERIMENT_BODY = {"required": True,
+                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ExperimentRequest"}}}}
+
+
+@router.post("", status_code=202, response_model=ExperimentOut, summary="Start an experiment",
+             openapi_extra={"requestBody": EXPERIMENT_BODY})
+async def submit_experiment(request: Request, response: Response, service: Service = Depends(get_service),
+                            tenant: Tenant = Depends(get_tenant),
+                            idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
+    """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
+    require_json(request)
+    parsed = await service.parser.parse(await read_body(request), "experiment",
+                                        service.settings.max_experiment_numbers, "CNNRELAX_MAX_EXPERIMENT_NUMBERS")
+    job, created = await run_in_threadpool(_accept_experiment, service, tenant, parsed.members, idempotency_key)
     mark_accepted(response, f"/v1/experiments/{job.id}", created)
     return experiment_view(job)
 
 
 @router.get("/{job_id}", response_model=ExperimentOut, summary="Get an experiment")
 async def get_experiment(job_id: str = JOB_ID, service: Service = Depends(get_service),
+                         tenant: Tenant = Depends(get_tenant),
                          wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
                                              description="Hold the answer up to this many seconds until it ends.")
                          ) -> ExperimentOut:
     """The experiment: status, progress (`done` of `total` cells) and, once succeeded, its result."""
-    job = await service.wait_for(job_id, "experiment", wait)
+    job = await service.wait_for(job_id, "experiment", wait, owner=tenant.sees)
     if job is None:
         raise not_found(job_id, "experiment")
     return await run_in_threadpool(experiment_view, job)
 
 
-def _figure(service: Service, job_id: str) -> bytes:
+def _figure(service: Service, job_id: str, owner: str | None) -> bytes:
     store = service.require_store()
-    job = store.get_job(job_id, "experiment")
+    job = store.get_job(job_id, "experiment", owner=owner)
     if job is None:
         raise not_found(job_id, "experiment")
     if job.status != "succeeded" or job.result is None:
@@ -73,28 +94,35 @@ def _figure(service: Service, job_id: str) -> bytes:
         if path.exists():
             return path.read_bytes()
         png = render_figure(job.result)
-        path.parent.mkdir(exist_ok=True)
-        temporary = path.with_suffix(".tmp")
-        temporary.write_bytes(png)
-        temporary.replace(path)
+        try:  # the figure is a cache: a full disk only means it is rendered again next time
+            path.parent.mkdir(exist_ok=True)
+            temporary = path.with_suffix(".tmp")
+            try:
+                temporary.write_bytes(png)
+                temporary.replace(path)
+            finally:
+                temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
     return png
 
 
 @router.get("/{job_id}/figure.png", response_class=Response, summary="The experiment's figure",
             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "A PNG image."}})
-def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_service)) -> Response:
+def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_service),
+                      tenant: Tenant = Depends(get_tenant)) -> Response:
     """The figure of a succeeded experiment (heatmaps like the paper's Fig. 1, or the digits comparison)."""
-    return Response(_figure(service, job_id), media_type="image/png")
+    return Response(_figure(service, job_id, tenant.sees), media_type="image/png")
 
 
 @router.delete("/{job_id}", response_model=ExperimentOut,
                responses={202: {"model": ExperimentOut, "description": "Cancellation requested."}},
                summary="Cancel an experiment")
 def cancel_experiment(response: Response, job_id: str = JOB_ID,
-                      service: Service = Depends(get_service)) -> ExperimentOut:
+                      service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> ExperimentOut:
     """Cancel a queued experiment (200) or ask a running one to stop (202)."""
-    job = service.cancel(job_id, "experiment")
+    job = service.cancel(job_id, "experiment", owner=tenant.sees)
     if job is None:
         raise not_found(job_id, "experiment")
     response.status_code = 202 if job.status == "running" else 200
@@ -102,12 +130,12 @@ def cancel_experiment(response: Response, job_id: str = JOB_ID,
 
 
 @router.get("", response_model=ExperimentPage, summary="List experiments")
-def list_experiments(service: Service = Depends(get_service),
+def list_experiments(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
                      status: Optional[JobStatus] = Query(None, description="Only experiments in this state."),
                      limit: int = Query(50, ge=1, le=500),
                      cursor: Optional[str] = Query(None, max_length=200)) -> ExperimentPage:
     """Experiments, newest first, a page at a time."""
     jobs, next_seq = service.require_store().list_jobs(kind="experiment", status=status, limit=limit,
-                                                       before_seq=parse_cursor(cursor))
+                                                       before_seq=parse_cursor(cursor), owner=tenant.sees)
     return ExperimentPage(items=[job_summary(job) for job in jobs],
                           next_cursor=None if next_seq is None else encode_cursor(next_seq))

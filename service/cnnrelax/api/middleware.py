@@ -1,4 +1,4 @@
-"""ASGI middleware: a request-body size limit (413) and one structured log line per request."""
+"""ASGI middleware: a request-body size limit (413), encoded bodies refused (415), one log line per request."""
 
 from __future__ import annotations
 
@@ -32,16 +32,23 @@ def too_large_sentence(max_bytes: int) -> str:
 
 
 class BodySizeLimit:
-    """Answer 413 (problem+json) to a body over ``max_bytes``: by Content-Length, or while it streams in."""
+    """Answer 413 (problem+json) to a body over ``max_bytes``: by Content-Length, or while it streams in.
+
+    A body with a ``Content-Encoding`` other than ``identity`` (gzip, deflate, br, ...) gets 415: the server
+    decodes no compressed bodies (a small gzip body could inflate past every limit).
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
-        body = problem_bytes(413, too_large_sentence(self.max_bytes) + ".", title="Request body too large",
-                             instance=scope.get("path"))
-        await send({"type": "http.response.start", "status": 413,
+        await self._refuse(scope, send, 413, too_large_sentence(self.max_bytes) + ".", "Request body too large")
+
+    async def _refuse(self, scope: Scope, send: Send, status: int, detail: str, title: str,
+                      **members: Any) -> None:
+        body = problem_bytes(status, detail, title=title, instance=scope.get("path"), **members)
+        await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                                 (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
@@ -51,6 +58,12 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
+            if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+                encoding = value.decode("latin-1")[:40]
+                await self._refuse(scope, send, 415, f"The request body is encoded ({encoding}); this server takes "
+                                                     "only unencoded bodies: send it without Content-Encoding.",
+                                   "Unsupported Content-Encoding", parameter="Content-Encoding")
+                return
             if name == b"content-length":
                 try:
                     declared = int(value)

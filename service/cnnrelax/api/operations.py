@@ -21,8 +21,8 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness")
 def readyz(service: Service = Depends(get_service)) -> Readiness:
-    """200 when the store answers and the job dispatcher and its workers are up; else 503."""
-    checks = {"store": False, "dispatcher": False, "workers": False}
+    """200 when the store answers, the job dispatcher and its workers are up and the data dir has room; else 503."""
+    checks = {"store": False, "dispatcher": False, "workers": False, "disk": False}
     depth = running = 0
     try:
         store = service.require_store()
@@ -30,6 +30,12 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
         depth = store.queue_depth()
     except Exception:  # noqa: BLE001 - reported as a failed check
         checks["store"] = False
+    free = None
+    try:
+        free = service.free_bytes()
+        checks["disk"] = free >= service.settings.min_free_bytes
+    except OSError:
+        checks["disk"] = False
     dispatcher = service.dispatcher
     if dispatcher is not None:
         checks["dispatcher"] = dispatcher.alive()
@@ -41,6 +47,9 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
         describe = getattr(dispatcher.executor, "describe", None) if dispatcher is not None else None
         if not checks["workers"] and callable(describe):  # e.g. the Dask executor names its scheduler
             detail = f"{detail} {describe()}"
+        if not checks["disk"]:
+            detail = (f"{detail} The data directory has {free} bytes free, less than CNNRELAX_MIN_FREE_BYTES = "
+                      f"{service.settings.min_free_bytes}.")
         raise ApiError(503, detail, title="Not ready",
                        headers={"Retry-After": "2"}, checks=checks)
     return Readiness(checks=checks, queue_depth=depth, running=running)

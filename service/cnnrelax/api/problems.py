@@ -5,8 +5,10 @@ No traceback ever reaches a client: anything unexpected becomes a 500 problem wi
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import sqlite3
 import uuid
 from http import HTTPStatus
 from typing import Any, Mapping
@@ -124,7 +126,23 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(InvalidParameterError)
     async def invalid_parameter(request: Request, exc: InvalidParameterError) -> JSONResponse:
         return problem_response(422, exc.message, title="Invalid parameter", instance=request.url.path,
-                                parameter=exc.parameter)
+                                parameter=exc.parameter, limit=getattr(exc, "limit", None),
+                                setting=getattr(exc, "setting", None))
+
+    async def storage_error(request: Request, exc: Exception) -> JSONResponse:
+        """507 for a full disk (``ENOSPC``, ``SQLITE_FULL``); anything else is a 500 like any other."""
+        full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
+            isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                                                or "disk is full" in str(exc)))
+        if full:
+            log.warning("write failed: disk full", extra={"path": request.url.path})
+            return problem_response(507, "The server's data volume is full; nothing was stored. Retry once space "
+                                         "has been freed.", title="Insufficient storage", instance=request.url.path,
+                                    headers={"Retry-After": "30"})
+        return await unexpected(request, exc)
+
+    app.add_exception_handler(OSError, storage_error)
+    app.add_exception_handler(sqlite3.Error, storage_error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,7 +9,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal, Optional, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Relaxation = Literal["lp", "qp", "naive"]
@@ -27,6 +27,8 @@ _DIGIT_TAIL = "(?:M[AQgw]|N[AQgw]|O[AQ])"
 CURSOR_PATTERN = (f"^c2VxOj{_DIGIT_MID}(?:{_DIGIT_LAST}(?:{_DIGIT_PAIR}{_DIGIT_MID}{_DIGIT_LAST})*"
                   f"(?:{_DIGIT_TAIL}|{_DIGIT_PAIR}{_DIGIT_MID})?)?$")
 CURSOR_MAX_LENGTH = 30
+#: Largest planted label noise accepted (past it the labels are noise, and squares overflow).
+MAX_NOISE_STD = 1e6
 
 
 class _Strict(BaseModel):
@@ -111,9 +113,9 @@ _ROWS_NOT_EMPTY: dict[str, Any] = {"items": {"type": "array", "items": {"type": 
 class InlineData(_Strict):
     """A small problem's data inline: `X` is n rows of d numbers, `y` n non-negative labels."""
 
-    X: list[list[float]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
+    X: list[list[StrictFloat]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
                                  json_schema_extra=_ROWS_NOT_EMPTY)
-    y: list[float] = Field(min_length=1, description="The n labels.")
+    y: list[StrictFloat] = Field(min_length=1, description="The n labels.")
 
 
 class PlantedSpecIn(_Strict):
@@ -123,7 +125,7 @@ class PlantedSpecIn(_Strict):
     d: int = Field(ge=1, description="Row length.")
     k: int = Field(1, ge=1, description="Non-overlapping patches (d = k*m).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of X, w* and the noise.")
-    noise_std: float = Field(0.0, ge=0, description="Standard deviation of the label noise.")
+    noise_std: float = Field(0.0, ge=0, le=MAX_NOISE_STD, description="Standard deviation of the label noise.")
     distribution: Distribution = Field("gaussian", description="Distribution of the entries of X.")
 
 
@@ -142,6 +144,20 @@ class ConstraintsIn(_Strict):
     equality_vector: Optional[list[float]] = Field(None, description="e in E w = e.")
     inequality_matrix: Optional[list[list[float]]] = Field(None, description="G in G w <= h.")
     inequality_vector: Optional[list[float]] = Field(None, description="h in G w <= h.")
+
+    @model_validator(mode="after")
+    def _rectangular(self) -> "ConstraintsIn":
+        for name in ("equality_matrix", "inequality_matrix"):
+            rows = getattr(self, name)
+            widths = sorted({len(row) for row in rows or []})
+            if len(widths) > 1:
+                raise ValueError(f"the rows of {name} have different lengths ({widths[:5]}); {name} must be a "
+                                 "matrix with one row per constraint and m columns")
+            vector = getattr(self, name.replace("matrix", "vector"))
+            if rows is not None and vector is not None and len(vector) != len(rows):
+                raise ValueError(f"{name} has {len(rows)} rows but {name.replace('matrix', 'vector')} has "
+                                 f"{len(vector)} entries; they must match")
+        return self
 
 
 #: Stated in the schema; enforced by the core, whose message names the value and the remedy.
@@ -367,9 +383,9 @@ class JobPage(_Sent):
 class DatasetJson(_Strict):
     """A dataset as JSON (the same as inline solve data)."""
 
-    X: list[list[float]] = Field(min_length=1, description="The n x d matrix, one list per row.",
+    X: list[list[StrictFloat]] = Field(min_length=1, description="The n x d matrix, one list per row.",
                                  json_schema_extra=_ROWS_NOT_EMPTY)
-    y: list[float] = Field(min_length=1, description="The n labels.")
+    y: list[StrictFloat] = Field(min_length=1, description="The n labels.")
 
 
 class DatasetOut(_Sent):

@@ -1,23 +1,29 @@
-"""The state behind the routes: settings, store, dispatcher, waiters and metrics of one running app.
+"""The state behind the routes: settings, store, dispatcher, waiters, metrics, body parser and purge of one app.
 
-Routes stay thin: they translate HTTP to these calls and the records back to schemas.
+Routes stay thin: they translate HTTP to these calls and the records back to schemas. Every call takes the
+caller's owner (tenant); reads take ``sees`` (the owner, or ``None`` for an admin key).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import shutil
+import sqlite3
 import threading
+import time
 from datetime import datetime, timezone
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from ..executor import Dispatcher, Executor, LocalProcessExecutor
-from ..jobs import problem_size, validate_job
+from ..jobs import VALIDATION_ROWS, Limits, price_solve, validate_job, validate_solve_request
 from ..problem import InvalidParameterError
 from ..settings import Settings
-from ..store import IdempotencyConflict, JobRecord, QueueFull, Store
+from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueueFull, Store, dataset_digest
+from .bodies import BodyParser
 from .metrics import ServiceMetrics
 from .problems import ApiError
 
@@ -65,6 +71,16 @@ class JobWaiters:
                 self._loop.call_soon_threadsafe(event.set)
 
 
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the errors of a full disk (or quota): ``ENOSPC``/``EDQUOT``, SQLite's ``SQLITE_FULL``."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return False
+
+
 def build_executor(settings: Settings, store: Store) -> Executor:
     """Local worker processes, or (when ``dask_scheduler`` is set) the Dask executor."""
     if settings.dask_scheduler:
@@ -85,6 +101,12 @@ class Service:
         self.waiters = JobWaiters()
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
+        self.parser = BodyParser(settings.max_inline_numbers)
+        self.limits = Limits(max_matrix_entries=settings.max_matrix_entries,
+                             max_patch_entries=settings.max_patch_entries, max_trials=settings.max_trials,
+                             max_experiment_entries=settings.max_experiment_entries)
+        self._purge_stop = threading.Event()
+        self._purger: threading.Thread | None = None
 
     # -- life cycle -------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -97,12 +119,62 @@ class Service:
         self.dispatcher.on_started.append(lambda job: self.waiters.notify(job.id))
         self.metrics.watch_store(self.store, lambda: self.dispatcher.running if self.dispatcher else 0)
         self.dispatcher.start()
+        self._purge_stop.clear()
+        self._purger = threading.Thread(target=self._purge_loop, name="cnnrelax-purge", daemon=True)
+        self._purger.start()
 
     def stop(self) -> None:
+        self._purge_stop.set()
+        if self._purger is not None:
+            self._purger.join(timeout=10)
+        self.parser.close()
         if self.dispatcher is not None:
             self.dispatcher.stop()
         if self.store is not None:
             self.store.stop_checkpointer()
+
+    # -- retention and disk -----------------------------------------------------------------------
+    def purge(self, now: float | None = None) -> tuple[list[str], list[str]]:
+        """Delete finished jobs past ``job_retention_s`` (and their figures), then datasets unused past
+        ``dataset_retention_s`` that no queued or running job needs.
+
+        Parameters
+        ----------
+        now : float, optional
+            The time to count from (seconds since the epoch); default now.
+
+        Returns
+        -------
+        tuple of list of str
+            The ids of the jobs and of the datasets deleted.
+        """
+        store = self.require_store()
+        now = time.time() if now is None else now
+        jobs, datasets = store.purge(jobs_before=now - self.settings.job_retention_s,
+                                     datasets_before=now - self.settings.dataset_retention_s)
+        for job_id in jobs:
+            (store.data_dir / "figures" / f"{job_id}.png").unlink(missing_ok=True)
+        if jobs or datasets:
+            log.info("purged expired jobs and datasets", extra={"jobs": len(jobs), "datasets": len(datasets)})
+        return jobs, datasets
+
+    def _purge_loop(self) -> None:
+        while not self._purge_stop.wait(min(self.settings.purge_interval_s, 3600.0)):
+            try:
+                self.purge()
+            except Exception:  # noqa: BLE001 - tried again at the next interval
+                log.exception("purge failed")
+
+    def free_bytes(self) -> int:
+        """Free bytes on the data dir's filesystem."""
+        return int(shutil.disk_usage(self.settings.data_dir).free)
+
+    def require_space(self, needed: int = 0) -> None:
+        """507 when the data dir has less than ``min_free_bytes`` (plus ``needed``) free."""
+        free = self.free_bytes()
+        if free < self.settings.min_free_bytes + needed:
+            raise disk_full_error(f"The data directory has {free} bytes free, less than the {needed} this request "
+                                  f"needs plus the {self.settings.min_free_bytes} kept free (CNNRELAX_MIN_FREE_BYTES)")
 
     def _job_finished(self, job: JobRecord, status: str, run_time_s: float) -> None:
         self.metrics.job_finished(job.kind, status, run_time_s)
@@ -117,22 +189,31 @@ class Service:
     # -- jobs -------------------------------------------------------------------------------------
     def submit(self, kind: str, request: dict[str, Any], *, idempotency_key: str | None,
                dataset_id: str | None = None, time_limit_s: float | None = None,
-               progress_total: int | None = None) -> tuple[JobRecord, bool]:
-        """Validate and queue a job (blocking: call from a worker thread); return it and whether it is new."""
+               progress_total: int | None = None, owner: str = ANONYMOUS) -> tuple[JobRecord, bool]:
+        """Queue a validated job of ``owner`` (blocking: call from a worker thread); return it and whether it is new."""
         store = self.require_store()
         if self.dispatcher is None or not self.dispatcher.alive():
             raise ApiError(503, "The job dispatcher is not running; no job can be accepted now.",
                            headers={"Retry-After": "5"})
+        self.require_space()
+        per_owner = self.settings.max_queued_per_key if self.settings.api_keys or self.settings.admin_api_keys \
+            else None
         try:
             job, created = store.create_job(kind, request, idempotency_key=idempotency_key, dataset_id=dataset_id,
                                             time_limit_s=time_limit_s, max_queue_depth=self.settings.max_queue_depth,
-                                            progress_total=progress_total)
+                                            progress_total=progress_total, owner=owner,
+                                            max_queued_per_owner=per_owner)
         except IdempotencyConflict as exc:
             raise ApiError(409, "This Idempotency-Key was already used with a different request body (for job "
                                 f"{exc.job_id}); use a new key for a new request.", title="Idempotency-Key reused",
                            job_id=exc.job_id) from None
         except QueueFull as exc:
             self.metrics.rejected.inc()
+            if exc.per_owner:
+                raise ApiError(429, f"This API key already has {exc.depth} jobs waiting, the most one key may queue "
+                                    f"(CNNRELAX_MAX_QUEUED_PER_KEY = {self.settings.max_queued_per_key}); retry "
+                                    "when some have started.", title="Too many queued jobs",
+                               headers={"Retry-After": "5"}, limit=self.settings.max_queued_per_key) from None
             raise ApiError(429, f"The queue is full ({exc.depth} jobs waiting); retry after a few seconds.",
                            title="Queue full", headers={"Retry-After": "2"}) from None
         if created:
@@ -140,46 +221,60 @@ class Service:
             self.dispatcher.wake()
         return job, created
 
-    def validate_solve(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Check a solve request against the limits and the core; return the stored form (blocking)."""
-        settings = self.settings
-        if request["trials"] > settings.max_trials:
-            raise InvalidParameterError("trials", f"trials={request['trials']} is more than this server runs in one "
-                                                  f"job ({settings.max_trials}).")
-        arrays = None
-        if request.get("dataset_id") is not None:
-            store = self.require_store()
-            if store.get_dataset(request["dataset_id"]) is None:
+    def validate_solve(self, request: dict[str, Any], arrays: tuple[Any, Any] | None = None,
+                       owner: str | None = None) -> tuple[dict[str, Any], tuple[Any, Any] | None]:
+        """Price and check a solve (blocking); return its stored form and the inline arrays to store.
+
+        Inline ``arrays`` (``X``, ``y`` parsed from ``data``) become a dataset: the stored request names it by
+        ``dataset_id`` (the content address), so no job row carries megabytes of numbers. A ``dataset_id``
+        must be one ``owner`` holds (``None``: any). The price comes from shapes alone (the dataset's
+        metadata, the planted spec); validation then builds the problem from at most a few rows.
+        """
+        store = self.require_store()
+        shape = None
+        if arrays is not None:
+            shape = arrays[0].shape
+        elif request.get("data") is not None:  # a caller that passes inline lists
+            X = request["data"]["X"]
+            shape = (len(X), len(X[0]) if X else 0)
+        elif request.get("dataset_id") is not None:
+            record = store.get_dataset(request["dataset_id"], owner=owner)
+            if record is None:
                 raise InvalidParameterError("dataset_id", f"No dataset {request['dataset_id']} is stored; upload it "
                                                           "with POST /v1/datasets first.")
-            try:
-                arrays = store.load_dataset(request["dataset_id"])
+            shape = (record.n, record.d)
+        price_solve(request, shape, self.limits)
+        if arrays is not None:
+            request = {**request, "dataset_id": dataset_digest(*arrays)}
+        elif request.get("dataset_id") is not None:
+            try:  # the first rows of X only: validation is about shapes (every label is checked)
+                head = store.load_dataset_head(request["dataset_id"], VALIDATION_ROWS)
             except FileNotFoundError:
                 raise InvalidParameterError("dataset_id", "The dataset's file is missing; upload it again.") from None
-        size = problem_size(request, arrays)
-        if size is not None and size[0] * size[1] > settings.max_matrix_entries:
-            source = "planted" if request.get("planted") is not None else "data"
-            raise InvalidParameterError(source, f"The problem has n*d = {size[0]}*{size[1]} = {size[0] * size[1]} "
-                                                f"entries, more than this server takes ({settings.max_matrix_entries}).")
-        if request.get("data") is not None:
-            widths = {len(row) for row in request["data"]["X"]}
-            if len(widths) > 1:
-                raise InvalidParameterError("X", f"The rows of X have different lengths ({sorted(widths)[:5]}); X must "
-                                                 "be an n x d matrix.")
-        return validate_job("solve", request, arrays)
+            validate_solve_request(request, head, head=True)
+            return dict(request), None
+        return validate_job("solve", request, arrays), (arrays if "data" not in request else None)
 
-    async def wait_for(self, job_id: str, kind: str, wait: float) -> JobRecord | None:
-        """The job, after holding up to ``wait`` seconds for it to reach a terminal state."""
+    async def wait_for(self, job_id: str, kind: str, wait: float, *, owner: str | None = None,
+                       with_request: bool = True) -> JobRecord | None:
+        """The job, after holding up to ``wait`` seconds for it to reach a terminal state.
+
+        While it waits it re-reads only the job's status (never the row with its request and result), then
+        reads the job once.
+        """
         store = self.require_store()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + min(max(wait, 0.0), MAX_WAIT_S)
         while True:
             event = self.waiters.register(job_id)
             try:
-                job = await run_in_threadpool(store.get_job, job_id, kind)
+                status = await run_in_threadpool(store.get_job_status, job_id, kind, owner=owner)
                 remaining = deadline - loop.time()
-                if job is None or job.terminal or remaining <= 0:
-                    return job
+                if status is None:
+                    return None
+                if status in ("succeeded", "failed", "cancelled") or remaining <= 0:
+                    return await run_in_threadpool(
+                        lambda: store.get_job(job_id, kind, owner=owner, with_request=with_request))
                 try:
                     await asyncio.wait_for(event.wait(), timeout=min(remaining, 1.0))
                 except asyncio.TimeoutError:
@@ -187,10 +282,10 @@ class Service:
             finally:
                 self.waiters.unregister(job_id, event)
 
-    def cancel(self, job_id: str, kind: str) -> JobRecord | None:
-        """Cancel a queued job, or ask a running one to stop (blocking)."""
+    def cancel(self, job_id: str, kind: str, owner: str | None = None) -> JobRecord | None:
+        """Cancel a queued job of ``owner`` (``None``: anyone's), or ask a running one to stop (blocking)."""
         store = self.require_store()
-        job = store.get_job(job_id, kind)
+        job = store.get_job(job_id, kind, owner=owner, with_request=False)
         if job is None or job.terminal:
             return job
         job = store.request_cancel(job_id)
@@ -200,3 +295,9 @@ class Service:
         if job is not None:
             log.info("cancel requested", extra={"job_id": job_id, "status": job.status})
         return job
+
+
+def disk_full_error(reason: str) -> ApiError:
+    """The 507 of a write the data dir has no room for."""
+    return ApiError(507, f"{reason}; nothing was stored. Free space on the server's data volume and retry.",
+                    title="Insufficient storage", headers={"Retry-After": "30"})

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Response
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..store import decode_cursor, encode_cursor
-from .dependencies import get_service
+from .bodies import read_body, require_json
+from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
-from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobOut, JobPage, JobStatus, SolveRequest
+from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobOut, JobPage, JobStatus
 from .service import MAX_WAIT_S, Service
 from .views import mark_accepted, job_summary, job_view
 
@@ -38,28 +39,47 @@ def parse_cursor(cursor: Optional[str]) -> Optional[int]:
                        title="Invalid cursor", parameter="cursor") from None
 
 
-@router.post("", status_code=202, response_model=JobOut, summary="Submit a solve")
-def submit_solve(body: SolveRequest, response: Response, service: Service = Depends(get_service),
-                 idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> JobOut:
+#: The request body of ``POST /v1/solves`` (read by the route itself, so that it is parsed off the event loop).
+SOLVE_BODY = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SolveRequest"}}}}
+
+
+def _accept_solve(service: Service, tenant: Tenant, members: dict, arrays: tuple | None,
+                  idempotency_key: Optional[str]) -> tuple:
+    request, inline = service.validate_solve(members, arrays, owner=tenant.sees)
+    if inline is not None:  # inline data is stored once, as the tenant's dataset, and the job names it
+        service.require_space(int(inline[0].nbytes + inline[1].nbytes))
+        service.require_store().put_dataset(inline[0], inline[1], "inline", owner=tenant.owner)
+    return service.submit("solve", request, idempotency_key=idempotency_key, dataset_id=request.get("dataset_id"),
+                          time_limit_s=request.get("time_limit_s"), progress_total=request["trials"],
+                          owner=tenant.owner)
+
+
+@router.post("", status_code=202, response_model=JobOut, summary="Submit a solve",
+             openapi_extra={"requestBody": SOLVE_BODY})
+async def submit_solve(request: Request, response: Response, service: Service = Depends(get_service),
+                       tenant: Tenant = Depends(get_tenant),
+                       idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> JobOut:
     """Queue a solve; answers 202 with the job and its `Location`.
 
     A replay (same `Idempotency-Key`, same body) answers the same 202 and job, with `Idempotent-Replayed: true`.
+    Inline `data` is stored as a dataset of the caller's (source `inline`) and the job reads it from there.
     """
-    request = service.validate_solve(body.model_dump(exclude_none=True))
-    job, created = service.submit("solve", request, idempotency_key=idempotency_key,
-                                  dataset_id=request.get("dataset_id"), time_limit_s=request.get("time_limit_s"),
-                                  progress_total=request["trials"])
+    require_json(request)
+    parsed = await service.parser.parse(await read_body(request), "solve")
+    arrays = None if parsed.X is None else (parsed.X, parsed.y)
+    job, created = await run_in_threadpool(_accept_solve, service, tenant, parsed.members, arrays, idempotency_key)
     mark_accepted(response, f"/v1/solves/{job.id}", created)
     return job_view(job)
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="Get a solve job")
 async def get_solve(job_id: str = JOB_ID, service: Service = Depends(get_service),
+                    tenant: Tenant = Depends(get_tenant),
                     wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
                                         description="Hold the answer up to this many seconds until the job ends.")
                     ) -> JobOut:
     """The job; with `wait`, answered as soon as it ends or after `wait` seconds."""
-    job = await service.wait_for(job_id, "solve", wait)
+    job = await service.wait_for(job_id, "solve", wait, owner=tenant.sees, with_request=False)
     if job is None:
         raise not_found(job_id)
     return await run_in_threadpool(job_view, job)
@@ -68,9 +88,10 @@ async def get_solve(job_id: str = JOB_ID, service: Service = Depends(get_service
 @router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut, "description":
                                                                      "Cancellation requested of a running job."}},
                summary="Cancel a solve job")
-def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = Depends(get_service)) -> JobOut:
+def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = Depends(get_service),
+                 tenant: Tenant = Depends(get_tenant)) -> JobOut:
     """Cancel a queued job at once (200), or ask a running one to stop (202); a finished job is left as is."""
-    job = service.cancel(job_id, "solve")
+    job = service.cancel(job_id, "solve", owner=tenant.sees)
     if job is None:
         raise not_found(job_id)
     response.status_code = 202 if job.status == "running" else 200
@@ -78,13 +99,13 @@ def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = De
 
 
 @router.get("", response_model=JobPage, summary="List solve jobs")
-def list_solves(service: Service = Depends(get_service),
+def list_solves(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
                 status: Optional[JobStatus] = Query(None, description="Only jobs in this state."),
                 limit: int = Query(50, ge=1, le=500, description="Jobs per page."),
                 cursor: Optional[str] = Query(None, max_length=200, description="next_cursor of the previous page.")
                 ) -> JobPage:
     """Solve jobs, newest first, a page at a time."""
     jobs, next_seq = service.require_store().list_jobs(kind="solve", status=status, limit=limit,
-                                                       before_seq=parse_cursor(cursor))
+                                                       before_seq=parse_cursor(cursor), owner=tenant.sees)
     return JobPage(items=[job_summary(job) for job in jobs],
                    next_cursor=None if next_seq is None else encode_cursor(next_seq))

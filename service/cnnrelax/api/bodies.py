@@ -1,0 +1,201 @@
+"""JSON request bodies read and parsed off the event loop, priced before they are decoded.
+
+A JSON body may be tens of megabytes. Decoding and validating it holds the GIL for the whole parse (in
+``json``, in pydantic-core), so a worker thread would still stall the event loop and every other request.
+Bodies above :data:`IN_PROCESS_BYTES` are therefore parsed in a helper process (spawned on first use,
+then reused); inline ``X`` and ``y`` come back as numpy arrays, so the API never holds millions of Python
+floats. Smaller bodies are parsed in a worker thread.
+
+Before decoding, a body is priced by its commas: a JSON body of ``N`` numbers has at least ``N - 1``, so
+``count(",") + 1`` bounds the numbers it can hold (``max_inline_numbers``, a 422 naming ``data`` past it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import multiprocessing
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from ..jobs import LimitExceeded
+from ..problem import InvalidParameterError
+from .problems import ApiError
+
+#: Bodies larger than this are parsed in the helper process (bytes).
+IN_PROCESS_BYTES = 512 * 1024
+
+#: What a parse returns: ("ok", members, X, y) / ("invalid", errors) / ("parameter", name, message, limit).
+Parsed = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class ParsedBody:
+    """A validated request body: its members (inline data removed) and the inline arrays (else ``None``)."""
+
+    members: dict[str, Any]
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+
+
+def _errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """Pydantic's errors without their inputs (which may be huge) and with picklable contexts."""
+    out = []
+    for error in exc.errors(include_url=False, include_input=False):
+        item = dict(error)
+        if "ctx" in item:
+            item["ctx"] = {key: str(value) for key, value in item["ctx"].items()}
+        out.append(item)
+    return out
+
+
+def _matrix(rows: list[list[float]], parameter: str) -> np.ndarray:
+    widths = {len(row) for row in rows}
+    if len(widths) > 1:
+        raise InvalidParameterError(parameter, f"The rows of {parameter} have different lengths ({sorted(widths)[:5]}); "
+                                               f"{parameter} must be an n x d matrix.")
+    return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
+
+
+def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
+    """Price, decode and validate a JSON body against ``model``; top-level and picklable.
+
+    Parameters
+    ----------
+    body : bytes
+        The raw request body.
+    model : str
+        ``"solve"`` (:class:`~cnnrelax.api.schemas.SolveRequest`), ``"experiment"``
+        (:class:`~cnnrelax.api.schemas.ExperimentRequest`, returned as members) or ``"dataset"``
+        (:class:`~cnnrelax.api.schemas.DatasetJson`).
+    max_numbers : int
+        The most numbers the body may hold (counted by its commas, before decoding).
+
+    Returns
+    -------
+    tuple
+        ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data),
+        ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit)``.
+    """
+    from .schemas import DatasetJson, ExperimentRequest, SolveRequest
+
+    numbers = body.count(b",") + 1
+    if numbers > max_numbers:
+        if model == "experiment":
+            return ("parameter", "images", f"The JSON body holds up to {numbers} numbers (by its commas), more than "
+                                           "this server takes in an experiment's spec; send fewer or smaller images.",
+                    max_numbers)
+        return ("parameter", "data", f"The JSON body holds up to {numbers} numbers (by its commas), more than this "
+                                     "server decodes from JSON; upload large data as a .npz dataset (POST "
+                                     "/v1/datasets) and solve it by dataset_id.", max_numbers)
+    try:
+        if model == "solve":
+            request = SolveRequest.model_validate_json(body)
+            members = request.model_dump(exclude_none=True, exclude={"data"})
+            if request.data is None:
+                return ("ok", members, None, None)
+            X, y = _matrix(request.data.X, "X"), np.array(request.data.y, dtype=np.float64)
+        elif model == "experiment":
+            return ("ok", ExperimentRequest.model_validate_json(body).model_dump(exclude_none=True), None, None)
+        else:
+            dataset = DatasetJson.model_validate_json(body)
+            members = {}
+            X, y = _matrix(dataset.X, "X"), np.array(dataset.y, dtype=np.float64)
+    except ValidationError as exc:
+        if model == "dataset":  # uploads answer one sentence naming the member, as binary uploads do
+            first = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None)
+        return ("invalid", _errors(exc))
+    except InvalidParameterError as exc:
+        return ("parameter", exc.parameter, exc.message, None)
+    return ("ok", members, X, y)
+
+
+class BodyParser:
+    """Parses JSON bodies: small ones in a thread, large ones in one reused helper process (spawn)."""
+
+    def __init__(self, max_numbers: int, processes: int = 1) -> None:
+        self.max_numbers = max_numbers
+        self.processes = processes
+        self._pool: cf.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> cf.ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            return self._pool
+
+    async def parse(self, body: bytes, model: str, max_numbers: int | None = None,
+                    setting: str = "CNNRELAX_MAX_INLINE_NUMBERS") -> ParsedBody:
+        """The validated body; raises ``RequestValidationError`` (422/400) or ``InvalidParameterError`` (422).
+
+        Parameters
+        ----------
+        body : bytes
+            The raw body.
+        model : str
+            See :func:`parse_json_body`.
+        max_numbers : int, optional
+            The most numbers the body may hold (default: the parser's), named by ``setting`` when exceeded.
+        setting : str
+            The setting behind ``max_numbers``.
+
+        Returns
+        -------
+        ParsedBody
+            The members, and the inline arrays of a solve.
+        """
+        limit = self.max_numbers if max_numbers is None else max_numbers
+        if len(body) <= IN_PROCESS_BYTES:
+            parsed = await run_in_threadpool(parse_json_body, body, model, limit)
+        else:
+            pool = self._executor()
+            try:
+                parsed = await asyncio.wrap_future(pool.submit(parse_json_body, body, model, limit))
+            except cf.process.BrokenProcessPool:
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise ApiError(503, "The body parser process died (out of memory?) while reading this request; "
+                                    "send large data as a .npz dataset.", title="Parser unavailable",
+                               headers={"Retry-After": "1"}) from None
+        if parsed[0] == "invalid":
+            errors = [{**error, "loc": ("body", *error.get("loc", ()))} for error in parsed[1]]
+            raise RequestValidationError(errors)
+        if parsed[0] == "parameter":
+            _, parameter, message, limit = parsed
+            if limit is not None:
+                raise LimitExceeded(parameter, message, limit=limit, setting=setting)
+            raise InvalidParameterError(parameter, message)
+        _, members, X, y = parsed
+        return ParsedBody(members, X, y)
+
+    def close(self) -> None:
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def read_body(request: Request) -> bytes:
+    """The whole body, streamed in (the size limit applies while it arrives); nothing is cached on ``request``."""
+    chunks = [chunk async for chunk in request.stream()]
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def require_json(request: Request) -> None:
+    """415 unless the Content-Type is JSON (or absent)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise ApiError(415, f"This route takes application/json, got Content-Type {media}.",
+                       title="Unsupported media type", parameter="Content-Type")
