@@ -3,7 +3,9 @@
 ``CNNRELAX_DATA_DIR``, ``CNNRELAX_HOST``, ``CNNRELAX_PORT``, ``CNNRELAX_WORKERS``, ``CNNRELAX_MAX_BODY_BYTES``,
 ``CNNRELAX_MAX_MATRIX_ENTRIES``, ``CNNRELAX_MAX_TRIALS``, ``CNNRELAX_MAX_QUEUE_DEPTH``,
 ``CNNRELAX_JOB_TIME_LIMIT_S``, ``CNNRELAX_API_KEYS`` (comma-separated; empty turns authentication off),
-``CNNRELAX_DASK_SCHEDULER`` (unset: local worker processes), ``CNNRELAX_LOG_LEVEL``.
+``CNNRELAX_DASK_SCHEDULER`` (unset: local worker processes), ``CNNRELAX_LOG_LEVEL``,
+``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT``,
+``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
 """
 
 from __future__ import annotations
@@ -42,6 +44,14 @@ class Settings(BaseSettings):
         default_factory=list, description="Accepted X-API-Key values, comma-separated; empty: no authentication.")
     dask_scheduler: str | None = Field(default=None, description="Dask scheduler address; unset: local processes.")
     log_level: str = Field(default="info", description="Logging level (debug, info, warning, error).")
+    worker_memory_limit_mb: int = Field(
+        default=4096, ge=0, description="Memory limit of each local worker process in MiB (a job past it fails); "
+                                        "0: no limit.")
+    dask_tls_ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) that signed the Dask scheduler's certificate; with the two "
+                                  "below, the API talks to the scheduler over TLS (a tls:// address).")
+    dask_tls_cert: Path | None = Field(default=None, description="The API's client certificate (PEM) for Dask TLS.")
+    dask_tls_key: Path | None = Field(default=None, description="The private key (PEM) of dask_tls_cert.")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -62,6 +72,11 @@ class Settings(BaseSettings):
         if level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"log_level must be one of critical, error, warning, info, debug, got {value!r}")
         return level
+
+    @field_validator("dask_tls_ca_file", "dask_tls_cert", "dask_tls_key", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def database_path(self) -> Path:
