@@ -84,6 +84,13 @@ def _busy_children(pid: int, born_before: float, window: float = 1.0) -> list[tu
     return busy
 
 
+def _wait_idle(pid: int, timeout: float = 90.0) -> None:
+    """Wait until no process of the server keeps a core busy (its workers have started and warmed up)."""
+    deadline = time.monotonic() + timeout
+    while _busy_children(pid, time.time(), window=0.5):
+        assert time.monotonic() < deadline, "the server's workers stay busy with no job"
+
+
 def test_the_neighbour_of_five_overrunning_jobs_succeeds_on_its_first_attempt(start_server) -> None:  # noqa: ANN001
     """Five jobs past a 1 s time limit (each stuck in set-up for seconds) are stopped one by one; the job
     running beside them is never interrupted: it succeeds on attempt 1 (it used to be restarted with the
@@ -114,6 +121,7 @@ def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server) -> Non
     """DELETE on a running solve of the largest accepted size: cancelled within 2 s, and no process of
     the server keeps a core busy afterwards (the job used to run on for 16-20 s)."""
     server = start_server(workers=2)
+    _wait_idle(server.process.pid)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         job_id = _submit(client, LARGEST)
         _wait_running(client, job_id)
@@ -133,6 +141,7 @@ def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server) -> Non
 
 def test_time_limit_stops_the_largest_accepted_solve_within_2_s_of_it(start_server) -> None:  # noqa: ANN001
     server = start_server(workers=2)
+    _wait_idle(server.process.pid)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         job = _wait_terminal(client, _submit(client, {**LARGEST, "time_limit_s": 3}), 60)
         assert job["status"] == "failed", job
