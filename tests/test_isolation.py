@@ -107,6 +107,9 @@ def test_the_neighbour_of_five_overrunning_jobs_succeeds_on_its_first_attempt(st
         assert "exceeded its time limit of 1 s" in job["error"], job["error"]
         assert job["attempts"] == 1, job
         assert _seconds(job, "started_at", "finished_at") <= 1 + 2, job  # stopped within 2 s of its limit
+    print("[isolation] overrunning jobs ended after " + ", ".join(
+        f"{_seconds(job, 'started_at', 'finished_at'):.2f}" for job in ended) + f" s; the neighbour: {neighbour['status']}, "
+        f"attempt {neighbour['attempts']}, {_seconds(neighbour, 'started_at', 'finished_at'):.1f} s")
     assert neighbour["status"] == "succeeded", neighbour
     assert neighbour["attempts"] == 1, neighbour
     assert neighbour["result"]["status"] == "solved"
@@ -131,6 +134,7 @@ def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server) -> Non
         assert answer.status_code in (200, 202), answer.text
         job = _wait_terminal(client, job_id, 30)
         took = time.monotonic() - asked
+        print(f"[isolation] cancel of n={LARGEST_N}, d={LARGEST_D}: {took:.2f} s after DELETE ({job['error']})")
         assert job["status"] == "cancelled", job
         assert took < 2.0, f"the cancel took {took:.2f} s"
         assert job["attempts"] == 1
@@ -145,6 +149,7 @@ def test_time_limit_stops_the_largest_accepted_solve_within_2_s_of_it(start_serv
     with httpx.Client(base_url=server.url, timeout=30) as client:
         job = _wait_terminal(client, _submit(client, {**LARGEST, "time_limit_s": 3}), 60)
         assert job["status"] == "failed", job
+        print(f"[isolation] 3 s time limit: ended {_seconds(job, 'started_at', 'finished_at'):.2f} s after its start")
         assert "exceeded its time limit of 3 s" in job["error"]
         assert job["attempts"] == 1
         assert _seconds(job, "started_at", "finished_at") <= 3 + 2, job
@@ -160,6 +165,7 @@ def test_a_job_past_the_memory_limit_fails_once_and_its_neighbour_is_untouched(s
         _wait_running(client, neighbour)
         hungry = _submit(client, LARGEST)
         job = _wait_terminal(client, hungry, 90)
+        print(f"[isolation] memory-limited job: {job['status']}, attempt {job['attempts']}: {job['error']}")
         assert job["status"] == "failed", job
         assert "exceeded the memory limit of 400 MiB" in job["error"], job["error"]
         assert job["attempts"] == 1, job

@@ -14,6 +14,8 @@ Workers are independent of the API's filesystem: they may run on any machine tha
   :class:`~cnnrelax.executor.Dispatcher` claims jobs, records outcomes under their attempt, requeues a
   job whose run was lost, and gives up after ``MAX_ATTEMPTS``. This executor only moves tickets to the
   cluster and outcomes back.
+- TLS: with ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT`` and ``CNNRELAX_DASK_TLS_KEY`` the API
+  connects to a ``tls://`` scheduler with a ``distributed.security.Security`` (:func:`dask_security`).
 - Cancellation, time limit, progress: Dask cannot interrupt a running task, so the task runs with a
   :class:`DaskJobControl` whose ``should_stop`` looks (at most every ``CANCEL_POLL_S``) at a
   ``distributed.Event`` named after the job and attempt, which :meth:`DaskExecutor.cancel` sets from the
@@ -22,7 +24,10 @@ Workers are independent of the API's filesystem: they may run on any machine tha
   Progress goes into a ``distributed.Variable`` named after the job and attempt (at most every
   ``PROGRESS_WRITE_S``); a thread of the web process reads the Variables of the tickets in flight and
   writes them with :meth:`~cnnrelax.store.Store.set_progress` under the ticket's attempt, as local
-  workers do. The Event and Variable are removed when the ticket finishes.
+  workers do. The Event and Variable are removed when the ticket finishes. A task announces its start in
+  its Variable, and the dispatcher's hard stop (a run still going 1 s after a cancel request or its time
+  limit, counted from that start) abandons that run alone (:meth:`DaskExecutor.hard_stop`): its outcome is
+  recorded at once, its future cancelled; no other run and no worker is touched.
 
 Faults:
 

@@ -173,7 +173,7 @@ def _stopped(control: JobControl, ticket: JobTicket) -> tuple[str, None, str]:
 
 
 #: Values of a local worker's stop flag (shared memory the web process writes).
-_FLAG_NONE, _FLAG_CANCEL, _FLAG_TIME = 0, 1, 2
+_FLAG_NONE, _FLAG_CANCEL = 0, 1
 
 
 class LocalJobControl:
@@ -200,7 +200,7 @@ class LocalJobControl:
         flag = self.stop_flag.value if self.stop_flag is not None else _FLAG_NONE
         if flag == _FLAG_CANCEL:
             self.stop_reason = "cancelled"
-        elif now >= self.deadline or flag == _FLAG_TIME:
+        elif now >= self.deadline:
             self.stop_reason = "time_limit"
         elif now >= self._next_poll:
             self._next_poll = now + CANCEL_POLL_S
