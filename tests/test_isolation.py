@@ -25,7 +25,7 @@ LARGEST_N = 20000
 LARGEST_D = Settings.model_fields["max_matrix_entries"].default // LARGEST_N
 LARGEST = {"planted": {"n": LARGEST_N, "d": LARGEST_D, "k": 1, "seed": 0}, "trials": 4}
 #: A solve of a few seconds that looks at its stop flag often (the neighbour).
-NEIGHBOUR = {"planted": {"n": 3000, "d": 300, "k": 2, "seed": 1}, "trials": 2, "stop_on_certificate": False}
+NEIGHBOUR = {"planted": {"n": 3000, "d": 300, "k": 2, "seed": 1}, "trials": 1, "stop_on_certificate": False}
 SMALL = {"planted": {"n": 200, "d": 20, "k": 2, "seed": 3}, "trials": 2}
 
 
@@ -141,6 +141,26 @@ def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server) -> Non
         assert _busy_children(server.process.pid, asked_wall) == []
         # The replaced worker takes the next job.
         assert _wait_terminal(client, _submit(client, SMALL), 60)["status"] == "succeeded"
+
+
+def test_a_job_that_looks_at_its_stop_flag_is_cancelled_cooperatively(start_server) -> None:  # noqa: ANN001
+    """A solve inside its trials (Clarabel's callback, the working-set loop) sees the stop flag the API raises
+    and ends by itself, well within the 1 s grace: its worker process is kept, not replaced."""
+    server = start_server(workers=1)
+    _wait_idle(server.process.pid)
+    workers = {child.pid for child in psutil.Process(server.process.pid).children(recursive=True)}
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        job_id = _submit(client, {**NEIGHBOUR, "trials": 8})
+        _wait_running(client, job_id)
+        time.sleep(1.5)
+        asked = time.monotonic()
+        assert client.delete(f"/v1/solves/{job_id}").status_code == 202
+        job = _wait_terminal(client, job_id, 30)
+        took = time.monotonic() - asked
+        print(f"[isolation] cooperative cancel: {took:.2f} s after DELETE")
+        assert job["status"] == "cancelled" and job["error"] == "The job was cancelled.", job
+        assert took < 1.0, took
+        assert {child.pid for child in psutil.Process(server.process.pid).children(recursive=True)} == workers
 
 
 def test_time_limit_stops_the_largest_accepted_solve_within_2_s_of_it(start_server) -> None:  # noqa: ANN001

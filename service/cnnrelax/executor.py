@@ -482,9 +482,7 @@ class _WorkerSlot:
     def _run(self, ticket: JobTicket, future: cf.Future[JobOutcome]) -> None:
         executor = self.executor
         limit = executor.memory_limit_bytes
-        with executor.lock:
-            self.stop_flag.value = _FLAG_NONE
-            self.stop_request = None
+        with executor.lock:  # (the stop flag and request were reset when the job was assigned)
             self.sent_at = time.monotonic()
         start = self.sent_at
         process, conn = self.process, self.conn
@@ -609,6 +607,9 @@ class LocalProcessExecutor(Executor):
             if not free:
                 raise RuntimeError("no worker process is free")
             slot = min(free, key=lambda s: (not s.alive(), s.index))  # a warm process first
+            slot.stop_request = None
+            if slot.stop_flag is not None:
+                slot.stop_flag.value = _FLAG_NONE
             slot.job = (ticket, future)
         slot.wake.set()
         return future
