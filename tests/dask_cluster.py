@@ -58,12 +58,30 @@ class DaskCluster:
     worker_processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     #: Paths the workers may not open anything under (see :mod:`dask_deny_paths`).
     denied_paths: tuple[Path, ...] = ()
+    #: TLS for every connection: ``(ca_file, cert_file, key_file)`` of the scheduler and workers (PEM).
+    tls: tuple[Path, Path, Path] | None = None
     _starts: int = 0
 
     @property
     def address(self) -> str:
         """The scheduler's address, as the service's ``--dask-scheduler`` takes it."""
-        return f"tcp://127.0.0.1:{self.port}"
+        return f"{'tls' if self.tls else 'tcp'}://127.0.0.1:{self.port}"
+
+    def _tls_options(self) -> list[str]:
+        if self.tls is None:
+            return []
+        ca, cert, key = self.tls
+        return ["--tls-ca-file", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+
+    def security(self):  # noqa: ANN201 - a distributed.security.Security, or None
+        """The ``Security`` a client of this cluster needs (the nodes' own certificate)."""
+        if self.tls is None:
+            return None
+        from distributed.security import Security
+
+        ca, cert, key = self.tls
+        return Security(tls_ca_file=str(ca), tls_client_cert=str(cert), tls_client_key=str(key),
+                        require_encryption=True)
 
     def _log(self, name: str):  # noqa: ANN202 - a binary file object
         logs = self.workdir / "logs"
@@ -75,7 +93,7 @@ class DaskCluster:
         self._starts += 1
         self.scheduler = subprocess.Popen(
             ["dask", "scheduler", "--host", "127.0.0.1", "--port", str(self.port), "--dashboard-address", ":0",
-             "--no-show", "--idle-timeout", "600"],
+             "--no-show", "--idle-timeout", "600", *self._tls_options()],
             stdout=self._log("scheduler"), stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workdir)
         wait_for_port(self.port, 30.0)
 
@@ -84,7 +102,8 @@ class DaskCluster:
         directory = self.workdir / f"worker-{index}-{self._starts}"
         directory.mkdir(parents=True, exist_ok=True)
         command = ["dask", "worker", self.address, "--nworkers", "1", "--nthreads", "1", "--name", f"worker-{index}",
-                   "--dashboard-address", ":0", "--local-directory", str(directory), "--death-timeout", "60"]
+                   "--dashboard-address", ":0", "--local-directory", str(directory), "--death-timeout", "60",
+                   *self._tls_options()]
         env = None
         if self.denied_paths:
             env = {name: value for name, value in os.environ.items() if not name.startswith("CNNRELAX_")}
@@ -107,7 +126,7 @@ class DaskCluster:
         """Wait until ``count`` workers are registered with the scheduler."""
         from distributed import Client
 
-        with Client(self.address, timeout=10, set_as_default=False) as client:
+        with Client(self.address, timeout=10, set_as_default=False, security=self.security()) as client:
             client.wait_for_workers(count, timeout=timeout)
 
     def worker_pids(self) -> list[int]:

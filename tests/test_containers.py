@@ -218,11 +218,43 @@ def test_lock_covers_the_installed_runtime_closure() -> None:
 # ---- compose.yaml -----------------------------------------------------------------------------------
 
 
+def _interpolate(value: object) -> object:
+    """``${NAME:-default}`` replaced by its default, as compose does with ``NAME`` unset."""
+    if isinstance(value, str):
+        return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", value)
+    if isinstance(value, list):
+        return [_interpolate(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _interpolate(item) for key, item in value.items()}
+    return value
+
+
 def load_compose() -> dict:
-    """compose.yaml as data (YAML anchors and merge keys resolved)."""
-    data = yaml.safe_load(COMPOSE.read_text())
+    """compose.yaml as data (YAML anchors and merge keys resolved, variables at their defaults)."""
+    data = _interpolate(yaml.safe_load(COMPOSE.read_text()))
     assert isinstance(data, dict)
     return data
+
+
+def test_compose_runs_on_debians_docker_compose_1_29() -> None:
+    """No top-level ``name:`` (docker-compose 1.29 rejects it), and every variable has a default."""
+    raw = yaml.safe_load(COMPOSE.read_text())
+    assert set(raw) <= {"services", "volumes", "networks", "configs", "secrets"} | {
+        key for key in raw if key.startswith("x-")}, sorted(raw)
+    for variable in re.findall(r"\$\{([^}]*)\}", COMPOSE.read_text()):
+        assert ":-" in variable, f"${{{variable}}} needs a default"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (1.29, Debian) not installed")
+def test_docker_compose_1_29_validates_the_file(tmp_path: Path) -> None:
+    """``docker-compose config`` checks the file against its Compose Specification schema."""
+    shutil.copy(COMPOSE, tmp_path / "compose.yaml")
+    done = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config", "--quiet"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "CNNRELAX_API_PORT": "18000"})
+    assert done.returncode == 0, done.stderr
+    resolved = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config"], capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "CNNRELAX_API_PORT": "18000"}).stdout
+    assert "published: 18000" in resolved or "18000:8000" in resolved, resolved
 
 
 def test_compose_has_api_scheduler_and_two_workers_from_one_image() -> None:

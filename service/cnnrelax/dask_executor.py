@@ -14,6 +14,8 @@ Workers are independent of the API's filesystem: they may run on any machine tha
   :class:`~cnnrelax.executor.Dispatcher` claims jobs, records outcomes under their attempt, requeues a
   job whose run was lost, and gives up after ``MAX_ATTEMPTS``. This executor only moves tickets to the
   cluster and outcomes back.
+- TLS: with ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT`` and ``CNNRELAX_DASK_TLS_KEY`` the API
+  connects to a ``tls://`` scheduler with a ``distributed.security.Security`` (:func:`dask_security`).
 - Cancellation, time limit, progress: Dask cannot interrupt a running task, so the task runs with a
   :class:`DaskJobControl` whose ``should_stop`` looks (at most every ``CANCEL_POLL_S``) at a
   ``distributed.Event`` named after the job and attempt, which :meth:`DaskExecutor.cancel` sets from the
@@ -22,7 +24,10 @@ Workers are independent of the API's filesystem: they may run on any machine tha
   Progress goes into a ``distributed.Variable`` named after the job and attempt (at most every
   ``PROGRESS_WRITE_S``); a thread of the web process reads the Variables of the tickets in flight and
   writes them with :meth:`~cnnrelax.store.Store.set_progress` under the ticket's attempt, as local
-  workers do. The Event and Variable are removed when the ticket finishes.
+  workers do. The Event and Variable are removed when the ticket finishes. A task announces its start in
+  its Variable, and the dispatcher's hard stop (a run still going 1 s after a cancel request or its time
+  limit, counted from that start) abandons that run alone (:meth:`DaskExecutor.hard_stop`): its outcome is
+  recorded at once, its future cancelled; no other run and no worker is touched.
 
 Faults:
 
@@ -52,7 +57,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from .executor import (CANCEL_POLL_S, PROGRESS_WRITE_S, Executor, JobOutcome, JobTicket, _warm_worker,
-                       execute_job)
+                       execute_job, hard_stop_outcome)
 from .store import Store, load_dataset_file
 
 log = logging.getLogger("cnnrelax.dask")
@@ -67,6 +72,37 @@ RECONNECT_S = 1.0
 PREFETCH_PER_THREAD = 1
 #: Seconds between two reads of the progress Variables of the tickets in flight (web process).
 PROGRESS_POLL_S = 0.25
+
+
+def dask_security(settings: Any) -> Any:
+    """The ``distributed.security.Security`` of the API's connection to the scheduler, from the settings.
+
+    Parameters
+    ----------
+    settings : cnnrelax.settings.Settings
+        ``dask_tls_ca_file``, ``dask_tls_cert`` and ``dask_tls_key`` (PEM files).
+
+    Returns
+    -------
+    distributed.security.Security or None
+        None when none of the three is set (plain TCP); else TLS required, the scheduler's certificate checked
+        against the CA, the API presenting its own certificate. Raises ``ValueError`` naming a missing or
+        unreadable file.
+    """
+    names = ("dask_tls_ca_file", "dask_tls_cert", "dask_tls_key")
+    values = {name: getattr(settings, name, None) for name in names}
+    if all(value is None for value in values.values()):
+        return None
+    for name, value in values.items():
+        variable = "CNNRELAX_" + name.upper()
+        if value is None:
+            raise ValueError(f"{variable} is not set: Dask over TLS needs {', '.join('CNNRELAX_' + n.upper() for n in names)}.")
+        if not Path(value).is_file():
+            raise ValueError(f"{variable}={value} is not a readable file.")
+    from distributed.security import Security
+
+    return Security(tls_ca_file=str(values["dask_tls_ca_file"]), tls_client_cert=str(values["dask_tls_cert"]),
+                    tls_client_key=str(values["dask_tls_key"]), require_encryption=True)
 
 
 class SchedulerUnavailable(ConnectionError):
@@ -144,6 +180,16 @@ class DaskJobControl:
                     log.debug("could not read the stop event %s", self.stop_name, exc_info=True)
         return self.stop_reason is not None
 
+    def announce_start(self) -> None:
+        """Publish ``seq`` 0 in the progress Variable: the web process then times the run from now."""
+        try:
+            from distributed import Variable
+
+            Variable(self.progress_name, client=self._get_client()).set(
+                {"seq": 0, "done": 0, "total": 0, "state": None})
+        except Exception:  # noqa: BLE001 - best effort: the web process then times the run from its submission
+            log.debug("could not announce the start of %s", self.progress_name, exc_info=True)
+
     def progress(self, done: int, total: int, partial_state: dict) -> None:
         now = time.monotonic()
         if now < self._next_write:
@@ -171,7 +217,9 @@ def run_dask_ticket(ticket: JobTicket) -> JobOutcome:
         key = get_worker().get_current_task()
     except Exception:  # noqa: BLE001 - called outside a worker (a test)
         key = None
-    return execute_job(ticket, DaskJobControl(ticket, task_key=key))
+    control = DaskJobControl(ticket, task_key=key)
+    control.announce_start()
+    return execute_job(ticket, control)
 
 
 async def _read_variables(client: Any, names: list[str]) -> list[Any]:
@@ -210,6 +258,7 @@ class _Run:
     submitted: float = field(default_factory=time.monotonic)
     stop_set: bool = False
     progress_seq: int = 0
+    started: float | None = None
 
 
 @dataclass
@@ -229,13 +278,20 @@ class DaskExecutor(Executor):
     def __init__(self, scheduler_address: str, database_path: str | None = None, *, store: Store | None = None,
                  workers: int | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  heartbeat_s: float = HEARTBEAT_S, reconnect_s: float = RECONNECT_S,
-                 prefetch_per_thread: int = PREFETCH_PER_THREAD) -> None:
+                 prefetch_per_thread: int = PREFETCH_PER_THREAD, security: Any = "settings") -> None:
         """Connect (in the background, from :meth:`start`) to ``scheduler_address``.
 
         The job store is given as ``store`` (or the path of its SQLite file, ``database_path``); only the web
         process uses it (datasets are loaded into the tickets, progress is copied into it). ``workers`` (the
         local-pool size setting) is accepted and ignored: the cluster's own thread count sets :attr:`capacity`.
+        ``security`` is a ``distributed.security.Security`` (or None: plain TCP); by default it is built from
+        the settings ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT`` and ``CNNRELAX_DASK_TLS_KEY``
+        (:func:`dask_security`).
         """
+        if security == "settings":
+            from .settings import Settings
+
+            security = dask_security(Settings())
         if store is None:
             if database_path is None:
                 raise ValueError("DaskExecutor needs the job store: pass database_path or store")
@@ -249,6 +305,7 @@ class DaskExecutor(Executor):
         self.heartbeat_s = heartbeat_s
         self.reconnect_s = reconnect_s
         self.prefetch_per_thread = prefetch_per_thread
+        self.security = security
         self.state = ClusterState()
         self._client: Any = None
         self._lock = threading.RLock()
@@ -311,6 +368,38 @@ class DaskExecutor(Executor):
         with self._lock:
             self._cancels.add(job_id)
         self._relay_kick.set()
+
+    def started_at(self, job_id: str) -> float | None:
+        """When the web process saw the job's task announce its start (None: not yet)."""
+        with self._lock:
+            for run in self._outstanding.values():
+                if run.ticket.job_id == job_id:
+                    return run.started
+        return None
+
+    def hard_stop(self, job_id: str, reason: str) -> bool:
+        """Abandon this job's run alone: its outcome resolves now, its Dask future is cancelled (the task sees
+        it released at its next look and stops). Dask cannot kill one task: restarting its worker would end the
+        other tasks that worker holds, so no worker is restarted."""
+        with self._lock:
+            key = next((key for key, run in self._outstanding.items() if run.ticket.job_id == job_id), None)
+            run = self._outstanding.pop(key) if key is not None else None
+            if run is not None:
+                self._finished.append(run)
+            client = self._client
+        if run is None:
+            return True
+        if client is not None:
+            try:
+                client.cancel([run.task], force=True)
+            except Exception:  # noqa: BLE001 - the scheduler may be gone; the task dies with it
+                log.debug("could not cancel the Dask task of %s", job_id, exc_info=True)
+        if not run.outcome.done():
+            run.outcome.set_result(hard_stop_outcome(
+                reason, run.ticket, "its Dask task was abandoned (it stops at its next look)",
+                time.monotonic() - (run.started or run.submitted)))
+        self._relay_kick.set()
+        return True
 
     def healthy(self) -> bool:
         """True when the scheduler answers and at least one worker is registered."""
@@ -413,11 +502,13 @@ class DaskExecutor(Executor):
                 Event(stop_event_name(run.ticket.job_id, run.ticket.attempt), client=client).set()
                 run.stop_set = True
         now = time.monotonic()
-        polled = [run for run in running if now - run.submitted >= PROGRESS_WRITE_S]
+        polled = [run for run in running if now - run.submitted >= PROGRESS_WRITE_S or run.started is None]
         if polled:
             names = [progress_variable_name(run.ticket.job_id, run.ticket.attempt) for run in polled]
             values = client.sync(_read_variables, client, names, callback_timeout=10)
             for run, value in zip(polled, values):
+                if isinstance(value, dict) and run.started is None:
+                    run.started = now  # the task announced its start (seq 0) or already reported progress
                 if not isinstance(value, dict) or int(value.get("seq", 0)) <= run.progress_seq:
                     continue
                 run.progress_seq = int(value["seq"])
@@ -428,8 +519,8 @@ class DaskExecutor(Executor):
         for run in finished:
             if run.stop_set:
                 Event(stop_event_name(run.ticket.job_id, run.ticket.attempt), client=client).clear()
-            if now - run.submitted >= PROGRESS_WRITE_S:  # a shorter run cannot have published anything
-                Variable(progress_variable_name(run.ticket.job_id, run.ticket.attempt), client=client).delete()
+            # Every run announces its start there, so every run's Variable goes.
+            Variable(progress_variable_name(run.ticket.job_id, run.ticket.attempt), client=client).delete()
 
     # -- the connection ---------------------------------------------------------------------------
     def _unavailable_sentence(self) -> str:
@@ -455,7 +546,8 @@ class DaskExecutor(Executor):
         from distributed import Client
 
         try:
-            client = Client(self.scheduler_address, timeout=self.connect_timeout_s, set_as_default=False)
+            client = Client(self.scheduler_address, timeout=self.connect_timeout_s, set_as_default=False,
+                            security=self.security)
         except Exception as exc:  # noqa: BLE001 - unreachable: say so and try again later
             self._set_state(connected=False, workers=0, threads=0, error=f"{type(exc).__name__}: {exc}")
             return

@@ -11,6 +11,9 @@ JSON body), ``CNNRELAX_MAX_EXPERIMENT_NUMBERS`` (numbers in an experiment's body
 ``CNNRELAX_MAX_EXPERIMENT_ENTRIES`` (an experiment's cells times their sizes).
 Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
 ``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
+``CNNRELAX_DASK_SCHEDULER`` (unset: local worker processes), ``CNNRELAX_LOG_LEVEL``,
+``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT``,
+``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
 """
 
 from __future__ import annotations
@@ -78,6 +81,14 @@ class Settings(BaseSettings):
     min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,
                                 description="Free space of the data dir below which /readyz answers 503 and writes "
                                             "answer 507.")
+    worker_memory_limit_mb: int = Field(
+        default=4096, ge=0, description="Memory limit of each local worker process in MiB (a job past it fails); "
+                                        "0: no limit.")
+    dask_tls_ca_file: Path | None = Field(
+        default=None, description="CA certificate (PEM) that signed the Dask scheduler's certificate; with the two "
+                                  "below, the API talks to the scheduler over TLS (a tls:// address).")
+    dask_tls_cert: Path | None = Field(default=None, description="The API's client certificate (PEM) for Dask TLS.")
+    dask_tls_key: Path | None = Field(default=None, description="The private key (PEM) of dask_tls_cert.")
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod
@@ -98,6 +109,11 @@ class Settings(BaseSettings):
         if level not in ("critical", "error", "warning", "info", "debug"):
             raise ValueError(f"log_level must be one of critical, error, warning, info, debug, got {value!r}")
         return level
+
+    @field_validator("dask_tls_ca_file", "dask_tls_cert", "dask_tls_key", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def database_path(self) -> Path:
