@@ -11,9 +11,8 @@ JSON body), ``CNNRELAX_MAX_EXPERIMENT_NUMBERS`` (numbers in an experiment's body
 ``CNNRELAX_MAX_EXPERIMENT_ENTRIES`` (an experiment's cells times their sizes).
 Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
 ``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
-``CNNRELAX_DASK_SCHEDULER`` (unset: local worker processes), ``CNNRELAX_LOG_LEVEL``,
-``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT``,
-``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
+Workers and Dask: ``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``,
+``CNNRELAX_DASK_TLS_CERT``, ``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
 """
 
 from __future__ import annotations
