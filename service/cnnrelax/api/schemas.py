@@ -449,9 +449,10 @@ class Health(_Sent):
 
 
 class ReadinessChecks(_Sent):
-    """Each readiness check: the store answers, the dispatcher runs, the workers are up."""
+    """Each readiness check: the store answers, the disk has room, the dispatcher runs, the workers are up."""
 
     store: bool
+    disk: bool = Field(description="The data directory has at least CNNRELAX_MIN_FREE_BYTES free.")
     dispatcher: bool
     workers: bool
 
