@@ -59,7 +59,13 @@ def _self_parsed_components() -> dict[str, Any]:
         endpoint.__annotations__ = {"body": model, "return": None}
         scratch.post(f"/{model_name}")(endpoint)
     generated = get_openapi(title="scratch", version="0", routes=scratch.routes)
-    return dict(generated.get("components", {}).get("schemas", {}))
+    components = dict(generated.get("components", {}).get("schemas", {}))
+    for model_name in SELF_PARSED_MODELS:
+        # A discriminated union (the experiment kinds) has no component of its own: give it one.
+        body = generated["paths"][f"/{model_name}"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        if body.get("$ref") != f"#/components/schemas/{model_name}":
+            components[model_name] = {**body, "title": model_name}
+    return components
 
 
 #: OpenAPI links from each POST to the operations that use what it created: (POST path, answers, links).

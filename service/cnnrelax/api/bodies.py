@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from ..jobs import LimitExceeded
@@ -103,7 +103,8 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
                 return ("ok", members, None, None)
             X, y = _matrix(request.data.X, "X"), np.array(request.data.y, dtype=np.float64)
         elif model == "experiment":
-            return ("ok", ExperimentRequest.model_validate_json(body).model_dump(exclude_none=True), None, None)
+            experiment = TypeAdapter(ExperimentRequest).validate_json(body)
+            return ("ok", experiment.model_dump(exclude_none=True), None, None)
         else:
             dataset = DatasetJson.model_validate_json(body)
             members = {}
