@@ -29,6 +29,9 @@ from ..jobs import LimitExceeded
 from ..problem import InvalidParameterError
 from .problems import ApiError
 
+#: The tags of the experiment request's kinds (its discriminated union).
+EXPERIMENT_KINDS = ("phase_transition", "rotated_digits")
+
 #: Bodies larger than this are parsed in the helper process (bytes).
 IN_PROCESS_BYTES = 512 * 1024
 
@@ -114,7 +117,13 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
             return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None)
-        return ("invalid", _errors(exc))
+        errors = _errors(exc)
+        if model == "experiment":  # the union's tag is the request's own "kind", not a member: drop it
+            for error in errors:
+                loc = tuple(error.get("loc", ()))
+                if len(loc) > 1 and loc[0] in EXPERIMENT_KINDS:
+                    error["loc"] = loc[1:]
+        return ("invalid", errors)
     except InvalidParameterError as exc:
         return ("parameter", exc.parameter, exc.message, None)
     return ("ok", members, X, y)
