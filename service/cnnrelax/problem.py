@@ -165,7 +165,9 @@ class ConvProblem:
         divided by them is the same for every choice of units. One pass over the data, no copy.
         """
         flat = self.patches.reshape(-1)
-        x_scale = float(np.linalg.norm(flat) / np.sqrt(max(flat.size, 1)))
+        # einsum's own loop, not BLAS: a threaded BLAS sums in an order that depends on the thread count, and
+        # the scale must be the same bits in every process (a resumed job equals an uninterrupted one).
+        x_scale = float(np.sqrt(np.einsum("i,i->", flat, flat) / max(flat.size, 1)))
         y_scale = float(np.max(np.abs(self.y)))
         return (x_scale if x_scale > 0 and np.isfinite(x_scale) else 1.0,
                 y_scale if y_scale > 0 else 1.0)

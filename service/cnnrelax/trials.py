@@ -263,7 +263,7 @@ def solve(
         w, w_polished, loss, raw_loss = sol.w, None, None, None
         if w is not None:
             raw_loss = loss = problem.loss(w)
-            if options.polish:
+            if options.polish and not (should_stop is not None and should_stop()):
                 outcome = polish(problem, w)
                 if (outcome.accepted
                         and constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):
@@ -304,8 +304,9 @@ def solve(
     elif not message:
         message = f"Selected trial {best.index} of {len(records)} run."  # type: ignore[union-attr]
     certificate = None
-    if best is not None:
-        certificate = _certificate(problem, best, records, constraints, options)
+    stopped = status == "cancelled" or (should_stop is not None and should_stop())
+    if best is not None and not stopped:  # a cancelled job's answer is not read: skip the certificate's work
+        certificate = _certificate(problem, best, records, constraints, options, should_stop)
     return SolveResult(
         status=status, message=message,
         w=None if best is None else best.final_w, loss=None if best is None else best.loss,
@@ -334,7 +335,8 @@ def _select(finished: list[TrialRecord], threshold: float) -> TrialRecord | None
 
 
 def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRecord],
-                 constraints: ResolvedConstraints, options: SolveOptions) -> Certificate:
+                 constraints: ResolvedConstraints, options: SolveOptions,
+                 should_stop: ShouldStop | None = None) -> Certificate:
     """The selected filter's certificate: zero loss, the cone test for every direction tried, coverage.
 
     The cone of optimality is built once at the selected filter and tested against each trial's ``r``;
@@ -373,7 +375,7 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
         certified_by_trials=certified_by,
     )
     estimate = coverage(problem, w, samples=options.coverage_samples, seed=options.seed, constraints=constraints,
-                        tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
+                        tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, should_stop=should_stop)
     return replace(base, cone=cone_cert, coverage=estimate,
                    summary=summary(base.global_optimum, base.loss, base.loss_threshold, cone_cert,
                                    base.relative_gradient_norm))
