@@ -7,16 +7,15 @@ import numpy as np
 import pytest
 
 from cnnrelax import FilterConstraints, PlantedSpec, certify, cone_certificate, make_problem, planted_problem, trial_direction
-from cnnrelax.oracle import build_problem
+from highs_reference import lp_by_highs
 from cnnrelax.problem import ConvProblem
 
 
 def _lp_value_by_highs(problem: ConvProblem, r: np.ndarray, constraints: FilterConstraints | None = None) -> float:
     """The LP optimum from HiGHS's simplex on the z-formulation: an independent solver and formulation."""
-    resolved = (constraints or FilterConstraints()).resolve(problem.m)
-    cvx, _, r_param = build_problem(problem, "lp", 0.0, resolved)
-    r_param.value = r
-    return float(cvx.solve(solver=cp.HIGHS))
+    solution = lp_by_highs(problem, r, constraints)
+    assert solution.value is not None, solution
+    return solution.value
 
 
 @pytest.mark.parametrize(("n", "d", "k"), [(300, 8, 1), (400, 12, 2), (500, 15, 3)])

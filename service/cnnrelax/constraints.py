@@ -17,7 +17,12 @@ from .problem import FloatArray, InvalidParameterError
 def _vector_or_scalar(value: Any, m: int, parameter: str) -> FloatArray | None:
     if value is None:
         return None
-    arr = np.asarray(value, dtype=np.float64)
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            parameter, f"constraints.{parameter} must be a number or a list of m={m} numbers."
+        ) from None
     if arr.ndim == 0:
         arr = np.full(m, float(arr))
     if arr.shape != (m,):
@@ -36,8 +41,14 @@ def _matrix_pair(matrix: Any, vector: Any, m: int, name: str) -> tuple[FloatArra
         raise InvalidParameterError(
             f"{name}_matrix", f"constraints.{name}_matrix and constraints.{name}_vector go together."
         )
-    M = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
-    v = np.atleast_1d(np.asarray(vector, dtype=np.float64))
+    try:
+        M = np.atleast_2d(np.asarray(matrix, dtype=np.float64))
+        v = np.atleast_1d(np.asarray(vector, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise InvalidParameterError(
+            f"{name}_matrix", f"constraints.{name}_matrix must be a rectangular matrix of numbers with m={m} "
+            f"columns and constraints.{name}_vector a list of numbers, one per row: every row needs the same length.",
+        ) from None
     if M.ndim != 2 or M.shape[1] != m:
         raise InvalidParameterError(
             f"{name}_matrix", f"constraints.{name}_matrix must have m={m} columns, got shape {M.shape}."
@@ -141,6 +152,46 @@ class ResolvedConstraints:
     @property
     def is_linear(self) -> bool:
         return self.l1_bound is None and self.l2_bound is None
+
+    def in_units(self, kappa: float) -> "ResolvedConstraints":
+        """The same constraints on ``u = w / kappa``, with every matrix row scaled to unit norm.
+
+        Solvers work on ``u`` (normalised units, SPEC 4c); unit rows make every tolerance on them relative.
+
+        Parameters
+        ----------
+        kappa : the positive factor with ``w = kappa * u``.
+
+        Returns
+        -------
+        The constraints on ``u``.
+        """
+
+        def rows(pair: tuple[FloatArray, FloatArray] | None) -> tuple[FloatArray, FloatArray] | None:
+            if pair is None:
+                return None
+            M, v = pair
+            norms = np.linalg.norm(M, axis=1)
+            norms[norms == 0] = 1.0
+            return M / norms[:, None], v / (kappa * norms)
+
+        return ResolvedConstraints(
+            m=self.m,
+            lower=None if self.lower is None else self.lower / kappa,
+            upper=None if self.upper is None else self.upper / kappa,
+            l1_bound=None if self.l1_bound is None else self.l1_bound / kappa,
+            l2_bound=None if self.l2_bound is None else self.l2_bound / kappa,
+            equality=rows(self.equality),
+            inequality=rows(self.inequality),
+        )
+
+    def relative_violation(self, w: FloatArray, kappa: float) -> float:
+        """Largest violation at ``w`` measured on ``u = w / kappa`` with unit rows, relative to ``1 + max|u|``.
+
+        Scale-free: the same number for ``(a X, b y)`` with ``kappa`` and ``w`` mapped alike.
+        """
+        u = np.asarray(w, dtype=np.float64) / kappa
+        return self.in_units(kappa).violation(u) / (1.0 + float(np.max(np.abs(u), initial=0.0)))
 
     def violation(self, w: FloatArray) -> float:
         """Largest violation of any constraint at ``w`` (0 when feasible)."""

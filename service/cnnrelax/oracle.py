@@ -2,6 +2,8 @@
 
 This is the independent oracle the tests compare the working-set solver against, the baseline
 ``bench/`` times, and a selectable backend (``backend="cvxpy"``). Solved by Clarabel through cvxpy.
+Like the core it works in normalised units (``X / x_scale``, ``y / y_scale``, ``u = w / kappa``;
+SPEC 4c), which is where the QP's dimensionless ``beta`` is defined; ``w`` is mapped back.
 """
 
 from __future__ import annotations
@@ -46,17 +48,24 @@ def constraint_list(w: cp.Variable, c: ResolvedConstraints) -> list[Any]:
 def build_problem(
     problem: ConvProblem, relaxation: str, beta: float, constraints: ResolvedConstraints
 ) -> tuple[cp.Problem, cp.Variable, cp.Parameter]:
-    """The z-formulation: ``z_ij >= X_ij w``, ``z_ij >= 0``, with the LP's ``sum_j z_ij = y_i`` or the QP's loss."""
-    w = cp.Variable(problem.m, name="w")
+    """The z-formulation: ``z_ij >= X_ij u``, ``z_ij >= 0``, with the LP's ``sum_j z_ij = y_i`` or the QP's loss.
+
+    In normalised units: the returned variable is ``u = w / kappa`` (multiply its value by
+    ``problem.w_scale`` for the filter).
+    """
+    x_scale, y_scale = problem.scales
+    kappa = y_scale / x_scale
+    y = problem.y / y_scale
+    w = cp.Variable(problem.m, name="u")
     z = cp.Variable((problem.n, problem.k), name="z")
     r = cp.Parameter(problem.m, name="r")
-    cons = [z >= 0] + [z[:, j] >= problem.patches[:, j, :] @ w for j in range(problem.k)]
-    cons += constraint_list(w, constraints)
+    cons = [z >= 0] + [z[:, j] >= (problem.patches[:, j, :] / x_scale) @ w for j in range(problem.k)]
+    cons += constraint_list(w, constraints.in_units(kappa))
     if relaxation == "lp":
-        cons.append(cp.sum(z, axis=1) == problem.y)
+        cons.append(cp.sum(z, axis=1) == y)
         objective = cp.Maximize(r @ w)
     else:
-        fit = 0.5 * cp.sum_squares(cp.sum(z, axis=1) - problem.y)
+        fit = 0.5 * cp.sum_squares(cp.sum(z, axis=1) - y)
         objective = cp.Minimize(fit - beta * (r @ w)) if relaxation == "qp" else cp.Minimize(fit)
     return cp.Problem(objective, cons), w, r
 
@@ -91,7 +100,7 @@ class CvxpyRelaxation:
             return RelaxationSolution("numerical_error", f"cvxpy/Clarabel failed: {exc}", None, None, 0, 1, 0,
                                       time.monotonic() - start, "SolverError")
         status = _STATUS.get(self.cvx.status, "numerical_error")
-        w = None if status != "optimal" or self.w.value is None else np.array(self.w.value)
+        w = None if status != "optimal" or self.w.value is None else np.array(self.w.value) * self.problem.w_scale
         stats = self.cvx.solver_stats
         return RelaxationSolution(
             status=status,

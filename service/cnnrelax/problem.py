@@ -3,11 +3,19 @@
 A convolutional ReLU net with one hidden layer predicts ``f_w(x_i) = sum_j c_j (P_j x_i . w)_+``.
 Since ``c (u)_+ = (c u)_+`` for ``c >= 0`` the weights are folded into the patches, and every
 relaxation works on the tensor ``A[i, j, :] = c_j P_j x_i`` of shape ``(n, k, m)``.
+
+For non-overlapping blocks with unit output weights (the paper's setting) that tensor is a view of
+``X`` (``X.reshape(n, k, m)``): no copy is made. Other patchings gather it once.
+
+Units (SPEC 4c): the problems are covariant under ``X -> a X``, ``y -> b y`` (the filter maps to
+``(b/a) w``). :attr:`ConvProblem.scales` gives the two numbers the solvers divide by, the RMS of the
+patch entries and ``max |y|``, so that they work in normalised units without copying the data.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal, Sequence, Union
 
 import numpy as np
@@ -76,7 +84,7 @@ class StridedPatching:
 
 @dataclass(frozen=True)
 class ImagePatching:
-    """2-D patches: rows are ``height x width`` images (row-major) and the filter is ``filter_height x filter_width``."""
+    """2-D patches: rows are ``height x width`` images (row-major), the filter ``filter_height x filter_width``."""
 
     height: int
     width: int
@@ -126,6 +134,7 @@ class ConvProblem:
     patching: Patching
     output_weights: FloatArray
     X: FloatArray = field(repr=False)
+    _norms: FloatArray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -143,22 +152,84 @@ class ConvProblem:
     def d(self) -> int:
         return int(self.X.shape[1])
 
+    @property
+    def flat(self) -> FloatArray:
+        """The patches as an ``(n*k, m)`` matrix (a view: rows are ``X_ij``)."""
+        return self.patches.reshape(-1, self.patches.shape[2])
+
+    @cached_property
+    def scales(self) -> tuple[float, float]:
+        """``(x_scale, y_scale)``: the RMS of the patch entries and ``max_i |y_i|`` (1 where they vanish).
+
+        Both are covariant (``x_scale(a X) = a x_scale(X)``, ``y_scale(b y) = b y_scale(y)``), so data
+        divided by them is the same for every choice of units. One pass over the data, no copy.
+        """
+        flat = self.patches.reshape(-1)
+        x_scale = float(np.linalg.norm(flat) / np.sqrt(max(flat.size, 1)))
+        y_scale = float(np.max(np.abs(self.y)))
+        return (x_scale if x_scale > 0 and np.isfinite(x_scale) else 1.0,
+                y_scale if y_scale > 0 else 1.0)
+
+    @property
+    def w_scale(self) -> float:
+        """``y_scale / x_scale``: the natural size of a filter in the user's units."""
+        x_scale, y_scale = self.scales
+        return y_scale / x_scale
+
     def preactivations(self, w: FloatArray) -> FloatArray:
         """``X_ij w`` for every sample and patch, shape ``(n, k)``."""
-        return self.patches @ w
+        return (self.flat @ w).reshape(self.patches.shape[0], self.patches.shape[1])
+
+    def patch_norms(self) -> FloatArray:
+        """``||X_ij||`` for every sample and patch, shape ``(n, k)`` (one pass, no copy; cached)."""
+        norms = self._norms
+        if norms is None:
+            norms = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
+            object.__setattr__(self, "_norms", norms)
+        return norms
+
+    def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
+        """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (rounding-level values are ties)."""
+        pre = self.preactivations(w) if pre is None else pre
+        return pre > rtol * float(np.linalg.norm(w)) * self.patch_norms()
+
+    def ties(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
+        """Patches with ``X_ij w = 0`` up to ``rtol * ||X_ij|| * ||w||`` (blank pixels under the filter), ``(n, k)``.
+
+        Parameters
+        ----------
+        w : filter of length ``m``.
+        pre : the pre-activations ``X_ij w`` when already computed.
+        rtol : relative tolerance: a scale-free test, the same in every unit.
+
+        Returns
+        -------
+        Boolean mask of the tied patches.
+        """
+        pre = self.preactivations(w) if pre is None else pre
+        bound = rtol * float(np.linalg.norm(w))
+        if bound == 0.0:
+            return np.ones(pre.shape, dtype=bool)
+        return np.abs(pre) <= bound * self.patch_norms()
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j (X_ij w)_+``."""
-        return np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+        out: FloatArray = np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+        return out
 
     def loss(self, w: FloatArray) -> float:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
         return float(np.sum((self.y - self.predict(w)) ** 2))
 
-    def active_sums(self, w: FloatArray) -> FloatArray:
-        """``g_i = sum_{j : X_ij w > 0} X_ij``, shape ``(n, m)``: the generators of the cone of eq. (14)."""
-        mask = self.preactivations(w) > 0
-        return np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+    def active_sums(self, w: FloatArray, mask: NDArray[np.bool_] | None = None) -> FloatArray:
+        """``g_i = sum_{j : X_ij w > 0} X_ij``, shape ``(n, m)``: the generators of the cone of eq. (14).
+
+        ``mask`` overrides the active set (``X_ij w > 0`` by default).
+        """
+        if mask is None:
+            mask = self.preactivations(w) > 0
+        out: FloatArray = np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+        return out
 
 
 def _as_finite_matrix(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:
@@ -251,5 +322,10 @@ def make_problem(
                 f"output_weights[{j}] = {c[j]:g} is negative: the relaxation is convex only for "
                 "non-negative output weights, since c*(u)_+ = (c*u)_+ needs c >= 0.",
             )
-    patches = Xa[:, index] * c[None, :, None]
-    return ConvProblem(patches=np.ascontiguousarray(patches), y=ya, patching=patching, output_weights=c, X=Xa)
+    if isinstance(patching, BlockPatching) and np.all(c == 1.0):
+        # The paper's setting: the patch tensor is a view of X (no copy of the data).
+        Xa = np.ascontiguousarray(Xa)
+        patches = Xa.reshape(n, kk, index.shape[1])
+    else:
+        patches = np.ascontiguousarray(Xa[:, index] * c[None, :, None])
+    return ConvProblem(patches=patches, y=ya, patching=patching, output_weights=c, X=Xa)

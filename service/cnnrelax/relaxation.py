@@ -14,6 +14,21 @@ loop stops when none is violated: the sub-problem's optimum is then feasible, he
 the full problem. Cuts do not depend on ``r``, so the pool is shared by all trials of a problem.
 A temporary box ``|w| <= B`` keeps early sub-problems bounded; when it is active at the end, a
 recession LP decides between a larger box and a true unbounded outcome.
+
+Units (SPEC 4c). Everything is solved on normalised data, ``X / x_scale`` and ``y / y_scale``
+(:attr:`ConvProblem.scales`), in the variable ``u = w / kappa`` with ``kappa = y_scale / x_scale``;
+the data are never copied (the scales are numbers applied to small cut rows and to ``u``). Every
+tolerance is therefore relative, and ``(a X, b y)`` gives the same statuses and ``(b/a) w``.
+``beta`` is dimensionless: the QP minimised is ``1/2 sum_i ((s_i - y_i)_+)^2 / y_scale^2 - beta r^T u``,
+which in the user's units penalises ``beta * x_scale * y_scale * r^T w``.
+
+Verdicts are only those of the full problem. ``infeasible``: the cuts are valid inequalities of the
+full problem, so a sub-problem infeasible *without* the temporary box proves it (with the box, the
+box grows instead). ``unbounded``: a recession direction ``v`` (``X_ij v <= 0`` for every patch, in
+the recession cone of the constraints, ``r^T v > 0``) found by HiGHS's simplex and checked on every
+patch with tolerances relative to ``||X_ij|| ||v||``.
+For the LP the optimum is finally moved onto the exact vertex of the cuts Clarabel marks active
+(a crossover, kept only when it is feasible and no worse), so its value matches HiGHS's to ~1e-12.
 """
 
 from __future__ import annotations
@@ -25,6 +40,8 @@ from typing import Any, Callable, Literal
 import clarabel
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import NDArray
+from scipy.optimize import linprog
 
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
@@ -80,7 +97,8 @@ def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> N
         )
     if relaxation == "qp" and not (np.isfinite(beta) and beta > 0):
         raise InvalidParameterError(
-            "beta", f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0."
+            "beta",
+            f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
     if relaxation == "lp" and (problem.y < 0).any():
         i = int(np.argmax(problem.y < 0))
@@ -92,14 +110,42 @@ def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> N
 
 
 def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxation: str, beta: float) -> float:
-    """The relaxation's optimal-value expression at ``w`` (after minimising over ``z``)."""
+    """The relaxation's optimal-value expression at ``w`` (after minimising over ``z``), in the user's units.
+
+    LP: ``r^T w``. QP: ``1/2 sum_i ((s_i(w) - y_i)_+)^2 - beta * x_scale * y_scale * r^T w`` (``beta`` is
+    dimensionless, see the module docstring). Naive: the first term alone.
+    """
     if relaxation == "lp":
         return float(r @ w)
     excess = np.maximum(problem.predict(w) - problem.y, 0.0)
     value = 0.5 * float(excess @ excess)
-    return value - beta * float(r @ w) if relaxation == "qp" else value
+    if relaxation != "qp":
+        return value
+    x_scale, y_scale = problem.scales
+    return value - beta * x_scale * y_scale * float(r @ w)
 
 
+# Clarabel's statuses as ours: None means "solved, go on"; a name ends the solve with that status.
+CLARABEL_STATUS: dict[str, str | None] = {
+    "Solved": None,
+    "AlmostSolved": None,
+    "CallbackTerminated": "cancelled",
+    "MaxTime": "time_limit",
+    "PrimalInfeasible": "infeasible",
+    "AlmostPrimalInfeasible": "infeasible",
+    "DualInfeasible": "unbounded",
+    "AlmostDualInfeasible": "unbounded",
+    "MaxIterations": "max_iterations",
+}
+# Clarabel's interior point stalls now and then on degenerate sub-problems (an active norm bound with
+# a tiny linear term): a shorter step or no equilibration gets through (measured on such instances).
+_RETRY_SETTINGS: tuple[dict[str, Any], ...] = ({}, {"max_step_fraction": 0.9}, {"equilibrate_enable": False})
+MAX_BOX = 1e12  # in normalised units: a filter this far beyond the data's scale is a numerical failure
+
+_INFEASIBLE_MESSAGE = (
+    "The relaxation is infeasible: the constraints on w exclude every filter with sum_j (X_ij w)_+ <= y_i "
+    "(w = 0 satisfies the data rows, so the constraints on w are the cause)."
+)
 _UNBOUNDED_MESSAGE = (
     "The relaxation is unbounded for this r: there is a direction v with X_ij v <= 0 for every sample and "
     "patch and r^T v > 0, so n={n} samples do not pin the filter down (m={m}). More samples are needed "
@@ -183,7 +229,16 @@ class _Sub:
 
 
 class RelaxationSolver:
-    """Solve one relaxation of one problem for many directions ``r``, sharing the cut pool."""
+    """Solve one relaxation of one problem for many directions ``r``, sharing the cut pool.
+
+    Parameters
+    ----------
+    problem : the problem data (user units; never copied).
+    relaxation : ``"lp"``, ``"qp"`` or ``"naive"``.
+    beta : the QP's dimensionless weight of ``r^T w`` (ignored by the others).
+    constraints : convex constraints on ``w`` in the user's units.
+    settings : Clarabel tolerances and the loop's limits.
+    """
 
     def __init__(
         self,
@@ -200,21 +255,24 @@ class RelaxationSolver:
         self.beta = float(beta) if relaxation == "qp" else 0.0
         self.constraints = resolve_constraints(constraints, problem.m)
         self.settings = settings or SolverSettings()
+        self.x_scale, self.y_scale = problem.scales
+        self.kappa = self.y_scale / self.x_scale
+        self._yn = problem.y / self.y_scale
+        self._unit = self.constraints.in_units(self.kappa)
         self.cuts = _Cuts(problem.m)
         self._static = self._static_rows()
-        y_scale = float(np.max(np.abs(problem.y)))
-        rms = float(np.sqrt(np.mean(problem.patches**2))) or 1.0
-        self._bound0 = 100.0 * max(y_scale, 1.0) / rms
+        self._bound0 = 100.0
         self._batch = self.settings.batch or max(2 * problem.m, 50)
+        self._norms: FloatArray | None = None
 
     # -- assembly ---------------------------------------------------------------------------
 
     def _static_rows(self) -> dict[str, Any]:
-        """User constraints as Clarabel rows over ``[w, u]`` (``u`` only for an l1 bound)."""
-        c, m = self.constraints, self.problem.m
+        """User constraints on ``u`` as Clarabel rows over ``[u, s]`` (``s`` only for an l1 bound)."""
+        c, m = self._unit, self.problem.m
         n_u = m if c.l1_bound is not None else 0
         width = m + n_u
-        I = np.eye(m)
+        I = np.eye(m)  # noqa: E741 (the identity, as in the mathematics)
         zero_rows: list[FloatArray] = []
         zero_rhs: list[FloatArray] = []
         ineq: list[FloatArray] = []
@@ -244,7 +302,10 @@ class RelaxationSolver:
         soc: FloatArray | None = None
         if c.l2_bound is not None:
             soc = np.vstack([np.zeros((1, width)), np.hstack([-I, pad])])
-        stack = lambda rows, w: np.vstack(rows) if rows else np.zeros((0, w))  # noqa: E731
+
+        def stack(parts: list[FloatArray], cols: int) -> FloatArray:
+            return np.vstack(parts) if parts else np.zeros((0, cols))
+
         return {
             "n_u": n_u,
             "zero": stack(zero_rows, width), "zero_rhs": np.concatenate(zero_rhs) if zero_rhs else np.zeros(0),
@@ -259,11 +320,10 @@ class RelaxationSolver:
         samples: np.ndarray | None,
         q_w: FloatArray,
         bound: float | None,
-        homogeneous: bool,
         should_stop: ShouldStop | None,
         deadline: float | None,
     ) -> _Sub:
-        """``min 1/2 ||t||^2 + q_w^T w`` s.t. cut rows (with ``t_i`` when ``samples`` is given), box, user rows."""
+        """``min 1/2 ||t||^2 + q_w^T u`` s.t. cut rows (with ``t_i`` when ``samples`` is given), box, user rows."""
         m, st = self.problem.m, self._static
         n_u = st["n_u"]
         if samples is not None:
@@ -280,17 +340,17 @@ class RelaxationSolver:
             M = sp.csr_matrix(M)
             return sp.hstack([M, sp.csr_matrix((M.shape[0], width - M.shape[1]))], format="csr")
 
-        scale = 0.0 if homogeneous else 1.0
         if st["zero"].shape[0]:
             blocks.append(pad(st["zero"]))
-            b_parts.append(scale * st["zero_rhs"])
+            b_parts.append(st["zero_rhs"])
             cones.append(clarabel.ZeroConeT(st["zero"].shape[0]))
         n_nonneg = 0
         if rows.shape[0]:
             cut = sp.csr_matrix(rows)
             cut = sp.hstack([cut, sp.csr_matrix((rows.shape[0], n_u))], format="csr")
             if n_t:
-                T = sp.csr_matrix((-np.ones(rows.shape[0]), (np.arange(rows.shape[0]), t_index)), shape=(rows.shape[0], n_t))
+                T = sp.csr_matrix((-np.ones(rows.shape[0]), (np.arange(rows.shape[0]), t_index)),
+                                  shape=(rows.shape[0], n_t))
                 cut = sp.hstack([cut, T], format="csr")
             else:
                 cut = pad(cut)
@@ -308,162 +368,334 @@ class RelaxationSolver:
             n_nonneg += 2 * m
         if st["ineq"].shape[0]:
             blocks.append(pad(st["ineq"]))
-            b_parts.append(scale * st["ineq_rhs"])
+            b_parts.append(st["ineq_rhs"])
             n_nonneg += st["ineq"].shape[0]
         if n_nonneg:
             cones.append(clarabel.NonnegativeConeT(n_nonneg))
         if st["soc"] is not None:
             blocks.append(pad(st["soc"]))
-            b_parts.append(scale * st["soc_rhs"])
+            b_parts.append(st["soc_rhs"])
             cones.append(clarabel.SecondOrderConeT(st["soc"].shape[0]))
+        if not blocks:
+            blocks.append(sp.csr_matrix((0, width)))
+            b_parts.append(np.zeros(0))
         A = sp.vstack(blocks, format="csc")
         b = np.concatenate(b_parts)
         q = np.concatenate([q_w, np.zeros(n_u + n_t)])
         if n_t:
-            P = sp.csc_matrix((np.ones(n_t), (np.arange(m + n_u, width), np.arange(m + n_u, width))), shape=(width, width))
+            diag = np.arange(m + n_u, width)
+            P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
-        s = clarabel.DefaultSettings()
-        s.verbose = False
-        s.presolve_enable = False
-        s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
-        s.tol_gap_abs = self.settings.tol_gap_abs
-        s.tol_gap_rel = self.settings.tol_gap_rel
-        s.tol_feas = self.settings.tol_feas
-        s.max_iter = self.settings.max_iter
-        if deadline is not None:
-            s.time_limit = max(deadline - time.monotonic(), 1e-3)
-        solver = clarabel.DefaultSolver(P, q, A, b, cones, s)
-        if should_stop is not None:
-            solver.set_termination_callback(lambda _info: bool(should_stop()))
-        sol = solver.solve()
+        for variant in _RETRY_SETTINGS:
+            s = clarabel.DefaultSettings()
+            s.verbose = False
+            s.presolve_enable = False
+            s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
+            s.tol_gap_abs = self.settings.tol_gap_abs
+            s.tol_gap_rel = self.settings.tol_gap_rel
+            s.tol_feas = self.settings.tol_feas
+            s.max_iter = self.settings.max_iter
+            for name, value in variant.items():
+                setattr(s, name, value)
+            if deadline is not None:
+                s.time_limit = max(deadline - time.monotonic(), 1e-3)
+            solver = clarabel.DefaultSolver(P, q, A, b, cones, s)
+            if should_stop is not None:
+                solver.set_termination_callback(lambda _info: bool(should_stop()))
+            sol = solver.solve()
+            if str(sol.status) not in ("InsufficientProgress", "NumericalError"):
+                break
         return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
 
-    # -- the working-set loop ---------------------------------------------------------------
+    # -- normalised data ----------------------------------------------------------------------
 
-    def _violations(self, w: FloatArray, t: dict[int, float] | None) -> tuple[FloatArray, FloatArray]:
-        """Per-sample excess ``s_i(w) - y_i - t_i`` over the full data, and the pre-activations."""
-        pre = self.problem.preactivations(w)
-        excess = np.maximum(pre, 0.0).sum(axis=1) - self.problem.y
+    def _pre(self, u: FloatArray) -> FloatArray:
+        """Normalised pre-activations ``(X_ij / x_scale) u``, shape ``(n, k)``, without copying ``X``."""
+        return self.problem.preactivations(u / self.x_scale)
+
+    def _violations(self, u: FloatArray, t: dict[int, float] | None) -> tuple[FloatArray, FloatArray]:
+        """Per-sample excess ``s_i(u) - y_i - t_i`` (normalised) over the full data, and the pre-activations."""
+        pre = self._pre(u)
+        excess = np.maximum(pre, 0.0).sum(axis=1) - self._yn
         if t:
             idx = np.fromiter(t.keys(), dtype=np.intp)
             excess[idx] -= np.fromiter(t.values(), dtype=np.float64)
         return excess, pre
 
+    def _patch_norms(self) -> FloatArray:
+        if self._norms is None:
+            self._norms = self.problem.patch_norms().reshape(-1) / self.x_scale
+        return self._norms
+
+    # -- the working-set loop ---------------------------------------------------------------
+
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None) -> RelaxationSolution:
-        """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention)."""
+        """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention).
+
+        Parameters
+        ----------
+        r : the direction, length ``m``.
+        should_stop : polled between rounds and inside Clarabel; True cancels the solve.
+
+        Returns
+        -------
+        The solution, its filter in the user's units, and the solver's evidence.
+        """
         r = np.asarray(r, dtype=np.float64)
         problem, st = self.problem, self.settings
+        m = problem.m
         start = time.monotonic()
         deadline = None if st.time_limit_s is None else start + st.time_limit_s
         weight = 1.0 if self.relaxation == "lp" else self.beta
         q_w = -weight * r
         with_t = self.relaxation != "lp"
-        bound: float | None = None if self.constraints.is_bounded else self._bound0
+        bound: float | None = None if self._unit.is_bounded else self._bound0
         iterations = outer = 0
-        tol = st.cut_tol * (1.0 + np.abs(problem.y))
+        tol = st.cut_tol * (1.0 + np.abs(self._yn))
         sub: _Sub | None = None
+
+        def finish(status: str, message: str, u: FloatArray | None = None) -> RelaxationSolution:
+            return self._finish(status, message, u, r, iterations, outer, start, sub)
+
         self.cuts.use_all()
         while True:
             outer += 1
             if should_stop is not None and should_stop():
-                return self._finish("cancelled", "The solve was cancelled.", None, r, iterations, outer, start, sub)
+                return finish("cancelled", "The solve was cancelled.")
             if deadline is not None and time.monotonic() > deadline:
-                return self._finish("time_limit", f"The solve exceeded its time limit of {st.time_limit_s:g} s.",
-                                    None, r, iterations, outer, start, sub)
+                return finish("time_limit", f"The solve exceeded its time limit of {st.time_limit_s:g} s.")
             if outer > st.max_outer_iterations:
-                return self._finish("max_iterations", "The working-set loop did not converge within "
-                                    f"{st.max_outer_iterations} rounds.", None, r, iterations, outer, start, sub)
+                return finish("max_iterations", "The working-set loop did not converge within "
+                              f"{st.max_outer_iterations} rounds.")
             rows, rhs, samples, used = self.cuts.arrays()
-            sub = self._solve_sub(rows, rhs, samples if with_t else None, q_w, bound, False, should_stop, deadline)
+            sub = self._solve_sub(rows, rhs, samples if with_t else None, q_w, bound, should_stop, deadline)
             iterations += sub.iterations
-            early = self._status_outcome(sub, r, iterations, outer, start)
-            if early is not None:
-                return early
-            w = sub.x[: problem.m]
+            outcome = CLARABEL_STATUS.get(sub.status, "numerical_error")
+            if outcome == "infeasible":
+                feasible, size = self._feasible(rows, rhs, with_t, should_stop, deadline)
+                if feasible is None:
+                    return finish("numerical_error", "Clarabel reported the sub-problem infeasible, and deciding "
+                                  "feasibility without the temporary box failed too: a numerical failure.")
+                if not feasible:
+                    return finish("infeasible", _INFEASIBLE_MESSAGE)
+                if bound is None:
+                    return finish("numerical_error", "Clarabel reported the sub-problem infeasible, but a feasible "
+                                  "filter exists: a numerical failure.")
+                bound = max(100.0 * bound, 10.0 * size)
+                if bound > MAX_BOX:
+                    return finish("numerical_error", "Every feasible filter lies beyond 1e12 times the data's natural "
+                                  "scale y_scale / x_scale: the problem is too ill-conditioned to solve reliably.")
+                continue
+            if outcome is not None:
+                return self._status_outcome(outcome, sub, r, iterations, outer, start)
+            u = sub.x[:m]
             t: dict[int, float] | None = None
-            slack = rhs - rows @ w
+            slack = rhs - rows @ u
             if with_t and len(samples):
                 uniq, t_index = np.unique(samples, return_inverse=True)
-                tv = np.maximum(sub.x[problem.m + self._static["n_u"]:], 0.0)
-                t = dict(zip(uniq.tolist(), tv.tolist()))
+                tv = np.maximum(sub.x[m + self._static["n_u"]:], 0.0)
+                t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
                 slack += tv[t_index]
             self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
-            excess, pre = self._violations(w, t)
+            excess, pre = self._violations(u, t)
             violated = np.flatnonzero(excess > tol)
             added = 0
+            if violated.size > 8 * self._batch:
+                # Only the most violated samples can make this round's batch: gather those alone.
+                violated = violated[np.argpartition(-excess[violated], 8 * self._batch)[: 8 * self._batch]]
             if violated.size:
                 masks = pre[violated] > 0
-                rows = np.einsum("vk,vkm->vm", masks.astype(np.float64), problem.patches[violated])
-                # Deepest cuts first: the distance from w to each violated half-space.
-                depth = excess[violated] / np.maximum(np.linalg.norm(rows, axis=1), 1e-300)
+                cut_rows = np.einsum("vk,vkm->vm", masks.astype(np.float64), problem.patches[violated]) / self.x_scale
+                # Deepest cuts first: the distance from u to each violated half-space.
+                depth = excess[violated] / np.maximum(np.linalg.norm(cut_rows, axis=1), 1e-300)
                 for v in np.argsort(-depth):
                     i = int(violated[v])
-                    if self.cuts.add(i, np.packbits(masks[v]).tobytes(), rows[v], float(problem.y[i])):
+                    if self.cuts.add(i, np.packbits(masks[v]).tobytes(), cut_rows[v], float(self._yn[i])):
                         added += 1
                         if added >= self._batch:
                             break
             if added:
                 continue
-            if bound is not None and self.relaxation != "naive" and np.max(np.abs(w)) >= 0.99 * bound:
-                if self._recession_unbounded(r, should_stop, deadline):
-                    return self._finish("unbounded", _UNBOUNDED_MESSAGE.format(n=problem.n, m=problem.m),
-                                        None, r, iterations, outer, start, sub)
+            if bound is not None and self.relaxation != "naive" and np.max(np.abs(u)) >= 0.99 * bound:
+                if self._recession_direction(r, should_stop, deadline) is not None:
+                    return finish("unbounded", _UNBOUNDED_MESSAGE.format(n=problem.n, m=m))
                 bound *= 100.0
+                if bound > MAX_BOX:
+                    return finish("numerical_error", "The filter keeps growing (beyond 1e12 times the data's natural "
+                                  "scale y_scale / x_scale) although no recession direction exists: the problem is "
+                                  "too ill-conditioned to solve reliably.")
                 continue
-            return self._finish("optimal", "Solved to optimality.", w, r, iterations, outer, start, sub)
+            if self.relaxation == "lp":
+                u = self._crossover(u, r, rows, rhs, tol)
+            return finish("optimal", "Solved to optimality.", u)
 
-    def _status_outcome(self, sub: _Sub, r: FloatArray, iterations: int, outer: int, start: float) -> RelaxationSolution | None:
-        status = sub.status
-        if status in ("Solved", "AlmostSolved"):
-            return None
-        if status == "CallbackTerminated":
-            return self._finish("cancelled", "The solve was cancelled.", None, r, iterations, outer, start, sub)
-        if status == "MaxTime":
-            return self._finish("time_limit", f"The solve exceeded its time limit of {self.settings.time_limit_s:g} s.",
-                                None, r, iterations, outer, start, sub)
-        if status in ("PrimalInfeasible", "AlmostPrimalInfeasible"):
-            return self._finish(
-                "infeasible", "The relaxation is infeasible: the constraints on w exclude every filter with "
-                "sum_j (X_ij w)_+ <= y_i (w = 0 satisfies the data rows, so the constraints on w are the cause).",
-                None, r, iterations, outer, start, sub)
-        if status in ("DualInfeasible", "AlmostDualInfeasible"):
-            return self._finish("unbounded", _UNBOUNDED_MESSAGE.format(n=self.problem.n, m=self.problem.m),
-                                None, r, iterations, outer, start, sub)
-        if status == "MaxIterations":
-            return self._finish("max_iterations", f"Clarabel stopped after {sub.iterations} iterations without converging.",
-                                None, r, iterations, outer, start, sub)
-        return self._finish("numerical_error", f"Clarabel ended with status {status}.", None, r, iterations, outer, start, sub)
+    def _feasible(self, rows: FloatArray, rhs: FloatArray, with_t: bool, should_stop: ShouldStop | None,
+                  deadline: float | None) -> tuple[bool | None, float]:
+        """Do the cuts and the user constraints admit a filter, box or no box? (None: undecided.)
 
-    def _recession_unbounded(self, r: FloatArray, should_stop: ShouldStop | None, deadline: float | None) -> bool:
-        """Is there ``v`` with ``X_ij v <= 0`` for all ``i, j``, the constraints' recession cone, and ``r^T v > 0``?"""
-        problem = self.problem
-        flat = problem.patches.reshape(-1, problem.m)
+        The cuts are valid inequalities of the full problem, so "no" proves the full problem infeasible.
+        Linear constraints are decided by HiGHS's simplex (exact); norm bounds by Clarabel with a zero
+        objective (bounded without a box). Returns the verdict and ``max|u|`` of a feasible point.
+        """
+        m, c = self.problem.m, self._unit
+        use_rows = rows if not with_t else np.zeros((0, m))
+        if c.is_linear:
+            ineq = [use_rows] + ([c.inequality[0]] if c.inequality is not None else [])
+            ineq_rhs = [rhs if not with_t else np.zeros(0)] + ([c.inequality[1]] if c.inequality is not None else [])
+            A_ub, b_ub = np.vstack(ineq), np.concatenate(ineq_rhs)
+            lower = c.lower if c.lower is not None else np.full(m, -np.inf)
+            upper = c.upper if c.upper is not None else np.full(m, np.inf)
+            res = linprog(np.zeros(m), A_ub=A_ub if A_ub.shape[0] else None, b_ub=b_ub if A_ub.shape[0] else None,
+                          A_eq=None if c.equality is None else c.equality[0],
+                          b_eq=None if c.equality is None else c.equality[1],
+                          bounds=[(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
+                                  for lo, hi in zip(lower, upper, strict=True)], method="highs")
+            if res.status == 2:
+                return False, 0.0
+            if res.status != 0 or res.x is None:
+                return None, 0.0
+            return True, float(np.max(np.abs(res.x), initial=0.0))
+        sub = self._solve_sub(use_rows, rhs if not with_t else np.zeros(0), None, np.zeros(m), None,
+                              should_stop, deadline)
+        verdict = CLARABEL_STATUS.get(sub.status, "numerical_error")
+        if verdict is None:
+            return True, float(np.max(np.abs(sub.x[:m]), initial=0.0))
+        return (False, 0.0) if verdict == "infeasible" else (None, 0.0)
+
+    def _crossover(self, u: FloatArray, r: FloatArray, rows: FloatArray, rhs: FloatArray,
+                   tol: FloatArray) -> FloatArray:
+        """Move the LP optimum onto the exact point of the cuts (and user constraints) tight at it.
+
+        The projection of ``u`` onto ``{A u = b}`` for the active rows ``A`` is kept when it satisfies
+        every sample and user constraint and its value ``r^T u`` is no worse (to 1e-7 relative): an
+        interior-point optimum is then replaced by the vertex HiGHS's simplex would report. (The value may
+        drop a little when the interior point was itself infeasible by up to the cut tolerance.)
+        """
+        if rows.shape[0] == 0:
+            return u
+        # Active: tight at the interior point (Clarabel's duals of slack rows are small but not zero, and on
+        # this degenerate LP many tight rows have zero duals, so slack decides; a wrong guess is rejected below).
+        active = rhs - rows @ u <= 1e-6 * (1.0 + np.abs(rhs))
+        A, b = rows[active], rhs[active]
+        c = self._unit
+        extra_rows: list[FloatArray] = []
+        extra_rhs: list[FloatArray] = []
+        if c.equality is not None:
+            extra_rows.append(c.equality[0])
+            extra_rhs.append(c.equality[1])
+        scale = 1.0 + float(np.max(np.abs(u)))
+
+        def near(gap: FloatArray) -> NDArray[np.bool_]:
+            return gap <= 1e-7 * scale
+
+        if c.lower is not None:
+            hit = np.flatnonzero(np.isfinite(c.lower) & near(u - c.lower))
+            extra_rows.append(np.eye(self.problem.m)[hit])
+            extra_rhs.append(c.lower[hit])
+        if c.upper is not None:
+            hit = np.flatnonzero(np.isfinite(c.upper) & near(c.upper - u))
+            extra_rows.append(np.eye(self.problem.m)[hit])
+            extra_rhs.append(c.upper[hit])
+        if c.inequality is not None:
+            G, h = c.inequality
+            hit = np.flatnonzero(near(h - G @ u))
+            extra_rows.append(G[hit])
+            extra_rhs.append(h[hit])
+        if extra_rows:
+            A = np.vstack([A, *extra_rows])
+            b = np.concatenate([b, *extra_rhs])
+        if A.shape[0] == 0:
+            return u
+        step, *_ = np.linalg.lstsq(A, b - A @ u, rcond=None)
+        candidate = u + step
+        if not np.all(np.isfinite(candidate)):
+            return u
+        excess, _ = self._violations(candidate, None)
+        if np.any(excess > tol) or c.violation(candidate) > 1e-9 * (1.0 + float(np.max(np.abs(candidate)))):
+            return u
+        value = float(r @ u)
+        if float(r @ candidate) < value - 1e-7 * (abs(value) + float(np.linalg.norm(r))):
+            return u
+        return candidate
+
+    def _status_outcome(self, outcome: str, sub: _Sub, r: FloatArray, iterations: int, outer: int,
+                        start: float) -> RelaxationSolution:
+        """The solution for a sub-problem that ended the solve (status mapped by :data:`CLARABEL_STATUS`)."""
+        messages = {
+            "cancelled": "The solve was cancelled.",
+            "time_limit": f"The solve exceeded its time limit of {self.settings.time_limit_s or 0:g} s.",
+            "infeasible": _INFEASIBLE_MESSAGE,
+            # Every sub-problem has a box or bounded constraints, so Clarabel's "unbounded" is a numerical failure.
+            "unbounded": "Clarabel reported a bounded sub-problem unbounded: a numerical failure.",
+            "max_iterations": f"Clarabel stopped after {sub.iterations} iterations without converging.",
+        }
+        status = "numerical_error" if outcome == "unbounded" else outcome
+        message = messages.get(outcome, f"Clarabel ended with status {sub.status}.")
+        return self._finish(status, message, None, r, iterations, outer, start, sub)
+
+    def _recession_direction(self, r: FloatArray, should_stop: ShouldStop | None,
+                             deadline: float | None) -> FloatArray | None:
+        """A ``v`` with ``X_ij v <= 0`` for all patches, in the constraints' recession cone, and ``r^T v > 0``.
+
+        HiGHS's simplex solves ``max r^T v`` over the patches chosen so far (rows scaled to unit norm),
+        the homogeneous user constraints and ``|v| <= 1``; patches violated relative to ``||X_ij|| ||v||``
+        join until none is. A direction is returned only when it is confirmed on every patch; ``None``
+        means the problem is bounded in the direction ``r``.
+        """
+        m, c = self.problem.m, self._unit
+        flat, norms = self.problem.flat, self._patch_norms() * self.x_scale
+        usable = norms > 0
+        eq_rows = c.equality[0] if c.equality is not None else np.zeros((0, m))
+        fixed: list[FloatArray] = []
+        if c.lower is not None:
+            fixed.append(-np.eye(m)[np.isfinite(c.lower)])
+        if c.upper is not None:
+            fixed.append(np.eye(m)[np.isfinite(c.upper)])
+        if c.inequality is not None:
+            fixed.append(c.inequality[0])
+        user_rows = np.vstack(fixed) if fixed else np.zeros((0, m))
         chosen: list[int] = []
         seen: set[int] = set()
+        rn = r / max(float(np.linalg.norm(r)), 1e-300)
+        options = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
         for _ in range(self.settings.max_outer_iterations):
-            rows = flat[chosen] if chosen else np.zeros((0, problem.m))
-            sub = self._solve_sub(rows, np.zeros(len(chosen)), None, -r, 1.0, True, should_stop, deadline)
-            if sub.status not in ("Solved", "AlmostSolved"):
-                return False
-            v = sub.x[: problem.m]
-            if float(r @ v) <= 1e-7 * float(np.linalg.norm(r)):
-                return False
-            pre = flat @ v
-            new = [int(i) for i in np.argsort(-pre)[: self._batch] if pre[i] > 1e-9 and int(i) not in seen]
+            if (should_stop is not None and should_stop()) or (deadline is not None and time.monotonic() > deadline):
+                return None
+            idx = np.array(chosen, dtype=np.intp)
+            A_ub = np.vstack([flat[idx] / norms[idx][:, None], user_rows])
+            has_ub = A_ub.shape[0] > 0
+            res = linprog(-rn, A_ub=A_ub if has_ub else None, b_ub=np.zeros(A_ub.shape[0]) if has_ub else None,
+                          A_eq=eq_rows if eq_rows.shape[0] else None,
+                          b_eq=np.zeros(eq_rows.shape[0]) if eq_rows.shape[0] else None,
+                          bounds=[(-1.0, 1.0)] * m, method="highs", options=options)
+            if res.status != 0 or res.x is None:
+                return None
+            v = np.asarray(res.x)
+            vnorm = float(np.linalg.norm(v))
+            # On a cone cut by the box, a positive optimum sits on the box: |v|_inf = 1.
+            if float(np.max(np.abs(v))) < 0.5 or float(rn @ v) <= 1e-9 * vnorm:
+                return None
+            relative = np.full(flat.shape[0], -np.inf)
+            relative[usable] = (flat[usable] @ v) / (norms[usable] * vnorm)
+            violated = np.flatnonzero(relative > 1e-9)
+            new = [int(i) for i in violated[np.argsort(-relative[violated])] if int(i) not in seen][: self._batch]
+            if not violated.size:
+                return v * self.kappa
             if not new:
-                return True
+                return None
             chosen.extend(new)
             seen.update(new)
-        return False
+        return None
 
-    def _finish(self, status: str, message: str, w: FloatArray | None, r: FloatArray, iterations: int,
+    def _finish(self, status: str, message: str, u: FloatArray | None, r: FloatArray, iterations: int,
                 outer: int, start: float, sub: _Sub | None) -> RelaxationSolution:
         info = sub.info if sub is not None else None
+        w = None if u is None else np.asarray(u, dtype=np.float64) * self.kappa
         return RelaxationSolution(
             status=status,
             message=message,
-            w=None if w is None else np.array(w),
+            w=w,
             objective=None if w is None else objective_value(self.problem, w, r, self.relaxation, self.beta),
             iterations=iterations,
             outer_iterations=outer,
@@ -472,7 +704,7 @@ class RelaxationSolver:
             clarabel_status=sub.status if sub is not None else "NotStarted",
             primal_residual=None if info is None else float(info.res_primal),
             dual_residual=None if info is None else float(info.res_dual),
-            duality_gap=None if info is None else float(info.gap_abs),
+            duality_gap=None if info is None else float(info.gap_rel),
         )
 
 

@@ -9,19 +9,38 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
 from .certificate import (
-    DEFAULT_CONE_TOL, DEFAULT_FIT_TOL, DEFAULT_OPTIMALITY_TOL, Certificate, ConeCertificate, certify, cone_certificate,
+    DEFAULT_CONE_TOL,
+    DEFAULT_FIT_TOL,
+    DEFAULT_OPTIMALITY_TOL,
+    Certificate,
+    ConeCertificate,
+    certify,
+    cone_certificate,
+    coverage,
+    fit_residual,
+    optimality_cone,
+    summary,
 )
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
-from .relaxation import RELAXATIONS, RelaxationSolution, RelaxationSolver, SolverSettings, validate_relaxation
+from .relaxation import (
+    RELAXATIONS,
+    RelaxationKind,
+    RelaxationSolution,
+    RelaxationSolver,
+    SolverSettings,
+    validate_relaxation,
+)
 
 ShouldStop = Callable[[], bool]
 DEFAULT_RECOVERY_TOL = 1e-4
+DEFAULT_COVERAGE_SAMPLES = 64
+POLISH_FEASIBILITY_TOL = 1e-9  # relative (ResolvedConstraints.relative_violation)
 
 
 @dataclass(frozen=True)
@@ -39,6 +58,7 @@ class SolveOptions:
     optimality_tol: float = DEFAULT_OPTIMALITY_TOL
     cone_tol: float = DEFAULT_CONE_TOL
     fit_tol: float = DEFAULT_FIT_TOL
+    coverage_samples: int = DEFAULT_COVERAGE_SAMPLES
     backend: str = "clarabel"
     solver: SolverSettings = field(default_factory=SolverSettings)
 
@@ -51,6 +71,11 @@ class SolveOptions:
             raise InvalidParameterError("trials", f"trials must be a positive integer, got {self.trials!r}.")
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise InvalidParameterError("seed", f"seed must be a non-negative integer, got {self.seed!r}.")
+        if (isinstance(self.coverage_samples, bool) or not isinstance(self.coverage_samples, (int, np.integer))
+                or self.coverage_samples < 0):
+            raise InvalidParameterError(
+                "coverage_samples", f"coverage_samples must be an integer >= 0 (0 skips the estimate), "
+                f"got {self.coverage_samples!r}.")
         if self.backend not in ("clarabel", "cvxpy"):
             raise InvalidParameterError("backend", f"backend must be 'clarabel' or 'cvxpy', got {self.backend!r}.")
         for name in ("recovery_tol", "optimality_tol", "cone_tol", "fit_tol"):
@@ -74,18 +99,21 @@ class PolishOutcome:
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
     """Least squares on the activation pattern of ``w``: solve ``sum_j A_ij X_ij w = y_i``.
 
+    The pattern is judged relative to ``||X_ij|| ||w||`` (:meth:`ConvProblem.active_mask`), so patches the
+    LP left at a kink (``X_ij w`` at rounding level) count as inactive in every unit.
+
     Kept when the loss drops; repeated while the pattern moves (for ``k = 1`` this is ``X_S^+ y_S``).
     """
     best, best_loss = w, problem.loss(w)
     accepted = unchanged = False
     for _ in range(rounds):
-        mask = problem.preactivations(best) > 0
-        G = np.einsum("ik,ikm->im", mask.astype(np.float64), problem.patches)
-        candidate, *_ = np.linalg.lstsq(G, problem.y, rcond=None)
+        mask = problem.active_mask(best)
+        G = problem.active_sums(best, mask)
+        candidate = np.asarray(np.linalg.lstsq(G, problem.y, rcond=None)[0], dtype=np.float64)
         loss = problem.loss(candidate)
         if not loss < best_loss:
             break
-        unchanged = bool(np.array_equal(problem.preactivations(candidate) > 0, mask))
+        unchanged = bool(np.array_equal(problem.active_mask(candidate), mask))
         best, best_loss, accepted = candidate, loss, True
         if unchanged:
             break
@@ -160,6 +188,8 @@ class SolveResult:
             "global_optimum": False, "loss": None, "loss_threshold": None, "fit_residual": None,
             "cone": ConeCertificate(False, False, None, DEFAULT_CONE_TOL, None,
                                     "not applicable: no trial produced a filter").to_dict(),
+            "summary": "No trial produced a filter, so there is nothing to certify.",
+            "relative_gradient_norm": None, "coverage": None,
         }
         if self.selected_trial is not None:
             cert["solver"] = self.trials[self.selected_trial].solution.solver_dict()
@@ -189,8 +219,14 @@ def make_solver(problem: ConvProblem, options: SolveOptions, constraints: Resolv
         from .oracle import CvxpyRelaxation
 
         return CvxpyRelaxation(problem, options.relaxation, beta=options.beta, constraints=constraints)
-    return RelaxationSolver(problem, options.relaxation, beta=options.beta, constraints=constraints,
-                            settings=options.solver)  # type: ignore[arg-type]
+    return RelaxationSolver(problem, _relaxation_kind(options.relaxation), beta=options.beta, constraints=constraints,
+                            settings=options.solver)
+
+
+def _relaxation_kind(name: str) -> RelaxationKind:
+    if name not in RELAXATIONS:
+        raise InvalidParameterError("relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}.")
+    return cast(RelaxationKind, name)
 
 
 def solve(
@@ -213,7 +249,9 @@ def solve(
     start = time.monotonic()
     solver = make_solver(problem, options, constraints)
     threshold = options.optimality_tol * max(float(problem.y @ problem.y), np.finfo(float).tiny)
-    star_fits = w_star is not None and _fits(problem, w_star, options.fit_tol)
+    star_cone = None
+    if w_star is not None and fit_residual(problem, w_star) <= options.fit_tol:
+        star_cone, _ = optimality_cone(problem, w_star, constraints)
     records: list[TrialRecord] = []
     status, message = "solved", ""
     for t in range(options.trials):
@@ -227,7 +265,8 @@ def solve(
             raw_loss = loss = problem.loss(w)
             if options.polish:
                 outcome = polish(problem, w)
-                if outcome.accepted and constraints.violation(outcome.w) <= 1e-9 * (1 + np.abs(outcome.w).max()):
+                if (outcome.accepted
+                        and constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):
                     w_polished = outcome.w
                     loss = problem.loss(w_polished)
         error = polished_error = None
@@ -235,9 +274,9 @@ def solve(
             error = _relative_error(w, w_star)
             polished_error = error if w_polished is None else _relative_error(w_polished, w_star)
         predicted = None
-        if star_fits:
+        if star_cone is not None and w_star is not None:
             predicted = cone_certificate(problem, w_star, r, constraints=constraints, tol=options.cone_tol,
-                                         fit_tol=options.fit_tol).certified
+                                         fit_tol=options.fit_tol, cone=star_cone).certified
         record = TrialRecord(
             index=t, r=r, w=w, w_polished=w_polished, loss=loss, raw_loss=raw_loss, objective=sol.objective,
             recovered=None if w_star is None else bool(error is not None and error <= options.recovery_tol),
@@ -257,7 +296,7 @@ def solve(
         if options.stop_on_certificate and loss is not None and loss <= threshold:
             break
     finished = [rec for rec in records if rec.final_w is not None]
-    best = min(finished, key=lambda rec: rec.loss) if finished else None  # type: ignore[arg-type,return-value]
+    best = _select(finished, threshold)
     if best is None and status == "solved":
         statuses = sorted({rec.solution.status for rec in records})
         status = statuses[0] if len(statuses) == 1 else "no_solution"
@@ -266,19 +305,13 @@ def solve(
         message = f"Selected trial {best.index} of {len(records)} run."  # type: ignore[union-attr]
     certificate = None
     if best is not None:
-        certificate = certify(problem, best.final_w, best.r, constraints=constraints,  # type: ignore[arg-type]
-                              optimality_tol=options.optimality_tol, cone_tol=options.cone_tol, fit_tol=options.fit_tol)
-        if best.w_polished is not None and certificate.cone.applicable and not certificate.cone.certified:
-            cone = replace(certificate.cone, reason=certificate.cone.reason + ". The filter was reached by "
-                           "polishing this trial's LP solution, not by the LP itself"
-                           + (", and its zero loss certifies it as a global minimum all the same"
-                              if certificate.global_optimum else ""))
-            certificate = replace(certificate, cone=cone)
+        certificate = _certificate(problem, best, records, constraints, options)
     return SolveResult(
         status=status, message=message,
         w=None if best is None else best.final_w, loss=None if best is None else best.loss,
         certificate=certificate,
-        recovery_error=None if (best is None or w_star is None) else _relative_error(best.final_w, w_star),
+        recovery_error=None if (best is None or best.final_w is None or w_star is None)
+        else _relative_error(best.final_w, w_star),
         selected_trial=None if best is None else best.index,
         trials=records, relaxation=options.relaxation,
         n=problem.n, d=problem.d, k=problem.k, m=problem.m,
@@ -287,7 +320,60 @@ def solve(
     )
 
 
-def _fits(problem: ConvProblem, w: FloatArray, fit_tol: float) -> bool:
-    from .certificate import fit_residual
+def _select(finished: list[TrialRecord], threshold: float) -> TrialRecord | None:
+    """The trial with the least loss; the first one among those within rounding of it, or of zero loss.
 
-    return fit_residual(problem, w) <= fit_tol
+    Every loss at or below the zero-loss threshold is a certified global minimum, and losses within a
+    relative 1e-9 of each other are the same in any units: taking the first keeps selection scale-free.
+    """
+    losses = [rec.loss for rec in finished if rec.loss is not None]
+    if not losses:
+        return None
+    cutoff = max(threshold, min(losses) * (1.0 + 1e-9))
+    return next(rec for rec in finished if rec.loss is not None and rec.loss <= cutoff)
+
+
+def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRecord],
+                 constraints: ResolvedConstraints, options: SolveOptions) -> Certificate:
+    """The selected filter's certificate: zero loss, the cone test for every direction tried, coverage.
+
+    The cone of optimality is built once at the selected filter and tested against each trial's ``r``;
+    ``certified_by_trials`` lists the trials whose direction makes the filter LP-optimal.
+    """
+    w = best.final_w
+    assert w is not None
+    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
+                   cone_tol=options.cone_tol, fit_tol=options.fit_tol)
+    if not base.cone.applicable:
+        return replace(base, coverage=coverage(problem, w, samples=0, constraints=constraints,
+                                               fit_tol=options.fit_tol))
+    cone, ties = optimality_cone(problem, w, constraints)
+    verdicts = [(rec.index, cone_certificate(problem, w, rec.r, constraints=constraints, tol=options.cone_tol,
+                                             fit_tol=options.fit_tol, cone=cone)) for rec in records]
+    certified_by = [index for index, cert in verdicts if cert.certified]
+    index, closest = min(verdicts, key=lambda item: item[1].residual if item[1].residual is not None else np.inf)
+    tied = f" ({ties} tied patches X_ij w = 0 counted with multipliers in [0, v_i])" if ties else ""
+    if certified_by:
+        reason = (f"For the direction r of trial(s) {certified_by} (of {len(records)} tried) the selected filter is "
+                  f"an optimum of the LP relaxation: r lies in its cone of optimality{tied}, so the relaxation itself "
+                  "certifies this filter for those directions.")
+    else:
+        tried = "The one direction tried does not make" if len(records) == 1 else \
+            f"None of the {len(records)} directions tried makes"
+        reason = (f"{tried} the selected filter LP-optimal (closest: trial {index}, relative residual "
+                  f"{closest.residual:.3g} > {options.cone_tol:g}){tied}.")
+        if best.w_polished is not None:
+            reason += (" The filter was reached by polishing trial "
+                       f"{best.index}'s LP solution, not by the LP itself")
+            reason += (", and its zero loss certifies it as a global minimum all the same." if base.global_optimum
+                       else ".")
+    cone_cert = ConeCertificate(
+        applicable=True, certified=bool(certified_by), residual=closest.residual, tolerance=options.cone_tol,
+        positive_multipliers=closest.positive_multipliers, reason=reason, tied_patches=ties,
+        certified_by_trials=certified_by,
+    )
+    estimate = coverage(problem, w, samples=options.coverage_samples, seed=options.seed, constraints=constraints,
+                        tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
+    return replace(base, cone=cone_cert, coverage=estimate,
+                   summary=summary(base.global_optimum, base.loss, base.loss_threshold, cone_cert,
+                                   base.relative_gradient_norm))
