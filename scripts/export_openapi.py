@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -17,10 +18,16 @@ TARGET = ROOT / "openapi.json"
 
 
 def openapi_text() -> str:
-    """The app's schema as stable, indented JSON (the app is built but not started)."""
+    """The app's schema as stable, indented JSON (the app is built but not started).
+
+    The schema states the server's configured limits, so it is built from the defaults alone: any
+    ``CNNRELAX_*`` variable of the calling environment is ignored.
+    """
     from cnnrelax.api import create_app
     from cnnrelax.settings import Settings
 
+    for name in [name for name in os.environ if name.startswith("CNNRELAX_")]:
+        del os.environ[name]
     with tempfile.TemporaryDirectory() as data_dir:
         app = create_app(Settings(data_dir=Path(data_dir), api_keys=[]))
         return json.dumps(app.openapi(), indent=2, ensure_ascii=False) + "\n"

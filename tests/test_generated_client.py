@@ -36,8 +36,9 @@ from conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 GENERATOR = "openapi-python-client==0.29.1"
-pytestmark = pytest.mark.skipif(os.environ.get("CNNRELAX_TEST_GENERATED_CLIENT") != "1",
-                                reason="opt-in: set CNNRELAX_TEST_GENERATED_CLIENT=1 (installs the generator from PyPI)")
+pytestmark = pytest.mark.skipif(
+    os.environ.get("CNNRELAX_TEST_GENERATED_CLIENT") != "1",
+    reason="opt-in: set CNNRELAX_TEST_GENERATED_CLIENT=1 (installs the generator from PyPI)")
 
 READER = textwrap.dedent('''
     import json, sys, datetime

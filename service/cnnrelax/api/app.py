@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator
 
@@ -184,7 +185,8 @@ def _install_allow(app: FastAPI) -> None:
         if isinstance(exc, StarletteHTTPException) and exc.status_code == 405:
             allowed = ", ".join(allowed_methods(app, dict(request.scope)))
             exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": allowed})
-        return await base(request, exc)  # type: ignore[no-any-return]
+        answer = base(request, exc)
+        return await answer if inspect.isawaitable(answer) else answer
 
     app.add_exception_handler(StarletteHTTPException, http_error)
 
