@@ -492,6 +492,7 @@ class _WorkerSlot:
         except (OSError, ValueError) as exc:
             result = WorkerDied(f"the worker process could not take the job ({type(exc).__name__})")
         next_memory_look = start
+        resident: int | None = None
         while result is None:
             ready = multiprocessing.connection.wait([conn, process.sentinel], timeout=0.05)
             if conn in ready:
@@ -503,6 +504,10 @@ class _WorkerSlot:
             if not process.is_alive():
                 process.join(timeout=1)
                 code = process.exitcode
+                if limit and code == -signal.SIGKILL and resident is not None and resident >= 0.9 * limit:
+                    # Killed near its limit (the kernel's OOM killer): this job's memory, not a crash to retry.
+                    result = hard_stop_outcome("memory", ticket, "", time.monotonic() - start, limit)
+                    break
                 cause = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
                 result = WorkerDied(f"its worker process died ({cause})")
                 break
@@ -511,7 +516,7 @@ class _WorkerSlot:
                 request = self.stop_request
             if request is None and limit and now >= next_memory_look:
                 next_memory_look = now + MEMORY_POLL_S
-                resident = _resident_bytes(process.pid)
+                resident = _resident_bytes(process.pid) or resident
                 if resident is not None and resident > limit:
                     request = "memory"
             if request is not None:
