@@ -115,7 +115,8 @@ def main() -> None:
             both = [(c["min_error"], c["method"]) for c in result["cells"] if c["min_error"] is not None
                     and c["success_rate"] > 0]
             if both:
-                worst = {m: max(e for e, mm in both if mm == m) for m in spec["methods"] if any(mm == m for _, mm in both)}
+                worst = {m: max(e for e, mm in both if mm == m) for m in spec["methods"]
+                         if any(mm == m for _, mm in both)}
                 print("    largest min error where a method recovers: "
                       + ", ".join(f"{m} {e:.1e}" for m, e in worst.items()), flush=True)
             if args.out:
