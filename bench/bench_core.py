@@ -1,21 +1,32 @@
 """Core solve time against the plain cvxpy + Clarabel z-formulation of the same instance.
 
-Run: ``python bench/bench_core.py`` (add ``--quick`` for the small size only).
+Run: ``python bench/bench_core.py`` (add ``--quick`` for the small size only, ``--big`` for the
+(100000, 400, 4) build-and-trial measurement alone).
 For each size it solves the same planted instance and direction ``r`` with the core's working-set
 solver and with ``cnnrelax.oracle`` (one ``z_ij`` per sample and patch), and prints both times,
-their ratio, the relative difference of the optimal values and the peak memory of the process.
+their ratio, the relative difference of the optimal values against cvxpy + Clarabel and against
+HiGHS's exact vertex, the cost of the coverage estimate next to one trial, and the peak memory.
+``--big`` times building the problem from a float64 ``X`` (no copy for blocks) and one LP trial, and
+reports the peak memory as a multiple of the size of ``X``.
 """
 
 from __future__ import annotations
 
-import argparse
-import resource
-import time
+import os
 
-import cvxpy as cp
+# Single-threaded BLAS, as the service's workers run (executor.py): on a loaded 2-core machine a
+# threaded BLAS turned a 531 x 100 least-squares solve from 7 ms into 1.7 s.
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
 
-from cnnrelax import PlantedSpec, RelaxationSolver, planted_problem, trial_direction
-from cnnrelax.oracle import CvxpyRelaxation
+import argparse  # noqa: E402 (after the BLAS settings, which must precede numpy's import)
+import resource  # noqa: E402
+import time  # noqa: E402
+
+import cvxpy as cp  # noqa: E402
+from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction  # noqa: E402
+from cnnrelax.certificate import coverage  # noqa: E402
+from cnnrelax.oracle import CvxpyRelaxation  # noqa: E402
 
 SIZES = [(5000, 100, 4), (10000, 200, 5), (10000, 500, 5)]
 
@@ -50,22 +61,54 @@ def bench(n: int, d: int, k: int, relaxation: str, beta: float, trials: int) -> 
             exact = float(rs[t] @ (oracle.w.value * problem.w_scale))
             exact_diffs.append(abs(core[t].objective - exact) / max(abs(exact), 1.0))
     cvx_time = cvx_times[0]
+    cov_note = ""
+    if relaxation == "lp":
+        t0 = time.perf_counter()
+        cov = coverage(problem, pp.w_star, samples=64, seed=0)
+        cov_time = time.perf_counter() - t0
+        cov_note = (f" | coverage at w* (64 directions) {cov_time:.3f} s = {cov_time / core_time:.2f} trials, "
+                    f"p ~ {cov.estimate:.2f}")
     accuracy = f", vs HiGHS {max(exact_diffs):.1e}" if exact_diffs else ""
     print(
         f"{relaxation:5s} n={n:6d} d={d:4d} k={k} | core: one LP from scratch {first_core:6.3f} s, "
         f"mean of {trials} trials sharing cuts {core_time:6.3f} s | cvxpy+Clarabel build+solve {cvx_time:6.2f} s | "
         f"ratio {cvx_time / first_core:5.1f}x (one LP), {cvx_time / core_time:5.1f}x (per trial) | "
-        f"rel value diff vs cvxpy+Clarabel {max(diffs):.1e}{accuracy} (trials {compare}) | statuses {[c.status for c in core]} | "
-        f"first-trial outer rounds {first.outer_iterations}, cuts {first.working_set} | peak RSS {_peak_mib():.0f} MiB",
+        f"rel value diff vs cvxpy+Clarabel {max(diffs):.1e}{accuracy} (trials {compare}) | "
+        f"statuses {[c.status for c in core]} | "
+        f"first-trial outer rounds {first.outer_iterations}, cuts {first.working_set}{cov_note} | "
+        f"peak RSS {_peak_mib():.0f} MiB",
         flush=True,
     )
+
+
+def big(n: int = 100_000, d: int = 400, k: int = 4) -> None:
+    """Build the problem from X (already in memory) and run one LP trial; time and peak memory over X."""
+    baseline = _peak_mib()  # the interpreter and libraries, before any data
+    planted = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=0)).problem  # X drawn in place, no copy
+    X, y = planted.X, planted.y
+    del planted
+    x_mib = X.nbytes / 2**20
+    t0 = time.perf_counter()
+    problem = make_problem(X, y, k=k)
+    build = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sol = RelaxationSolver(problem, "lp").solve(trial_direction(0, 0, problem.m))
+    trial = time.perf_counter() - t0
+    data_peak = _peak_mib() - baseline
+    print(f"big   n={n:6d} d={d:4d} k={k} | build {build:.3f} s + one LP trial {trial:.3f} s = {build + trial:.3f} s "
+          f"(status {sol.status}, {sol.outer_iterations} rounds, {sol.working_set} cuts) | X {x_mib:.0f} MiB; peak RSS "
+          f"above the interpreter's {baseline:.0f} MiB: {data_peak:.0f} MiB = {data_peak / x_mib:.2f}x X", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="only the first size")
+    parser.add_argument("--big", action="store_true", help="only the (100000, 400, 4) build + one trial")
     parser.add_argument("--trials", type=int, default=4)
     args = parser.parse_args()
+    if args.big:
+        big()
+        return
     sizes = SIZES[:1] if args.quick else SIZES
     for n, d, k in sizes:
         bench(n, d, k, "lp", 0.0, args.trials)

@@ -12,10 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.optimize import linprog
-
 from cnnrelax import FilterConstraints
 from cnnrelax.problem import ConvProblem
+from scipy.optimize import linprog
 
 _STATUS = {0: "optimal", 2: "infeasible", 3: "unbounded"}
 
@@ -50,7 +49,8 @@ def lp_by_highs(problem: ConvProblem, r: np.ndarray, constraints: FilterConstrai
         b_eq = np.concatenate([b_eq, e])
     lower = c.lower if c.lower is not None else np.full(m, -np.inf)
     upper = c.upper if c.upper is not None else np.full(m, np.inf)
-    bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None) for lo, hi in zip(lower, upper)]
+    bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+              for lo, hi in zip(lower, upper, strict=True)]
     bounds += [(0, None)] * nz
     cost = np.concatenate([-np.asarray(r, dtype=np.float64), np.zeros(nz)])
     res = linprog(cost, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import clarabel
 import numpy as np
@@ -313,12 +313,17 @@ class OptimalityCone:
         if norm > 0 and self._polar_excess(y / norm) <= 1e-10 and len(self.separators) < 4 * self.m + 64:
             self.separators.append(y / norm)
 
-    def members(self, R: FloatArray, tol: float) -> np.ndarray:
-        """Verdicts for the rows of ``R`` (many directions), rejecting by known separators first."""
+    def members(self, R: FloatArray, tol: float, should_stop: Callable[[], bool] | None = None) -> np.ndarray:
+        """Verdicts for the rows of ``R`` (many directions), rejecting by known separators first.
+
+        ``should_stop`` is polled between directions; when it answers True the remaining verdicts stay False.
+        """
         verdicts = np.zeros(R.shape[0], dtype=bool)
         norms = np.linalg.norm(R, axis=1)
         projected = self._project(R)
         for index in range(R.shape[0]):
+            if should_stop is not None and should_stop():
+                break
             if self.separators:
                 bound = np.max(np.vstack(self.separators) @ projected[index])
                 if bound > tol * norms[index]:
@@ -457,6 +462,7 @@ def coverage(
     tol: float = DEFAULT_CONE_TOL,
     fit_tol: float = DEFAULT_FIT_TOL,
     cone: OptimalityCone | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Coverage:
     """Estimate the probability that ``r ~ N(0, I_m)`` certifies ``w`` (SPEC 4), seeded.
 
@@ -466,6 +472,7 @@ def coverage(
     samples : directions to draw (0 skips the estimate).
     seed : seed of the directions (``default_rng([seed, 2**32 - 1])``, apart from the trials' streams).
     cone : a cone already built at ``w``.
+    should_stop : polled between directions (a cancelled job stops sampling).
 
     Returns
     -------
@@ -479,7 +486,7 @@ def coverage(
     if cone is None:
         cone, _ = optimality_cone(problem, w, constraints)
     R = np.random.default_rng([seed, 2**32 - 1]).standard_normal((samples, problem.m))
-    hits = int(cone.members(R, tol).sum())
+    hits = int(cone.members(R, tol, should_stop).sum())
     low, high = wilson_interval(hits, samples)
     p = hits / samples
     for99, for999 = trials_needed(low, 0.99), trials_needed(low, 0.999)

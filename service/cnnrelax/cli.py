@@ -249,12 +249,19 @@ def render_solve_summary(result: dict[str, Any], job_id: str | None = None) -> N
     table.add_row("filter w", _fmt_vector(result.get("w")))
     table.add_row("loss L(w)", _fmt(result.get("loss")))
     table.add_row("global optimum", _fmt(certificate.get("global_optimum")))
+    if certificate.get("summary"):
+        table.add_row("certificate", str(certificate["summary"]))
     if cone.get("applicable"):
+        by = cone.get("certified_by_trials") or []
         table.add_row("cone certificate",
-                      f"{'certified' if cone.get('certified') else 'not certified'} "
-                      f"(residual {_fmt(cone.get('residual'))}, tolerance {_fmt(cone.get('tolerance'))})")
+                      f"{'certified' if cone.get('certified') else 'not certified'}"
+                      f"{f' by the directions of trials {by}' if by else ''} "
+                      f"(closest residual {_fmt(cone.get('residual'))}, tolerance {_fmt(cone.get('tolerance'))})")
     else:
         table.add_row("cone certificate", f"not applicable: {cone.get('reason') or 'the filter does not fit y'}")
+    coverage = certificate.get("coverage") or {}
+    if coverage.get("applicable"):
+        table.add_row("coverage", str(coverage.get("reason")))
     if result.get("recovery_error") is not None:
         table.add_row("recovery error", _fmt(result.get("recovery_error")))
     table.add_row("selected trial", f"{_fmt(result.get('selected_trial'))} of {len(trials)} run")
@@ -356,6 +363,8 @@ def solve(
     stop_on_certificate: Optional[bool] = typer.Option(
         None, "--stop-on-certificate/--no-stop-on-certificate", help="Stop once a trial reaches zero loss."),
     polish: Optional[bool] = typer.Option(None, "--polish/--no-polish", help="Polish by least squares."),
+    coverage_samples: Optional[int] = typer.Option(
+        None, "--coverage-samples", min=0, help="Directions sampled for certificate.coverage (0 skips; default 64)."),
     url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
                                       help="Service URL; without it the solve runs in this process."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help="X-API-Key for the service."),
@@ -370,7 +379,7 @@ def solve(
         fail(f"--k {k} contradicts --planted k={planted_spec['k']}; give k inside --planted.", code=2)
     weights = parse_number_list(output_weights, "--output-weights") if output_weights else None
     options = {"relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
-               "stop_on_certificate": stop_on_certificate, "polish": polish}
+               "stop_on_certificate": stop_on_certificate, "polish": polish, "coverage_samples": coverage_samples}
     X = y = None
     if data is not None:
         X, y = load_problem_data(data, labels)

@@ -87,6 +87,8 @@ def solve_options(request: Mapping[str, Any], time_limit_s: float | None = None)
     extra: dict[str, Any] = {}
     if request.get("recovery_tol") is not None:
         extra["recovery_tol"] = float(request["recovery_tol"])
+    if request.get("coverage_samples") is not None:
+        extra["coverage_samples"] = int(request["coverage_samples"])
     return SolveOptions(
         relaxation=request.get("relaxation", "lp"),
         beta=float(request.get("beta", 1e-4)),

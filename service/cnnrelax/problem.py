@@ -84,7 +84,7 @@ class StridedPatching:
 
 @dataclass(frozen=True)
 class ImagePatching:
-    """2-D patches: rows are ``height x width`` images (row-major) and the filter is ``filter_height x filter_width``."""
+    """2-D patches: rows are ``height x width`` images (row-major), the filter ``filter_height x filter_width``."""
 
     height: int
     width: int
@@ -182,9 +182,16 @@ class ConvProblem:
 
     def patch_norms(self) -> FloatArray:
         """``||X_ij||`` for every sample and patch, shape ``(n, k)`` (one pass, no copy; cached)."""
-        if self._norms is None:
-            object.__setattr__(self, "_norms", np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches)))
-        return self._norms
+        norms = self._norms
+        if norms is None:
+            norms = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
+            object.__setattr__(self, "_norms", norms)
+        return norms
+
+    def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
+        """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (rounding-level values are ties)."""
+        pre = self.preactivations(w) if pre is None else pre
+        return pre > rtol * float(np.linalg.norm(w)) * self.patch_norms()
 
     def ties(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
         """Patches with ``X_ij w = 0`` up to ``rtol * ||X_ij|| * ||w||`` (blank pixels under the filter), ``(n, k)``.
@@ -204,15 +211,11 @@ class ConvProblem:
         if bound == 0.0:
             return np.ones(pre.shape, dtype=bool)
         return np.abs(pre) <= bound * self.patch_norms()
-        # Refine the (cheap, generous) first screen with exact patch norms on the few candidates.
-        idx = np.nonzero(near)
-        norms = np.linalg.norm(self.patches[idx], axis=1)
-        near[idx] = np.abs(pre[idx]) <= bound * norms
-        return near
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j (X_ij w)_+``."""
-        return np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+        out: FloatArray = np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+        return out
 
     def loss(self, w: FloatArray) -> float:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
@@ -225,7 +228,8 @@ class ConvProblem:
         """
         if mask is None:
             mask = self.preactivations(w) > 0
-        return np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+        out: FloatArray = np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+        return out
 
 
 def _as_finite_matrix(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:

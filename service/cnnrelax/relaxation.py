@@ -40,6 +40,7 @@ from typing import Any, Callable, Literal
 import clarabel
 import numpy as np
 import scipy.sparse as sp
+from numpy.typing import NDArray
 from scipy.optimize import linprog
 
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
@@ -96,7 +97,8 @@ def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> N
         )
     if relaxation == "qp" and not (np.isfinite(beta) and beta > 0):
         raise InvalidParameterError(
-            "beta", f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0."
+            "beta",
+            f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
     if relaxation == "lp" and (problem.y < 0).any():
         i = int(np.argmax(problem.y < 0))
@@ -135,6 +137,9 @@ CLARABEL_STATUS: dict[str, str | None] = {
     "AlmostDualInfeasible": "unbounded",
     "MaxIterations": "max_iterations",
 }
+# Clarabel's interior point stalls now and then on degenerate sub-problems (an active norm bound with
+# a tiny linear term): a shorter step or no equilibration gets through (measured on such instances).
+_RETRY_SETTINGS: tuple[dict[str, Any], ...] = ({}, {"max_step_fraction": 0.9}, {"equilibrate_enable": False})
 MAX_BOX = 1e12  # in normalised units: a filter this far beyond the data's scale is a numerical failure
 
 _INFEASIBLE_MESSAGE = (
@@ -221,7 +226,6 @@ class _Sub:
     x: FloatArray
     iterations: int
     info: Any = field(repr=False, default=None)
-    cut_duals: FloatArray | None = field(repr=False, default=None)
 
 
 class RelaxationSolver:
@@ -268,7 +272,7 @@ class RelaxationSolver:
         c, m = self._unit, self.problem.m
         n_u = m if c.l1_bound is not None else 0
         width = m + n_u
-        I = np.eye(m)
+        I = np.eye(m)  # noqa: E741 (the identity, as in the mathematics)
         zero_rows: list[FloatArray] = []
         zero_rhs: list[FloatArray] = []
         ineq: list[FloatArray] = []
@@ -383,23 +387,26 @@ class RelaxationSolver:
             P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
-        s = clarabel.DefaultSettings()
-        s.verbose = False
-        s.presolve_enable = False
-        s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
-        s.tol_gap_abs = self.settings.tol_gap_abs
-        s.tol_gap_rel = self.settings.tol_gap_rel
-        s.tol_feas = self.settings.tol_feas
-        s.max_iter = self.settings.max_iter
-        if deadline is not None:
-            s.time_limit = max(deadline - time.monotonic(), 1e-3)
-        solver = clarabel.DefaultSolver(P, q, A, b, cones, s)
-        if should_stop is not None:
-            solver.set_termination_callback(lambda _info: bool(should_stop()))
-        sol = solver.solve()
-        n_zero = st["zero"].shape[0]
-        cut_duals = np.asarray(sol.z)[n_zero:n_zero + rows.shape[0]] if rows.shape[0] else np.zeros(0)
-        return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info(), cut_duals)
+        for variant in _RETRY_SETTINGS:
+            s = clarabel.DefaultSettings()
+            s.verbose = False
+            s.presolve_enable = False
+            s.direct_solve_method = "qdldl"  # "auto" picked a supernodal solver that was 10x slower on these dense rows
+            s.tol_gap_abs = self.settings.tol_gap_abs
+            s.tol_gap_rel = self.settings.tol_gap_rel
+            s.tol_feas = self.settings.tol_feas
+            s.max_iter = self.settings.max_iter
+            for name, value in variant.items():
+                setattr(s, name, value)
+            if deadline is not None:
+                s.time_limit = max(deadline - time.monotonic(), 1e-3)
+            solver = clarabel.DefaultSolver(P, q, A, b, cones, s)
+            if should_stop is not None:
+                solver.set_termination_callback(lambda _info: bool(should_stop()))
+            sol = solver.solve()
+            if str(sol.status) not in ("InsufficientProgress", "NumericalError"):
+                break
+        return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
 
     # -- normalised data ----------------------------------------------------------------------
 
@@ -447,8 +454,10 @@ class RelaxationSolver:
         iterations = outer = 0
         tol = st.cut_tol * (1.0 + np.abs(self._yn))
         sub: _Sub | None = None
-        finish = lambda status, message, u=None: self._finish(  # noqa: E731 (one-line closure over the loop state)
-            status, message, u, r, iterations, outer, start, sub)
+
+        def finish(status: str, message: str, u: FloatArray | None = None) -> RelaxationSolution:
+            return self._finish(status, message, u, r, iterations, outer, start, sub)
+
         self.cuts.use_all()
         while True:
             outer += 1
@@ -486,12 +495,15 @@ class RelaxationSolver:
             if with_t and len(samples):
                 uniq, t_index = np.unique(samples, return_inverse=True)
                 tv = np.maximum(sub.x[m + self._static["n_u"]:], 0.0)
-                t = dict(zip(uniq.tolist(), tv.tolist()))
+                t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
                 slack += tv[t_index]
             self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(u, t)
             violated = np.flatnonzero(excess > tol)
             added = 0
+            if violated.size > 8 * self._batch:
+                # Only the most violated samples can make this round's batch: gather those alone.
+                violated = violated[np.argpartition(-excess[violated], 8 * self._batch)[: 8 * self._batch]]
             if violated.size:
                 masks = pre[violated] > 0
                 cut_rows = np.einsum("vk,vkm->vm", masks.astype(np.float64), problem.patches[violated]) / self.x_scale
@@ -515,7 +527,7 @@ class RelaxationSolver:
                                   "too ill-conditioned to solve reliably.")
                 continue
             if self.relaxation == "lp":
-                u = self._crossover(u, r, rows, rhs, sub, tol)
+                u = self._crossover(u, r, rows, rhs, tol)
             return finish("optimal", "Solved to optimality.", u)
 
     def _feasible(self, rows: FloatArray, rhs: FloatArray, with_t: bool, should_stop: ShouldStop | None,
@@ -538,7 +550,7 @@ class RelaxationSolver:
                           A_eq=None if c.equality is None else c.equality[0],
                           b_eq=None if c.equality is None else c.equality[1],
                           bounds=[(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
-                                  for lo, hi in zip(lower, upper)], method="highs")
+                                  for lo, hi in zip(lower, upper, strict=True)], method="highs")
             if res.status == 2:
                 return False, 0.0
             if res.status != 0 or res.x is None:
@@ -551,19 +563,20 @@ class RelaxationSolver:
             return True, float(np.max(np.abs(sub.x[:m]), initial=0.0))
         return (False, 0.0) if verdict == "infeasible" else (None, 0.0)
 
-    def _crossover(self, u: FloatArray, r: FloatArray, rows: FloatArray, rhs: FloatArray, sub: _Sub,
+    def _crossover(self, u: FloatArray, r: FloatArray, rows: FloatArray, rhs: FloatArray,
                    tol: FloatArray) -> FloatArray:
-        """Move the LP optimum onto the exact point of the cuts (and user equalities) Clarabel marks active.
+        """Move the LP optimum onto the exact point of the cuts (and user constraints) tight at it.
 
         The projection of ``u`` onto ``{A u = b}`` for the active rows ``A`` is kept when it satisfies
         every sample and user constraint and its value ``r^T u`` is no worse (to 1e-7 relative): an
         interior-point optimum is then replaced by the vertex HiGHS's simplex would report. (The value may
         drop a little when the interior point was itself infeasible by up to the cut tolerance.)
         """
-        if rows.shape[0] == 0 or sub.cut_duals is None or sub.cut_duals.size != rows.shape[0]:
+        if rows.shape[0] == 0:
             return u
-        duals = sub.cut_duals
-        active = duals > 1e-7 * max(float(np.max(duals, initial=0.0)), 1e-300)
+        # Active: tight at the interior point (Clarabel's duals of slack rows are small but not zero, and on
+        # this degenerate LP many tight rows have zero duals, so slack decides; a wrong guess is rejected below).
+        active = rhs - rows @ u <= 1e-6 * (1.0 + np.abs(rhs))
         A, b = rows[active], rhs[active]
         c = self._unit
         extra_rows: list[FloatArray] = []
@@ -572,7 +585,10 @@ class RelaxationSolver:
             extra_rows.append(c.equality[0])
             extra_rhs.append(c.equality[1])
         scale = 1.0 + float(np.max(np.abs(u)))
-        near = lambda gap: gap <= 1e-7 * scale  # noqa: E731
+
+        def near(gap: FloatArray) -> NDArray[np.bool_]:
+            return gap <= 1e-7 * scale
+
         if c.lower is not None:
             hit = np.flatnonzero(np.isfinite(c.lower) & near(u - c.lower))
             extra_rows.append(np.eye(self.problem.m)[hit])
@@ -627,7 +643,7 @@ class RelaxationSolver:
         join until none is. A direction is returned only when it is confirmed on every patch; ``None``
         means the problem is bounded in the direction ``r``.
         """
-        problem, m, c = self.problem, self.problem.m, self._unit
+        m, c = self.problem.m, self._unit
         flat, norms = self.problem.flat, self._patch_norms() * self.x_scale
         usable = norms > 0
         eq_rows = c.equality[0] if c.equality is not None else np.zeros((0, m))
@@ -648,7 +664,8 @@ class RelaxationSolver:
                 return None
             idx = np.array(chosen, dtype=np.intp)
             A_ub = np.vstack([flat[idx] / norms[idx][:, None], user_rows])
-            res = linprog(-rn, A_ub=A_ub if A_ub.shape[0] else None, b_ub=np.zeros(A_ub.shape[0]) if A_ub.shape[0] else None,
+            has_ub = A_ub.shape[0] > 0
+            res = linprog(-rn, A_ub=A_ub if has_ub else None, b_ub=np.zeros(A_ub.shape[0]) if has_ub else None,
                           A_eq=eq_rows if eq_rows.shape[0] else None,
                           b_eq=np.zeros(eq_rows.shape[0]) if eq_rows.shape[0] else None,
                           bounds=[(-1.0, 1.0)] * m, method="highs", options=options)

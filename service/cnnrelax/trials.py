@@ -9,17 +9,33 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
 from .certificate import (
-    DEFAULT_CONE_TOL, DEFAULT_FIT_TOL, DEFAULT_OPTIMALITY_TOL, Certificate, ConeCertificate, certify, cone_certificate,
-    coverage, fit_residual, optimality_cone, summary,
+    DEFAULT_CONE_TOL,
+    DEFAULT_FIT_TOL,
+    DEFAULT_OPTIMALITY_TOL,
+    Certificate,
+    ConeCertificate,
+    certify,
+    cone_certificate,
+    coverage,
+    fit_residual,
+    optimality_cone,
+    summary,
 )
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
-from .relaxation import RELAXATIONS, RelaxationSolution, RelaxationSolver, SolverSettings, validate_relaxation
+from .relaxation import (
+    RELAXATIONS,
+    RelaxationKind,
+    RelaxationSolution,
+    RelaxationSolver,
+    SolverSettings,
+    validate_relaxation,
+)
 
 ShouldStop = Callable[[], bool]
 DEFAULT_RECOVERY_TOL = 1e-4
@@ -83,18 +99,21 @@ class PolishOutcome:
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
     """Least squares on the activation pattern of ``w``: solve ``sum_j A_ij X_ij w = y_i``.
 
+    The pattern is judged relative to ``||X_ij|| ||w||`` (:meth:`ConvProblem.active_mask`), so patches the
+    LP left at a kink (``X_ij w`` at rounding level) count as inactive in every unit.
+
     Kept when the loss drops; repeated while the pattern moves (for ``k = 1`` this is ``X_S^+ y_S``).
     """
     best, best_loss = w, problem.loss(w)
     accepted = unchanged = False
     for _ in range(rounds):
-        mask = problem.preactivations(best) > 0
-        G = np.einsum("ik,ikm->im", mask.astype(np.float64), problem.patches)
-        candidate, *_ = np.linalg.lstsq(G, problem.y, rcond=None)
+        mask = problem.active_mask(best)
+        G = problem.active_sums(best, mask)
+        candidate = np.asarray(np.linalg.lstsq(G, problem.y, rcond=None)[0], dtype=np.float64)
         loss = problem.loss(candidate)
         if not loss < best_loss:
             break
-        unchanged = bool(np.array_equal(problem.preactivations(candidate) > 0, mask))
+        unchanged = bool(np.array_equal(problem.active_mask(candidate), mask))
         best, best_loss, accepted = candidate, loss, True
         if unchanged:
             break
@@ -200,8 +219,14 @@ def make_solver(problem: ConvProblem, options: SolveOptions, constraints: Resolv
         from .oracle import CvxpyRelaxation
 
         return CvxpyRelaxation(problem, options.relaxation, beta=options.beta, constraints=constraints)
-    return RelaxationSolver(problem, options.relaxation, beta=options.beta, constraints=constraints,
-                            settings=options.solver)  # type: ignore[arg-type]
+    return RelaxationSolver(problem, _relaxation_kind(options.relaxation), beta=options.beta, constraints=constraints,
+                            settings=options.solver)
+
+
+def _relaxation_kind(name: str) -> RelaxationKind:
+    if name not in RELAXATIONS:
+        raise InvalidParameterError("relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}.")
+    return cast(RelaxationKind, name)
 
 
 def solve(
@@ -238,7 +263,7 @@ def solve(
         w, w_polished, loss, raw_loss = sol.w, None, None, None
         if w is not None:
             raw_loss = loss = problem.loss(w)
-            if options.polish:
+            if options.polish and not (should_stop is not None and should_stop()):
                 outcome = polish(problem, w)
                 if (outcome.accepted
                         and constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):
@@ -249,7 +274,7 @@ def solve(
             error = _relative_error(w, w_star)
             polished_error = error if w_polished is None else _relative_error(w_polished, w_star)
         predicted = None
-        if star_cone is not None:
+        if star_cone is not None and w_star is not None:
             predicted = cone_certificate(problem, w_star, r, constraints=constraints, tol=options.cone_tol,
                                          fit_tol=options.fit_tol, cone=star_cone).certified
         record = TrialRecord(
@@ -271,7 +296,7 @@ def solve(
         if options.stop_on_certificate and loss is not None and loss <= threshold:
             break
     finished = [rec for rec in records if rec.final_w is not None]
-    best = min(finished, key=lambda rec: rec.loss) if finished else None  # type: ignore[arg-type,return-value]
+    best = _select(finished, threshold)
     if best is None and status == "solved":
         statuses = sorted({rec.solution.status for rec in records})
         status = statuses[0] if len(statuses) == 1 else "no_solution"
@@ -279,13 +304,15 @@ def solve(
     elif not message:
         message = f"Selected trial {best.index} of {len(records)} run."  # type: ignore[union-attr]
     certificate = None
-    if best is not None:
-        certificate = _certificate(problem, best, records, constraints, options)
+    stopped = status == "cancelled" or (should_stop is not None and should_stop())
+    if best is not None and not stopped:  # a cancelled job's answer is not read: skip the certificate's work
+        certificate = _certificate(problem, best, records, constraints, options, should_stop)
     return SolveResult(
         status=status, message=message,
         w=None if best is None else best.final_w, loss=None if best is None else best.loss,
         certificate=certificate,
-        recovery_error=None if (best is None or w_star is None) else _relative_error(best.final_w, w_star),
+        recovery_error=None if (best is None or best.final_w is None or w_star is None)
+        else _relative_error(best.final_w, w_star),
         selected_trial=None if best is None else best.index,
         trials=records, relaxation=options.relaxation,
         n=problem.n, d=problem.d, k=problem.k, m=problem.m,
@@ -294,8 +321,22 @@ def solve(
     )
 
 
+def _select(finished: list[TrialRecord], threshold: float) -> TrialRecord | None:
+    """The trial with the least loss; the first one among those within rounding of it, or of zero loss.
+
+    Every loss at or below the zero-loss threshold is a certified global minimum, and losses within a
+    relative 1e-9 of each other are the same in any units: taking the first keeps selection scale-free.
+    """
+    losses = [rec.loss for rec in finished if rec.loss is not None]
+    if not losses:
+        return None
+    cutoff = max(threshold, min(losses) * (1.0 + 1e-9))
+    return next(rec for rec in finished if rec.loss is not None and rec.loss <= cutoff)
+
+
 def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRecord],
-                 constraints: ResolvedConstraints, options: SolveOptions) -> Certificate:
+                 constraints: ResolvedConstraints, options: SolveOptions,
+                 should_stop: ShouldStop | None = None) -> Certificate:
     """The selected filter's certificate: zero loss, the cone test for every direction tried, coverage.
 
     The cone of optimality is built once at the selected filter and tested against each trial's ``r``;
@@ -319,8 +360,10 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
                   f"an optimum of the LP relaxation: r lies in its cone of optimality{tied}, so the relaxation itself "
                   "certifies this filter for those directions.")
     else:
-        reason = (f"None of the {len(records)} directions tried makes the selected filter LP-optimal (closest: trial "
-                  f"{index}, relative residual {closest.residual:.3g} > {options.cone_tol:g}){tied}.")
+        tried = "The one direction tried does not make" if len(records) == 1 else \
+            f"None of the {len(records)} directions tried makes"
+        reason = (f"{tried} the selected filter LP-optimal (closest: trial {index}, relative residual "
+                  f"{closest.residual:.3g} > {options.cone_tol:g}){tied}.")
         if best.w_polished is not None:
             reason += (" The filter was reached by polishing trial "
                        f"{best.index}'s LP solution, not by the LP itself")
@@ -332,7 +375,7 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
         certified_by_trials=certified_by,
     )
     estimate = coverage(problem, w, samples=options.coverage_samples, seed=options.seed, constraints=constraints,
-                        tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
+                        tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, should_stop=should_stop)
     return replace(base, cone=cone_cert, coverage=estimate,
                    summary=summary(base.global_optimum, base.loss, base.loss_threshold, cone_cert,
                                    base.relative_gradient_norm))

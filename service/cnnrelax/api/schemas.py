@@ -101,7 +101,9 @@ class SolveRequest(_Strict):
     planted: Optional[PlantedSpecIn] = Field(None, description="A planted model drawn from its seed.")
     k: Optional[int] = Field(None, ge=1, description="Patches per row for data sources (d = k*m); default 1.")
     relaxation: Relaxation = Field("lp", description="'lp' (beta -> 0), 'qp' (beta > 0) or 'naive'.")
-    beta: float = Field(1e-4, ge=0, description="Weight of the random linear term in the QP.")
+    beta: float = Field(1e-4, ge=0, description="Weight of the random linear term in the QP, dimensionless: "
+                        "applied to the data normalised by their scales (X / RMS of the patch entries, y / max|y|), "
+                        "so the same beta means the same thing in every unit.")
     trials: int = Field(8, ge=1, description="Randomized trials (each a seeded direction r).")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
     output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).")
@@ -114,6 +116,9 @@ class SolveRequest(_Strict):
     constraints: Optional[ConstraintsIn] = Field(None, description="Convex constraints on w.")
     recovery_tol: Optional[float] = Field(None, gt=0, description="Relative error that counts as recovery.")
     time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
+    coverage_samples: int = Field(64, ge=0, le=10000, description="Random directions sampled to estimate "
+                                  "certificate.coverage (the per-trial success probability at the selected filter); "
+                                  "0 skips the estimate.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SolveRequest":
