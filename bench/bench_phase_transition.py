@@ -37,19 +37,31 @@ def _one_blas_thread() -> None:
 
 
 def cpu_seconds() -> float:
-    """User + system CPU time of this process and of its finished children."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    """User + system CPU time of this process, plus what the pool's workers spent in cells."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return own.ru_utime + own.ru_stime + WORKER_CPU[0]
+
+
+WORKER_CPU = [0.0]  # CPU seconds the pool's workers spent in cells (they are not reaped until the pool ends)
+
+
+def _timed(run: Callable[[dict], dict], cell: dict) -> tuple[dict, float]:
+    """Run one cell in a worker and return its result with the worker's CPU seconds for it."""
+    start = time.process_time()
+    result = run(cell)
+    return result, time.process_time() - start
 
 
 def pool_map(pool: ProcessPoolExecutor) -> Callable[[Callable[[dict], dict], list], Iterator[dict]]:
     """``map_cells`` over a process pool: submit every cell, yield results as they finish, cancel the rest on close."""
 
     def map_cells(run: Callable[[dict], dict], cells: list) -> Iterator[dict]:
-        futures: list[Future] = [pool.submit(run, cell) for cell in cells]
+        futures: list[Future] = [pool.submit(_timed, run, cell) for cell in cells]
         try:
             for future in as_completed(futures):
-                yield future.result()
+                result, cpu = future.result()
+                WORKER_CPU[0] += cpu
+                yield result
         finally:
             for future in futures:
                 future.cancel()
@@ -94,7 +106,8 @@ def main() -> None:
                     f"({', '.join(f'{m} {t:.1f} s' for m, t in per_method.items())}) | CPU {used:6.1f} s")
             if scale != 1:
                 line += (f"\n    extrapolated to R={target}: wall {wall * scale:7.1f} s, "
-                         f"cell time {result['cell_time_s'] * scale:7.1f} s")
+                         f"cell time {result['cell_time_s'] * scale:7.1f} s, CPU {used * scale:7.1f} s "
+                         f"(/ {args.workers} workers: {used * scale / args.workers:7.1f} s)")
             print(line, flush=True)
             for method, rows in result["transition"].items():
                 marks = ", ".join(f"d={r['d']}: n={r['n']} (plateau {r['plateau']:.2f})" for r in rows)
@@ -102,7 +115,8 @@ def main() -> None:
             both = [(c["min_error"], c["method"]) for c in result["cells"] if c["min_error"] is not None
                     and c["success_rate"] > 0]
             if both:
-                worst = {m: max(e for e, mm in both if mm == m) for m in spec["methods"] if any(mm == m for _, mm in both)}
+                worst = {m: max(e for e, mm in both if mm == m) for m in spec["methods"]
+                         if any(mm == m for _, mm in both)}
                 print("    largest min error where a method recovers: "
                       + ", ".join(f"{m} {e:.1e}" for m, e in worst.items()), flush=True)
             if args.out:
@@ -115,9 +129,9 @@ def main() -> None:
     print(f"total wall time {wall:.1f} s, CPU time {used:.1f} s, cell time {totals['cell']:.1f} s for k={args.k} "
           f"with {args.workers} worker processes, R={run_reps} (load average {os.getloadavg()[0]:.1f})", flush=True)
     if scale != 1:
-        print(f"extrapolated to R={target}: wall {wall * scale:.1f} s, cell time {totals['cell'] * scale:.1f} s "
-              f"(cell time / {args.workers} workers = {totals['cell'] * scale / args.workers:.1f} s on an idle machine)",
-              flush=True)
+        print(f"extrapolated to R={target}: wall {wall * scale:.1f} s, cell time {totals['cell'] * scale:.1f} s, "
+              f"CPU {used * scale:.1f} s (CPU / {args.workers} workers = {used * scale / args.workers:.1f} s: the wall "
+              f"time on {args.workers} idle cores)", flush=True)
 
 
 if __name__ == "__main__":

@@ -652,7 +652,8 @@ def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> N
             if isinstance(comparison, dict):
                 interval = comparison.get("interval")
                 text = "n/a (one seed)" if interval is None else f"[{_fmt(interval[0], 3)}, {_fmt(interval[1], 3)}]"
-                table.add_row(key, f"{_fmt(comparison.get('mean'), 3)}, 95% interval {text}: {comparison.get('verdict')}")
+                table.add_row(key, f"{_fmt(comparison.get('mean'), 3)}, 95% interval {text}: "
+                                   f"{comparison.get('verdict')}")
         for key, value in result.items():
             if key not in ("rmse_raw", "rmse_filter", "rmse_random") and not key.endswith("_std") \
                     and isinstance(value, (int, float, str, bool)):

@@ -156,7 +156,8 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
         problem, w_star = pp.problem, pp.w_star
         rows: dict[str, list[tuple[float, float]]] = {"polished": [], "unpolished": []}
         if method == "relaxation":
-            solver = RelaxationSolver(problem, spec["relaxation"], beta=spec["beta"] if spec["relaxation"] == "qp" else 0.0)
+            beta = spec["beta"] if spec["relaxation"] == "qp" else 0.0
+            solver = RelaxationSolver(problem, spec["relaxation"], beta=beta)
             for t in range(spec["trials"]):
                 sol = solver.solve(trial_direction(rep_seed, t, problem.m), should_stop=should_stop)
                 if sol.status == "cancelled":

@@ -701,6 +701,7 @@ def _verdict(helps: dict, versus_random: dict) -> str:
 def assemble(spec: dict, cells: list[dict], elapsed: float) -> dict:
     """Per-seed RMSEs, their means and spreads, and the paired comparisons; the primary variant is the first
     filter shape with one learned filter (Table 1's row)."""
+    _CACHE.clear()  # the run is over: do not keep its images in a long-lived worker
     seeds = replicate_seeds(spec)
     raw = {c["seed"]: c for c in cells if c["part"] == "raw"}
     raw_rmse = [raw[s]["rmse"] for s in seeds]
