@@ -3,8 +3,9 @@
 A JSON body may be tens of megabytes. Decoding and validating it holds the GIL for the whole parse (in
 ``json``, in pydantic-core), so a worker thread would still stall the event loop and every other request.
 Bodies above :data:`IN_PROCESS_BYTES` are therefore parsed in a helper process (spawned on first use,
-then reused); inline ``X`` and ``y`` come back as numpy arrays, so the API never holds millions of Python
-floats. Smaller bodies are parsed in a worker thread.
+then reused, at a lower priority), handed over as a temporary file (a file write releases the GIL,
+pickling the body would not); inline ``X`` and ``y`` come back as numpy arrays, so the API never holds
+millions of Python floats. Smaller bodies are parsed in a worker thread.
 
 Before decoding, a body is priced by its commas: a JSON body of ``N`` numbers has at least ``N - 1``, so
 ``count(",") + 1`` bounds the numbers it can hold (``max_inline_numbers``, a 422 naming ``data`` past it).
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +35,8 @@ from .problems import ApiError
 
 #: Bodies larger than this are parsed in the helper process (bytes).
 IN_PROCESS_BYTES = 512 * 1024
+#: The helper process runs at this lower priority, so that the event loop gets a core first.
+PARSER_NICENESS = 10
 
 #: What a parse returns: ("ok", members, X, y) / ("invalid", errors) / ("parameter", name, message, limit).
 Parsed = tuple[Any, ...]
@@ -119,6 +125,35 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
     return ("ok", members, X, y)
 
 
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(PARSER_NICENESS)
+
+
+def parse_json_file(path: str, model: str, max_numbers: int) -> Parsed:
+    """:func:`parse_json_body` of a body handed over as a file (read, then deleted, by the helper process)."""
+    try:
+        with open(path, "rb") as handle:
+            body = handle.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return parse_json_body(body, model, max_numbers)
+
+
+def _spool(body: bytes) -> str:
+    """Write ``body`` to a temporary file (a thread: the write releases the GIL, where pickling it would not)."""
+    handle, path = tempfile.mkstemp(prefix="cnnrelax-body-", suffix=".json")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(body)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
+
+
 class BodyParser:
     """Parses JSON bodies: small ones in a thread, large ones in one reused helper process (spawn)."""
 
@@ -131,7 +166,8 @@ class BodyParser:
     def _executor(self) -> cf.ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_lower_priority)
             return self._pool
 
     async def parse(self, body: bytes, model: str, max_numbers: int | None = None,
@@ -159,8 +195,9 @@ class BodyParser:
             parsed = await run_in_threadpool(parse_json_body, body, model, limit)
         else:
             pool = self._executor()
+            path = await run_in_threadpool(_spool, body)  # handed over as a file: no pickling under the GIL
             try:
-                parsed = await asyncio.wrap_future(pool.submit(parse_json_body, body, model, limit))
+                parsed = await asyncio.wrap_future(pool.submit(parse_json_file, path, model, limit))
             except cf.process.BrokenProcessPool:
                 with self._lock:
                     if self._pool is pool:
@@ -169,6 +206,9 @@ class BodyParser:
                 raise ApiError(503, "The body parser process died (out of memory?) while reading this request; "
                                     "send large data as a .npz dataset.", title="Parser unavailable",
                                headers={"Retry-After": "1"}) from None
+            finally:  # the helper deletes it; this covers a helper that never got to it
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         if parsed[0] == "invalid":
             errors = [{**error, "loc": ("body", *error.get("loc", ()))} for error in parsed[1]]
             raise RequestValidationError(errors)

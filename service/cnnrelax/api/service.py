@@ -7,10 +7,8 @@ caller's owner (tenant); reads take ``sees`` (the owner, or ``None`` for an admi
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import shutil
-import sqlite3
 import threading
 import time
 from datetime import datetime, timezone
@@ -69,16 +67,6 @@ class JobWaiters:
         if events and self._loop is not None and not self._loop.is_closed():
             for event in events:
                 self._loop.call_soon_threadsafe(event.set)
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """True for the errors of a full disk (or quota): ``ENOSPC``/``EDQUOT``, SQLite's ``SQLITE_FULL``."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-    return False
 
 
 def build_executor(settings: Settings, store: Store) -> Executor:
