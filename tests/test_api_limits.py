@@ -221,6 +221,17 @@ def test_experiment_bodies_are_priced_by_their_numbers(server: ServerProcess, ht
     assert memory.rise < MEMORY_BOUND
 
 
+def test_constraints_are_priced_by_their_numbers(server: ServerProcess, http: httpx.Client) -> None:
+    """790 000 constraint rows (3.95 million numbers, 24 MB) would stay in the stored request: refused."""
+    rows = 790_000
+    body = json.dumps({"planted": {"n": 40, "d": 4}, "constraints": {
+        "inequality_matrix": [[0.5, 0.25, 0.125, 1.0]] * rows, "inequality_vector": [100.0] * rows}}).encode()
+    problem, _, _ = priced(server, lambda: http.post("/v1/solves", content=body,
+                                                     headers={"content-type": "application/json"}), seconds=30)
+    assert problem["parameter"] == "constraints.inequality_matrix" and problem["limit"] == 250_000
+    assert problem["setting"] == "CNNRELAX_MAX_CONSTRAINT_NUMBERS"
+
+
 # -------------------------------------------------------------------------------------------------
 # bad input: 4xx, never 500
 # -------------------------------------------------------------------------------------------------

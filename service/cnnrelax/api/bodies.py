@@ -38,7 +38,7 @@ IN_PROCESS_BYTES = 512 * 1024
 #: The helper process runs at this lower priority, so that the event loop gets a core first.
 PARSER_NICENESS = 10
 
-#: What a parse returns: ("ok", members, X, y) / ("invalid", errors) / ("parameter", name, message, limit).
+#: What a parse returns: ("ok", members, X, y) / ("invalid", errors) / ("parameter", name, message, limit, setting).
 Parsed = tuple[Any, ...]
 
 
@@ -70,7 +70,17 @@ def _matrix(rows: list[list[float]], parameter: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
 
 
-def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
+def _constraint_numbers(constraints: Any) -> dict[str, int]:
+    """How many numbers each member of a solve's ``constraints`` holds."""
+    counts: dict[str, int] = {}
+    for name in ("lower", "upper", "equality_matrix", "equality_vector", "inequality_matrix", "inequality_vector"):
+        value = getattr(constraints, name, None)
+        if isinstance(value, list):
+            counts[name] = sum(len(row) if isinstance(row, list) else 1 for row in value)
+    return counts
+
+
+def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_numbers: int | None = None) -> Parsed:
     """Price, decode and validate a JSON body against ``model``; top-level and picklable.
 
     Parameters
@@ -83,12 +93,14 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         (:class:`~cnnrelax.api.schemas.DatasetJson`).
     max_numbers : int
         The most numbers the body may hold (counted by its commas, before decoding).
+    max_constraint_numbers : int, optional
+        The most numbers a solve's ``constraints`` may hold (they stay in the stored request).
 
     Returns
     -------
     tuple
         ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data),
-        ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit)``.
+        ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit, setting)``.
     """
     from .schemas import DatasetJson, ExperimentRequest, SolveRequest
 
@@ -97,13 +109,21 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         if model == "experiment":
             return ("parameter", "images", f"The JSON body holds up to {numbers} numbers (by its commas), more than "
                                            "this server takes in an experiment's spec; send fewer or smaller images.",
-                    max_numbers)
+                    max_numbers, None)
         return ("parameter", "data", f"The JSON body holds up to {numbers} numbers (by its commas), more than this "
                                      "server decodes from JSON; upload large data as a .npz dataset (POST "
-                                     "/v1/datasets) and solve it by dataset_id.", max_numbers)
+                                     "/v1/datasets) and solve it by dataset_id.", max_numbers, None)
     try:
         if model == "solve":
             request = SolveRequest.model_validate_json(body)
+            if request.constraints is not None and max_constraint_numbers is not None:
+                counts = _constraint_numbers(request.constraints)
+                if sum(counts.values()) > max_constraint_numbers:
+                    largest = max(counts, key=counts.__getitem__)
+                    return ("parameter", f"constraints.{largest}",
+                            f"The constraints hold {sum(counts.values())} numbers ({largest}: {counts[largest]}), more "
+                            "than this server takes in one solve.", max_constraint_numbers,
+                            "CNNRELAX_MAX_CONSTRAINT_NUMBERS")
             members = request.model_dump(exclude_none=True, exclude={"data"})
             if request.data is None:
                 return ("ok", members, None, None)
@@ -118,10 +138,10 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         if model == "dataset":  # uploads answer one sentence naming the member, as binary uploads do
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None)
+            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None, None)
         return ("invalid", _errors(exc))
     except InvalidParameterError as exc:
-        return ("parameter", exc.parameter, exc.message, None)
+        return ("parameter", exc.parameter, exc.message, None, None)
     return ("ok", members, X, y)
 
 
@@ -130,7 +150,7 @@ def _lower_priority() -> None:
         os.nice(PARSER_NICENESS)
 
 
-def parse_json_file(path: str, model: str, max_numbers: int) -> Parsed:
+def parse_json_file(path: str, model: str, max_numbers: int, max_constraint_numbers: int | None = None) -> Parsed:
     """:func:`parse_json_body` of a body handed over as a file (read, then deleted, by the helper process)."""
     try:
         with open(path, "rb") as handle:
@@ -138,7 +158,7 @@ def parse_json_file(path: str, model: str, max_numbers: int) -> Parsed:
     finally:
         with contextlib.suppress(OSError):
             os.unlink(path)
-    return parse_json_body(body, model, max_numbers)
+    return parse_json_body(body, model, max_numbers, max_constraint_numbers)
 
 
 def _spool(body: bytes) -> str:
@@ -157,8 +177,9 @@ def _spool(body: bytes) -> str:
 class BodyParser:
     """Parses JSON bodies: small ones in a thread, large ones in one reused helper process (spawn)."""
 
-    def __init__(self, max_numbers: int, processes: int = 1) -> None:
+    def __init__(self, max_numbers: int, processes: int = 1, max_constraint_numbers: int | None = None) -> None:
         self.max_numbers = max_numbers
+        self.max_constraint_numbers = max_constraint_numbers
         self.processes = processes
         self._pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -192,12 +213,13 @@ class BodyParser:
         """
         limit = self.max_numbers if max_numbers is None else max_numbers
         if len(body) <= IN_PROCESS_BYTES:
-            parsed = await run_in_threadpool(parse_json_body, body, model, limit)
+            parsed = await run_in_threadpool(parse_json_body, body, model, limit, self.max_constraint_numbers)
         else:
             pool = self._executor()
             path = await run_in_threadpool(_spool, body)  # handed over as a file: no pickling under the GIL
             try:
-                parsed = await asyncio.wrap_future(pool.submit(parse_json_file, path, model, limit))
+                parsed = await asyncio.wrap_future(pool.submit(parse_json_file, path, model, limit,
+                                                               self.max_constraint_numbers))
             except cf.process.BrokenProcessPool:
                 with self._lock:
                     if self._pool is pool:
@@ -213,9 +235,9 @@ class BodyParser:
             errors = [{**error, "loc": ("body", *error.get("loc", ()))} for error in parsed[1]]
             raise RequestValidationError(errors)
         if parsed[0] == "parameter":
-            _, parameter, message, limit = parsed
+            _, parameter, message, limit, named = parsed
             if limit is not None:
-                raise LimitExceeded(parameter, message, limit=limit, setting=setting)
+                raise LimitExceeded(parameter, message, limit=limit, setting=named or setting)
             raise InvalidParameterError(parameter, message)
         _, members, X, y = parsed
         return ParsedBody(members, X, y)

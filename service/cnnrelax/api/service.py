@@ -89,7 +89,7 @@ class Service:
         self.waiters = JobWaiters()
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
-        self.parser = BodyParser(settings.max_inline_numbers)
+        self.parser = BodyParser(settings.max_inline_numbers, max_constraint_numbers=settings.max_constraint_numbers)
         self.limits = Limits(max_matrix_entries=settings.max_matrix_entries,
                              max_patch_entries=settings.max_patch_entries, max_trials=settings.max_trials,
                              max_experiment_entries=settings.max_experiment_entries)
