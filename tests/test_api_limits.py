@@ -230,6 +230,10 @@ def test_constraints_are_priced_by_their_numbers(server: ServerProcess, http: ht
                                                      headers={"content-type": "application/json"}), seconds=30)
     assert problem["parameter"] == "constraints.inequality_matrix" and problem["limit"] == 250_000
     assert problem["setting"] == "CNNRELAX_MAX_CONSTRAINT_NUMBERS"
+    weights = json.dumps({"planted": {"n": 40, "d": 4}, "output_weights": [1.0] * 300_000}).encode()
+    problem, _, _ = priced(server, lambda: http.post("/v1/solves", content=weights,
+                                                     headers={"content-type": "application/json"}))
+    assert problem["parameter"] == "output_weights"
 
 
 # -------------------------------------------------------------------------------------------------

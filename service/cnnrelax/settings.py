@@ -56,8 +56,8 @@ class Settings(BaseSettings):
                                     description="Most numbers in one JSON body (inline data, JSON datasets); 422 "
                                                 "past it: upload a .npz dataset instead.")
     max_constraint_numbers: int = Field(default=250_000, ge=1,
-                                        description="Most numbers in a solve's constraints (they stay in the "
-                                                    "stored request); 422 past it.")
+                                        description="Most numbers in a solve's constraints and output_weights "
+                                                    "(they stay in the stored request); 422 past it.")
     max_experiment_numbers: int = Field(default=500_000, ge=1,
                                         description="Most numbers in an experiment's JSON body (inline images); "
                                                     "the spec is kept and answered whole, so it is kept small.")

@@ -70,13 +70,15 @@ def _matrix(rows: list[list[float]], parameter: str) -> np.ndarray:
     return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
 
 
-def _constraint_numbers(constraints: Any) -> dict[str, int]:
-    """How many numbers each member of a solve's ``constraints`` holds."""
+def _option_numbers(request: Any) -> dict[str, int]:
+    """How many numbers each list of a solve's options holds (``output_weights``, ``constraints.*``)."""
     counts: dict[str, int] = {}
+    if request.output_weights is not None:
+        counts["output_weights"] = len(request.output_weights)
     for name in ("lower", "upper", "equality_matrix", "equality_vector", "inequality_matrix", "inequality_vector"):
-        value = getattr(constraints, name, None)
+        value = getattr(request.constraints, name, None)
         if isinstance(value, list):
-            counts[name] = sum(len(row) if isinstance(row, list) else 1 for row in value)
+            counts[f"constraints.{name}"] = sum(len(row) if isinstance(row, list) else 1 for row in value)
     return counts
 
 
@@ -94,7 +96,8 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
     max_numbers : int
         The most numbers the body may hold (counted by its commas, before decoding).
     max_constraint_numbers : int, optional
-        The most numbers a solve's ``constraints`` may hold (they stay in the stored request).
+        The most numbers a solve's ``constraints`` and ``output_weights`` may hold (they stay in the stored
+        request).
 
     Returns
     -------
@@ -116,14 +119,13 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
     try:
         if model == "solve":
             request = SolveRequest.model_validate_json(body)
-            if request.constraints is not None and max_constraint_numbers is not None:
-                counts = _constraint_numbers(request.constraints)
-                if sum(counts.values()) > max_constraint_numbers:
-                    largest = max(counts, key=counts.__getitem__)
-                    return ("parameter", f"constraints.{largest}",
-                            f"The constraints hold {sum(counts.values())} numbers ({largest}: {counts[largest]}), more "
-                            "than this server takes in one solve.", max_constraint_numbers,
-                            "CNNRELAX_MAX_CONSTRAINT_NUMBERS")
+            counts = _option_numbers(request)
+            if max_constraint_numbers is not None and sum(counts.values()) > max_constraint_numbers:
+                largest = max(counts, key=counts.__getitem__)
+                return ("parameter", largest,
+                        f"The options hold {sum(counts.values())} numbers ({largest}: {counts[largest]}), more than "
+                        "this server takes in one solve's constraints and output_weights.", max_constraint_numbers,
+                        "CNNRELAX_MAX_CONSTRAINT_NUMBERS")
             members = request.model_dump(exclude_none=True, exclude={"data"})
             if request.data is None:
                 return ("ok", members, None, None)
