@@ -26,7 +26,6 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-
 from conftest import ServerProcess, assert_problem
 
 MiB = 2**20
@@ -168,8 +167,8 @@ def test_lying_npy_headers_are_422_not_500(server: ServerProcess, http: httpx.Cl
     """Issue: a .npy whose header claims (1e6, 1e6) with no data answered 500."""
     for header, phrase in [(npy_header((1_000_000, 1_000_000)), "declares"),
                            (npy_header((100, 5)) + b"\0" * 80, "holds 80 bytes")]:
-        problem, _, _ = priced(server, lambda: http.post("/v1/datasets", content=header,
-                                                         headers={"content-type": "application/x-npy"}), seconds=2)
+        problem, _, _ = priced(server, lambda body=header: http.post(
+            "/v1/datasets", content=body, headers={"content-type": "application/x-npy"}), seconds=2)
         assert phrase in problem["detail"], problem
 
 

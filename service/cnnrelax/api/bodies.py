@@ -65,8 +65,8 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 def _matrix(rows: list[list[float]], parameter: str) -> np.ndarray:
     widths = {len(row) for row in rows}
     if len(widths) > 1:
-        raise InvalidParameterError(parameter, f"The rows of {parameter} have different lengths ({sorted(widths)[:5]}); "
-                                               f"{parameter} must be an n x d matrix.")
+        raise InvalidParameterError(parameter, f"The rows of {parameter} have different lengths "
+                                               f"({sorted(widths)[:5]}); {parameter} must be an n x d matrix.")
     return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
 
 

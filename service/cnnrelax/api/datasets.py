@@ -69,7 +69,8 @@ def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, n
         else:
             raise ValueError(f"unknown .npy version {version}")
     except (ValueError, EOFError, OSError) as exc:
-        raise InvalidParameterError("body", f"The .npy header of {name} could not be read ({str(exc)[:200]}).") from None
+        raise InvalidParameterError("body", f"The .npy header of {name} could not be read "
+                                            f"({str(exc)[:200]}).") from None
     if dtype.hasobject or dtype.kind not in "biuf":
         raise InvalidParameterError(name, f"{name} must hold real numbers, got dtype {dtype}.")
     return tuple(int(v) for v in shape), dtype
