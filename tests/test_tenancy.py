@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-
 from cnnrelax.store import Store, owner_id
 from conftest import ServerProcess, assert_problem, wait_job
 

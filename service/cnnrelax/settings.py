@@ -7,7 +7,8 @@
 
 Request pricing (every request is priced from its shapes before it is accepted):
 ``CNNRELAX_MAX_PATCH_ENTRIES`` (n*k*m of the patch tensor), ``CNNRELAX_MAX_INLINE_NUMBERS`` (numbers in one
-JSON body), ``CNNRELAX_MAX_EXPERIMENT_NUMBERS`` (numbers in an experiment's body, e.g. inline images),
+JSON body), ``CNNRELAX_MAX_CONSTRAINT_NUMBERS``, ``CNNRELAX_MAX_EXPERIMENT_NUMBERS`` (numbers in an
+experiment's body, e.g. inline images),
 ``CNNRELAX_MAX_EXPERIMENT_ENTRIES`` (an experiment's cells times their sizes).
 Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
 ``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     max_inline_numbers: int = Field(default=4_000_000, ge=1,
                                     description="Most numbers in one JSON body (inline data, JSON datasets); 422 "
                                                 "past it: upload a .npz dataset instead.")
+    max_constraint_numbers: int = Field(default=250_000, ge=1,
+                                        description="Most numbers in a solve's constraints and output_weights "
+                                                    "(they stay in the stored request); 422 past it.")
     max_experiment_numbers: int = Field(default=500_000, ge=1,
                                         description="Most numbers in an experiment's JSON body (inline images); "
                                                     "the spec is kept and answered whole, so it is kept small.")

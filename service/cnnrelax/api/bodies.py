@@ -3,8 +3,9 @@
 A JSON body may be tens of megabytes. Decoding and validating it holds the GIL for the whole parse (in
 ``json``, in pydantic-core), so a worker thread would still stall the event loop and every other request.
 Bodies above :data:`IN_PROCESS_BYTES` are therefore parsed in a helper process (spawned on first use,
-then reused); inline ``X`` and ``y`` come back as numpy arrays, so the API never holds millions of Python
-floats. Smaller bodies are parsed in a worker thread.
+then reused, at a lower priority), handed over as a temporary file (a file write releases the GIL,
+pickling the body would not); inline ``X`` and ``y`` come back as numpy arrays, so the API never holds
+millions of Python floats. Smaller bodies are parsed in a worker thread.
 
 Before decoding, a body is priced by its commas: a JSON body of ``N`` numbers has at least ``N - 1``, so
 ``count(",") + 1`` bounds the numbers it can hold (``max_inline_numbers``, a 422 naming ``data`` past it).
@@ -14,7 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +38,10 @@ EXPERIMENT_KINDS = ("phase_transition", "rotated_digits")
 
 #: Bodies larger than this are parsed in the helper process (bytes).
 IN_PROCESS_BYTES = 512 * 1024
+#: The helper process runs at this lower priority, so that the event loop gets a core first.
+PARSER_NICENESS = 10
 
-#: What a parse returns: ("ok", members, X, y) / ("invalid", errors) / ("parameter", name, message, limit).
+#: What a parse returns: ("ok", members, X, y) / ("invalid", errors) / ("parameter", name, message, limit, setting).
 Parsed = tuple[Any, ...]
 
 
@@ -62,12 +68,24 @@ def _errors(exc: ValidationError) -> list[dict[str, Any]]:
 def _matrix(rows: list[list[float]], parameter: str) -> np.ndarray:
     widths = {len(row) for row in rows}
     if len(widths) > 1:
-        raise InvalidParameterError(parameter, f"The rows of {parameter} have different lengths ({sorted(widths)[:5]}); "
-                                               f"{parameter} must be an n x d matrix.")
+        raise InvalidParameterError(parameter, f"The rows of {parameter} have different lengths "
+                                               f"({sorted(widths)[:5]}); {parameter} must be an n x d matrix.")
     return np.array(rows, dtype=np.float64).reshape(len(rows), widths.pop() if widths else 0)
 
 
-def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
+def _option_numbers(request: Any) -> dict[str, int]:
+    """How many numbers each list of a solve's options holds (``output_weights``, ``constraints.*``)."""
+    counts: dict[str, int] = {}
+    if request.output_weights is not None:
+        counts["output_weights"] = len(request.output_weights)
+    for name in ("lower", "upper", "equality_matrix", "equality_vector", "inequality_matrix", "inequality_vector"):
+        value = getattr(request.constraints, name, None)
+        if isinstance(value, list):
+            counts[f"constraints.{name}"] = sum(len(row) if isinstance(row, list) else 1 for row in value)
+    return counts
+
+
+def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_numbers: int | None = None) -> Parsed:
     """Price, decode and validate a JSON body against ``model``; top-level and picklable.
 
     Parameters
@@ -80,12 +98,15 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         (:class:`~cnnrelax.api.schemas.DatasetJson`).
     max_numbers : int
         The most numbers the body may hold (counted by its commas, before decoding).
+    max_constraint_numbers : int, optional
+        The most numbers a solve's ``constraints`` and ``output_weights`` may hold (they stay in the stored
+        request).
 
     Returns
     -------
     tuple
         ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data),
-        ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit)``.
+        ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit, setting)``.
     """
     from .schemas import DatasetJson, ExperimentRequest, SolveRequest
 
@@ -94,13 +115,20 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         if model == "experiment":
             return ("parameter", "images", f"The JSON body holds up to {numbers} numbers (by its commas), more than "
                                            "this server takes in an experiment's spec; send fewer or smaller images.",
-                    max_numbers)
+                    max_numbers, None)
         return ("parameter", "data", f"The JSON body holds up to {numbers} numbers (by its commas), more than this "
                                      "server decodes from JSON; upload large data as a .npz dataset (POST "
-                                     "/v1/datasets) and solve it by dataset_id.", max_numbers)
+                                     "/v1/datasets) and solve it by dataset_id.", max_numbers, None)
     try:
         if model == "solve":
             request = SolveRequest.model_validate_json(body)
+            counts = _option_numbers(request)
+            if max_constraint_numbers is not None and sum(counts.values()) > max_constraint_numbers:
+                largest = max(counts, key=counts.__getitem__)
+                return ("parameter", largest,
+                        f"The options hold {sum(counts.values())} numbers ({largest}: {counts[largest]}), more than "
+                        "this server takes in one solve's constraints and output_weights.", max_constraint_numbers,
+                        "CNNRELAX_MAX_CONSTRAINT_NUMBERS")
             members = request.model_dump(exclude_none=True, exclude={"data"})
             if request.data is None:
                 return ("ok", members, None, None)
@@ -116,6 +144,7 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
         if model == "dataset":  # uploads answer one sentence naming the member, as binary uploads do
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
+<<<<<<< HEAD
             return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None)
         errors = _errors(exc)
         if model == "experiment":  # the union's tag is the request's own "kind", not a member: drop it
@@ -124,16 +153,50 @@ def parse_json_body(body: bytes, model: str, max_numbers: int) -> Parsed:
                 if len(loc) > 1 and loc[0] in EXPERIMENT_KINDS:
                     error["loc"] = loc[1:]
         return ("invalid", errors)
+=======
+            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None, None)
+        return ("invalid", _errors(exc))
+>>>>>>> guard
     except InvalidParameterError as exc:
-        return ("parameter", exc.parameter, exc.message, None)
+        return ("parameter", exc.parameter, exc.message, None, None)
     return ("ok", members, X, y)
+
+
+def _lower_priority() -> None:
+    with contextlib.suppress(OSError):
+        os.nice(PARSER_NICENESS)
+
+
+def parse_json_file(path: str, model: str, max_numbers: int, max_constraint_numbers: int | None = None) -> Parsed:
+    """:func:`parse_json_body` of a body handed over as a file (read, then deleted, by the helper process)."""
+    try:
+        with open(path, "rb") as handle:
+            body = handle.read()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+    return parse_json_body(body, model, max_numbers, max_constraint_numbers)
+
+
+def _spool(body: bytes) -> str:
+    """Write ``body`` to a temporary file (a thread: the write releases the GIL, where pickling it would not)."""
+    handle, path = tempfile.mkstemp(prefix="cnnrelax-body-", suffix=".json")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(body)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+    return path
 
 
 class BodyParser:
     """Parses JSON bodies: small ones in a thread, large ones in one reused helper process (spawn)."""
 
-    def __init__(self, max_numbers: int, processes: int = 1) -> None:
+    def __init__(self, max_numbers: int, processes: int = 1, max_constraint_numbers: int | None = None) -> None:
         self.max_numbers = max_numbers
+        self.max_constraint_numbers = max_constraint_numbers
         self.processes = processes
         self._pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -141,7 +204,8 @@ class BodyParser:
     def _executor(self) -> cf.ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+                self._pool = cf.ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                                    initializer=_lower_priority)
             return self._pool
 
     async def parse(self, body: bytes, model: str, max_numbers: int | None = None,
@@ -166,11 +230,13 @@ class BodyParser:
         """
         limit = self.max_numbers if max_numbers is None else max_numbers
         if len(body) <= IN_PROCESS_BYTES:
-            parsed = await run_in_threadpool(parse_json_body, body, model, limit)
+            parsed = await run_in_threadpool(parse_json_body, body, model, limit, self.max_constraint_numbers)
         else:
             pool = self._executor()
+            path = await run_in_threadpool(_spool, body)  # handed over as a file: no pickling under the GIL
             try:
-                parsed = await asyncio.wrap_future(pool.submit(parse_json_body, body, model, limit))
+                parsed = await asyncio.wrap_future(pool.submit(parse_json_file, path, model, limit,
+                                                               self.max_constraint_numbers))
             except cf.process.BrokenProcessPool:
                 with self._lock:
                     if self._pool is pool:
@@ -179,13 +245,16 @@ class BodyParser:
                 raise ApiError(503, "The body parser process died (out of memory?) while reading this request; "
                                     "send large data as a .npz dataset.", title="Parser unavailable",
                                headers={"Retry-After": "1"}) from None
+            finally:  # the helper deletes it; this covers a helper that never got to it
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
         if parsed[0] == "invalid":
             errors = [{**error, "loc": ("body", *error.get("loc", ()))} for error in parsed[1]]
             raise RequestValidationError(errors)
         if parsed[0] == "parameter":
-            _, parameter, message, limit = parsed
+            _, parameter, message, limit, named = parsed
             if limit is not None:
-                raise LimitExceeded(parameter, message, limit=limit, setting=setting)
+                raise LimitExceeded(parameter, message, limit=limit, setting=named or setting)
             raise InvalidParameterError(parameter, message)
         _, members, X, y = parsed
         return ParsedBody(members, X, y)

@@ -9,7 +9,6 @@ a JSON body by its commas. Datasets belong to the API key that uploaded them.
 from __future__ import annotations
 
 import io
-import json
 import zipfile
 
 import numpy as np
@@ -59,8 +58,8 @@ def _finite_float(array: np.ndarray, name: str) -> np.ndarray:
 MAX_NPZ_MEMBERS = 16
 
 
-def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, name: str) -> tuple[tuple, np.dtype, int]:
-    """Shape, dtype and header length of a ``.npy`` stream, from its header alone (nothing else is read)."""
+def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, name: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype of a ``.npy`` stream, from its header alone (nothing else is read)."""
     try:
         version = np.lib.format.read_magic(stream)
         if version == (1, 0):
@@ -70,10 +69,11 @@ def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, n
         else:
             raise ValueError(f"unknown .npy version {version}")
     except (ValueError, EOFError, OSError) as exc:
-        raise InvalidParameterError("body", f"The .npy header of {name} could not be read ({str(exc)[:200]}).") from None
+        raise InvalidParameterError("body", f"The .npy header of {name} could not be read "
+                                            f"({str(exc)[:200]}).") from None
     if dtype.hasobject or dtype.kind not in "biuf":
         raise InvalidParameterError(name, f"{name} must hold real numbers, got dtype {dtype}.")
-    return tuple(int(v) for v in shape), dtype, 0
+    return tuple(int(v) for v in shape), dtype
 
 
 def price_arrays(declared: dict[str, tuple[tuple, np.dtype]], max_entries: int, kind: str) -> None:
@@ -88,7 +88,7 @@ def price_arrays(declared: dict[str, tuple[tuple, np.dtype]], max_entries: int, 
 def _check_npy(body: bytes, max_entries: int) -> None:
     """Price a ``.npy`` body by its header, and check the header tells the truth about the body's length."""
     stream = io.BytesIO(body)
-    shape, dtype, _ = _npy_header(stream, "X")
+    shape, dtype = _npy_header(stream, "X")
     price_arrays({"array": (shape, dtype)}, max_entries + max(1, shape[0] if shape else 1), ".npy body")
     declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
     held = len(body) - stream.tell()
@@ -123,7 +123,7 @@ def _check_npz(body: bytes, max_entries: int) -> None:
                 raise InvalidParameterError("body", "Encrypted .npz members are not accepted.")
             try:
                 with archive.open(member) as stream:
-                    shape, dtype, _ = _npy_header(stream, name)
+                    shape, dtype = _npy_header(stream, name)
                     header_length = stream.tell() if stream.seekable() else None
             except (zipfile.BadZipFile, NotImplementedError, OSError, EOFError) as exc:
                 raise InvalidParameterError("body", f"The .npz member {member.filename} could not be read "

@@ -16,7 +16,7 @@ from .problems import ApiError
 from .schemas import ExperimentOut, ExperimentPage, JobStatus
 from .service import MAX_WAIT_S, Service
 from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
-from .views import mark_accepted, experiment_view, job_summary
+from .views import experiment_view, job_summary, mark_accepted
 
 router = APIRouter(prefix="/v1/experiments", tags=["experiments"])
 _RENDER_LOCK = threading.Lock()

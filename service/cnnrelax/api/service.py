@@ -7,10 +7,8 @@ caller's owner (tenant); reads take ``sees`` (the owner, or ``None`` for an admi
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import shutil
-import sqlite3
 import threading
 import time
 from datetime import datetime, timezone
@@ -71,16 +69,6 @@ class JobWaiters:
                 self._loop.call_soon_threadsafe(event.set)
 
 
-def is_disk_full(exc: BaseException) -> bool:
-    """True for the errors of a full disk (or quota): ``ENOSPC``/``EDQUOT``, SQLite's ``SQLITE_FULL``."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        return True
-    if isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)
-        return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
-    return False
-
-
 def build_executor(settings: Settings, store: Store) -> Executor:
     """Local worker processes, or (when ``dask_scheduler`` is set) the Dask executor."""
     if settings.dask_scheduler:
@@ -101,7 +89,7 @@ class Service:
         self.waiters = JobWaiters()
         self.store: Store | None = None
         self.dispatcher: Dispatcher | None = None
-        self.parser = BodyParser(settings.max_inline_numbers)
+        self.parser = BodyParser(settings.max_inline_numbers, max_constraint_numbers=settings.max_constraint_numbers)
         self.limits = Limits(max_matrix_entries=settings.max_matrix_entries,
                              max_patch_entries=settings.max_patch_entries, max_trials=settings.max_trials,
                              max_experiment_entries=settings.max_experiment_entries)

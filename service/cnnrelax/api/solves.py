@@ -14,7 +14,7 @@ from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
 from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobOut, JobPage, JobStatus
 from .service import MAX_WAIT_S, Service
-from .views import mark_accepted, job_summary, job_view
+from .views import job_summary, job_view, mark_accepted
 
 router = APIRouter(prefix="/v1/solves", tags=["solves"])
 
@@ -40,7 +40,8 @@ def parse_cursor(cursor: Optional[str]) -> Optional[int]:
 
 
 #: The request body of ``POST /v1/solves`` (read by the route itself, so that it is parsed off the event loop).
-SOLVE_BODY = {"required": True, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SolveRequest"}}}}
+SOLVE_BODY = {"required": True,
+              "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SolveRequest"}}}}
 
 
 def _accept_solve(service: Service, tenant: Tenant, members: dict, arrays: tuple | None,
