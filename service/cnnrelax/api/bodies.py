@@ -144,8 +144,7 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
         if model == "dataset":  # uploads answer one sentence naming the member, as binary uploads do
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
-<<<<<<< HEAD
-            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None)
+            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None, None)
         errors = _errors(exc)
         if model == "experiment":  # the union's tag is the request's own "kind", not a member: drop it
             for error in errors:
@@ -153,10 +152,6 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
                 if len(loc) > 1 and loc[0] in EXPERIMENT_KINDS:
                     error["loc"] = loc[1:]
         return ("invalid", errors)
-=======
-            return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None, None)
-        return ("invalid", _errors(exc))
->>>>>>> guard
     except InvalidParameterError as exc:
         return ("parameter", exc.parameter, exc.message, None, None)
     return ("ok", members, X, y)
