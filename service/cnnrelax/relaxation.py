@@ -578,6 +578,9 @@ class RelaxationSolver:
         c = self._unit
         value = float(r @ u)
         floor = value - 1e-7 * (abs(value) + float(np.linalg.norm(r)))
+        # Ties within rounding go to the earlier candidate, the vertex: on an optimal face that is not a point,
+        # which point wins must not depend on the last bits (the same answer in every unit).
+        rounding = 1e-12 * (abs(value) + float(np.linalg.norm(r)))
         best, best_value = u, -np.inf
         for candidate in (self._vertex(r, rows, rhs, bound), self._projection(u, rows, rhs)):
             if candidate is None or not np.all(np.isfinite(candidate)):
@@ -586,7 +589,7 @@ class RelaxationSolver:
             if np.any(excess > tol) or c.violation(candidate) > 1e-9 * (1.0 + float(np.max(np.abs(candidate)))):
                 continue
             candidate_value = float(r @ candidate)
-            if candidate_value >= floor and candidate_value > best_value:
+            if candidate_value >= floor and candidate_value > best_value + rounding:
                 best, best_value = candidate, candidate_value
         return best
 
