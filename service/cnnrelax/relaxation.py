@@ -527,7 +527,7 @@ class RelaxationSolver:
                                   "too ill-conditioned to solve reliably.")
                 continue
             if self.relaxation == "lp":
-                u = self._crossover(u, r, rows, rhs, tol)
+                u = self._crossover(u, r, rows, rhs, tol, bound)
             return finish("optimal", "Solved to optimality.", u)
 
     def _feasible(self, rows: FloatArray, rhs: FloatArray, with_t: bool, should_stop: ShouldStop | None,
@@ -564,16 +564,56 @@ class RelaxationSolver:
         return (False, 0.0) if verdict == "infeasible" else (None, 0.0)
 
     def _crossover(self, u: FloatArray, r: FloatArray, rows: FloatArray, rhs: FloatArray,
-                   tol: FloatArray) -> FloatArray:
-        """Move the LP optimum onto the exact point of the cuts (and user constraints) tight at it.
+                   tol: FloatArray, bound: float | None) -> FloatArray:
+        """Replace the interior-point LP optimum by an exact vertex (a crossover, as commercial LP solvers do).
 
-        The projection of ``u`` onto ``{A u = b}`` for the active rows ``A`` is kept when it satisfies
-        every sample and user constraint and its value ``r^T u`` is no worse (to 1e-7 relative): an
-        interior-point optimum is then replaced by the vertex HiGHS's simplex would report. (The value may
-        drop a little when the interior point was itself infeasible by up to the cut tolerance.)
+        Two candidates: HiGHS's simplex on the final working set (the cuts in use, the user constraints and
+        the box), and the projection of ``u`` onto the cuts and constraints tight at it. The best one that
+        satisfies every sample and user constraint and whose value ``r^T u`` is no worse (to 1e-7 relative)
+        replaces ``u``; Clarabel's interior point stays otherwise. (The value may drop a little when the
+        interior point was itself infeasible by up to the cut tolerance.)
         """
         if rows.shape[0] == 0:
             return u
+        c = self._unit
+        value = float(r @ u)
+        floor = value - 1e-7 * (abs(value) + float(np.linalg.norm(r)))
+        # Ties within rounding go to the earlier candidate, the vertex: on an optimal face that is not a point,
+        # which point wins must not depend on the last bits (the same answer in every unit).
+        rounding = 1e-12 * (abs(value) + float(np.linalg.norm(r)))
+        best, best_value = u, -np.inf
+        for candidate in (self._vertex(r, rows, rhs, bound), self._projection(u, rows, rhs)):
+            if candidate is None or not np.all(np.isfinite(candidate)):
+                continue
+            excess, _ = self._violations(candidate, None)
+            if np.any(excess > tol) or c.violation(candidate) > 1e-9 * (1.0 + float(np.max(np.abs(candidate)))):
+                continue
+            candidate_value = float(r @ candidate)
+            if candidate_value >= floor and candidate_value > best_value + rounding:
+                best, best_value = candidate, candidate_value
+        return best
+
+    def _vertex(self, r: FloatArray, rows: FloatArray, rhs: FloatArray, bound: float | None) -> FloatArray | None:
+        """HiGHS's simplex on the working-set LP ``max r^T u`` (linear constraints only; None otherwise)."""
+        m, c = self.problem.m, self._unit
+        if not c.is_linear:
+            return None
+        A_ub = np.vstack([rows, c.inequality[0]]) if c.inequality is not None else rows
+        b_ub = np.concatenate([rhs, c.inequality[1]]) if c.inequality is not None else rhs
+        lower = c.lower if c.lower is not None else np.full(m, -np.inf)
+        upper = c.upper if c.upper is not None else np.full(m, np.inf)
+        if bound is not None:
+            lower, upper = np.maximum(lower, -bound), np.minimum(upper, bound)
+        res = linprog(-r, A_ub=A_ub, b_ub=b_ub, A_eq=None if c.equality is None else c.equality[0],
+                      b_eq=None if c.equality is None else c.equality[1],
+                      bounds=[(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+                              for lo, hi in zip(lower, upper, strict=True)],
+                      method="highs", options={"primal_feasibility_tolerance": 1e-10,
+                                               "dual_feasibility_tolerance": 1e-10})
+        return np.asarray(res.x, dtype=np.float64) if res.status == 0 and res.x is not None else None
+
+    def _projection(self, u: FloatArray, rows: FloatArray, rhs: FloatArray) -> FloatArray | None:
+        """``u`` projected onto ``{A u = b}`` for the cuts and user constraints tight at ``u``."""
         # Active: tight at the interior point (Clarabel's duals of slack rows are small but not zero, and on
         # this degenerate LP many tight rows have zero duals, so slack decides; a wrong guess is rejected below).
         active = rhs - rows @ u <= 1e-6 * (1.0 + np.abs(rhs))
@@ -606,18 +646,9 @@ class RelaxationSolver:
             A = np.vstack([A, *extra_rows])
             b = np.concatenate([b, *extra_rhs])
         if A.shape[0] == 0:
-            return u
-        step, *_ = np.linalg.lstsq(A, b - A @ u, rcond=None)
-        candidate = u + step
-        if not np.all(np.isfinite(candidate)):
-            return u
-        excess, _ = self._violations(candidate, None)
-        if np.any(excess > tol) or c.violation(candidate) > 1e-9 * (1.0 + float(np.max(np.abs(candidate)))):
-            return u
-        value = float(r @ u)
-        if float(r @ candidate) < value - 1e-7 * (abs(value) + float(np.linalg.norm(r))):
-            return u
-        return candidate
+            return None
+        step = np.linalg.lstsq(A, b - A @ u, rcond=None)[0]
+        return np.asarray(u + step, dtype=np.float64)
 
     def _status_outcome(self, outcome: str, sub: _Sub, r: FloatArray, iterations: int, outer: int,
                         start: float) -> RelaxationSolution:
