@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from cnnrelax import InvalidParameterError, PlantedSpec, make_problem, planted_problem
 from cnnrelax.baselines import (
-    gradient_descent, lipschitz_constant, mean_loss_gradient, pseudo_inverse, restart_start,
+    gradient_descent,
+    lipschitz_constant,
+    mean_loss_gradient,
+    pseudo_inverse,
+    restart_start,
 )
 
 
@@ -104,7 +107,7 @@ def test_polished_restarts_are_the_relaxations_polish_of_their_filters() -> None
     pp = planted_problem(PlantedSpec(n=300, d=12, k=2, seed=6))
     plain = gradient_descent(pp.problem, restarts=3, iterations=2000, seed=1, w_star=pp.w_star)
     polished = gradient_descent(pp.problem, restarts=3, iterations=2000, seed=1, w_star=pp.w_star, polish=True)
-    for before, after in zip(plain.restarts, polished.restarts):
+    for before, after in zip(plain.restarts, polished.restarts, strict=True):
         np.testing.assert_array_equal(before.w, after.w)  # the descent itself is unchanged
         assert before.w_polished is None and before.recovered_after_polish == before.recovered
         outcome = polish(pp.problem, after.w)

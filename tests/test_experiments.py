@@ -9,17 +9,32 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from cnnrelax import InvalidParameterError, PlantedSpec, SolveOptions, planted_problem, solve
 from cnnrelax.experiments import (
-    ExperimentCancelled, figure_size_px, list_cells, render_figure, run_cell, run_experiment, validate_experiment,
+    ExperimentCancelled,
+    figure_size_px,
+    list_cells,
+    render_figure,
+    run_cell,
+    run_experiment,
+    validate_experiment,
 )
 from cnnrelax.experiments.common import derived_seed
 from cnnrelax.experiments.rotated_digits import (
-    assemble, filter_test_rmses, learn_filters, paired_difference, prepare_data, relu_features, ridge_test_rmse,
-    run_cell as digits_cell, score_filters, upsampled_digits,
+    assemble,
+    filter_test_rmses,
+    learn_filters,
+    paired_difference,
+    prepare_data,
+    relu_features,
+    ridge_test_rmse,
+    score_filters,
+    upsampled_digits,
 )
+from cnnrelax.experiments.rotated_digits import (
+    run_cell as digits_cell,
+)
+from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = {"kind": "phase_transition", "k": 1, "d": [6, 10], "n": [30, 200], "repetitions": 3,
@@ -258,7 +273,7 @@ def test_transition_is_the_half_plateau_crossing_of_a_monotone_fit() -> None:
     spec = {"methods": ["relaxation"], "d": [10], "n": [10, 20, 40, 80, 160]}
     rates = [0.0, 0.4, 0.2, 0.5, 0.45]  # a noisy dip at n=40; fit 0, 0.3, 0.3, 0.475, 0.475: crossing at n=20
     cells = [{"method": "relaxation", "d": 10, "n": n, "success_rate": r, "trials_run": 20}
-             for n, r in zip(spec["n"], rates)]
+             for n, r in zip(spec["n"], rates, strict=True)]
     (row,) = transitions(spec, cells)["relaxation"]
     assert row["n"] == 20 and row["plateau"] == pytest.approx(0.475)
     cells[1]["success_rate"] = 0.0  # now the fit is 0, 0, 0.2, 0.475, 0.475: the crossing moves to n=80

@@ -222,7 +222,7 @@ def gradient_descent(
         steps_taken[cols[keep]] += 1
         active[cols[~keep]] = False
     records: list[RestartRecord] = []
-    star_norm = None if w_star is None else max(float(np.linalg.norm(w_star)), np.finfo(float).tiny)
+    star_norm = 1.0 if w_star is None else max(float(np.linalg.norm(w_star)), float(np.finfo(float).tiny))
     for t in range(restarts):
         w = W[:, t].copy()
         raw_loss = loss = problem.loss(w)

@@ -411,7 +411,9 @@ class DatasetPage(_Sent):
 
 # Requests, specs and results typed per kind (discriminated by `kind`) live in schemas_experiments.
 from .schemas_experiments import (  # noqa: E402,F401 (this section's models; ExperimentRequest is re-exported)
-    ExperimentRequest, ExperimentResult, ExperimentSpec,
+    ExperimentRequest,
+    ExperimentResult,
+    ExperimentSpec,
 )
 
 

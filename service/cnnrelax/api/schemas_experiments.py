@@ -8,7 +8,7 @@ a member it does not declare is an error, so nothing reaches the wire undeclared
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -50,7 +50,8 @@ class PhaseTransitionRequest(_Strict):
     n: list[GridN] = Field(list(pt.DEFAULT_N), min_length=1, max_length=pt.MAX_GRID, description="Sample counts.")
     repetitions: int = Field(pt.DEFAULT_REPETITIONS, ge=1, le=pt.MAX_REPETITIONS,
                              description="Planted problems per cell (the paper: 100).")
-    methods: list[Method] = Field(list(pt.DEFAULT_METHODS), min_length=1, description="Methods compared.")
+    methods: list[Method] = Field(cast(list[Method], list(pt.DEFAULT_METHODS)), min_length=1,
+                                  description="Methods compared.")
     trials: int = Field(pt.DEFAULT_TRIALS, ge=1, le=pt.MAX_TRIALS,
                         description="Relaxation directions / gradient-descent restarts per repetition.")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the whole sweep.")

@@ -93,7 +93,8 @@ def run_experiment(
     done: dict[Any, dict] = {}
     if resume:
         if resume.get("kind") not in (None, spec["kind"]):
-            raise InvalidParameterError("resume", f"resume state of kind {resume.get('kind')!r} does not fit a {spec['kind']} spec.")
+            raise InvalidParameterError("resume", f"resume state of kind {resume.get('kind')!r} does not fit a "
+                f"{spec['kind']} spec.")
         for result in resume.get("cells", []):
             key = module.cell_key(result)
             if key in wanted:

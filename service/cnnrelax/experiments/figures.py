@@ -89,7 +89,7 @@ def render_phase_transition(result: dict) -> bytes:
                 points = [(ds.index(t["d"]), ns.index(t["n"])) for t in transition.get(method, [])
                           if t["n"] is not None]
                 if points:
-                    xs, ys = zip(*points)
+                    xs, ys = zip(*points, strict=True)
                     ax.plot(xs, ys, "o-", color="cyan", markersize=4, linewidth=1, label="half plateau")
                     ax.legend(loc="upper left", fontsize=7)
     fig.colorbar(images[0], ax=list(axes[0, :]), fraction=0.046, pad=0.02, label="one scale for every method")
@@ -129,7 +129,7 @@ def render_rotated_digits(result: dict) -> bytes:
     for i in range(len(seeds)):  # one thin line per seed joins its paired values
         ys = [values[i] for _, values, _ in columns if i < len(values)]
         ax.plot(range(len(ys)), ys, color="lightgrey", linewidth=0.8, zorder=1)
-    for x, (label, values, colour) in enumerate(columns):
+    for x, (_label, values, colour) in enumerate(columns):
         if not values:
             continue
         ax.scatter([x] * len(values), values, color=colour, s=14, zorder=2)
@@ -162,7 +162,7 @@ def render_rotated_digits(result: dict) -> bytes:
         if max(v.get("n_filters") or [0]) > 1:
             rows += [(f"{shape} all learned - raw", v["all_minus_raw"]),
                      (f"{shape} all learned - random", v["all_minus_random"])]
-    for y, (label, comparison) in enumerate(rows):
+    for y, (_label, comparison) in enumerate(rows):
         colour = {"lower": "tab:green", "higher": "tab:red"}.get(comparison.get("verdict"), "tab:grey")
         if comparison.get("interval") is not None:
             low, high = comparison["interval"]

@@ -33,7 +33,14 @@ from ..problem import FloatArray, InvalidParameterError
 from ..relaxation import RelaxationSolver
 from ..trials import DEFAULT_RECOVERY_TOL, polish, trial_direction
 from .common import (
-    ExperimentCancelled, ShouldStop, check_stop, derived_seed, int_list, non_negative_int, positive_float, positive_int,
+    ExperimentCancelled,
+    ShouldStop,
+    check_stop,
+    derived_seed,
+    int_list,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
 
 METHODS: tuple[str, ...] = ("relaxation", "gradient_descent", "pseudo_inverse")
@@ -74,7 +81,8 @@ def validate(spec: dict) -> dict:
     if isinstance(methods, str):
         methods = [methods]
     if not isinstance(methods, (list, tuple)) or not methods:
-        raise InvalidParameterError("methods", f"methods must be a non-empty list drawn from {list(METHODS)}, got {methods!r}.")
+        raise InvalidParameterError("methods", f"methods must be a non-empty list drawn from {list(METHODS)}, "
+            f"got {methods!r}.")
     for method in methods:
         if method not in METHODS:
             raise InvalidParameterError("methods", f"Unknown method {method!r}: choose among {', '.join(METHODS)}.")
@@ -86,7 +94,8 @@ def validate(spec: dict) -> dict:
         raise InvalidParameterError("relaxation", f"relaxation must be 'lp' or 'qp' here, got {relaxation!r}.")
     distribution = spec.get("distribution", "gaussian")
     if distribution not in DISTRIBUTIONS:
-        raise InvalidParameterError("distribution", f"distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}.")
+        raise InvalidParameterError("distribution", f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
+            f"got {distribution!r}.")
     out: dict[str, Any] = {
         "kind": "phase_transition",
         "k": k, "d": d, "n": n,
@@ -105,7 +114,8 @@ def validate(spec: dict) -> dict:
     }
     total = len(methods) * len(d) * len(n)
     if total > MAX_CELLS:
-        raise InvalidParameterError("d", f"The grid has {total} cells (methods x d x n); at most {MAX_CELLS} are allowed.")
+        raise InvalidParameterError("d", f"The grid has {total} cells (methods x d x n); at most {MAX_CELLS} "
+            f"are allowed.")
     return out
 
 
@@ -213,7 +223,7 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
 def monotone_fit(values: list[float], weights: list[float]) -> list[float]:
     """Weighted isotonic (non-decreasing) least-squares fit by pooling adjacent violators."""
     blocks: list[list[float]] = []  # [mean, weight, count]
-    for value, weight in zip(values, weights):
+    for value, weight in zip(values, weights, strict=True):
         blocks.append([value, weight, 1])
         while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
             v2, w2, c2 = blocks.pop()
@@ -239,7 +249,9 @@ def transitions(spec: dict, cells: list[dict]) -> dict[str, list[dict]]:
                 continue
             fit = monotone_fit([c["success_rate"] for c in present], [max(c["trials_run"], 1) for c in present])
             plateau = max(fit)
-            n_star = next((c["n"] for c, f in zip(present, fit) if f >= plateau / 2), None) if plateau > 0 else None
+            n_star = None
+            if plateau > 0:
+                n_star = next((c["n"] for c, f in zip(present, fit, strict=True) if f >= plateau / 2), None)
             rows.append({"d": d, "n": n_star, "plateau": plateau, "threshold": plateau / 2,
                          "at_grid_start": n_star is not None and n_star == present[0]["n"]})
         out[method] = rows

@@ -41,7 +41,13 @@ from ..problem import FloatArray, InvalidParameterError, make_patching, make_pro
 from ..relaxation import RelaxationSolver
 from ..trials import trial_direction
 from .common import (
-    ExperimentCancelled, ShouldStop, check_stop, derived_seed, non_negative_int, positive_float, positive_int,
+    ExperimentCancelled,
+    ShouldStop,
+    check_stop,
+    derived_seed,
+    non_negative_int,
+    positive_float,
+    positive_int,
 )
 
 DEFAULT_FILTER_SHAPES: tuple[tuple[int, int], ...] = ((4, 4), (3, 3), (5, 5))
@@ -100,7 +106,8 @@ def _load_images(spec: dict) -> tuple[FloatArray, FloatArray | None, str]:
             with np.load(path, allow_pickle=False) as archive:
                 if "images" not in archive.files:
                     raise InvalidParameterError(
-                        "images_path", f"{path} has no 'images' array (it holds {', '.join(archive.files) or 'nothing'}).")
+                        "images_path", f"{path} has no 'images' array (it holds "
+                            f"{', '.join(archive.files) or 'nothing'}).")
                 images = np.array(archive["images"])
                 if angles is None and "angles" in archive.files:
                     angles = np.array(archive["angles"])
@@ -120,7 +127,8 @@ def _load_images(spec: dict) -> tuple[FloatArray, FloatArray | None, str]:
     if arr.ndim != 3 or arr.shape[0] < 10:
         raise InvalidParameterError("images", f"images must have shape (N, H, W) with N >= 10, got {arr.shape}.")
     if arr.shape[1] * arr.shape[2] > MAX_PIXELS:
-        raise InvalidParameterError("images", f"images of {arr.shape[1]}x{arr.shape[2]} pixels exceed {MAX_PIXELS} pixels.")
+        raise InvalidParameterError("images", f"images of {arr.shape[1]}x{arr.shape[2]} pixels exceed "
+            f"{MAX_PIXELS} pixels.")
     if not np.isfinite(arr).all():
         raise InvalidParameterError("images", "images contain NaN or infinite values.")
     if angles is not None:
@@ -129,7 +137,8 @@ def _load_images(spec: dict) -> tuple[FloatArray, FloatArray | None, str]:
         except (TypeError, ValueError):
             raise InvalidParameterError("angles", "angles must be a numeric vector, one per image.") from None
         if angles.shape[0] != arr.shape[0] or not np.isfinite(angles).all():
-            raise InvalidParameterError("angles", f"angles must hold {arr.shape[0]} finite numbers (one per image), got {angles.shape[0]}.")
+            raise InvalidParameterError("angles", f"angles must hold {arr.shape[0]} finite numbers (one per "
+                f"image), got {angles.shape[0]}.")
     if source == "sklearn.datasets.load_digits":
         source = "user images"
     return arr, angles, source
@@ -161,25 +170,30 @@ def validate(spec: dict) -> dict:
     if shapes is None:
         shapes = [list(s) for s in DEFAULT_FILTER_SHAPES if s[0] <= H and s[1] <= W] or [[min(H, 2), min(W, 2)]]
     if not isinstance(shapes, (list, tuple)) or not shapes:
-        raise InvalidParameterError("filter_shapes", f"filter_shapes must be a non-empty list of [p, q], got {shapes!r}.")
+        raise InvalidParameterError("filter_shapes", f"filter_shapes must be a non-empty list of [p, q], got "
+            f"{shapes!r}.")
     norm_shapes: list[list[int]] = []
     for shape in shapes:
         if (not isinstance(shape, (list, tuple)) or len(shape) != 2
                 or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in shape)):
-            raise InvalidParameterError("filter_shapes", f"each filter shape must be [p, q] with positive integers, got {shape!r}.")
+            raise InvalidParameterError("filter_shapes", f"each filter shape must be [p, q] with positive "
+                f"integers, got {shape!r}.")
         if shape[0] > H or shape[1] > W:
-            raise InvalidParameterError("filter_shapes", f"filter {shape[0]}x{shape[1]} does not fit in {H}x{W} images.")
+            raise InvalidParameterError("filter_shapes", f"filter {shape[0]}x{shape[1]} does not fit in {H}x{W} "
+                f"images.")
         if [int(shape[0]), int(shape[1])] not in norm_shapes:
             norm_shapes.append([int(shape[0]), int(shape[1])])
     train_fraction = float(positive_float(spec, "train_fraction", DEFAULT_TRAIN_FRACTION) or 0)
     validation_fraction = float(positive_float(spec, "validation_fraction", DEFAULT_VALIDATION_FRACTION) or 0)
     if train_fraction + validation_fraction >= 1.0:
         raise InvalidParameterError(
-            "train_fraction", f"train_fraction + validation_fraction must leave a test split, got {train_fraction} + {validation_fraction}.")
+            "train_fraction", f"train_fraction + validation_fraction must leave a test split, got "
+                f"{train_fraction} + {validation_fraction}.")
     alphas = spec.get("alphas")
     alphas = list(DEFAULT_ALPHAS) if alphas is None else alphas
     if (not isinstance(alphas, (list, tuple)) or not alphas
-            or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not np.isfinite(a) or a <= 0 for a in alphas)):
+            or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not np.isfinite(a) or a <= 0
+                   for a in alphas)):
         raise InvalidParameterError("alphas", f"alphas must be a non-empty list of positive numbers, got {alphas!r}.")
     max_images = spec.get("max_images")
     if max_images is not None:
@@ -244,7 +258,7 @@ def upsampled_digits(count: int, *, seed: int = 0, size: int = 28) -> FloatArray
     which = rng.integers(0, len(base), size=count)
     offsets = rng.integers(0, size - 20 + 1, size=(count, 2))
     out = np.zeros((count, size, size))
-    for i, (j, (r, c)) in enumerate(zip(which, offsets)):
+    for i, (j, (r, c)) in enumerate(zip(which, offsets, strict=True)):
         out[i, r:r + 20, c:c + 20] = small[j]
     return out
 
@@ -258,7 +272,7 @@ def _rotate(images: FloatArray, angles: FloatArray) -> FloatArray:
     from scipy.ndimage import rotate
 
     return np.stack([[rotate(img, a, reshape=False, order=1, mode="constant", cval=0.0) for a in row]
-                     for img, row in zip(images, angles)])
+                     for img, row in zip(images, angles, strict=True)])
 
 
 def _fingerprint(spec: dict, seed: int) -> str:
@@ -491,7 +505,7 @@ def filter_test_rmses(data: DigitsData, filter_shape: Sequence[int], filters: Se
     maps = [relu_features(s.X, data.image_shape, filter_shape, units) for s in splits]
     per = maps[0].shape[1] // len(units)
     pixels = data.train.X.shape[1]
-    features = [np.hstack([s.X, f]) for s, f in zip(splits, maps)]
+    features = [np.hstack([s.X, f]) for s, f in zip(splits, maps, strict=True)]
     del maps
     if len(units) == 1:
         one = ridge_test_rmse(features, data, alphas)
