@@ -395,7 +395,8 @@ class DatasetOut(_Sent):
     n: int = Field(ge=1, description="Rows of X (samples).")
     d: int = Field(ge=1, description="Columns of X.")
     size_bytes: int = Field(ge=0, description="Bytes stored.")
-    source: Literal["npy", "npz", "json"] = Field(description="The upload format.")
+    source: Literal["npy", "npz", "json", "inline"] = Field(
+        description="The upload format (`inline`: the `data` of a solve, kept as a dataset of its caller).")
     created_at: datetime
 
 
