@@ -91,6 +91,8 @@ def _constraints(constraints: dict[str, Any] | None, m: int) -> set[str]:
         if matrix is None or vector is None or not matrix or any(len(row) != m for row in matrix) \
                 or len(vector) != len(matrix):
             broken.update({f"{name}_matrix", f"{name}_vector"})
+    if broken:
+        broken.add("constraints")  # the request model's own check names the object, the core names the member
     return broken
 
 

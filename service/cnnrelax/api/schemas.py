@@ -100,6 +100,9 @@ class Problem(_Sent):
     reference: Optional[str] = Field(None, description="500 only: the reference of the logged error.")
     job_id: Optional[str] = Field(None, description="409 on a reused Idempotency-Key: the job it was first used for.")
     checks: Optional[dict[str, bool]] = Field(None, description="503 from /readyz: which readiness checks passed.")
+    limit: Optional[float] = Field(None, description="422 for a request over a server limit: the limit.")
+    setting: Optional[str] = Field(None, description="422 for a request over a server limit: the setting that "
+                                                     "raises it (e.g. CNNRELAX_MAX_PATCH_ENTRIES).")
 
 
 # -------------------------------------------------------------------------------------------------
