@@ -24,6 +24,7 @@ import resource  # noqa: E402
 import time  # noqa: E402
 
 import cvxpy as cp  # noqa: E402
+
 from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction  # noqa: E402
 from cnnrelax.certificate import coverage  # noqa: E402
 from cnnrelax.oracle import CvxpyRelaxation  # noqa: E402

@@ -23,6 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
 from cnnrelax.experiments import render_figure, run_experiment, validate_experiment
 from cnnrelax.experiments.rotated_digits import upsampled_digits
 

@@ -114,7 +114,7 @@ def main() -> int:
             with httpx.Client(base_url=server.url, timeout=120) as http:
                 run_job(http, {"planted": {**TINY, "seed": 999}, "trials": 1})  # warm the connection
                 big_times, big_solve = [], []
-                for run in range(args.runs):
+                for _run in range(args.runs):
                     elapsed, job = run_job(http, {"planted": {**BIG, "seed": 0}, "trials": 1, "seed": 0})
                     big_times.append(elapsed)
                     big_solve.append(job["result"]["solve_time_s"])

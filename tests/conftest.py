@@ -5,7 +5,6 @@ from __future__ import annotations
 # ===================================================================================================
 # Service (HTTP server) fixtures: a real `python -m cnnrelax.server` subprocess on a free loopback port
 # ===================================================================================================
-
 import os
 import signal
 import socket

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.optimize import linprog
+
 from cnnrelax import FilterConstraints
 from cnnrelax.problem import ConvProblem
-from scipy.optimize import linprog
 
 _STATUS = {0: "optimal", 2: "infeasible", 3: "unbounded"}
 

@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 
 from cnnrelax import SolveOptions, make_problem, solve
+
 from conftest import assert_problem, wait_job
 
 
@@ -53,7 +54,8 @@ def test_the_same_data_in_three_formats_has_one_content_address(http: httpx.Clie
 
 def test_a_solve_on_a_dataset_equals_the_inline_solve_and_the_core(http: httpx.Client) -> None:
     X, y = _data(seed=5)
-    dataset_id = http.post("/v1/datasets", content=_npz(X, y), headers={"content-type": "application/x-npz"}).json()["id"]
+    dataset_id = http.post("/v1/datasets", content=_npz(X, y),
+                           headers={"content-type": "application/x-npz"}).json()["id"]
     options = {"k": 2, "trials": 3, "seed": 1}
     by_id = wait_job(http, http.post("/v1/solves", json={"dataset_id": dataset_id, **options}).headers["location"])
     inline = wait_job(http, http.post("/v1/solves", json={"data": {"X": X.tolist(), "y": y.tolist()}, **options})
@@ -68,7 +70,8 @@ def test_a_solve_on_a_dataset_equals_the_inline_solve_and_the_core(http: httpx.C
 
 def test_delete_removes_the_dataset(http: httpx.Client) -> None:
     X, y = _data(seed=9)
-    dataset_id = http.post("/v1/datasets", content=_npz(X, y), headers={"content-type": "application/x-npz"}).json()["id"]
+    dataset_id = http.post("/v1/datasets", content=_npz(X, y),
+                           headers={"content-type": "application/x-npz"}).json()["id"]
     assert http.delete(f"/v1/datasets/{dataset_id}").status_code == 204
     assert_problem(http.get(f"/v1/datasets/{dataset_id}"), 404)
     assert_problem(http.delete(f"/v1/datasets/{dataset_id}"), 404)

@@ -36,7 +36,8 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("body", "parameter"), BAD_BODIES)
-def test_bad_solve_requests_are_422_naming_the_parameter(http: httpx.Client, body: object, parameter: str | None) -> None:
+def test_bad_solve_requests_are_422_naming_the_parameter(http: httpx.Client, body: object,
+                                                         parameter: str | None) -> None:
     problem = assert_problem(http.post("/v1/solves", json=body), 422)
     if parameter is not None:
         assert problem.get("parameter", "").split(".")[-1] == parameter or parameter in problem["detail"], problem

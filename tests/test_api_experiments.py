@@ -110,8 +110,9 @@ def _walk_keys(value: Any, path: str = "") -> set[str]:
 def test_experiment_jobs_of_each_kind_send_only_declared_members(http: httpx.Client) -> None:
     """The typed models (extra members forbidden) accept the real answers of both kinds, and re-serialising
     through them loses no member: everything sent is declared."""
-    from cnnrelax.api.schemas import ExperimentOut
     from pydantic import TypeAdapter
+
+    from cnnrelax.api.schemas import ExperimentOut
 
     rng = np.random.default_rng(0)
     digits = {"kind": "rotated_digits", "images": rng.random((40, 6, 6)).tolist(), "seeds": 2,

@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 import numpy as np
-import pytest
 
 from cnnrelax import PlantedSpec, SolveOptions, planted_problem, solve
+
 from conftest import assert_problem, wait_job
 
 PLANTED = {"planted": {"n": 300, "d": 20, "k": 2, "seed": 4}, "trials": 3, "seed": 2}

@@ -26,6 +26,7 @@ import httpx
 import numpy as np
 import psutil
 import pytest
+
 from conftest import ServerProcess, assert_problem
 
 MiB = 2**20

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cnnrelax import InvalidParameterError, PlantedSpec, make_problem, planted_problem
 from cnnrelax.baselines import (
     gradient_descent,

@@ -6,9 +6,18 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from cnnrelax import FilterConstraints, PlantedSpec, certify, cone_certificate, make_problem, planted_problem, trial_direction
-from highs_reference import lp_by_highs
+from cnnrelax import (
+    FilterConstraints,
+    PlantedSpec,
+    certify,
+    cone_certificate,
+    make_problem,
+    planted_problem,
+    trial_direction,
+)
 from cnnrelax.problem import ConvProblem
+
+from highs_reference import lp_by_highs
 
 
 def _lp_value_by_highs(problem: ConvProblem, r: np.ndarray, constraints: FilterConstraints | None = None) -> float:

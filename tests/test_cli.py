@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 import numpy as np
 import pytest
 from typer.testing import CliRunner

@@ -17,7 +17,13 @@ import pytest
 
 from cnnrelax import PlantedSpec, SolveOptions, planted_problem, solve
 from cnnrelax_client import (
-    AsyncClient, Client, CnnrelaxConnectionError, CnnrelaxError, CnnrelaxTimeoutError, Job, JobFailedError,
+    AsyncClient,
+    Client,
+    CnnrelaxConnectionError,
+    CnnrelaxError,
+    CnnrelaxTimeoutError,
+    Job,
+    JobFailedError,
     SolveResult,
 )
 
@@ -197,7 +203,7 @@ async def test_async_client_solves_concurrently_and_raises_problem_details(servi
         seeds = [0, 1, 2]
         results = await asyncio.gather(*(aclient.solve_planted(300, 10, 1, seed=s, trials=4, timeout=60)
                                          for s in seeds))
-        for seed, result in zip(seeds, results):
+        for seed, result in zip(seeds, results, strict=True):
             planted = planted_problem(PlantedSpec(n=300, d=10, k=1, seed=seed))
             reference = solve(planted.problem, SolveOptions(trials=4), w_star=planted.w_star)
             np.testing.assert_allclose(result.w, reference.w, atol=1e-12)

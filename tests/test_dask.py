@@ -5,8 +5,8 @@ real HTTP, real SQLite). The workers cannot open anything under the API's data d
 :mod:`dask_deny_paths`) and run in their own directories without the service's settings: everything
 below works without the API's filesystem on the workers. Covered: a job runs on the cluster and equals
 the core's own answer; a job on an uploaded dataset; cancelling a running solve (the stop Event); an
-experiment's progress (the progress Variable) and its cancellation; the time limit; a worker SIGKILLed in the middle of a
-job -> the task is rerun and the job succeeds; the scheduler down -> ``/readyz`` is 503 problem+json, a
+experiment's progress (the progress Variable) and its cancellation; the time limit; a worker SIGKILLed in the
+middle of a job -> the task is rerun and the job succeeds; the scheduler down -> ``/readyz`` is 503 problem+json, a
 job accepted meanwhile stays queued, and runs once the scheduler (same port) and workers are back.
 """
 
@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from cnnrelax.jobs import run_solve_job
+
 from dask_cluster import DaskCluster, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -145,7 +146,8 @@ def test_a_job_runs_on_the_cluster_and_equals_the_core(service: DaskService, clu
 def _upload_npz(service: DaskService, X: np.ndarray, y: np.ndarray) -> str:
     buffer = io.BytesIO()
     np.savez(buffer, X=X, y=y)
-    response = service.http.post("/v1/datasets", content=buffer.getvalue(), headers={"content-type": "application/x-npz"})
+    response = service.http.post("/v1/datasets", content=buffer.getvalue(),
+                                 headers={"content-type": "application/x-npz"})
     assert response.status_code in (200, 201), response.text
     return str(response.json()["id"])
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from cnnrelax.jobs import run_solve_job
+
 from dask_cluster import DaskCluster
 
 pytestmark = [pytest.mark.timeout(180),

@@ -17,7 +17,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+
 from cnnrelax.store import Store
+
 from conftest import ServerProcess, assert_problem, wait_job
 
 MiB = 2**20

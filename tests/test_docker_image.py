@@ -38,6 +38,7 @@ import httpx
 import pytest
 
 from cnnrelax.jobs import run_solve_job
+
 from dask_cluster import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,7 +58,8 @@ TIMINGS: dict[str, float] = {}
 def _run(*command: str, timeout: float = 600, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
     if check and done.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise AssertionError(f"{' '.join(command)} failed ({done.returncode}):\n"
+                             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done
 
 
@@ -272,5 +274,6 @@ def test_the_compose_stack_survives_a_killed_worker(docker: str, image: str) -> 
         _timed("compose: down -v", start)
     left = _run(docker, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
     assert left == [], f"containers left behind: {left}"
-    volumes = _run(docker, "volume", "ls", "-q", "--filter", f"label=com.docker.compose.project={project}").stdout.split()
+    volumes = _run(docker, "volume", "ls", "-q", "--filter",
+                   f"label=com.docker.compose.project={project}").stdout.split()
     assert volumes == [], f"volumes left behind: {volumes}"

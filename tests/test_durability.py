@@ -66,5 +66,5 @@ def test_sigkill_mid_queue_loses_no_job_and_finishes_none_twice(start_server, tm
     with httpx.Client(base_url=fresh.url, timeout=30) as http:
         fresh_ids = [http.post("/v1/solves", json=body).json()["id"] for body in BODIES]
     uninterrupted = _run_all(fresh.url, fresh_ids)
-    for job_id, fresh_id in zip(ids, fresh_ids):
+    for job_id, fresh_id in zip(ids, fresh_ids, strict=True):
         assert _without_timings(interrupted[job_id]["result"]) == _without_timings(uninterrupted[fresh_id]["result"])

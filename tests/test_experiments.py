@@ -9,6 +9,8 @@ import time
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from cnnrelax import InvalidParameterError, PlantedSpec, SolveOptions, planted_problem, solve
 from cnnrelax.experiments import (
     ExperimentCancelled,
@@ -34,7 +36,6 @@ from cnnrelax.experiments.rotated_digits import (
 from cnnrelax.experiments.rotated_digits import (
     run_cell as digits_cell,
 )
-from PIL import Image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SMALL = {"kind": "phase_transition", "k": 1, "d": [6, 10], "n": [30, 200], "repetitions": 3,

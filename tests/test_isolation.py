@@ -9,6 +9,7 @@ at a cancel request, so the stop must come from outside the job (its worker proc
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +18,10 @@ import psutil  # type: ignore[import-untyped]
 import pytest
 
 from cnnrelax.settings import Settings
+
+from conftest import ServerProcess
+
+StartServer = Callable[..., ServerProcess]
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -91,7 +96,7 @@ def _wait_idle(pid: int, timeout: float = 90.0) -> None:
         assert time.monotonic() < deadline, "the server's workers stay busy with no job"
 
 
-def test_the_neighbour_of_five_overrunning_jobs_succeeds_on_its_first_attempt(start_server) -> None:  # noqa: ANN001
+def test_the_neighbour_of_five_overrunning_jobs_succeeds_on_its_first_attempt(start_server: StartServer) -> None:
     """Five jobs past a 1 s time limit (each stuck in set-up for seconds) are stopped one by one; the job
     running beside them is never interrupted: it succeeds on attempt 1 (it used to be restarted with the
     whole pool at every kill, attempts 1 -> 5, then failed)."""
@@ -107,9 +112,9 @@ def test_the_neighbour_of_five_overrunning_jobs_succeeds_on_its_first_attempt(st
         assert "exceeded its time limit of 1 s" in job["error"], job["error"]
         assert job["attempts"] == 1, job
         assert _seconds(job, "started_at", "finished_at") <= 1 + 2, job  # stopped within 2 s of its limit
-    print("[isolation] overrunning jobs ended after " + ", ".join(
-        f"{_seconds(job, 'started_at', 'finished_at'):.2f}" for job in ended) + f" s; the neighbour: {neighbour['status']}, "
-        f"attempt {neighbour['attempts']}, {_seconds(neighbour, 'started_at', 'finished_at'):.1f} s")
+    ended_after = ", ".join(f"{_seconds(job, 'started_at', 'finished_at'):.2f}" for job in ended)
+    print(f"[isolation] overrunning jobs ended after {ended_after} s; the neighbour: {neighbour['status']}, "
+          f"attempt {neighbour['attempts']}, {_seconds(neighbour, 'started_at', 'finished_at'):.1f} s")
     assert neighbour["status"] == "succeeded", neighbour
     assert neighbour["attempts"] == 1, neighbour
     assert neighbour["result"]["status"] == "solved"
@@ -120,7 +125,7 @@ def test_the_neighbour_of_five_overrunning_jobs_succeeds_on_its_first_attempt(st
         assert _wait_terminal(client, _submit(client, SMALL), 60)["status"] == "succeeded"
 
 
-def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server) -> None:  # noqa: ANN001
+def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server: StartServer) -> None:
     """DELETE on a running solve of the largest accepted size: cancelled within 2 s, and no process of
     the server keeps a core busy afterwards (the job used to run on for 16-20 s)."""
     server = start_server(workers=2)
@@ -143,7 +148,7 @@ def test_cancel_stops_the_largest_accepted_solve_within_2_s(start_server) -> Non
         assert _wait_terminal(client, _submit(client, SMALL), 60)["status"] == "succeeded"
 
 
-def test_a_job_that_looks_at_its_stop_flag_is_cancelled_cooperatively(start_server) -> None:  # noqa: ANN001
+def test_a_job_that_looks_at_its_stop_flag_is_cancelled_cooperatively(start_server: StartServer) -> None:
     """A solve inside its trials (Clarabel's callback, the working-set loop) sees the stop flag the API raises
     and ends by itself, well within the 1 s grace: its worker process is kept, not replaced."""
     server = start_server(workers=1)
@@ -163,7 +168,7 @@ def test_a_job_that_looks_at_its_stop_flag_is_cancelled_cooperatively(start_serv
         assert {child.pid for child in psutil.Process(server.process.pid).children(recursive=True)} == workers
 
 
-def test_time_limit_stops_the_largest_accepted_solve_within_2_s_of_it(start_server) -> None:  # noqa: ANN001
+def test_time_limit_stops_the_largest_accepted_solve_within_2_s_of_it(start_server: StartServer) -> None:
     server = start_server(workers=2)
     _wait_idle(server.process.pid)
     with httpx.Client(base_url=server.url, timeout=30) as client:
@@ -178,7 +183,7 @@ def test_time_limit_stops_the_largest_accepted_solve_within_2_s_of_it(start_serv
         assert _busy_children(server.process.pid, datetime.fromisoformat(job["started_at"]).timestamp()) == []
 
 
-def test_a_job_past_the_memory_limit_fails_once_and_its_neighbour_is_untouched(start_server) -> None:  # noqa: ANN001
+def test_a_job_past_the_memory_limit_fails_once_and_its_neighbour_is_untouched(start_server: StartServer) -> None:
     """Workers under a 400 MiB limit: the largest solve (its X alone is 160 MB, the worker's own imports
     150 MB) fails once with the limit named, is not retried, and the job beside it succeeds on attempt 1."""
     server = start_server(workers=2, env={"CNNRELAX_WORKER_MEMORY_LIMIT_MB": "400"})

@@ -6,8 +6,16 @@ import numpy as np
 import pytest
 
 from cnnrelax import (
-    BlockPatching, ImagePatching, InvalidParameterError, PlantedSpec, SolveOptions, StridedPatching, make_patching,
-    make_problem, planted_problem, solve,
+    BlockPatching,
+    ImagePatching,
+    InvalidParameterError,
+    PlantedSpec,
+    SolveOptions,
+    StridedPatching,
+    make_patching,
+    make_problem,
+    planted_problem,
+    solve,
 )
 
 

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from cnnrelax import (
-    FilterConstraints, PlantedSpec, RelaxationSolver, StridedPatching, ImagePatching, make_problem, planted_problem,
+    FilterConstraints,
+    ImagePatching,
+    PlantedSpec,
+    RelaxationSolver,
+    StridedPatching,
+    make_problem,
+    planted_problem,
     trial_direction,
 )
 from cnnrelax.oracle import CvxpyRelaxation
@@ -169,7 +175,7 @@ def test_the_shared_cut_pool_does_not_change_the_answer() -> None:
     shared = RelaxationSolver(pp.problem, "lp")
     rs = [trial_direction(2, t, pp.problem.m) for t in range(4)]
     pooled = [shared.solve(r) for r in rs]
-    for r, sol in zip(rs, pooled):
+    for r, sol in zip(rs, pooled, strict=True):
         fresh = RelaxationSolver(pp.problem, "lp").solve(r)
         assert sol.objective == pytest.approx(fresh.objective, abs=1e-7)
 

@@ -8,7 +8,9 @@ import zipfile
 
 import httpx
 import numpy as np
+
 from cnnrelax.store import Store
+
 from conftest import assert_problem, wait_job
 
 

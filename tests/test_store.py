@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from cnnrelax.store import (
-    DatasetInUse, IdempotencyConflict, JobRunView, QueueFull, Store, decode_cursor, encode_cursor,
+    DatasetInUse,
+    IdempotencyConflict,
+    JobRunView,
+    QueueFull,
+    Store,
+    decode_cursor,
+    encode_cursor,
 )
 
 

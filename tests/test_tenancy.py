@@ -13,7 +13,9 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
+
 from cnnrelax.store import Store, owner_id
+
 from conftest import ServerProcess, assert_problem, wait_job
 
 ALICE, BOB, ROOT = "alice-key-0123456789", "bob-key-9876543210", "root-key-admin-42"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from cnnrelax import (
     PlantedSpec,
     RelaxationSolver,
@@ -15,6 +16,7 @@ from cnnrelax import (
     trial_direction,
 )
 from cnnrelax.certificate import coverage, optimality_cone, trials_needed, wilson_interval
+
 from highs_reference import lp_by_highs
 
 

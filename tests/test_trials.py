@@ -39,7 +39,7 @@ def test_directions_come_from_the_seed_and_trial_index() -> None:
     pp = planted_problem(PlantedSpec(n=300, d=8, k=2, seed=2))
     options = SolveOptions(trials=3, seed=42, stop_on_certificate=False)
     a, b = solve(pp.problem, options), solve(pp.problem, options)
-    for t, (ta, tb) in enumerate(zip(a.trials, b.trials)):
+    for t, (ta, tb) in enumerate(zip(a.trials, b.trials, strict=True)):
         np.testing.assert_array_equal(ta.r, np.random.default_rng([42, t]).standard_normal(pp.problem.m))
         np.testing.assert_array_equal(ta.r, tb.r)
         np.testing.assert_array_equal(ta.w, tb.w)
@@ -87,7 +87,7 @@ def test_the_cvxpy_backend_agrees_with_the_working_set_solver() -> None:
     options = SolveOptions(trials=4, seed=3, stop_on_certificate=False, polish=False)
     fast = solve(pp.problem, options, w_star=pp.w_star)
     oracle = solve(pp.problem, SolveOptions(**{**options.__dict__, "backend": "cvxpy"}), w_star=pp.w_star)
-    for a, b in zip(fast.trials, oracle.trials):
+    for a, b in zip(fast.trials, oracle.trials, strict=True):
         assert a.objective == pytest.approx(b.objective, abs=1e-6)
         assert a.recovered == b.recovered
 

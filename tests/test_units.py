@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from cnnrelax import (
     FilterConstraints,
     ImagePatching,
@@ -22,9 +25,8 @@ from cnnrelax import (
     trial_direction,
 )
 from cnnrelax.problem import ConvProblem
+
 from highs_reference import lp_by_highs
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 LAWS = ("gaussian", "pixels", "heavy", "rank_deficient", "zero_rows")
 LINEAR_CONSTRAINTS = ("none", "nonnegative", "box", "equality", "inequality")

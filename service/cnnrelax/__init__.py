@@ -11,7 +11,13 @@ from .certificate import Certificate, ConeCertificate, certify, cone_certificate
 from .constraints import FilterConstraints
 from .planted import PlantedProblem, PlantedSpec, planted_problem
 from .problem import (
-    BlockPatching, ConvProblem, ImagePatching, InvalidParameterError, StridedPatching, make_patching, make_problem,
+    BlockPatching,
+    ConvProblem,
+    ImagePatching,
+    InvalidParameterError,
+    StridedPatching,
+    make_patching,
+    make_problem,
 )
 from .relaxation import RelaxationSolution, RelaxationSolver, SolverSettings, solve_relaxation
 from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial_direction
@@ -19,8 +25,9 @@ from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial
 __version__ = version("cnnrelax")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
-    "BlockPatching", "Certificate", "GradientDescentResult", "gradient_descent", "pseudo_inverse", "ConeCertificate", "ConvProblem", "FilterConstraints", "ImagePatching",
-    "InvalidParameterError", "PlantedProblem", "PlantedSpec", "RelaxationSolution", "RelaxationSolver",
-    "SolveOptions", "SolveResult", "SolverSettings", "StridedPatching", "TrialRecord", "certify", "cone_certificate",
-    "make_patching", "make_problem", "planted_problem", "polish", "solve", "solve_relaxation", "trial_direction",
+    "BlockPatching", "Certificate", "ConeCertificate", "ConvProblem", "FilterConstraints", "GradientDescentResult",
+    "ImagePatching", "InvalidParameterError", "PlantedProblem", "PlantedSpec", "RelaxationSolution",
+    "RelaxationSolver", "SolveOptions", "SolveResult", "SolverSettings", "StridedPatching", "TrialRecord", "certify",
+    "cone_certificate", "gradient_descent", "make_patching", "make_problem", "planted_problem", "polish",
+    "pseudo_inverse", "solve", "solve_relaxation", "trial_direction",
 ]

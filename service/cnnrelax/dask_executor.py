@@ -56,8 +56,16 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .executor import (CANCEL_POLL_S, PROGRESS_WRITE_S, Executor, JobOutcome, JobTicket, _warm_worker,
-                       execute_job, hard_stop_outcome)
+from .executor import (
+    CANCEL_POLL_S,
+    PROGRESS_WRITE_S,
+    Executor,
+    JobOutcome,
+    JobTicket,
+    _warm_worker,
+    execute_job,
+    hard_stop_outcome,
+)
 from .store import Store, load_dataset_file
 
 log = logging.getLogger("cnnrelax.dask")
@@ -96,7 +104,8 @@ def dask_security(settings: Any) -> Any:
     for name, value in values.items():
         variable = "CNNRELAX_" + name.upper()
         if value is None:
-            raise ValueError(f"{variable} is not set: Dask over TLS needs {', '.join('CNNRELAX_' + n.upper() for n in names)}.")
+            needed = ", ".join("CNNRELAX_" + n.upper() for n in names)
+            raise ValueError(f"{variable} is not set: Dask over TLS needs {needed}.")
         if not Path(value).is_file():
             raise ValueError(f"{variable}={value} is not a readable file.")
     from distributed.security import Security
@@ -506,7 +515,7 @@ class DaskExecutor(Executor):
         if polled:
             names = [progress_variable_name(run.ticket.job_id, run.ticket.attempt) for run in polled]
             values = client.sync(_read_variables, client, names, callback_timeout=10)
-            for run, value in zip(polled, values):
+            for run, value in zip(polled, values, strict=True):
                 if isinstance(value, dict) and run.started is None:
                     run.started = now  # the task announced its start (seq 0) or already reported progress
                 if not isinstance(value, dict) or int(value.get("seq", 0)) <= run.progress_seq:

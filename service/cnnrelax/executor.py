@@ -31,9 +31,9 @@ A job's limits touch only that job:
 from __future__ import annotations
 
 import abc
+import concurrent.futures as cf
 import contextlib
 import functools
-import concurrent.futures as cf
 import json
 import logging
 import multiprocessing
@@ -319,7 +319,7 @@ class Executor(abc.ABC):
     def submit(self, ticket: JobTicket) -> cf.Future[JobOutcome]:
         """Start one ticket; the future resolves to its outcome (or raises if the worker died)."""
 
-    def cancel(self, job_id: str) -> None:
+    def cancel(self, job_id: str) -> None:  # noqa: B027 (a no-op by default: the store's flag is polled anyway)
         """Ask a running job to stop cooperatively (local workers also read the flag from the store)."""
 
     def hard_stop(self, job_id: str, reason: str) -> bool:
@@ -810,12 +810,13 @@ class Dispatcher:
             if self._stopping.is_set():
                 self.store.requeue(job.id, job.attempts)
             elif job.attempts >= MAX_ATTEMPTS:
-                error = (f"The job was interrupted {job.attempts} times (its worker process died: {type(exc).__name__}); "
-                         "it was given up.")
+                error = (f"The job was interrupted {job.attempts} times (its worker process died: "
+                         f"{type(exc).__name__}); it was given up.")
                 if self.store.finish_job(job.id, job.attempts, "failed", error=error):
                     self._finished(job, "failed", time.monotonic() - item.started)
             else:
-                log.warning("worker died; requeueing", extra={"job_id": job.id, "error": f"{type(exc).__name__}: {exc}"})
+                log.warning("worker died; requeueing",
+                            extra={"job_id": job.id, "error": f"{type(exc).__name__}: {exc}"})
                 self.store.requeue(job.id, job.attempts)
             self._wake.set()
             return
@@ -830,7 +831,7 @@ class Dispatcher:
         for hook in self.on_finished:
             try:
                 hook(job, status, run_time_s)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a failing hook (metrics) must not lose the job's outcome
                 log.exception("finish hook failed", extra={"job_id": job.id})
 
     def _enforce_limits(self) -> None:

@@ -14,8 +14,19 @@ from importlib.metadata import version
 from ._client import DEFAULT_BASE_URL, AsyncClient, Client
 from ._errors import CnnrelaxConnectionError, CnnrelaxError, CnnrelaxTimeoutError, JobFailedError
 from ._models import (
-    TERMINAL_STATUSES, Certificate, ConeCertificate, Coverage, Dataset, Experiment, Job, JobPage, JobStatus, Progress,
-    SolveResult, SolverStats, Trial,
+    TERMINAL_STATUSES,
+    Certificate,
+    ConeCertificate,
+    Coverage,
+    Dataset,
+    Experiment,
+    Job,
+    JobPage,
+    JobStatus,
+    Progress,
+    SolveResult,
+    SolverStats,
+    Trial,
 )
 
 __version__ = version("cnnrelax-client")  # from VERSION at the repository root, via the package metadata

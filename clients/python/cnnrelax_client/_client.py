@@ -6,12 +6,12 @@ import asyncio
 import time
 from importlib.metadata import version
 from types import TracebackType
-from typing import Any, Callable, Iterator, AsyncIterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar
 
 import httpx
 import numpy.typing as npt
 
-from ._errors import CnnrelaxConnectionError, CnnrelaxError
+from ._errors import CnnrelaxConnectionError
 from ._flows import Endpoints, Flow, HttpRequest, Sleep, experiment_body, solve_body
 from ._models import Dataset, Experiment, Job, JobPage, SolveResult
 

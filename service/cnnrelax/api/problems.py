@@ -108,7 +108,8 @@ def validation_problem(request: Request, exc: RequestValidationError) -> JSONRes
     first = listed[0]
     where = first["location"].removeprefix("body.").removeprefix("body")
     subject = f"Invalid {where}" if where else "Invalid request body"
-    more = f" ({len(listed) - 1} more problem{'s' if len(listed) > 2 else ''} listed in errors)" if len(listed) > 1 else ""
+    more = (f" ({len(listed) - 1} more problem{'s' if len(listed) > 2 else ''} listed in errors)"
+            if len(listed) > 1 else "")
     detail = f"{subject}: {first['message']}{more}."
     parameter = first["location"].split(".", 1)[1] if "." in first["location"] else None
     return problem_response(422, detail, title="Invalid request", instance=request.url.path, errors=listed,

@@ -14,11 +14,11 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use("Agg"), which must come first
+import numpy as np  # noqa: E402 - after matplotlib.use("Agg"), which must come first
+from matplotlib.colors import LogNorm, Normalize  # noqa: E402 - after matplotlib.use("Agg"), which must come first
 
-from ..problem import InvalidParameterError  # noqa: E402
+from ..problem import InvalidParameterError  # noqa: E402 - after matplotlib.use("Agg"), which must come first
 
 DPI = 100
 PANEL_WIDTH_IN = 4.5
