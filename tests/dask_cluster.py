@@ -17,8 +17,25 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+
+#: A small planted solve, run on the cluster by the Dask tests and compared with the core's own answer.
+SMALL_JOB: dict[str, Any] = {"planted": {"n": 200, "d": 20, "k": 2, "seed": 3}, "trials": 2, "seed": 5}
+
+
+def assert_equals_the_core(job: dict[str, Any], body: dict[str, Any] = SMALL_JOB) -> None:
+    """A succeeded job's result is the in-process core's answer to the same request."""
+    import pytest
+
+    from cnnrelax.jobs import run_solve_job
+
+    assert job["status"] == "succeeded", job
+    expected = run_solve_job(body, None, None)
+    assert job["result"]["w"] == pytest.approx(expected["w"], rel=1e-9, abs=1e-12)
+    assert job["result"]["loss"] == pytest.approx(expected["loss"], rel=1e-6, abs=1e-12)
+    assert [t["index"] for t in job["result"]["trials"]] == [t["index"] for t in expected["trials"]]
 
 
 def free_port() -> int:

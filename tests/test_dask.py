@@ -27,11 +27,10 @@ import pytest
 
 from cnnrelax.jobs import run_solve_job
 
-from dask_cluster import DaskCluster, free_port
+from dask_cluster import SMALL_JOB, DaskCluster, assert_equals_the_core, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
-SMALL_JOB = {"planted": {"n": 200, "d": 20, "k": 2, "seed": 3}, "trials": 2, "seed": 5}
 #: About 3 s on one core: long enough to kill its worker while it runs.
 LONG_JOB = {"planted": {"n": 5000, "d": 100, "k": 4, "seed": 1}, "trials": 30, "stop_on_certificate": False}
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -127,12 +126,7 @@ def service(cluster: DaskCluster, api_data_dir: Path) -> Iterator[DaskService]:
 def test_a_job_runs_on_the_cluster_and_equals_the_core(service: DaskService, cluster: DaskCluster) -> None:
     ready = service.http.get("/readyz").json()
     assert ready["checks"]["workers"] is True
-    job = service.wait_job(service.submit(SMALL_JOB), 60)
-    assert job["status"] == "succeeded", job
-    expected = run_solve_job(SMALL_JOB, None, None)
-    assert job["result"]["w"] == pytest.approx(expected["w"], rel=1e-9, abs=1e-12)
-    assert job["result"]["loss"] == pytest.approx(expected["loss"], rel=1e-6, abs=1e-12)
-    assert [t["index"] for t in job["result"]["trials"]] == [t["index"] for t in expected["trials"]]
+    assert_equals_the_core(service.wait_job(service.submit(SMALL_JOB), 60))
 
     from distributed import Client
 

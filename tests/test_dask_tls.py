@@ -17,14 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from cnnrelax.jobs import run_solve_job
-
-from dask_cluster import DaskCluster
+from dask_cluster import SMALL_JOB, DaskCluster, assert_equals_the_core
 
 pytestmark = [pytest.mark.timeout(180),
               pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command line is not installed")]
 
-SMALL_JOB = {"planted": {"n": 200, "d": 20, "k": 2, "seed": 3}, "trials": 2, "seed": 5}
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -88,11 +85,7 @@ def test_the_service_runs_jobs_on_a_tls_cluster(tls_cluster: DaskCluster, certif
     try:
         ready = service.wait_until("/readyz", 200, 60).json()
         assert ready["checks"]["workers"] is True
-        job = service.wait_job(service.submit(SMALL_JOB), 60)
-        assert job["status"] == "succeeded", job
-        expected = run_solve_job(SMALL_JOB, None, None)
-        assert job["result"]["w"] == pytest.approx(expected["w"], rel=1e-9, abs=1e-12)
-        assert job["result"]["loss"] == pytest.approx(expected["loss"], rel=1e-6, abs=1e-12)
+        assert_equals_the_core(service.wait_job(service.submit(SMALL_JOB), 60))
     finally:
         service.stop()
     # The service's connection was TLS: the scheduler lists a client, and it speaks only TLS.
