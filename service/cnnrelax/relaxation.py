@@ -567,30 +567,41 @@ class RelaxationSolver:
                    tol: FloatArray, bound: float | None) -> FloatArray:
         """Replace the interior-point LP optimum by an exact vertex (a crossover, as commercial LP solvers do).
 
-        Two candidates: HiGHS's simplex on the final working set (the cuts in use, the user constraints and
-        the box), and the projection of ``u`` onto the cuts and constraints tight at it. The best one that
-        satisfies every sample and user constraint and whose value ``r^T u`` is no worse (to 1e-7 relative)
-        replaces ``u``; Clarabel's interior point stays otherwise. (The value may drop a little when the
-        interior point was itself infeasible by up to the cut tolerance.)
+        Two candidates: the projection of ``u`` onto the cuts and constraints tight at it, and HiGHS's simplex
+        on the final working set (the cuts in use, the user constraints and the box). A projection whose tight
+        rows have full rank is that vertex already (HiGHS is then skipped: it costs a third of a trial). The
+        best candidate that satisfies every sample and user constraint and whose value ``r^T u`` is no worse
+        (to 1e-7 relative) replaces ``u``; Clarabel's interior point stays otherwise. (The value may drop a
+        little when the interior point was itself infeasible by up to the cut tolerance.)
         """
         if rows.shape[0] == 0:
             return u
         c = self._unit
         value = float(r @ u)
         floor = value - 1e-7 * (abs(value) + float(np.linalg.norm(r)))
-        # Ties within rounding go to the earlier candidate, the vertex: on an optimal face that is not a point,
-        # which point wins must not depend on the last bits (the same answer in every unit).
+
+        def acceptable(candidate: FloatArray | None) -> bool:
+            if candidate is None or not np.all(np.isfinite(candidate)):
+                return False
+            excess, _ = self._violations(candidate, None)
+            scale = 1.0 + float(np.max(np.abs(candidate)))
+            return not (np.any(excess > tol) or c.violation(candidate) > 1e-9 * scale or float(r @ candidate) < floor)
+
+        projection, rank = self._projection(u, rows, rhs)
+        if rank == self.problem.m and acceptable(projection):
+            assert projection is not None
+            return projection
+        vertex = self._vertex(r, rows, rhs, bound)
+        # On an optimal face that is not a point, ties within rounding go to the vertex: which point wins must not
+        # depend on the last bits (the same answer in every unit).
         rounding = 1e-12 * (abs(value) + float(np.linalg.norm(r)))
         best, best_value = u, -np.inf
-        for candidate in (self._vertex(r, rows, rhs, bound), self._projection(u, rows, rhs)):
-            if candidate is None or not np.all(np.isfinite(candidate)):
-                continue
-            excess, _ = self._violations(candidate, None)
-            if np.any(excess > tol) or c.violation(candidate) > 1e-9 * (1.0 + float(np.max(np.abs(candidate)))):
-                continue
-            candidate_value = float(r @ candidate)
-            if candidate_value >= floor and candidate_value > best_value + rounding:
-                best, best_value = candidate, candidate_value
+        for candidate in (vertex, projection):
+            if acceptable(candidate):
+                assert candidate is not None
+                candidate_value = float(r @ candidate)
+                if candidate_value > best_value + rounding:
+                    best, best_value = candidate, candidate_value
         return best
 
     def _vertex(self, r: FloatArray, rows: FloatArray, rhs: FloatArray, bound: float | None) -> FloatArray | None:
@@ -612,8 +623,8 @@ class RelaxationSolver:
                                                "dual_feasibility_tolerance": 1e-10})
         return np.asarray(res.x, dtype=np.float64) if res.status == 0 and res.x is not None else None
 
-    def _projection(self, u: FloatArray, rows: FloatArray, rhs: FloatArray) -> FloatArray | None:
-        """``u`` projected onto ``{A u = b}`` for the cuts and user constraints tight at ``u``."""
+    def _projection(self, u: FloatArray, rows: FloatArray, rhs: FloatArray) -> tuple[FloatArray | None, int]:
+        """``u`` projected onto ``{A u = b}`` for the cuts and user constraints tight at it; and the rank of ``A``."""
         # Active: tight at the interior point (Clarabel's duals of slack rows are small but not zero, and on
         # this degenerate LP many tight rows have zero duals, so slack decides; a wrong guess is rejected below).
         active = rhs - rows @ u <= 1e-6 * (1.0 + np.abs(rhs))
@@ -646,9 +657,9 @@ class RelaxationSolver:
             A = np.vstack([A, *extra_rows])
             b = np.concatenate([b, *extra_rhs])
         if A.shape[0] == 0:
-            return None
-        step = np.linalg.lstsq(A, b - A @ u, rcond=None)[0]
-        return np.asarray(u + step, dtype=np.float64)
+            return None, 0
+        step, _, rank, _ = np.linalg.lstsq(A, b - A @ u, rcond=None)
+        return np.asarray(u + step, dtype=np.float64), int(rank)
 
     def _status_outcome(self, outcome: str, sub: _Sub, r: FloatArray, iterations: int, outer: int,
                         start: float) -> RelaxationSolution:
