@@ -180,8 +180,9 @@ def test_whole_solves_are_covariant(a: float, b: float, seed: int) -> None:
     assert ours.certificate is not None and theirs.certificate is not None
     if any(t.recovered for t in ours.trials):
         assert ours.certificate.global_optimum and theirs.certificate.global_optimum
-        assert ours.recovery_error == pytest.approx(0.0, abs=1e-6)
-        assert theirs.recovery_error == pytest.approx(0.0, abs=1e-6)
+        # A certified filter has loss <= 1e-10 ||y||^2, so it is w* to about sqrt(1e-10): within recovery_tol.
+        assert ours.recovery_error <= options.recovery_tol
+        assert theirs.recovery_error <= options.recovery_tol
 
 
 # -------------------------------------------------------------------------------------------------

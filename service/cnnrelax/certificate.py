@@ -368,9 +368,9 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     return OptimalityCone(G[rows], tie_rows, where[tie_i], one, free), int(tie_rows.shape[0])
 
 
-def _not_applicable(problem: ConvProblem, w: FloatArray, constraints: ResolvedConstraints | None,
-                    fit_tol: float) -> str | None:
-    """Why the cone test does not apply at ``w``, or None when it does."""
+def cone_not_applicable(problem: ConvProblem, w: FloatArray, constraints: ResolvedConstraints | None,
+                        fit_tol: float = DEFAULT_FIT_TOL) -> str | None:
+    """Why the cone test does not apply at ``w`` (a sentence), or None when it does."""
     fit = fit_residual(problem, w)
     if fit > fit_tol:
         return (f"not applicable: the filter does not fit y (relative fit residual {fit:.3g} > {fit_tol:g}), "
@@ -405,13 +405,14 @@ def cone_certificate(
     constraints : constraints on ``w``.
     tol : certified when ``rho <= tol``.
     fit_tol : the cone test applies only to a filter whose relative fit residual is at most this.
-    cone : a cone already built at ``w`` (to test many directions).
+    cone : a cone already built at ``w`` (to test many directions); the caller has then established that the
+        test applies (:func:`cone_not_applicable`).
 
     Returns
     -------
     The verdict with its residual and a sentence.
     """
-    why_not = _not_applicable(problem, w, constraints, fit_tol)
+    why_not = None if cone is not None else cone_not_applicable(problem, w, constraints, fit_tol)
     if why_not is not None:
         return ConeCertificate(False, False, None, tol, None, why_not)
     ties = None
@@ -471,7 +472,7 @@ def coverage(
     problem, w, constraints, tol, fit_tol : as for :func:`cone_certificate`.
     samples : directions to draw (0 skips the estimate).
     seed : seed of the directions (``default_rng([seed, 2**32 - 1])``, apart from the trials' streams).
-    cone : a cone already built at ``w``.
+    cone : a cone already built at ``w`` (the test then applies, as for :func:`cone_certificate`).
     should_stop : polled between directions (a cancelled job stops sampling).
 
     Returns
@@ -479,7 +480,7 @@ def coverage(
     The estimate, its Wilson 95% interval, and the trials needed for 99% and 99.9% success computed
     from the interval's lower end (so that they hold with 95% confidence).
     """
-    why_not = _not_applicable(problem, w, constraints, fit_tol)
+    why_not = None if cone is not None else cone_not_applicable(problem, w, constraints, fit_tol)
     if why_not is not None or samples <= 0:
         reason = why_not or "not computed: coverage_samples is 0"
         return Coverage(False, None, None, COVERAGE_CONFIDENCE, 0, 0, None, None, reason)
@@ -525,6 +526,7 @@ def certify(
     optimality_tol: float = DEFAULT_OPTIMALITY_TOL,
     cone_tol: float = DEFAULT_CONE_TOL,
     fit_tol: float = DEFAULT_FIT_TOL,
+    cone: OptimalityCone | None = None,
 ) -> Certificate:
     """Zero-loss global optimality (``L(w) <= tol * ||y||^2``), the cone test at ``w`` and stationarity.
 
@@ -532,6 +534,7 @@ def certify(
     ----------
     problem, w, r, constraints : the filter and the direction to test.
     optimality_tol, cone_tol, fit_tol : relative tolerances.
+    cone : the cone of optimality at ``w`` when already built (see :func:`cone_certificate`).
 
     Returns
     -------
@@ -539,10 +542,10 @@ def certify(
     """
     loss = problem.loss(w)
     threshold = optimality_tol * max(float(problem.y @ problem.y), np.finfo(float).tiny)
-    cone = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol)
+    tested = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol, cone=cone)
     optimum = bool(loss <= threshold)
     gradient = relative_gradient_norm(problem, w)
     return Certificate(
         global_optimum=optimum, loss=loss, loss_threshold=threshold, fit_residual=fit_residual(problem, w),
-        cone=cone, summary=summary(optimum, loss, threshold, cone, gradient), relative_gradient_norm=gradient,
+        cone=tested, summary=summary(optimum, loss, threshold, tested, gradient), relative_gradient_norm=gradient,
     )

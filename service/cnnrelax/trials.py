@@ -21,8 +21,8 @@ from .certificate import (
     ConeCertificate,
     certify,
     cone_certificate,
+    cone_not_applicable,
     coverage,
-    fit_residual,
     optimality_cone,
     summary,
 )
@@ -250,7 +250,7 @@ def solve(
     solver = make_solver(problem, options, constraints)
     threshold = options.optimality_tol * max(float(problem.y @ problem.y), np.finfo(float).tiny)
     star_cone = None
-    if w_star is not None and fit_residual(problem, w_star) <= options.fit_tol:
+    if w_star is not None and cone_not_applicable(problem, w_star, constraints, options.fit_tol) is None:
         star_cone, _ = optimality_cone(problem, w_star, constraints)
     records: list[TrialRecord] = []
     status, message = "solved", ""
@@ -344,12 +344,14 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
     """
     w = best.final_w
     assert w is not None
-    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
-                   cone_tol=options.cone_tol, fit_tol=options.fit_tol)
-    if not base.cone.applicable:
+    if cone_not_applicable(problem, w, constraints, options.fit_tol) is not None:
+        base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
+                       cone_tol=options.cone_tol, fit_tol=options.fit_tol)
         return replace(base, coverage=coverage(problem, w, samples=0, constraints=constraints,
                                                fit_tol=options.fit_tol))
-    cone, ties = optimality_cone(problem, w, constraints)
+    cone, ties = optimality_cone(problem, w, constraints)  # built once, for every direction below
+    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
+                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
     verdicts = [(rec.index, cone_certificate(problem, w, rec.r, constraints=constraints, tol=options.cone_tol,
                                              fit_tol=options.fit_tol, cone=cone)) for rec in records]
     certified_by = [index for index, cert in verdicts if cert.certified]
