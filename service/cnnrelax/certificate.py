@@ -349,7 +349,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     """
     pre = problem.preactivations(w)
     tied = problem.ties(w, pre, tie_tol)
-    active = (pre > 0) & ~tied
+    active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
     G = problem.active_sums(w, active)
     tie_i, tie_j = np.nonzero(tied)
     tie_rows = problem.patches[tie_i, tie_j]

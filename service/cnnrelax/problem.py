@@ -134,7 +134,6 @@ class ConvProblem:
     patching: Patching
     output_weights: FloatArray
     X: FloatArray = field(repr=False)
-    _norms: FloatArray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -184,10 +183,11 @@ class ConvProblem:
 
     def patch_norms(self) -> FloatArray:
         """``||X_ij||`` for every sample and patch, shape ``(n, k)`` (one pass, no copy; cached)."""
-        norms = self._norms
-        if norms is None:
-            norms = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
-            object.__setattr__(self, "_norms", norms)
+        return self._patch_norms
+
+    @cached_property
+    def _patch_norms(self) -> FloatArray:
+        norms: FloatArray = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
         return norms
 
     def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:

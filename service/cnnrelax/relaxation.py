@@ -263,7 +263,6 @@ class RelaxationSolver:
         self._static = self._static_rows()
         self._bound0 = 100.0
         self._batch = self.settings.batch or max(2 * problem.m, 50)
-        self._norms: FloatArray | None = None
 
     # -- assembly ---------------------------------------------------------------------------
 
@@ -423,11 +422,6 @@ class RelaxationSolver:
             excess[idx] -= np.fromiter(t.values(), dtype=np.float64)
         return excess, pre
 
-    def _patch_norms(self) -> FloatArray:
-        if self._norms is None:
-            self._norms = self.problem.patch_norms().reshape(-1) / self.x_scale
-        return self._norms
-
     # -- the working-set loop ---------------------------------------------------------------
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None) -> RelaxationSolution:
@@ -539,25 +533,15 @@ class RelaxationSolver:
         objective (bounded without a box). Returns the verdict and ``max|u|`` of a feasible point.
         """
         m, c = self.problem.m, self._unit
-        use_rows = rows if not with_t else np.zeros((0, m))
+        use_rows, use_rhs = (np.zeros((0, m)), np.zeros(0)) if with_t else (rows, rhs)
         if c.is_linear:
-            ineq = [use_rows] + ([c.inequality[0]] if c.inequality is not None else [])
-            ineq_rhs = [rhs if not with_t else np.zeros(0)] + ([c.inequality[1]] if c.inequality is not None else [])
-            A_ub, b_ub = np.vstack(ineq), np.concatenate(ineq_rhs)
-            lower = c.lower if c.lower is not None else np.full(m, -np.inf)
-            upper = c.upper if c.upper is not None else np.full(m, np.inf)
-            res = linprog(np.zeros(m), A_ub=A_ub if A_ub.shape[0] else None, b_ub=b_ub if A_ub.shape[0] else None,
-                          A_eq=None if c.equality is None else c.equality[0],
-                          b_eq=None if c.equality is None else c.equality[1],
-                          bounds=[(None if not np.isfinite(lo) else lo, None if not np.isfinite(hi) else hi)
-                                  for lo, hi in zip(lower, upper, strict=True)], method="highs")
+            res = self._highs(np.zeros(m), use_rows, use_rhs, None)
             if res.status == 2:
                 return False, 0.0
             if res.status != 0 or res.x is None:
                 return None, 0.0
             return True, float(np.max(np.abs(res.x), initial=0.0))
-        sub = self._solve_sub(use_rows, rhs if not with_t else np.zeros(0), None, np.zeros(m), None,
-                              should_stop, deadline)
+        sub = self._solve_sub(use_rows, use_rhs, None, np.zeros(m), None, should_stop, deadline)
         verdict = CLARABEL_STATUS.get(sub.status, "numerical_error")
         if verdict is None:
             return True, float(np.max(np.abs(sub.x[:m]), initial=0.0))
@@ -606,22 +590,31 @@ class RelaxationSolver:
 
     def _vertex(self, r: FloatArray, rows: FloatArray, rhs: FloatArray, bound: float | None) -> FloatArray | None:
         """HiGHS's simplex on the working-set LP ``max r^T u`` (linear constraints only; None otherwise)."""
-        m, c = self.problem.m, self._unit
-        if not c.is_linear:
+        if not self._unit.is_linear:
             return None
+        res = self._highs(-r, rows, rhs, bound, tight=True)
+        return np.asarray(res.x, dtype=np.float64) if res.status == 0 and res.x is not None else None
+
+    def _highs(self, cost: FloatArray, rows: FloatArray, rhs: FloatArray, bound: float | None,
+               tight: bool = False) -> Any:
+        """``min cost^T u`` over the cut rows, the (linear) user constraints and the box, by HiGHS's simplex.
+
+        ``tight`` lowers HiGHS's feasibility tolerances to 1e-10 (a vertex to report, not a yes/no).
+        """
+        m, c = self.problem.m, self._unit
         A_ub = np.vstack([rows, c.inequality[0]]) if c.inequality is not None else rows
         b_ub = np.concatenate([rhs, c.inequality[1]]) if c.inequality is not None else rhs
         lower = c.lower if c.lower is not None else np.full(m, -np.inf)
         upper = c.upper if c.upper is not None else np.full(m, np.inf)
         if bound is not None:
             lower, upper = np.maximum(lower, -bound), np.minimum(upper, bound)
-        res = linprog(-r, A_ub=A_ub, b_ub=b_ub, A_eq=None if c.equality is None else c.equality[0],
-                      b_eq=None if c.equality is None else c.equality[1],
-                      bounds=[(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
-                              for lo, hi in zip(lower, upper, strict=True)],
-                      method="highs", options={"primal_feasibility_tolerance": 1e-10,
-                                               "dual_feasibility_tolerance": 1e-10})
-        return np.asarray(res.x, dtype=np.float64) if res.status == 0 and res.x is not None else None
+        options = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10} if tight else {}
+        return linprog(cost, A_ub=A_ub if A_ub.shape[0] else None, b_ub=b_ub if A_ub.shape[0] else None,
+                       A_eq=None if c.equality is None else c.equality[0],
+                       b_eq=None if c.equality is None else c.equality[1],
+                       bounds=[(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+                               for lo, hi in zip(lower, upper, strict=True)],
+                       method="highs", options=options)
 
     def _projection(self, u: FloatArray, rows: FloatArray, rhs: FloatArray) -> tuple[FloatArray | None, int]:
         """``u`` projected onto ``{A u = b}`` for the cuts and user constraints tight at it; and the rank of ``A``."""
@@ -686,7 +679,7 @@ class RelaxationSolver:
         means the problem is bounded in the direction ``r``.
         """
         m, c = self.problem.m, self._unit
-        flat, norms = self.problem.flat, self._patch_norms() * self.x_scale
+        flat, norms = self.problem.flat, self.problem.patch_norms().reshape(-1)
         usable = norms > 0
         eq_rows = c.equality[0] if c.equality is not None else np.zeros((0, m))
         fixed: list[FloatArray] = []
