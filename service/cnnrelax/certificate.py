@@ -191,10 +191,7 @@ class OptimalityCone:
 
     def _polar_excess(self, y: FloatArray) -> float:
         """``max_i g_i^T y + sum_{tied j of i} (X_ij^T y)_+``: ``<= 0`` exactly when ``y`` is in the polar cone."""
-        values = self.G @ y
-        if self.has_ties:
-            np.add.at(values, self.owner, np.maximum(self.T @ y, 0.0))
-        return float(np.max(values, initial=-np.inf))
+        return float(np.max(self._gains(y), initial=-np.inf))
 
     def residual(self, r: FloatArray) -> tuple[float, int, FloatArray]:
         """``min ||M x - r||`` over the cone's multipliers (``r`` projected), positive multipliers, the residual.
@@ -258,6 +255,7 @@ class OptimalityCone:
         return float(np.linalg.norm(residual)), int(np.sum(v > 1e-9 * max(top, 1e-300))), residual
 
     def _gains(self, e: FloatArray) -> FloatArray:
+        """Per sample, ``g_i^T e + sum_{tied j of i} (X_ij^T e)_+``: the most ``e`` can gain from its generators."""
         values = self.G @ e
         if self.has_ties:
             np.add.at(values, self.owner, np.maximum(self.T @ e, 0.0))
