@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.optimize import linprog
 
+from .activations import check_labels
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 
@@ -100,13 +101,7 @@ def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> N
             "beta",
             f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
-    if relaxation == "lp" and (problem.y < 0).any():
-        i = int(np.argmax(problem.y < 0))
-        raise InvalidParameterError(
-            "y",
-            f"y[{i}] = {problem.y[i]:g} is negative: the LP limit needs labels >= 0, since a sum of ReLUs "
-            "cannot be negative. Use relaxation 'qp' (beta > 0) for noisy labels.",
-        )
+    check_labels(problem.activation, problem.y, relaxation)
 
 
 def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxation: str, beta: float) -> float:
@@ -250,6 +245,9 @@ class RelaxationSolver:
         settings: SolverSettings | None = None,
     ) -> None:
         validate_relaxation(problem, relaxation, beta)
+        if not problem.activation.is_relu:
+            raise InvalidParameterError("activation", f"The working-set solver does not take {problem.activation.name} "
+                                        "yet (being built).")
         self.problem = problem
         self.relaxation = relaxation
         self.beta = float(beta) if relaxation == "qp" else 0.0
