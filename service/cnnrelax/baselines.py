@@ -1,15 +1,42 @@
-"""Baselines the relaxation is compared with (SPEC 5): the pseudo-inverse and gradient descent.
+"""Baselines the relaxation is compared with (SPEC 5): the pseudo-inverse and gradient descent, per activation.
 
-- Pseudo-inverse (paper section 2.1, ``k = 1``): on the samples with a positive label,
-  ``y_S = X_S w*`` holds exactly, so ``w_hat = X_S^+ y_S`` recovers ``w*`` once ``X_S`` has full column rank.
+The network predicts ``f_w(x_i) = sum_j sigma(X_ij w)`` for the problem's activation ``sigma``
+(:mod:`cnnrelax.activations`).
+
+- Pseudo-inverse (paper section 2.1, ``k = 1``): where ``sigma`` can be inverted on a known set of samples,
+  ``sigma^-1(y_S) = X_S w*`` holds exactly, so ``w_hat = X_S^+ sigma^-1(y_S)`` recovers ``w*`` once ``X_S``
+  has full column rank. ReLU: ``S = {y_i > 0}`` and ``sigma^-1(y) = y``; leaky ReLU with slope ``a``: every
+  sample, ``sigma^-1(y) = y`` for ``y > 0`` and ``y / a`` otherwise (the label's sign is the pattern);
+  squared ReLU: ``S = {y_i > 0}``, ``sigma^-1(y) = sqrt(y)``; softplus: every sample,
+  ``sigma^-1(y) = log(e^y - 1)``. The absolute value has none: ``|u| = y`` leaves the sign of every ``u``
+  unknown (phase retrieval), so the baseline refuses it.
 - Gradient descent on the non-convex loss from seeded random starts. It minimises the mean loss
-  ``l(w) = 1/(2n) sum_i (y_i - sum_j (X_ij w)_+)^2 = L(w) / (2n)`` whose gradient is
-  ``-(1/n) sum_i (y_i - f_w(x_i)) sum_{j : X_ij w > 0} X_ij``; on a fixed activation pattern its Hessian
-  is at most ``k sigma_max(X_blocks)^2 / n`` (``X_blocks`` stacks the ``n*k`` patches), so the default
-  step is ``1 / (k sigma_max(X_blocks)^2 / n)`` (SPEC 4b). The restart with the least loss is kept.
-  With ``polish=True`` every restart's final filter is polished exactly as the relaxation's trials are
-  (:func:`cnnrelax.trials.polish`: least squares on its activation pattern, kept when the loss drops), so
-  the two methods can be compared at the same accuracy rather than at their iteration budgets.
+  ``l(w) = 1/(2n) sum_i (y_i - f_w(x_i))^2 = L(w) / (2n)`` whose gradient is
+  ``grad l(w) = -(1/n) sum_i (y_i - f_w(x_i)) g_i(w)`` with ``g_i(w) = sum_j sigma'(X_ij w) X_ij``
+  (:meth:`cnnrelax.problem.ConvProblem.gradient_rows`; at a kink the subgradient ``lo``). The step size:
+
+  * piecewise linear (``relu``, ``leaky_relu``, ``absolute``: ``sigma(u) = max(lo u, hi u)``): on a fixed
+    activation pattern ``f_w(x_i) = g_i^T w`` is linear in ``w``, ``g_i = sum_j s_ij X_ij`` with
+    ``s_ij in {lo, hi}``, and the Hessian of ``l`` is ``(1/n) sum_i g_i g_i^T``. By Cauchy-Schwarz
+    ``(g_i^T v)^2 <= k sum_j s_ij^2 (X_ij^T v)^2 <= k s^2 sum_j (X_ij^T v)^2`` with ``s = max(|lo|, |hi|)``,
+    so the Hessian is at most ``k s^2 sigma_max(X_blocks)^2 / n`` (``X_blocks`` stacks the ``n*k``
+    patches) and the default step is its inverse (SPEC 4b). ``s = 1`` for all three, so the constant is
+    ReLU's (whose descent is unchanged, to the bit).
+  * smooth (``squared_relu``, ``softplus``): no such bound holds. The Hessian
+    ``(1/n) sum_i (g_i g_i^T - (y_i - f_w(x_i)) sum_j sigma''(X_ij w) X_ij X_ij^T)`` grows with ``||w||^2``
+    for the squared ReLU (``sigma'' = 2`` on active patches, ``g_i`` is linear in ``w``: the loss is quartic)
+    and with the residuals for softplus (``sigma'' <= 1/4``). Each restart therefore takes a backtracking
+    (Armijo) line search: from a trial step ``t`` (the previous accepted step times 2; the first is the
+    piecewise-linear constant's inverse), ``t`` is halved until the sufficient-decrease condition
+    ``l(w - t grad l(w)) <= l(w) - c t ||grad l(w)||^2`` holds, with ``c = 1/2``. Because ``l`` is
+    continuously differentiable, the condition holds for every small enough ``t``, so the search ends
+    (Armijo 1966; Nocedal & Wright, *Numerical Optimization*, section 3.1); every accepted step lowers
+    ``l``, and any limit point of the iterates is stationary. A restart whose step falls below ``1e-30``
+    times the start's has stalled.
+
+  The restart with the least loss is kept. With ``polish=True`` every restart's final filter is polished
+  exactly as the relaxation's trials are (:func:`cnnrelax.trials.polish`, per activation), so the two
+  methods can be compared at the same accuracy rather than at their iteration budgets.
 """
 
 from __future__ import annotations
@@ -19,6 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 from .trials import polish as polish_filter
@@ -27,35 +55,118 @@ ShouldStop = Callable[[], bool]
 
 
 def pseudo_inverse(problem: ConvProblem) -> FloatArray:
-    """``w_hat = X_S^+ y_S`` with ``S = {i : y_i > 0}`` (single neuron, ``k = 1``, least squares)."""
+    """``w_hat = X_S^+ sigma^-1(y_S)`` (single neuron, ``k = 1``, least squares), per activation.
+
+    ReLU and squared ReLU: ``S = {i : y_i > 0}`` (``y`` and ``sqrt(y)``); leaky ReLU: every sample, each label
+    divided by the slope its sign implies; softplus: every sample, ``log(e^y - 1)``. The absolute value is
+    refused (a label ``|u|`` does not say the sign of ``u``).
+
+    Parameters
+    ----------
+    problem : ConvProblem
+        A problem with ``k = 1``.
+
+    Returns
+    -------
+    ndarray
+        The least-squares filter of length ``m``.
+    """
     if problem.k != 1:
         raise InvalidParameterError(
             "k", f"The pseudo-inverse baseline needs k = 1 (a single neuron), got k={problem.k}: "
             "with several patches a positive label does not say which patches are active."
         )
-    positive = problem.y > 0
-    if not positive.any():
+    activation = problem.activation
+    if activation.is_relu:
+        positive = problem.y > 0
+        if not positive.any():
+            raise InvalidParameterError(
+                "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
+            )
+        X_S = problem.patches[positive, 0, :]
+        w, *_ = np.linalg.lstsq(X_S, problem.y[positive], rcond=None)
+        return np.asarray(w, dtype=np.float64)
+    if activation.sign_symmetric:
+        raise InvalidParameterError(
+            "activation", f"The pseudo-inverse baseline cannot invert the activation {activation.name}: a label "
+            "|X_i w| does not say the sign of X_i w. Use the relaxation or gradient descent."
+        )
+    y = problem.y
+    if activation.name == "leaky_relu":
+        assert activation.lo is not None
+        rows = np.ones(problem.n, dtype=bool)
+        targets = np.where(y > 0, y, y / activation.lo)
+    elif activation.name == "squared_relu":
+        rows = y > 0
+        targets = np.sqrt(np.where(rows, y, 0.0))
+    else:  # softplus: sigma^-1(y) = log(e^y - 1) = y + log(1 - e^-y), finite for y > 0
+        rows = y > 0
+        if not rows.all():
+            i = int(np.argmin(rows))
+            raise InvalidParameterError(
+                "y", f"y[{i}] = {y[i]:g}: the pseudo-inverse of softplus needs every label > 0 (softplus is "
+                "always positive)."
+            )
+        targets = y + np.log(-np.expm1(-y))
+    if not rows.any():
         raise InvalidParameterError(
             "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
         )
-    X_S = problem.patches[positive, 0, :]
-    w, *_ = np.linalg.lstsq(X_S, problem.y[positive], rcond=None)
+    w, *_ = np.linalg.lstsq(problem.patches[rows, 0, :], targets[rows], rcond=None)
     return np.asarray(w, dtype=np.float64)
 
 
 def lipschitz_constant(problem: ConvProblem) -> float:
-    """``k sigma_max(X_blocks)^2 / n``: a bound on the mean loss's Hessian on any activation pattern."""
+    """``k s^2 sigma_max(X_blocks)^2 / n``: a bound on the mean loss's Hessian on any activation pattern.
+
+    ``s = max(|lo|, |hi|)`` is the largest slope of a piecewise-linear activation (1 for ReLU, leaky ReLU and
+    the absolute value). For the smooth activations no such bound exists; the same number (with ``s = 1``)
+    then only scales the line search's first trial step.
+
+    Parameters
+    ----------
+    problem : ConvProblem
+
+    Returns
+    -------
+    float
+        The bound (0 when every patch is zero).
+    """
     blocks = problem.patches.reshape(-1, problem.m)
     sigma = float(np.linalg.norm(blocks, ord=2))
-    return problem.k * sigma * sigma / problem.n
+    bound = problem.k * sigma * sigma / problem.n
+    activation = problem.activation
+    if activation.piecewise_linear and not activation.is_relu:
+        assert activation.lo is not None and activation.hi is not None
+        slope = max(abs(activation.lo), abs(activation.hi))
+        bound *= slope * slope
+    return bound
 
 
 def mean_loss_gradient(problem: ConvProblem, w: FloatArray) -> FloatArray:
-    """Gradient of ``l(w) = L(w)/(2n)``: ``-(1/n) sum_i (y_i - f_w(x_i)) sum_{j : X_ij w > 0} X_ij``."""
+    """Gradient of ``l(w) = L(w)/(2n)``: ``-(1/n) sum_i (y_i - f_w(x_i)) sum_j sigma'(X_ij w) X_ij``.
+
+    Parameters
+    ----------
+    problem : ConvProblem
+    w : ndarray
+        A filter of length ``m``.
+
+    Returns
+    -------
+    ndarray
+        The gradient (at a kink of a piecewise-linear activation, the subgradient with slope ``lo`` there).
+    """
     pre = problem.preactivations(w)
-    residual = problem.y - np.maximum(pre, 0.0).sum(axis=1)
-    weights = (pre > 0) * residual[:, None]
-    return -np.einsum("ik,ikm->m", weights, problem.patches) / problem.n
+    if problem.activation.is_relu:
+        residual = problem.y - np.maximum(pre, 0.0).sum(axis=1)
+        weights = (pre > 0) * residual[:, None]
+        out: FloatArray = -np.einsum("ik,ikm->m", weights, problem.patches) / problem.n
+        return out
+    residual = problem.y - problem.activation.value(pre).sum(axis=1)
+    rows = problem.gradient_rows(w, pre=pre)
+    grad: FloatArray = -(residual @ rows) / problem.n
+    return grad
 
 
 @dataclass(frozen=True)
@@ -127,6 +238,49 @@ def _positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def _error(problem: ConvProblem, w: FloatArray, w_star: FloatArray, star_norm: float) -> float:
+    """``||w - w*|| / ||w*||``, up to sign for a sign-symmetric activation (``|u|``: ``-w*`` fits as well)."""
+    error = float(np.linalg.norm(w - w_star) / star_norm)
+    if problem.activation.sign_symmetric:
+        error = min(error, float(np.linalg.norm(w + w_star) / star_norm))
+    return error
+
+
+ARMIJO_C = 0.5
+ARMIJO_HALVINGS = 100  # 2^-100 ~ 8e-31: a restart whose step falls that far has stalled
+
+
+def _armijo(problem: ConvProblem, blocks: FloatArray, W: FloatArray, grad: FloatArray, losses: FloatArray,
+            trial: FloatArray, search: NDArray[np.bool_]) -> tuple[FloatArray, NDArray[np.bool_]]:
+    """Backtracking line search for each column of ``W`` (one restart each), all at once.
+
+    Halves each column's trial step until ``L(w - t g) <= L(w) - 2 n c t ||g||^2`` (Armijo's condition on
+    ``l = L / (2n)`` with ``c = ARMIJO_C``); a non-finite trial loss fails the test. Columns outside
+    ``search`` are left alone.
+
+    Returns
+    -------
+    (accepted steps, stalled): ``stalled`` marks columns whose step fell ``ARMIJO_HALVINGS`` halvings short.
+    """
+    n, k = problem.n, problem.k
+    t = trial.astype(np.float64, copy=True)
+    gg = np.einsum("mr,mr->r", grad, grad)
+    pending = search.copy()
+    for _ in range(ARMIJO_HALVINGS):
+        idx = np.flatnonzero(pending)
+        if idx.size == 0:
+            break
+        Wt = W[:, idx] - grad[:, idx] * t[idx][None, :]
+        pre = (blocks @ Wt).reshape(n, k, idx.size)
+        residual = problem.y[:, None] - problem.activation.value(pre).sum(axis=1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            trial_losses = np.einsum("ir,ir->r", residual, residual)
+            ok = trial_losses <= losses[idx] - 2.0 * n * ARMIJO_C * t[idx] * gg[idx]
+        pending[idx[ok]] = False
+        t[idx[~ok]] *= 0.5
+    return t, pending
+
+
 def gradient_descent(
     problem: ConvProblem,
     *,
@@ -143,8 +297,11 @@ def gradient_descent(
 ) -> GradientDescentResult:
     """Run ``restarts`` seeded gradient descents on ``l(w) = L(w)/(2n)``, all at once, and keep the least loss.
 
-    ``w <- w - step * grad l(w)``, default ``step = 1/L`` with ``L = k sigma_max(X_blocks)^2 / n``. A restart
-    stops when ``L(w) <= tol * ||y||^2`` (a global minimum when the labels are fitted exactly), when its step
+    ``w <- w - step * grad l(w)``, default ``step = 1/L`` with ``L = k s^2 sigma_max(X_blocks)^2 / n``
+    (:func:`lipschitz_constant`) for the piecewise-linear activations; for the smooth ones (squared ReLU,
+    softplus) the default is a backtracking (Armijo) line search per restart starting from ``1/L`` (module
+    docstring), and an explicit ``step`` is a fixed step for every activation. A restart stops when
+    ``L(w) <= tol * ||y||^2`` (a global minimum when the labels are fitted exactly), when its step
     moves ``w`` by at most ``stall_tol * (1 + ||w||)`` (a stationary point), or after ``iterations`` steps.
 
     Parameters
@@ -153,7 +310,7 @@ def gradient_descent(
     restarts, iterations : int
         Seeded starts (run together as one batch) and the largest number of steps of each.
     step : float, optional
-        Step size; ``1 / L`` by default.
+        Fixed step size; by default ``1 / L`` (piecewise linear) or a line search starting there (smooth).
     seed : int
         Seed of the starts (:func:`restart_start`).
     tol, stall_tol : float
@@ -170,7 +327,8 @@ def gradient_descent(
     Returns
     -------
     GradientDescentResult
-        The restart of least loss (``w`` is its final, possibly polished, filter) and every restart's record.
+        The restart of least loss (``w`` is its final, possibly polished, filter) and every restart's record;
+        its ``step`` is the fixed step, or the line search's first trial step.
     """
     restarts = _positive_int("restarts", restarts)
     iterations = _positive_int("iterations", iterations)
@@ -180,6 +338,7 @@ def gradient_descent(
         raise InvalidParameterError("tol", f"tol must be a finite number >= 0, got {tol!r}.")
     if not (np.isfinite(stall_tol) and stall_tol >= 0):
         raise InvalidParameterError("stall_tol", f"stall_tol must be a finite number >= 0, got {stall_tol!r}.")
+    line_search = step is None and not problem.activation.piecewise_linear
     if step is None:
         lipschitz = lipschitz_constant(problem)
         step = 1.0 / lipschitz if lipschitz > 0 else 1.0
@@ -200,6 +359,9 @@ def gradient_descent(
     converged = np.zeros(restarts, dtype=bool)
     steps_taken = np.zeros(restarts, dtype=np.intp)
     status = "solved"
+    activation = problem.activation
+    relu = activation.is_relu
+    steps = np.full(restarts, float(step))  # line search: each restart's next trial step
     for it in range(iterations):
         if should_stop is not None and it % 50 == 0 and should_stop():
             status = "cancelled"
@@ -209,15 +371,28 @@ def gradient_descent(
             break
         Wa = W[:, cols]
         pre = (blocks @ Wa).reshape(n, problem.k, cols.size)
-        residual = y[:, None] - np.maximum(pre, 0.0).sum(axis=1)  # (n, R)
+        if relu:
+            residual = y[:, None] - np.maximum(pre, 0.0).sum(axis=1)  # (n, R)
+        else:
+            residual = y[:, None] - activation.value(pre).sum(axis=1)
         losses = np.einsum("ir,ir->r", residual, residual)
         done = losses <= threshold
         converged[cols[done]] = True
-        weights = ((pre > 0) * residual[:, None, :]).reshape(n * problem.k, cols.size)
+        if relu:
+            weights = ((pre > 0) * residual[:, None, :]).reshape(n * problem.k, cols.size)
+        else:
+            weights = (activation.derivative(pre) * residual[:, None, :]).reshape(n * problem.k, cols.size)
         grad = -(blocks.T @ weights) / n
-        move = step * grad
+        if line_search:
+            trial = steps[cols]
+            accepted, stalled = _armijo(problem, blocks, Wa, grad, losses, trial, ~done)
+            steps[cols] = np.where(stalled, trial, 2.0 * accepted)
+            move = grad * accepted[None, :]
+        else:
+            stalled = np.zeros(cols.size, dtype=bool)
+            move = step * grad
         moved_little = np.linalg.norm(move, axis=0) <= stall_tol * (1.0 + np.linalg.norm(Wa, axis=0))
-        keep = ~done & ~moved_little
+        keep = ~done & ~moved_little & ~stalled
         W[:, cols[keep]] = Wa[:, keep] - move[:, keep]
         steps_taken[cols[keep]] += 1
         active[cols[~keep]] = False
@@ -234,10 +409,10 @@ def gradient_descent(
                 loss = problem.loss(w_polished)
         error = recovered = recovered_after_polish = None
         if w_star is not None:
-            error = float(np.linalg.norm(w - w_star) / star_norm)
+            error = _error(problem, w, w_star, star_norm)
             recovered = bool(error <= recovery_tol)
             final = w if w_polished is None else w_polished
-            recovered_after_polish = bool(float(np.linalg.norm(final - w_star) / star_norm) <= recovery_tol)
+            recovered_after_polish = bool(_error(problem, final, w_star, star_norm) <= recovery_tol)
         records.append(RestartRecord(t, W0[:, t].copy(), w, loss, int(steps_taken[t]),
                                      bool(converged[t] or raw_loss <= threshold), error, recovered,
                                      w_polished=w_polished, raw_loss=raw_loss,
@@ -245,7 +420,7 @@ def gradient_descent(
     best = min(records, key=lambda rec: rec.loss)
     best_error = None
     if w_star is not None:
-        best_error = float(np.linalg.norm(best.final_w - w_star) / star_norm)
+        best_error = _error(problem, best.final_w, w_star, star_norm)
     return GradientDescentResult(
         w=best.final_w, loss=best.loss, selected_restart=best.index, step=float(step), restarts=records,
         recovery_error=best_error, solve_time_s=time.monotonic() - start, status=status,
