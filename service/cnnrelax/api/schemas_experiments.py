@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Optional, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..experiments import phase_transition as pt
 from ..experiments import rotated_digits as rd
 
@@ -65,6 +66,11 @@ class PhaseTransitionRequest(_Strict):
     distribution: Distribution = Field("gaussian", description="Distribution of the entries of X.")
     polish: bool = Field(True, description="Report both methods' filters polished by least squares on their "
                                            "activation pattern (the unpolished figures are reported too).")
+    activation: ActivationName = Field(
+        "relu", description="The hidden layer's activation: the planted labels are drawn with it and every method "
+                            "fits it; for 'absolute' recovery is judged up to sign (w* and -w* fit alike).")
+    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1,
+                                  description="leaky_relu's slope for negative inputs (ignored by the others).")
 
 
 class RotatedDigitsRequest(_Strict):

@@ -53,6 +53,17 @@ def _grid(result: dict, method: str, key: str) -> np.ndarray:
     return grid
 
 
+def _activation_label(result: dict) -> str:
+    """``", leaky_relu (slope 0.1)"`` for a non-ReLU phase transition; empty for ReLU (the paper's figure)."""
+    spec = result.get("spec", {})
+    name = spec.get("activation", "relu")
+    if name == "relu":
+        return ""
+    if name == "leaky_relu":
+        return f", leaky_relu (slope {spec.get('negative_slope')})"
+    return f", {name}"
+
+
 def render_phase_transition(result: dict) -> bytes:
     """Min-error heatmaps on one colour scale shared by every method (top) and per-trial success rates (bottom)."""
     methods, ds, ns = result["methods"], result["d"], result["n"]
@@ -84,7 +95,7 @@ def render_phase_transition(result: dict) -> bytes:
             ax.set_xlabel("d")
             ax.set_ylabel("n")
             title = METHOD_TITLES.get(method, method)
-            ax.set_title(f"{title}, k={result['k']}\n{label}", fontsize=8)
+            ax.set_title(f"{title}, k={result['k']}{_activation_label(result)}\n{label}", fontsize=8)
             if row == 1:
                 points = [(ds.index(t["d"]), ns.index(t["n"])) for t in transition.get(method, [])
                           if t["n"] is not None]

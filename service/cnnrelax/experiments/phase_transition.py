@@ -1,7 +1,10 @@
 """Phase transition (paper Fig. 1): recovery of a planted filter over a grid of ``(d, n)``, per method.
 
-Cell ``(method, d, n)``: ``R`` repetitions, each a fresh planted problem ``y_i = sum_j (X_ij w*)_+`` with
-Gaussian ``X`` and unit ``w*``, seeded by ``(seed, k, d, n, repetition)`` (the same problem for every method).
+Cell ``(method, d, n)``: ``R`` repetitions, each a fresh planted problem ``y_i = sum_j sigma(X_ij w*)`` with
+Gaussian ``X`` and unit ``w*``, seeded by ``(seed, k, d, n, repetition)`` (the same problem for every method,
+and the same ``X`` and ``w*`` for every activation). ``sigma`` is the spec's ``activation`` (ReLU by default;
+``negative_slope`` for leaky ReLU); for the absolute value ``w*`` and ``-w*`` fit alike and errors are up to
+sign (:func:`cnnrelax.trials.recovery`).
 Each repetition runs ``trials`` relaxation directions / gradient-descent restarts. Both methods' filters
 are polished the same way (:func:`cnnrelax.trials.polish`, least squares on the filter's activation
 pattern, kept when the loss drops), so they are compared at the same accuracy, not at their solvers'
@@ -13,7 +16,7 @@ polished one unless ``polish`` is false:
   (least-loss) filter -- the quantity the paper plots;
 - ``success_rate``: the fraction of trials (restarts) whose filter has error ``<= recovery_tol`` (one
   threshold for every method); for the relaxation, ``success_rate_unpolished`` is Theorem 1's per-trial
-  probability (``-> 1/2``);
+  probability (``-> 1/2`` for ReLU; for other activations it is what the experiment measures);
 - time spent.
 
 The transition, per method and ``d``: the smallest ``n`` at which the success rate, smoothed by a monotone
@@ -27,11 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from ..activations import ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, make_activation
 from ..baselines import gradient_descent, pseudo_inverse
 from ..planted import DISTRIBUTIONS, PlantedSpec, planted_problem
-from ..problem import FloatArray, InvalidParameterError
+from ..problem import ConvProblem, FloatArray, InvalidParameterError
 from ..relaxation import RelaxationSolver
-from ..trials import DEFAULT_RECOVERY_TOL, polish, trial_direction
+from ..trials import DEFAULT_RECOVERY_TOL, polish, recovery, trial_direction
 from .common import (
     ExperimentCancelled,
     ShouldStop,
@@ -65,7 +69,8 @@ MAX_GD_ITERATIONS = 1_000_000
 def validate(spec: dict) -> dict:
     """Normalise a phase-transition spec, filling defaults; raise ``InvalidParameterError`` naming the parameter."""
     known = {"kind", "k", "d", "n", "repetitions", "methods", "trials", "seed", "relaxation", "beta",
-             "gd_iterations", "gd_step", "gd_tol", "recovery_tol", "distribution", "polish"}
+             "gd_iterations", "gd_step", "gd_tol", "recovery_tol", "distribution", "polish", "activation",
+             "negative_slope"}
     unknown = sorted(set(spec) - known)
     if unknown:
         raise InvalidParameterError(unknown[0], f"Unknown phase_transition parameter(s): {', '.join(unknown)}.")
@@ -89,6 +94,15 @@ def validate(spec: dict) -> dict:
     methods = [m for m in METHODS if m in methods]
     if "pseudo_inverse" in methods and k != 1:
         raise InvalidParameterError("methods", f"The pseudo_inverse baseline needs k = 1, got k={k}.")
+    activation = spec.get("activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise InvalidParameterError("activation", f"activation must be one of {', '.join(ACTIVATIONS)}, "
+            f"got {activation!r}.")
+    negative_slope = positive_float(spec, "negative_slope", DEFAULT_NEGATIVE_SLOPE)
+    make_activation(activation, negative_slope)  # names negative_slope when it is not in (0, 1)
+    if "pseudo_inverse" in methods and activation == "absolute":
+        raise InvalidParameterError("methods", "The pseudo_inverse baseline cannot invert the activation absolute "
+            "(a label |u| does not say the sign of u); drop it from methods.")
     relaxation = spec.get("relaxation", "lp")
     if relaxation not in ("lp", "qp"):
         raise InvalidParameterError("relaxation", f"relaxation must be 'lp' or 'qp' here, got {relaxation!r}.")
@@ -111,6 +125,8 @@ def validate(spec: dict) -> dict:
         "recovery_tol": positive_float(spec, "recovery_tol", DEFAULT_RECOVERY_TOL),
         "distribution": distribution,
         "polish": _flag(spec, "polish", True),
+        "activation": activation,
+        "negative_slope": negative_slope,
     }
     total = len(methods) * len(d) * len(n)
     if total > MAX_CELLS:
@@ -137,8 +153,9 @@ def cell_key(cell: dict) -> tuple[str, int, int]:
     return (str(cell["method"]), int(cell["d"]), int(cell["n"]))
 
 
-def _relative_error(w: FloatArray, w_star: FloatArray) -> float:
-    return float(np.linalg.norm(w - w_star) / np.linalg.norm(w_star))
+def _relative_error(problem: ConvProblem, w: FloatArray, w_star: FloatArray) -> float:
+    """``||w - w*|| / ||w*||``, up to sign for a sign-symmetric activation (:func:`cnnrelax.trials.recovery`)."""
+    return recovery(problem, w, w_star)[0]
 
 
 def _selected(rows: list[tuple[float, float]]) -> float | None:
@@ -162,7 +179,9 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
     for rep in range(spec["repetitions"]):
         check_stop(should_stop)
         rep_seed = derived_seed(spec["seed"], k, d, n, rep)
-        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=rep_seed, distribution=spec["distribution"]))
+        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=rep_seed, distribution=spec["distribution"],
+                                         activation=spec.get("activation", "relu"),
+                                         negative_slope=spec.get("negative_slope", DEFAULT_NEGATIVE_SLOPE)))
         problem, w_star = pp.problem, pp.w_star
         rows: dict[str, list[tuple[float, float]]] = {"polished": [], "unpolished": []}
         if method == "relaxation":
@@ -178,8 +197,8 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
                     continue
                 outcome = polish(problem, sol.w)
                 final = outcome.w if outcome.accepted else sol.w
-                rows["unpolished"].append((problem.loss(sol.w), _relative_error(sol.w, w_star)))
-                rows["polished"].append((problem.loss(final), _relative_error(final, w_star)))
+                rows["unpolished"].append((problem.loss(sol.w), _relative_error(problem, sol.w, w_star)))
+                rows["polished"].append((problem.loss(final), _relative_error(problem, final, w_star)))
         elif method == "gradient_descent":
             result = gradient_descent(problem, restarts=spec["trials"], iterations=spec["gd_iterations"],
                                       step=spec["gd_step"], seed=rep_seed, tol=spec["gd_tol"], w_star=w_star,
@@ -188,12 +207,12 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
                 raise ExperimentCancelled("The experiment was cancelled.")
             for restart in result.restarts:
                 trials_run += 1
-                rows["unpolished"].append((float(restart.raw_loss), _relative_error(restart.w, w_star)))
-                rows["polished"].append((restart.loss, _relative_error(restart.final_w, w_star)))
+                rows["unpolished"].append((float(restart.raw_loss), _relative_error(problem, restart.w, w_star)))
+                rows["polished"].append((restart.loss, _relative_error(problem, restart.final_w, w_star)))
         else:
             trials_run += 1
             w = pseudo_inverse(problem)
-            row = (problem.loss(w), _relative_error(w, w_star))
+            row = (problem.loss(w), _relative_error(problem, w, w_star))
             rows["unpolished"].append(row)
             rows["polished"].append(row)
         for key, pairs in rows.items():
