@@ -229,7 +229,8 @@ class GradientDescentResult:
 
 def restart_start(seed: int, index: int, m: int) -> FloatArray:
     """Restart ``t`` starts at ``w0 ~ N(0, I_m / m)`` drawn from a generator seeded by ``(seed, t)``."""
-    return np.random.default_rng([seed, index, 0x6D]).standard_normal(m) / np.sqrt(m)
+    start: FloatArray = np.random.default_rng([seed, index, 0x6D]).standard_normal(m) / np.sqrt(m)
+    return start
 
 
 def _positive_int(name: str, value: Any) -> int:

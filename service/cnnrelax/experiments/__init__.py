@@ -18,13 +18,29 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 
 from ..problem import InvalidParameterError
 from . import phase_transition, rotated_digits
 from .common import ExperimentCancelled, MapCells, Progress, ShouldStop, check_stop
 
-KINDS = {"phase_transition": phase_transition, "rotated_digits": rotated_digits}
+
+class ExperimentKind(Protocol):
+    """What each experiment module provides (:mod:`.phase_transition`, :mod:`.rotated_digits`)."""
+
+    def validate(self, spec: dict[str, Any]) -> dict[str, Any]: ...
+
+    def list_cells(self, spec: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def cell_key(self, cell: dict[str, Any]) -> tuple[Any, ...]: ...
+
+    def run_cell(self, spec: dict[str, Any], cell: dict[str, Any],
+                 should_stop: ShouldStop | None = None) -> dict[str, Any]: ...
+
+    def assemble(self, spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]: ...
+
+
+KINDS: dict[str, ExperimentKind] = {"phase_transition": phase_transition, "rotated_digits": rotated_digits}
 
 __all__ = [
     "ExperimentCancelled", "KINDS", "figure_size_px", "list_cells", "public_spec", "render_figure", "run_cell",
@@ -32,28 +48,28 @@ __all__ = [
 ]
 
 
-def render_figure(result: dict) -> bytes:
+def render_figure(result: dict[str, Any]) -> bytes:
     """PNG bytes of the result's figure (matplotlib is imported on the first call)."""
     from .figures import render_figure as render
 
     return render(result)
 
 
-def figure_size_px(result: dict) -> tuple[int, int]:
+def figure_size_px(result: dict[str, Any]) -> tuple[int, int]:
     """Width and height in pixels of :func:`render_figure`'s PNG."""
     from .figures import figure_size_px as size
 
     return size(result)
 
 
-def public_spec(spec: dict) -> dict:
+def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """A normalised spec as the API shows it: inline image arrays replaced by their shape."""
     if isinstance(spec, dict) and spec.get("kind") == "rotated_digits":
         return rotated_digits.public_spec(spec)
     return dict(spec)
 
 
-def _module(spec: Any) -> Any:
+def _module(spec: Any) -> ExperimentKind:
     if not isinstance(spec, dict):
         raise InvalidParameterError("kind", f"An experiment spec must be a JSON object, got {type(spec).__name__}.")
     kind = spec.get("kind")
@@ -62,35 +78,35 @@ def _module(spec: Any) -> Any:
     return KINDS[kind]
 
 
-def validate_experiment(spec: dict) -> dict:
+def validate_experiment(spec: dict[str, Any]) -> dict[str, Any]:
     """Check ``spec`` and return it normalised with every default filled in."""
     return _module(spec).validate(spec)
 
 
-def list_cells(spec: dict) -> list[dict]:
+def list_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The independent cells of a normalised spec."""
     return _module(spec).list_cells(spec)
 
 
-def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> dict:
+def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """Run one cell of a normalised spec (picklable: a Dask task or a pool worker can call it)."""
     return _module(spec).run_cell(spec, cell, should_stop)
 
 
 def run_experiment(
-    spec: dict,
+    spec: dict[str, Any],
     *,
     progress: Progress,
     should_stop: ShouldStop,
-    resume: dict | None = None,
+    resume: dict[str, Any] | None = None,
     map_cells: MapCells | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """Validate, run every cell not yet done (reporting progress), and assemble the result."""
     spec = validate_experiment(spec)
     module = _module(spec)
     cells = module.list_cells(spec)
     wanted = {module.cell_key(c) for c in cells}
-    done: dict[Any, dict] = {}
+    done: dict[Any, dict[str, Any]] = {}
     if resume:
         if resume.get("kind") not in (None, spec["kind"]):
             raise InvalidParameterError("resume", f"resume state of kind {resume.get('kind')!r} does not fit a "
@@ -103,7 +119,7 @@ def run_experiment(
     todo = [c for c in cells if module.cell_key(c) not in done]
     start = time.monotonic()
 
-    def state() -> dict:
+    def state() -> dict[str, Any]:
         return {"kind": spec["kind"], "cells": list(done.values())}
 
     progress(len(done), total, state())
@@ -116,7 +132,7 @@ def run_experiment(
             progress(len(done), total, state())
             check_stop(should_stop)
     elif todo:
-        results: Iterable[dict] = map_cells(functools.partial(run_cell, spec), todo)
+        results: Iterable[dict[str, Any]] = map_cells(functools.partial(run_cell, spec), todo)
         try:
             for result in results:
                 done[module.cell_key(result)] = result

@@ -9,9 +9,9 @@ import numpy as np
 from ..problem import InvalidParameterError
 
 ShouldStop = Callable[[], bool]
-Progress = Callable[[int, int, dict], None]
-CellRunner = Callable[[dict], dict]
-MapCells = Callable[[CellRunner, list], Iterable[dict]]
+Progress = Callable[[int, int, dict[str, Any]], None]
+CellRunner = Callable[[dict[str, Any]], dict[str, Any]]
+MapCells = Callable[[CellRunner, list[dict[str, Any]]], Iterable[dict[str, Any]]]
 
 
 class ExperimentCancelled(Exception):
@@ -24,7 +24,7 @@ def check_stop(should_stop: ShouldStop | None) -> None:
         raise ExperimentCancelled("The experiment was cancelled.")
 
 
-def positive_int(spec: dict, name: str, default: Any, *, maximum: int | None = None) -> int:
+def positive_int(spec: dict[str, Any], name: str, default: Any, *, maximum: int | None = None) -> int:
     """``spec[name]`` (or the default) as an integer in ``[1, maximum]``."""
     value = spec.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -34,14 +34,14 @@ def positive_int(spec: dict, name: str, default: Any, *, maximum: int | None = N
     return int(value)
 
 
-def non_negative_int(spec: dict, name: str, default: int) -> int:
+def non_negative_int(spec: dict[str, Any], name: str, default: int) -> int:
     value = spec.get(name, default)
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise InvalidParameterError(name, f"{name} must be a non-negative integer, got {value!r}.")
     return int(value)
 
 
-def positive_float(spec: dict, name: str, default: Any, *, allow_none: bool = False) -> float | None:
+def positive_float(spec: dict[str, Any], name: str, default: Any, *, allow_none: bool = False) -> float | None:
     value = spec.get(name, default)
     if value is None and allow_none:
         return None
@@ -51,7 +51,8 @@ def positive_float(spec: dict, name: str, default: Any, *, allow_none: bool = Fa
     return float(value)
 
 
-def int_list(spec: dict, name: str, default: Sequence[int], *, maximum: int, max_length: int = 64) -> list[int]:
+def int_list(spec: dict[str, Any], name: str, default: Sequence[int], *, maximum: int,
+             max_length: int = 64) -> list[int]:
     """``spec[name]`` as a sorted list of distinct positive integers no larger than ``maximum``."""
     value = spec.get(name, default)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):

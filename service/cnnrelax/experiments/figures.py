@@ -29,7 +29,7 @@ METHOD_TITLES = {"relaxation": "convex relaxation", "gradient_descent": "gradien
                  "pseudo_inverse": "pseudo-inverse"}
 
 
-def figure_size_px(result: dict) -> tuple[int, int]:
+def figure_size_px(result: dict[str, Any]) -> tuple[int, int]:
     """Width and height in pixels of ``render_figure(result)``."""
     if result.get("kind") == "phase_transition":
         return int(round(PANEL_WIDTH_IN * len(result["methods"]) * DPI)), int(round(PHASE_HEIGHT_IN * DPI))
@@ -43,7 +43,7 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-def _grid(result: dict, method: str, key: str) -> np.ndarray:
+def _grid(result: dict[str, Any], method: str, key: str) -> np.ndarray:
     """``(len(n), len(d))`` array of a cell quantity (NaN where missing)."""
     ds, ns = result["d"], result["n"]
     grid = np.full((len(ns), len(ds)), np.nan)
@@ -53,7 +53,7 @@ def _grid(result: dict, method: str, key: str) -> np.ndarray:
     return grid
 
 
-def _activation_label(result: dict) -> str:
+def _activation_label(result: dict[str, Any]) -> str:
     """``", leaky_relu (slope 0.1)"`` for a non-ReLU phase transition; empty for ReLU (the paper's figure)."""
     spec = result.get("spec", {})
     name = spec.get("activation", "relu")
@@ -64,7 +64,7 @@ def _activation_label(result: dict) -> str:
     return f", {name}"
 
 
-def render_phase_transition(result: dict) -> bytes:
+def render_phase_transition(result: dict[str, Any]) -> bytes:
     """Min-error heatmaps on one colour scale shared by every method (top) and per-trial success rates (bottom)."""
     methods, ds, ns = result["methods"], result["d"], result["n"]
     width, height = figure_size_px(result)
@@ -118,7 +118,7 @@ def _mean_interval(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(student.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
 
 
-def render_rotated_digits(result: dict) -> bytes:
+def render_rotated_digits(result: dict[str, Any]) -> bytes:
     """Per-seed test RMSEs with 95% intervals beside the paper's numbers, the paired differences per filter
     shape, and the learned filters of the first seed."""
     width, height = figure_size_px(result)
@@ -165,7 +165,7 @@ def render_rotated_digits(result: dict) -> bytes:
     ax.set_title(f"rotated digits, {len(seeds)} seeds: dots per seed, squares mean +- 95% interval\n"
                  f"{result.get('source', '')}, {result.get('images', '?')} images", fontsize=8)
     ax2 = fig.add_subplot(grid[0, 1])
-    rows: list[tuple[str, dict]] = []
+    rows: list[tuple[str, dict[str, Any]]] = []
     for v in variants:
         shape = "x".join(str(s) for s in v["filter_shape"])
         rows += [(f"{shape} 1 learned - raw", v["one_minus_raw"]),
@@ -174,7 +174,7 @@ def render_rotated_digits(result: dict) -> bytes:
             rows += [(f"{shape} all learned - raw", v["all_minus_raw"]),
                      (f"{shape} all learned - random", v["all_minus_random"])]
     for y, (_label, comparison) in enumerate(rows):
-        colour = {"lower": "tab:green", "higher": "tab:red"}.get(comparison.get("verdict"), "tab:grey")
+        colour = {"lower": "tab:green", "higher": "tab:red"}.get(str(comparison.get("verdict")), "tab:grey")
         if comparison.get("interval") is not None:
             low, high = comparison["interval"]
             ax2.plot([low, high], [y, y], color=colour, linewidth=3, solid_capstyle="butt")
@@ -210,7 +210,7 @@ def render_rotated_digits(result: dict) -> bytes:
     return _png(fig)
 
 
-def render_figure(result: dict) -> bytes:
+def render_figure(result: dict[str, Any]) -> bytes:
     """PNG bytes of the result's figure (size given by :func:`figure_size_px`)."""
     kind = result.get("kind") if isinstance(result, dict) else None
     if kind == "phase_transition":

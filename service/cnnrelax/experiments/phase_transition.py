@@ -66,7 +66,7 @@ MAX_TRIALS = 1_000
 MAX_GD_ITERATIONS = 1_000_000
 
 
-def validate(spec: dict) -> dict:
+def validate(spec: dict[str, Any]) -> dict[str, Any]:
     """Normalise a phase-transition spec, filling defaults; raise ``InvalidParameterError`` naming the parameter."""
     known = {"kind", "k", "d", "n", "repetitions", "methods", "trials", "seed", "relaxation", "beta",
              "gd_iterations", "gd_step", "gd_tol", "recovery_tol", "distribution", "polish", "activation",
@@ -99,6 +99,7 @@ def validate(spec: dict) -> dict:
         raise InvalidParameterError("activation", f"activation must be one of {', '.join(ACTIVATIONS)}, "
             f"got {activation!r}.")
     negative_slope = positive_float(spec, "negative_slope", DEFAULT_NEGATIVE_SLOPE)
+    assert negative_slope is not None  # not allow_none: the default stands in for a missing value
     make_activation(activation, negative_slope)  # names negative_slope when it is not in (0, 1)
     if "pseudo_inverse" in methods and activation == "absolute":
         raise InvalidParameterError("methods", "The pseudo_inverse baseline cannot invert the activation absolute "
@@ -135,21 +136,21 @@ def validate(spec: dict) -> dict:
     return out
 
 
-def _flag(spec: dict, name: str, default: bool) -> bool:
+def _flag(spec: dict[str, Any], name: str, default: bool) -> bool:
     value = spec.get(name, default)
     if not isinstance(value, bool):
         raise InvalidParameterError(name, f"{name} must be true or false, got {value!r}.")
     return value
 
 
-def list_cells(spec: dict) -> list[dict]:
+def list_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Every ``(method, d, n)`` cell, the most expensive first (a pool then balances its load)."""
     cells = [{"method": method, "d": d, "n": n} for method in spec["methods"] for d in spec["d"] for n in spec["n"]]
     weight = {"relaxation": 4.0, "gradient_descent": 1.0, "pseudo_inverse": 0.01}
     return sorted(cells, key=lambda c: -weight[c["method"]] * c["n"] * (c["d"] // spec["k"]) ** 2)
 
 
-def cell_key(cell: dict) -> tuple[str, int, int]:
+def cell_key(cell: dict[str, Any]) -> tuple[str, int, int]:
     return (str(cell["method"]), int(cell["d"]), int(cell["n"]))
 
 
@@ -163,7 +164,7 @@ def _selected(rows: list[tuple[float, float]]) -> float | None:
     return min(rows)[1] if rows else None
 
 
-def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> dict:
+def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """Solve ``repetitions`` planted problems of size ``(d, n)`` with one method; summarise the errors.
 
     Every trial (relaxation) or restart (gradient descent) is recorded twice: its own filter and that filter
@@ -206,6 +207,7 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
             if result.status == "cancelled":
                 raise ExperimentCancelled("The experiment was cancelled.")
             for restart in result.restarts:
+                assert restart.raw_loss is not None  # gradient_descent records every restart's own loss
                 trials_run += 1
                 rows["unpolished"].append((float(restart.raw_loss), _relative_error(problem, restart.w, w_star)))
                 rows["polished"].append((restart.loss, _relative_error(problem, restart.final_w, w_star)))
@@ -252,14 +254,14 @@ def monotone_fit(values: list[float], weights: list[float]) -> list[float]:
     return [b[0] for b in blocks for _ in range(int(b[2]))]
 
 
-def transitions(spec: dict, cells: list[dict]) -> dict[str, list[dict]]:
+def transitions(spec: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per method and ``d``: the smallest ``n`` at which the success rate reaches half of its plateau.
 
     The rates over ``n`` are first smoothed by a monotone (isotonic) fit weighted by the trials run, so one
     noisy cell neither fakes nor hides the crossing; the plateau is the fit's largest value.
     """
     by_key = {cell_key(c): c for c in cells}
-    out: dict[str, list[dict]] = {}
+    out: dict[str, list[dict[str, Any]]] = {}
     for method in spec["methods"]:
         rows = []
         for d in spec["d"]:
@@ -277,7 +279,7 @@ def transitions(spec: dict, cells: list[dict]) -> dict[str, list[dict]]:
     return out
 
 
-def assemble(spec: dict, cells: list[dict], elapsed: float) -> dict:
+def assemble(spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     """The experiment's result: every cell in grid order, and the transitions."""
     order = {cell_key(c): i for i, c in enumerate(
         {"method": m, "d": d, "n": n} for m in spec["methods"] for d in spec["d"] for n in spec["n"])}

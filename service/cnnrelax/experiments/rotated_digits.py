@@ -93,7 +93,7 @@ class DigitsData:
 _CACHE: OrderedDict[str, DigitsData] = OrderedDict()  # prepared splits by fingerprint, the latest last
 
 
-def _load_images(spec: dict) -> tuple[FloatArray, FloatArray | None, str]:
+def _load_images(spec: dict[str, Any]) -> tuple[FloatArray, FloatArray | None, str]:
     """The image stack ``(N, H, W)`` and optional angles: from ``spec['images']``, a ``.npz`` path, or sklearn."""
     images = spec.get("images")
     angles = spec.get("angles")
@@ -144,7 +144,7 @@ def _load_images(spec: dict) -> tuple[FloatArray, FloatArray | None, str]:
     return arr, angles, source
 
 
-def validate(spec: dict) -> dict:
+def validate(spec: dict[str, Any]) -> dict[str, Any]:
     """Normalise a rotated-digits spec, filling defaults; raise ``InvalidParameterError`` naming the parameter.
 
     Parameters
@@ -263,7 +263,7 @@ def upsampled_digits(count: int, *, seed: int = 0, size: int = 28) -> FloatArray
     return out
 
 
-def replicate_seeds(spec: dict) -> list[int]:
+def replicate_seeds(spec: dict[str, Any]) -> list[int]:
     """The replicate seeds of a normalised spec: ``seed, seed + 1, ..., seed + seeds - 1``."""
     return [spec["seed"] + i for i in range(spec["seeds"])]
 
@@ -275,7 +275,7 @@ def _rotate(images: FloatArray, angles: FloatArray) -> FloatArray:
                      for img, row in zip(images, angles, strict=True)])
 
 
-def _fingerprint(spec: dict, seed: int) -> str:
+def _fingerprint(spec: dict[str, Any], seed: int) -> str:
     """A key for the prepared data of one seed: every parameter it depends on, and the images' bytes."""
     digest = hashlib.sha256()
     keys = ("angles_per_image", "angle_range", "max_images", "train_fraction", "validation_fraction", "images_path")
@@ -292,7 +292,7 @@ def _fingerprint(spec: dict, seed: int) -> str:
     return digest.hexdigest()
 
 
-def prepare_data(spec: dict, seed: int | None = None) -> DigitsData:
+def prepare_data(spec: dict[str, Any], seed: int | None = None) -> DigitsData:
     """Seeded angles and rotations, a split by image, pixels scaled to ``[0, 1]`` and centred by the train mean.
 
     Parameters
@@ -319,7 +319,7 @@ def prepare_data(spec: dict, seed: int | None = None) -> DigitsData:
     return data
 
 
-def _prepare(spec: dict, seed: int) -> DigitsData:
+def _prepare(spec: dict[str, Any], seed: int) -> DigitsData:
     images, given, source = _load_images(spec)
     rng = np.random.default_rng(derived_seed(seed, 0xD161))
     if spec.get("max_images") is not None and spec["max_images"] < len(images):
@@ -348,8 +348,8 @@ def _prepare(spec: dict, seed: int) -> DigitsData:
 
     train, val, test = (split(p) for p in parts)
     mean = train.X.mean(axis=0)
-    centred = [Split(s.X - mean, s.y, s.image) for s in (train, val, test)]
-    return DigitsData(*centred, image_shape=(H, W), source=source, images=N)
+    train, val, test = (Split(s.X - mean, s.y, s.image) for s in (train, val, test))
+    return DigitsData(train, val, test, image_shape=(H, W), source=source, images=N)
 
 
 def _rmse(a: FloatArray, b: FloatArray) -> float:
@@ -514,18 +514,18 @@ def filter_test_rmses(data: DigitsData, filter_shape: Sequence[int], filters: Se
     return {"one": one, "all": many, "count": len(units)}
 
 
-def list_cells(spec: dict) -> list[dict]:
+def list_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """Per replicate seed: the raw-pixel baseline, then one cell per filter shape."""
     return [cell for seed in replicate_seeds(spec)
             for cell in [{"seed": seed, "part": "raw"}]
             + [{"seed": seed, "part": "filter", "filter_shape": list(s)} for s in spec["filter_shapes"]]]
 
 
-def cell_key(cell: dict) -> tuple:
+def cell_key(cell: dict[str, Any]) -> tuple[Any, ...]:
     return (int(cell["seed"]), cell["part"]) + tuple(cell.get("filter_shape", ()))
 
 
-def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> dict:
+def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """Raw ridge, or: learn ``filters`` filters of one shape by the relaxation, and ridge with them and with
     as many random filters (every filter at unit norm). Times of each stage are in ``stage_time_s``."""
     start = time.monotonic()
@@ -551,7 +551,7 @@ def run_cell(spec: dict, cell: dict, should_stop: ShouldStop | None = None) -> d
                          stages=stages, start=start, should_stop=should_stop)
 
 
-def learn_filters(spec: dict, data: DigitsData, seed: int, shape: Sequence[int],
+def learn_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequence[int],
                   should_stop: ShouldStop | None = None) -> tuple[list[FloatArray], list[str], list[float | None], int]:
     """``spec['filters']`` trials of the QP relaxation on a seeded subsample of the training split.
 
@@ -595,10 +595,11 @@ def learn_filters(spec: dict, data: DigitsData, seed: int, shape: Sequence[int],
     return learned, statuses, norms, int(len(subset))
 
 
-def score_filters(spec: dict, data: DigitsData, seed: int, shape: Sequence[int], learned: Sequence[FloatArray], *,
+def score_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequence[int],
+                  learned: Sequence[FloatArray], *,
                   statuses: Sequence[str] = (), norms: Sequence[float | None] = (), fit_samples: int = 0,
                   stages: dict[str, float] | None = None, start: float | None = None,
-                  should_stop: ShouldStop | None = None) -> dict:
+                  should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """A filter cell's result: ridge with the learned filters and with as many random ones, all at unit norm.
 
     Parameters
@@ -691,7 +692,7 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
             "per_seed": [float(v) for v in arr]}
 
 
-def public_spec(spec: dict) -> dict:
+def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec without inline arrays: ``images`` becomes ``{"shape": [N, H, W]}`` and ``angles`` is dropped."""
     out = {k: v for k, v in spec.items() if k not in ("images", "angles")}
     if spec.get("images") is not None:
@@ -699,8 +700,8 @@ def public_spec(spec: dict) -> dict:
     return out
 
 
-def _verdict(helps: dict, versus_random: dict) -> str:
-    def words(comparison: dict, other: str) -> str:
+def _verdict(helps: dict[str, Any], versus_random: dict[str, Any]) -> str:
+    def words(comparison: dict[str, Any], other: str) -> str:
         if comparison["interval"] is None:
             return f"cannot be compared with {other} on one seed"
         low, high = comparison["interval"]
@@ -712,7 +713,7 @@ def _verdict(helps: dict, versus_random: dict) -> str:
             f"{words(versus_random, 'a random filter of the same norm')}.")
 
 
-def assemble(spec: dict, cells: list[dict], elapsed: float) -> dict:
+def assemble(spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     """Per-seed RMSEs, their means and spreads, and the paired comparisons; the primary variant is the first
     filter shape with one learned filter (Table 1's row)."""
     _CACHE.clear()  # the run is over: do not keep its images in a long-lived worker
