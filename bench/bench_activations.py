@@ -19,7 +19,10 @@ probability at most about 1/2. Leaky ReLU's negative labels and softplus's ``sig
 ``u < 0`` put ``g_i`` on both sides; once the ``g_i`` positively span ``R^m`` the tangent cone is ``{0}``,
 the feasible set is ``{w*}`` alone and every direction recovers ``w*``. ``cone_full`` is the fraction of
 repetitions where that holds (Gordan/Stiemke: some ``lambda >= 1`` with ``G^T lambda = 0``, and
-``rank G = m``; an LP solved by HiGHS), ``negative_gw`` the mean fraction of samples with ``g_i^T w* < 0``.
+``rank G = m``; an LP solved by HiGHS), ``negative_gw`` the mean fraction of samples with ``g_i^T w* < 0``,
+and ``predicted`` the fraction of repetitions whose own trial direction ``r`` lies in ``cone{g_i}`` (NNLS;
+for the absolute value in ``cone{g_i}`` or ``-cone{g_i}``, the normal cone at ``-w*``): the theory's
+prediction of the relaxation's unpolished per-trial rate, printed beside the measured one.
 
 Outputs: ``docs/bench_activations.json`` (every cell, the cone measurements, the command, the wall time),
 one figure per activation ``docs/activations_<name>.png`` (per-trial success against ``n / m``), and a
@@ -40,11 +43,12 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linprog
+from scipy.optimize import linprog, nnls
 
 from cnnrelax.experiments import run_experiment, validate_experiment
 from cnnrelax.experiments.common import derived_seed
 from cnnrelax.planted import PlantedSpec, planted_problem
+from cnnrelax.trials import trial_direction
 
 ACTIVATIONS: list[tuple[str, float]] = [("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.1), ("absolute", 0.01),
                                         ("squared_relu", 0.01), ("softplus", 0.01)]
@@ -70,17 +74,31 @@ def cone_full(G: np.ndarray) -> bool:
     return bool(res.status == 0)
 
 
+def in_cone(G: np.ndarray, r: np.ndarray, rtol: float = 1e-7) -> bool:
+    """Is ``r`` a non-negative combination of the rows of ``G`` (NNLS residual at most ``rtol ||r||``)?"""
+    _, residual = nnls(G.T, r)
+    return bool(residual <= rtol * np.linalg.norm(r))
+
+
 def cone_cell(name: str, slope: float, k: int, m: int, n: int, repetitions: int, seed: int) -> dict[str, float]:
-    """The cone at ``w*`` on the experiment's own planted problems (the same seeds)."""
-    full = 0
+    """The cone at ``w*`` on the experiment's own planted problems and trial directions (the same seeds).
+
+    ``predicted``: the fraction of repetitions whose relaxation direction ``r`` lies in the normal cone
+    ``cone{g_i}`` at ``w*`` (or, for the sign-symmetric absolute value, at ``-w*``, whose cone is
+    ``-cone{g_i}``): the LP's optimum is then ``w*`` (``-w*``).
+    """
+    full = predicted = 0
     negative = []
     for rep in range(repetitions):
         rep_seed = derived_seed(seed, k, k * m, n, rep)
         pp = planted_problem(PlantedSpec(n=n, d=k * m, k=k, seed=rep_seed, activation=name, negative_slope=slope))
         G = pp.problem.gradient_rows(pp.w_star)
         full += cone_full(G)
+        r = trial_direction(rep_seed, 0, m)
+        predicted += in_cone(G, r) or (name == "absolute" and in_cone(G, -r))
         negative.append(float(np.mean(G @ pp.w_star < 0)))
-    return {"cone_full": full / repetitions, "negative_gw": float(np.mean(negative))}
+    return {"cone_full": full / repetitions, "predicted": predicted / repetitions,
+            "negative_gw": float(np.mean(negative))}
 
 
 def run_one(job: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +144,7 @@ def figure(runs: list[dict], name: str, slope: float, ratios: list[int], path: s
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True, layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5.4), sharey=True, layout="constrained")
     colours = {10: "tab:blue", 20: "tab:orange"}
     for ax, k in zip(axes, (1, 2), strict=True):
         for m, colour in colours.items():
@@ -134,7 +152,8 @@ def figure(runs: list[dict], name: str, slope: float, ratios: list[int], path: s
                 ("relaxation", "success_rate_unpolished", "-", "o", "relaxation, unpolished"),
                 ("relaxation", "success_rate_polished", "--", "^", "relaxation, polished"),
                 ("gradient_descent", "success_rate_polished", ":", "s", "gradient descent (polished)"),
-                ("relaxation", "cone_full", "-", "x", "cone at w* is R^m (fraction of problems)"),
+                ("relaxation", "predicted", "-", "x", "predicted: r in the normal cone at w* (or -w* for |u|)"),
+                ("relaxation", "cone_full", "none", "+", "the normal cone at w* is R^m (fraction of problems)"),
             ]
             for method, key, style, marker, text in series:
                 values = [rate(runs, name, slope, k, m, r * m, method, key) for r in ratios]
@@ -142,7 +161,7 @@ def figure(runs: list[dict], name: str, slope: float, ratios: list[int], path: s
                 ys = [v for v in values if v is not None]
                 if not xs:
                     continue
-                thin = key == "cone_full"
+                thin = key in ("cone_full", "predicted")
                 ax.plot(xs, ys, linestyle=style, marker=marker, color=colour, alpha=0.45 if thin else 1.0,
                         linewidth=0.8 if thin else 1.4, markersize=4, label=f"m={m}: {text}")
         ax.axhline(0.5, color="grey", linewidth=0.6, linestyle="-.")
@@ -154,7 +173,8 @@ def figure(runs: list[dict], name: str, slope: float, ratios: list[int], path: s
                      fontsize=9)
         ax.set_ylim(-0.03, 1.03)
     axes[0].set_ylabel("per-trial success rate (error <= 1e-4)")
-    axes[1].legend(fontsize=6, loc="lower right")
+    handles, texts = axes[0].get_legend_handles_labels()
+    fig.legend(handles, texts, fontsize=7, loc="outside lower center", ncol=2)
     fig.savefig(path, dpi=90)
     plt.close(fig)
 
@@ -163,8 +183,9 @@ def table(runs: list[dict], ratios: list[int]) -> str:
     """Markdown: per activation, k and m, the relaxation's per-trial rate unpolished / polished and gradient
     descent's, at a few ratios ``n / m``, and the cone's fraction at the largest."""
     shown = [r for r in (2, 4, 8, 16, 40) if r in ratios] or ratios
-    head = "| activation | k | m | " + " | ".join(f"n = {r} m" for r in shown) + f" | cone = R^m at {shown[-1]} m |"
-    lines = [head, "|" + "---|" * (4 + len(shown))]
+    head = ("| activation | k | m | " + " | ".join(f"n = {r} m" for r in shown)
+            + f" | predicted at {shown[-1]} m | cone = R^m at {shown[-1]} m |")
+    lines = [head, "|" + "---|" * (5 + len(shown))]
     for name, slope in ACTIVATIONS:
         for k in (1, 2):
             for m in (10, 20):
@@ -175,7 +196,9 @@ def table(runs: list[dict], ratios: list[int]) -> str:
                         ("gradient_descent", "success_rate_polished"))]
                     cells.append(" / ".join("-" if v is None else f"{v:.2f}" for v in values))
                 full = rate(runs, name, slope, k, m, shown[-1] * m, "relaxation", "cone_full")
+                predicted = rate(runs, name, slope, k, m, shown[-1] * m, "relaxation", "predicted")
                 lines.append(f"| {label(name, slope)} | {k} | {m} | " + " | ".join(cells)
+                             + f" | {'-' if predicted is None else f'{predicted:.2f}'}"
                              + f" | {'-' if full is None else f'{full:.2f}'} |")
     return "\n".join(lines)
 
@@ -209,6 +232,10 @@ def main() -> None:
     for name, slope in ACTIVATIONS:
         figure(runs, name, slope, ratios, os.path.join(args.out, f"activations_{file_label(name, slope)}.png"))
     print(table(runs, ratios))
+    gaps = [abs(c["success_rate_unpolished"] - c["predicted"]) for run in runs for c in run["cells"]
+            if c["method"] == "relaxation"]
+    print(f"\nrelaxation cells: |unpolished rate - predicted rate| has mean {np.mean(gaps):.3f} and max "
+          f"{np.max(gaps):.2f} over {len(gaps)} cells")
     print(f"\n{command}: wall time {wall:.1f} s with {args.workers} worker process(es), "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
