@@ -333,7 +333,8 @@ class RelaxationSolver:
         m, st = self.problem.m, self._static
         n_u = st["n_u"]
         if samples is not None:
-            uniq, t_index = np.unique(samples, return_inverse=True)
+            uniq = self._t_samples(samples, cones_of)
+            t_index = np.searchsorted(uniq, samples)
             n_t = len(uniq)
         else:
             n_t, t_index = 0, None
@@ -422,10 +423,16 @@ class RelaxationSolver:
                 break
         return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
 
+    @staticmethod
+    def _t_samples(samples: np.ndarray, cones_of: np.ndarray | None) -> np.ndarray:
+        """The samples that carry a ``t_i`` (QP): those of the cuts and those with exact cones, sorted."""
+        both = samples if cones_of is None else np.concatenate([samples, cones_of])
+        return np.unique(both)
+
     def _cone_block(self, S: np.ndarray, t_col: np.ndarray | None, first: int) -> dict[str, Any]:
         """The exact constraints ``sum_j sigma~(X~_ij u) <= y~_i (+ t_i)`` of the samples ``S`` (smooth activations).
 
-        Squared ReLU: ``a_ij >= X~_ij u``, ``a_ij >= 0`` and the rotated second-order cone
+        Squared ReLU: ``a_ij >= X~_ij u`` and the rotated second-order cone
         ``sum_j a_ij^2 <= y~_i + t_i``, written ``||(2 a_i, y~_i + t_i - 1)|| <= y~_i + t_i + 1``.
         Softplus: ``b_ij >= log(1 + e^(X~_ij u))`` as ``e^(-b_ij) + e^(X~_ij u - b_ij) <= 1``, two exponential
         cones ``(x, 1, q) : e^x <= q`` and ``q1 + q2 <= 1``, then ``sum_j b_ij / y_scale <= y~_i + t_i``.
@@ -452,14 +459,13 @@ class RelaxationSolver:
         flat = Xs.reshape(sk, m)
         if self.activation.name == "squared_relu":
             a = first + patch
-            # nonnegative block: a_ij - X~_ij u >= 0, then a_ij >= 0
+            # nonnegative block: a_ij - X~_ij u >= 0. (No a_ij >= 0: some a >= p with sum_j a_j^2 <= c exists iff
+            # sum_j (p_j)_+^2 <= c, since |a_j| >= (p_j)_+ and a_j = (p_j)_+ is a choice.)
             put(u_rows, u_cols, flat.reshape(-1))
             put(patch, a, -1.0)
             offset += sk
-            put(patch, a, -1.0)
-            offset += sk
-            b_parts = [np.zeros(2 * sk)]
-            cones: list[Any] = [clarabel.NonnegativeConeT(2 * sk)]
+            b_parts = [np.zeros(sk)]
+            cones: list[Any] = [clarabel.NonnegativeConeT(sk)]
             # one rotated cone per sample, k + 2 rows: (y~ + t + 1, 2 a_i1 .. 2 a_ik, y~ + t - 1)
             size = k + 2
             base = np.arange(s) * size
@@ -473,7 +479,7 @@ class RelaxationSolver:
             b_parts.append(rhs)
             cones.extend(clarabel.SecondOrderConeT(size) for _ in range(s))
             width = sk
-            total = 2 * sk + s * size
+            total = sk + s * size
         else:  # softplus
             b_col, q1, q2 = first + 3 * patch, first + 3 * patch + 1, first + 3 * patch + 2
             owner = np.repeat(np.arange(s), k)
@@ -566,8 +572,7 @@ class RelaxationSolver:
                               f"{st.max_outer_iterations} rounds.")
             rows, rhs, samples, used = self.cuts.arrays()
             cone_s = np.array(sorted(self._cone_set), dtype=np.intp) if self._smooth else None
-            t_samples = (cone_s if self._smooth else samples) if with_t else None
-            sub = self._solve_sub(rows, rhs, t_samples, q_w, bound, should_stop, deadline, cone_s)
+            sub = self._solve_sub(rows, rhs, samples if with_t else None, q_w, bound, should_stop, deadline, cone_s)
             iterations += sub.iterations
             outcome = CLARABEL_STATUS.get(sub.status, "numerical_error")
             if outcome == "infeasible":
@@ -590,15 +595,13 @@ class RelaxationSolver:
             u = sub.x[:m]
             t: dict[int, float] | None = None
             slack = rhs - rows @ u
-            if t_samples is not None and len(t_samples):
-                uniq, t_index = np.unique(t_samples, return_inverse=True)
+            if with_t:
+                uniq = self._t_samples(samples, cone_s)
                 first_t = m + self._static["n_u"]
                 tv = np.maximum(sub.x[first_t:first_t + len(uniq)], 0.0)
                 t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
-                if not self._smooth:
-                    slack += tv[t_index]
-            if not self._smooth:
-                self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
+                slack += tv[np.searchsorted(uniq, samples)]
+            self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(u, t)
             violated = np.flatnonzero(excess > tol)
             added = 0
@@ -622,7 +625,7 @@ class RelaxationSolver:
                         added += 1
                     if added >= self._batch:
                         break
-            elif violated.size:
+            elif violated.size and not self._smooth:
                 masks = pre[violated] > 0
                 # The most violated piece: slope sigma'(X_ij u) per patch (1/0 for ReLU, hi/lo for the others).
                 slopes = masks.astype(np.float64) if self.activation.is_relu else self.activation.slopes(masks)
@@ -905,7 +908,7 @@ class RelaxationSolver:
             objective=None if w is None else objective_value(self.problem, w, r, self.relaxation, self.beta),
             iterations=iterations,
             outer_iterations=outer,
-            working_set=len(self.cuts),
+            working_set=len(self.cuts) + len(self._cone_set),
             solve_time_s=time.monotonic() - start,
             clarabel_status=sub.status if sub is not None else "NotStarted",
             primal_residual=None if info is None else float(info.res_primal),
