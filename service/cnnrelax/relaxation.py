@@ -262,6 +262,8 @@ class RelaxationSolver:
         # activations (kappa makes x_scale kappa = y_scale^(1/q)), softplus(p) / y_scale (kappa = 1/x_scale).
         self._sigma_div = self.y_scale if problem.activation.degree is None else 1.0
         self._cone_set: set[int] = set()  # smooth activations: the samples whose exact cones are in use
+        self._cone_idle: dict[int, int] = {}  # ... rounds each has been slack in a row (it leaves after 2)
+        self._cone_sticky: set[int] = set()  # ... samples that came back after leaving: they stay (no cycling)
         self._yn = problem.y / self.y_scale
         self._unit = self.constraints.in_units(self.kappa)
         self.cuts = _Cuts(problem.m)
@@ -422,6 +424,16 @@ class RelaxationSolver:
             if str(sol.status) not in ("InsufficientProgress", "NumericalError"):
                 break
         return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
+
+    def _age_cones(self, cone_s: np.ndarray | None, excess: FloatArray) -> None:
+        """Like the cuts' aging: a sample whose constraint was slack two rounds in a row leaves the working set."""
+        if cone_s is None:
+            return
+        slack = -excess[cone_s] > 1e-6 * (1.0 + np.abs(self._yn[cone_s]))
+        for i, idle in zip(cone_s.tolist(), slack.tolist(), strict=True):
+            self._cone_idle[i] = self._cone_idle.get(i, 0) + 1 if idle else 0
+            if self._cone_idle[i] >= 2 and i not in self._cone_sticky:
+                self._cone_set.discard(i)
 
     @staticmethod
     def _t_samples(samples: np.ndarray, cones_of: np.ndarray | None) -> np.ndarray:
@@ -603,6 +615,8 @@ class RelaxationSolver:
                 slack += tv[np.searchsorted(uniq, samples)]
             self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(u, t)
+            if self._smooth and self._cone_set:
+                self._age_cones(cone_s, excess)
             violated = np.flatnonzero(excess > tol)
             added = 0
             if violated.size > 8 * self._batch:
@@ -621,7 +635,10 @@ class RelaxationSolver:
                                              problem.patches[i, j] / self.x_scale, 0.0):
                                 added += 1
                     elif i not in self._cone_set:
+                        if i in self._cone_idle:
+                            self._cone_sticky.add(int(i))
                         self._cone_set.add(int(i))
+                        self._cone_idle[int(i)] = 0
                         added += 1
                     if added >= self._batch:
                         break
@@ -908,7 +925,7 @@ class RelaxationSolver:
             objective=None if w is None else objective_value(self.problem, w, r, self.relaxation, self.beta),
             iterations=iterations,
             outer_iterations=outer,
-            working_set=len(self.cuts) + len(self._cone_set),
+            working_set=len(self.cuts) + len(self._cone_idle),
             solve_time_s=time.monotonic() - start,
             clarabel_status=sub.status if sub is not None else "NotStarted",
             primal_residual=None if info is None else float(info.res_primal),
