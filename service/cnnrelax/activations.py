@@ -30,7 +30,6 @@ FloatArray = NDArray[np.float64]
 ActivationName = Literal["relu", "leaky_relu", "absolute", "squared_relu", "softplus"]
 ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "absolute", "squared_relu", "softplus")
 DEFAULT_NEGATIVE_SLOPE = 0.01
-RELAXATIONS_NEEDING_RANGE = ("lp",)
 
 
 @dataclass(frozen=True)
@@ -148,8 +147,8 @@ def make_activation(name: str = "relu", negative_slope: float = DEFAULT_NEGATIVE
 RELU = Activation("relu", lo=0.0, hi=1.0, degree=1)
 
 
-def check_labels(activation: Activation, y: ArrayLike, relaxation: str) -> None:
-    """Refuse labels that no sum of ``activation`` can reach, for the relaxations that need it (the LP limit).
+def check_labels(activation: Activation, y: ArrayLike, relaxation: str = "lp") -> None:
+    """Refuse labels that no sum of ``activation`` can reach (for the LP limit, whose fit is a hard constraint).
 
     A sum of ReLUs, absolute values, squared ReLUs or softpluses is never negative (a softplus sum is even
     positive), so the LP ``sum_j sigma(X_ij w) <= y_i`` is infeasible for such labels; the QP (``beta > 0``)
@@ -159,9 +158,9 @@ def check_labels(activation: Activation, y: ArrayLike, relaxation: str) -> None:
     ----------
     activation : the activation.
     y : the labels.
-    relaxation : the relaxation's name.
+    relaxation : the relaxation's name: only ``"lp"`` (a hard fit) is checked.
     """
-    if relaxation not in RELAXATIONS_NEEDING_RANGE or activation.lower == -np.inf:
+    if relaxation != "lp" or activation.lower == -np.inf:
         return
     y = np.asarray(y, dtype=np.float64)
     bad = y < activation.lower if activation.lower_attained else y <= activation.lower

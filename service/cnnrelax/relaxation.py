@@ -48,7 +48,60 @@ from .constraints import FilterConstraints, ResolvedConstraints, resolve_constra
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 
 RelaxationKind = Literal["lp", "qp", "naive"]
-RELAXATIONS: tuple[str, ...] = ("lp", "qp", "naive")
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """One kind of relaxation (SPEC 2): what its objective weighs and whether the fit is a hard constraint.
+
+    A new kind is one more entry in :data:`REGISTRY`; the solver, the oracle and validation read these
+    fields instead of testing names.
+
+    Attributes
+    ----------
+    name : the kind's name in requests.
+    hard_fit : ``sum_j sigma(X_ij w) <= y_i`` is a constraint (the LP limit); otherwise its excess ``t_i`` is
+        penalised by ``1/2 ||t||^2`` (QP, naive).
+    direction : how ``r^T u`` enters: ``"one"`` (LP: maximised), ``"beta"`` (QP: weighted by ``beta > 0``),
+        ``"none"`` (naive: ``w = 0`` is optimal).
+    summary : one line for documentation and messages.
+    """
+
+    name: str
+    hard_fit: bool
+    direction: Literal["one", "beta", "none"]
+    summary: str
+
+    @property
+    def needs_beta(self) -> bool:
+        return self.direction == "beta"
+
+    @property
+    def needs_label_range(self) -> bool:
+        """Labels outside the activation's range make the hard fit infeasible: refuse them up front."""
+        return self.hard_fit
+
+    def direction_weight(self, beta: float) -> float:
+        """The weight of ``-r^T u`` in the minimised objective."""
+        return {"one": 1.0, "beta": float(beta), "none": 0.0}[self.direction]
+
+
+REGISTRY: dict[str, Relaxation] = {
+    "lp": Relaxation("lp", True, "one", "the beta -> 0 limit: max r^T w s.t. sum_j sigma(X_ij w) <= y_i (eq. 9)"),
+    "qp": Relaxation("qp", False, "beta", "min 1/2 ||(s(w) - y)_+||^2 - beta r^T w, for noisy labels (eq. 8)"),
+    "naive": Relaxation("naive", False, "none", "the QP with beta = 0: w = 0 is always optimal (eq. 7)"),
+}
+RELAXATIONS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def relaxation_kind(name: str) -> Relaxation:
+    """The registered relaxation named ``name``, or an :class:`InvalidParameterError` naming the choices."""
+    kind = REGISTRY.get(name)
+    if kind is None:
+        raise InvalidParameterError(
+            "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}."
+        )
+    return kind
 ShouldStop = Callable[[], bool]
 
 
@@ -92,16 +145,14 @@ class RelaxationSolution:
 
 def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> None:
     """Reject a relaxation name, ``beta`` or labels that the relaxation cannot take."""
-    if relaxation not in RELAXATIONS:
-        raise InvalidParameterError(
-            "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {relaxation!r}."
-        )
-    if relaxation == "qp" and not (np.isfinite(beta) and beta > 0):
+    kind = relaxation_kind(relaxation)
+    if kind.needs_beta and not (np.isfinite(beta) and beta > 0):
         raise InvalidParameterError(
             "beta",
             f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
-    check_labels(problem.activation, problem.y, relaxation)
+    if kind.needs_label_range:
+        check_labels(problem.activation, problem.y)
 
 
 def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxation: str, beta: float) -> float:
@@ -111,11 +162,12 @@ def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxati
     dimensionless, see the module docstring; ``y_scale^2 / kappa = x_scale y_scale`` for the degree-1 activations).
     Naive: the first term alone.
     """
-    if relaxation == "lp":
+    kind = relaxation_kind(relaxation)
+    if kind.hard_fit:
         return float(r @ w)
     excess = np.maximum(problem.predict(w) - problem.y, 0.0)
     value = 0.5 * float(excess @ excess)
-    if relaxation != "qp":
+    if not kind.needs_beta:
         return value
     x_scale, y_scale = problem.scales
     if problem.activation.degree == 1:
@@ -253,7 +305,8 @@ class RelaxationSolver:
         self.activation = problem.activation
         self._smooth = not problem.activation.piecewise_linear
         self.relaxation = relaxation
-        self.beta = float(beta) if relaxation == "qp" else 0.0
+        self.kind = relaxation_kind(relaxation)
+        self.beta = float(beta) if self.kind.needs_beta else 0.0
         self.constraints = resolve_constraints(constraints, problem.m)
         self.settings = settings or SolverSettings()
         self.x_scale, self.y_scale = problem.scales
@@ -561,9 +614,8 @@ class RelaxationSolver:
         m = problem.m
         start = time.monotonic()
         deadline = None if st.time_limit_s is None else start + st.time_limit_s
-        weight = 1.0 if self.relaxation == "lp" else self.beta
-        q_w = -weight * r
-        with_t = self.relaxation != "lp"
+        q_w = -self.kind.direction_weight(self.beta) * r
+        with_t = not self.kind.hard_fit
         bound: float | None = None if self._unit.is_bounded else self._bound0
         iterations = outer = 0
         tol = st.cut_tol * (1.0 + np.abs(self._yn))
@@ -657,7 +709,7 @@ class RelaxationSolver:
                             break
             if added:
                 continue
-            if bound is not None and self.relaxation != "naive" and np.max(np.abs(u)) >= 0.99 * bound:
+            if bound is not None and self.kind.direction != "none" and np.max(np.abs(u)) >= 0.99 * bound:
                 if self._recession_direction(r, should_stop, deadline) is not None:
                     return finish("unbounded", _UNBOUNDED_MESSAGE.format(n=problem.n, m=m))
                 bound *= 100.0
@@ -666,7 +718,7 @@ class RelaxationSolver:
                                   "scale y_scale / x_scale) although no recession direction exists: the problem is "
                                   "too ill-conditioned to solve reliably.")
                 continue
-            if self.relaxation == "lp" and not self._smooth:
+            if self.kind.hard_fit and not self._smooth:
                 u = self._crossover(u, r, rows, rhs, tol, bound)
             return finish("optimal", "Solved to optimality.", u)
 

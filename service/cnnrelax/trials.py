@@ -34,6 +34,7 @@ from .relaxation import (
     RelaxationSolution,
     RelaxationSolver,
     SolverSettings,
+    relaxation_kind,
     validate_relaxation,
 )
 
@@ -311,9 +312,7 @@ def make_solver(problem: ConvProblem, options: SolveOptions, constraints: Resolv
 
 
 def _relaxation_kind(name: str) -> RelaxationKind:
-    if name not in RELAXATIONS:
-        raise InvalidParameterError("relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}.")
-    return cast(RelaxationKind, name)
+    return cast(RelaxationKind, relaxation_kind(name).name)
 
 
 def solve(
