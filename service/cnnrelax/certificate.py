@@ -13,6 +13,13 @@ distance ``rho = min ||M x - r|| / ||r||`` over those multipliers: non-negative 
 patch is tied, a small bounded QP (Clarabel) when some are. Equality constraints on ``w`` add free
 multipliers: they are projected out first.
 
+Other activations (:mod:`cnnrelax.activations`): ``g_i = sum_j sigma'(X_ij w) X_ij``. At a kink of a
+piecewise-linear ``sigma = max(lo u, hi u)`` the slope may be anything in ``[lo, hi]``: ``g_i`` takes ``lo``
+and the tied patch ``(hi - lo) X_ij`` a multiplier in ``[0, v_i]`` (ReLU: ``lo = 0``, ``hi = 1``). Smooth
+activations have no ties, except squared ReLU's samples with no active patch (a zero label), where
+``sum_j (X_ij w)_+^2 <= 0`` is ``X_ij w <= 0`` patch by patch: ``g_i = 0`` and each tied patch carries a free
+multiplier ``>= 0``.
+
 Coverage: the probability ``p`` that ``r ~ N(0, I)`` lies in this cone is the per-trial success
 probability at ``w`` (Theorem 1). A seeded Monte Carlo estimate with a Wilson 95% interval gives the
 trials ``T = ceil(log(1 - q) / log(1 - p))`` that reach a success probability ``q``. Rejections are
