@@ -94,3 +94,27 @@ def test_squared_relu_single_patch_is_the_relu_lp_on_square_roots() -> None:
     A = pp.problem.patches[:, 0, :]
     b = np.sqrt(pp.problem.y)
     assert _compare(pp.problem, A, b, range(4)) == 4
+
+
+def test_when_the_gradients_positively_span_every_direction_recovers_w_star() -> None:
+    """The mechanism behind leaky ReLU's per-trial rate of 1 (README, "Beyond ReLU"): for k = 1 the normal
+    cone at ``w*`` is ``cone{x_i}``; once the ``x_i`` positively span ``R^m`` (checked here by HiGHS: some
+    ``lambda >= 1`` with ``X^T lambda = 0``) the feasible set is ``{w*}`` and every direction, ``r = -w*``
+    included, returns ``w*`` unpolished. ReLU on the same ``X`` and ``w*`` has 0 feasible, so ``r = -w*``
+    cannot recover ``w*`` there."""
+    m = 5
+    leaky = planted_problem(PlantedSpec(n=8 * m, d=m, k=1, seed=2, activation="leaky_relu", negative_slope=0.1))
+    X = leaky.problem.X
+    spans = linprog(np.zeros(X.shape[0]), A_eq=X.T, b_eq=np.zeros(m), bounds=[(1.0, None)] * X.shape[0],
+                    method="highs")
+    assert spans.status == 0
+    solver = RelaxationSolver(leaky.problem, "lp")
+    for r in [trial_direction(0, t, m) for t in range(4)] + [-leaky.w_star]:
+        sol = solver.solve(r)
+        assert sol.status == "optimal" and sol.w is not None
+        assert np.linalg.norm(sol.w - leaky.w_star) <= 1e-7
+    relu = planted_problem(PlantedSpec(n=8 * m, d=m, k=1, seed=2))
+    np.testing.assert_array_equal(relu.w_star, leaky.w_star)
+    sol = RelaxationSolver(relu.problem, "lp").solve(-relu.w_star)
+    assert sol.w is not None and float(-relu.w_star @ sol.w) >= -1e-9  # at least w = 0's objective, not -1
+    assert np.linalg.norm(sol.w - relu.w_star) > 0.5
