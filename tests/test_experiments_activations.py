@@ -112,3 +112,47 @@ def test_bad_activation_experiments_are_422_naming_the_parameter(http: httpx.Cli
     body = {"kind": "phase_transition", "k": 1, "d": [6], "n": [40], "repetitions": 1, **extra}
     problem = assert_problem(http.post("/v1/experiments", json=body), 422)
     assert problem.get("parameter") == parameter, problem
+
+
+@pytest.mark.parametrize(("name", "k"), [("leaky_relu", 2), ("absolute", 1), ("softplus", 1)])
+def test_relaxation_cell_agrees_with_the_core_solver_for_other_activations(name: str, k: int) -> None:
+    from cnnrelax.relaxation import RelaxationSolver
+    from cnnrelax.trials import polish, trial_direction
+
+    d, n = 6 * k, 60
+    spec = validate_experiment({"kind": "phase_transition", "k": k, "d": [d], "n": [n], "repetitions": 3,
+                                "methods": ["relaxation"], "trials": 2, "seed": 1, "activation": name,
+                                "negative_slope": 0.1})
+    cell = run_cell(spec, {"method": "relaxation", "d": d, "n": n})
+    counts = {False: 0, True: 0}
+    for rep in range(3):
+        seed = derived_seed(1, k, d, n, rep)
+        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=seed, activation=name, negative_slope=0.1))
+        solver = RelaxationSolver(pp.problem, "lp")
+        for t in range(2):
+            sol = solver.solve(trial_direction(seed, t, pp.problem.m))
+            assert sol.w is not None
+            outcome = polish(pp.problem, sol.w)
+            for polished, w in ((False, sol.w), (True, outcome.w if outcome.accepted else sol.w)):
+                error = min(np.linalg.norm(w - s * pp.w_star) for s in ((1, -1) if name == "absolute" else (1,)))
+                counts[polished] += bool(error <= spec["recovery_tol"])
+    assert cell["success_rate_unpolished"] == counts[False] / 6
+    assert cell["success_rate_polished"] == cell["success_rate"] == counts[True] / 6
+    assert counts[True] > 0
+
+
+def test_the_readme_table_is_the_benchmarks_output() -> None:
+    """The README's per-activation table is what bench/bench_activations.py prints from its committed JSON."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    module_spec = importlib.util.spec_from_file_location("bench_activations", root / "bench" / "bench_activations.py")
+    assert module_spec is not None and module_spec.loader is not None
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    data = json.loads((root / "docs" / "bench_activations.json").read_text())
+    table = bench.table(data["runs"], data["ratios"])
+    assert table in (root / "README.md").read_text()
+    assert data["repetitions"] == 20 and max(data["ratios"]) == 40
