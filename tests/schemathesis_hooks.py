@@ -96,6 +96,18 @@ def _constraints(constraints: dict[str, Any] | None, m: int) -> set[str]:
     return broken
 
 
+def _ragged(constraints: Any) -> set[str]:
+    """Constraint matrices whose rows differ in length: refused by the request model before anything else
+    (the dataset's existence included), whatever ``m`` is."""
+    broken: set[str] = set()
+    if isinstance(constraints, dict):
+        for name in CONSTRAINT_PAIRS:
+            matrix = constraints.get(f"{name}_matrix")
+            if isinstance(matrix, list) and len({len(row) for row in matrix if isinstance(row, list)}) > 1:
+                broken |= {f"{name}_matrix", "constraints"}
+    return broken
+
+
 def _integers(value: Any) -> Any:
     """JSON Schema's integers may come as ``3.0``: make them ``int`` (recursively) before computing."""
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**62:
@@ -131,7 +143,7 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
         if body.get("relaxation", "lp") == "lp" and any(value < 0 for value in data["y"]):
             broken.add("y")
     elif dataset_shape is None:
-        return {"dataset_id"}
+        return {"dataset_id"} | _ragged(body.get("constraints"))
     else:
         (n, d), k, source = dataset_shape, body.get("k") or 1, "data"
         if body.get("relaxation", "lp") == "lp" and UPLOADED_MIN_LABEL.get(body["dataset_id"], 0.0) < 0:
@@ -147,7 +159,7 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
         if weights is not None and planted is None and len(weights) != count:
             broken.add("output_weights")
         broken |= _constraints(body.get("constraints"), m)
-    return broken
+    return broken | _ragged(body.get("constraints"))
 
 
 #: Smallest label of each dataset this run uploaded, by id (recorded by ``after_call``).
