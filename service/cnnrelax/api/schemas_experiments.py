@@ -60,7 +60,8 @@ class PhaseTransitionRequest(_Strict):
     beta: float = Field(pt.DEFAULT_BETA, gt=0, description="The QP's beta (relaxation 'qp' only).")
     gd_iterations: int = Field(pt.DEFAULT_GD_ITERATIONS, ge=1, le=pt.MAX_GD_ITERATIONS,
                                description="Gradient-descent steps per restart at most.")
-    gd_step: Optional[float] = Field(None, gt=0, description="Gradient-descent step; null: 1 / Lipschitz bound.")
+    gd_step: Optional[float] = Field(None, gt=0, description="Gradient-descent step; null: 1 / Lipschitz bound "
+                                     "(squared_relu, softplus: an Armijo line search starting there).")
     gd_tol: float = Field(pt.DEFAULT_GD_TOL, gt=0, description="Relative loss at which a descent has converged.")
     recovery_tol: float = Field(1e-4, gt=0, description="Relative error that counts as recovery (every method).")
     distribution: Distribution = Field("gaussian", description="Distribution of the entries of X.")

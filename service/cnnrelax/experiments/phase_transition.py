@@ -6,9 +6,10 @@ and the same ``X`` and ``w*`` for every activation). ``sigma`` is the spec's ``a
 ``negative_slope`` for leaky ReLU); for the absolute value ``w*`` and ``-w*`` fit alike and errors are up to
 sign (:func:`cnnrelax.trials.recovery`).
 Each repetition runs ``trials`` relaxation directions / gradient-descent restarts. Both methods' filters
-are polished the same way (:func:`cnnrelax.trials.polish`, least squares on the filter's activation
-pattern, kept when the loss drops), so they are compared at the same accuracy, not at their solvers'
-budgets (gradient descent stops near 1e-6, the relaxation's polished filter near 1e-10). Recorded per cell,
+are polished the same way (:func:`cnnrelax.trials.polish`: least squares on the filter's activation
+pattern, or Gauss-Newton for the smooth activations, kept when the loss drops), so they are compared at
+the same accuracy, not at their solvers' budgets (gradient descent stops near 1e-6, the relaxation's
+polished filter near 1e-10). Recorded per cell,
 each both ``_polished`` and ``_unpolished``, the headline (``min_error``, ``success_rate``) being the
 polished one unless ``polish`` is false:
 
