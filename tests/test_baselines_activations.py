@@ -163,3 +163,18 @@ def test_pseudo_inverse_refuses_the_absolute_value() -> None:
     with pytest.raises(InvalidParameterError) as info:
         pseudo_inverse(pp.problem)
     assert info.value.parameter == "activation" and "absolute" in str(info.value)
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_line_search_never_raises_the_loss_on_labels_no_filter_fits(name: str) -> None:
+    """Armijo's condition makes every accepted step lower the loss: the loss after ``t`` steps is
+    non-increasing in ``t`` for every restart, even where no filter fits (noisy labels, large residuals)."""
+    rng = np.random.default_rng(4)
+    X = 3.0 * rng.standard_normal((50, 8))
+    y = np.abs(rng.standard_normal(50)) * 5.0 + 0.5
+    problem = make_problem(X, y, k=2, activation=name)
+    losses = np.array([[r.raw_loss for r in gradient_descent(problem, restarts=3, iterations=t, seed=2, tol=0.0,
+                                                              stall_tol=0.0).restarts]
+                       for t in range(1, 25)])
+    assert np.all(np.diff(losses, axis=0) <= 1e-12 * losses[:-1])
+    assert np.all(losses[-1] < 0.9 * losses[0])
