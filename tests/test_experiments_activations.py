@@ -156,3 +156,16 @@ def test_the_readme_table_is_the_benchmarks_output() -> None:
     table = bench.table(data["runs"], data["ratios"])
     assert table in (root / "README.md").read_text()
     assert data["repetitions"] == 20 and max(data["ratios"]) == 40
+
+
+def test_the_client_runs_an_activation_experiment(live_server) -> None:  # type: ignore[no-untyped-def]
+    """The README's client call, on a small grid: the keyword arguments reach the spec."""
+    from cnnrelax_client import Client
+
+    with Client(live_server.url) as client:
+        experiment = client.run_experiment(kind="phase_transition", k=2, d=[8], n=[40, 80], repetitions=2,
+                                           activation="leaky_relu", negative_slope=0.1, seed=2, timeout=120)
+    assert experiment.result is not None
+    spec = experiment.result["spec"]
+    assert spec["activation"] == "leaky_relu" and spec["negative_slope"] == 0.1
+    assert {cell["method"] for cell in experiment.result["cells"]} == {"relaxation", "gradient_descent"}
