@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import LimitExceeded
 from ..problem import InvalidParameterError
+from ..specs import LimitExceeded
 from ..store import DatasetInUse
 from .bodies import ParsedBody, read_body
 from .dependencies import Tenant, get_service, get_tenant

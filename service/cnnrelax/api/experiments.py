@@ -8,8 +8,10 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import json_safe, price_experiment, validate_job
+from ..jobs import json_safe
+from ..specs import price_experiment
 from ..store import encode_cursor
+from ..types import JobKind
 from .bodies import read_body, require_json
 from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
@@ -37,11 +39,13 @@ def _accept_experiment(service: Service, tenant: Tenant, request: dict[str, Any]
                             "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
                        parameter="images_path")
     try:
-        spec = json_safe(validate_job("experiment", request))
+        from ..experiments import validate_experiment
+
+        spec = json_safe(validate_experiment(dict(request)))
     except ImportError:
         raise ApiError(501, "Experiments are not available in this installation.") from None
     price_experiment(spec, service.limits)
-    return service.submit("experiment", spec, idempotency_key=idempotency_key,
+    return service.submit(JobKind.experiment, spec, idempotency_key=idempotency_key,
                           time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec), owner=tenant.owner)
 
 
@@ -125,7 +129,7 @@ def cancel_experiment(response: Response, job_id: str = JOB_ID,
     job = service.cancel(job_id, "experiment", owner=tenant.sees)
     if job is None:
         raise not_found(job_id, "experiment")
-    response.status_code = 202 if job.status == "running" else 200
+    response.status_code = 202 if job.status == JobStatus.running else 200
     return experiment_view(job)
 
 
