@@ -349,8 +349,8 @@ def _schema_types(schema: dict[str, Any], components: dict[str, Any]) -> tuple[s
             kinds.add(kind)
     if "items" in schema:
         refs |= _schema_types(schema["items"], components)[2]
-    if "enum" in schema or "const" in schema:
-        kinds.add("string")
+    for value in schema.get("enum", []) + ([schema["const"]] if "const" in schema else []):
+        kinds.add({bool: "boolean", int: "integer", float: "number"}.get(type(value), "string"))
     return kinds, nullable, refs
 
 

@@ -48,18 +48,33 @@ def constraint_list(w: cp.Variable, c: ResolvedConstraints) -> list[Any]:
 def build_problem(
     problem: ConvProblem, relaxation: str, beta: float, constraints: ResolvedConstraints
 ) -> tuple[cp.Problem, cp.Variable, cp.Parameter]:
-    """The z-formulation: ``z_ij >= X_ij u``, ``z_ij >= 0``, with the LP's ``sum_j z_ij = y_i`` or the QP's loss.
+    """The z-formulation: ``z_ij >= sigma~(X~_ij u)`` (eq. 4-5), with the LP's ``sum_j z_ij = y_i`` or the QP's loss.
+
+    ``sigma~`` is the activation on normalised data: ``max(lo p, hi p)`` for the piecewise-linear ones (ReLU:
+    ``z >= 0``, ``z >= p``), ``(p)_+^2`` for squared ReLU, ``log(1 + e^p) / y_scale`` for softplus.
 
     In normalised units: the returned variable is ``u = w / kappa`` (multiply its value by
     ``problem.w_scale`` for the filter).
     """
     x_scale, y_scale = problem.scales
-    kappa = y_scale / x_scale
+    kappa = problem.w_scale
     y = problem.y / y_scale
     w = cp.Variable(problem.m, name="u")
     z = cp.Variable((problem.n, problem.k), name="z")
     r = cp.Parameter(problem.m, name="r")
-    cons = [z >= 0] + [z[:, j] >= (problem.patches[:, j, :] / x_scale) @ w for j in range(problem.k)]
+    act = problem.activation
+    cons: list[Any] = []
+    for j in range(problem.k):
+        pre = (problem.patches[:, j, :] / x_scale) @ w
+        if act.piecewise_linear:  # sigma(p) = max(lo p, hi p)
+            cons += [z[:, j] >= act.lo * pre, z[:, j] >= act.hi * pre]
+        elif act.name == "squared_relu":
+            cons.append(z[:, j] >= cp.square(cp.pos(pre)))
+            if relaxation == "lp" and (y == 0).any():
+                # sum_j (p_j)_+^2 <= 0 is p_j <= 0: said linearly, since the cone form has no interior (Slater fails).
+                cons.append(pre[y == 0] <= 0)
+        else:  # softplus, not homogeneous: sigma~(p) = log(1 + e^p) / y_scale with kappa = 1 / x_scale
+            cons.append(z[:, j] >= cp.logistic(pre) / y_scale)
     cons += constraint_list(w, constraints.in_units(kappa))
     if relaxation == "lp":
         cons.append(cp.sum(z, axis=1) == y)

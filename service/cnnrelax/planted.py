@@ -1,4 +1,7 @@
-"""Planted (teacher) models: ``y_i = sum_j (X_ij w*)_+ + noise_std * e_i`` with seeded ``X``, ``w*``, ``e``."""
+"""Planted (teacher) models: ``y_i = sum_j sigma(X_ij w*) + noise_std * e_i`` with seeded ``X``, ``w*``, ``e``.
+
+``sigma`` is the spec's activation (ReLU by default, :mod:`cnnrelax.activations`).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ from typing import Literal
 
 import numpy as np
 
+from .activations import ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, make_activation
 from .problem import ConvProblem, FloatArray, InvalidParameterError, Patching, make_problem
 
 Distribution = Literal["gaussian", "rademacher", "laplace"]
@@ -23,6 +27,8 @@ class PlantedSpec:
     seed: int = 0
     noise_std: float = 0.0
     distribution: Distribution = "gaussian"
+    activation: str = "relu"
+    negative_slope: float = DEFAULT_NEGATIVE_SLOPE
 
     def validate(self) -> None:
         for name in ("n", "d", "k"):
@@ -43,6 +49,11 @@ class PlantedSpec:
                 "distribution",
                 f"planted.distribution must be one of {', '.join(DISTRIBUTIONS)}, got {self.distribution!r}.",
             )
+        if self.activation not in ACTIVATIONS:
+            raise InvalidParameterError(
+                "activation", f"planted.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}."
+            )
+        make_activation(self.activation, self.negative_slope)
 
 
 @dataclass(frozen=True)
@@ -70,11 +81,13 @@ def planted_problem(spec: PlantedSpec, patching: Patching | None = None) -> Plan
     spec.validate()
     rng = np.random.default_rng([spec.seed, 0x9E3779B9])
     X = sample_matrix(rng, (spec.n, spec.d), spec.distribution)
-    probe = make_problem(X, np.zeros(spec.n), patching=patching, k=None if patching else spec.k)
+    activation = make_activation(spec.activation, spec.negative_slope)
+    probe = make_problem(X, np.zeros(spec.n), patching=patching, k=None if patching else spec.k,
+                         activation=activation)
     w_star = rng.standard_normal(probe.m)
     w_star /= np.linalg.norm(w_star)
     y = probe.predict(w_star)
     if spec.noise_std > 0:
         y = y + spec.noise_std * rng.standard_normal(spec.n)
-    problem = make_problem(X, y, patching=probe.patching)
+    problem = make_problem(X, y, patching=probe.patching, activation=activation)
     return PlantedProblem(problem=problem, w_star=w_star, spec=spec)

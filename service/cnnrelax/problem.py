@@ -21,16 +21,15 @@ from typing import Literal, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .activations import RELU, Activation, make_activation
+from .errors import InvalidParameterError
+
+__all__ = ["InvalidParameterError", "ConvProblem", "make_problem", "make_patching", "BlockPatching",
+           "StridedPatching", "ImagePatching", "Patching", "FloatArray"]
+
 FloatArray = NDArray[np.float64]
 
 
-class InvalidParameterError(ValueError):
-    """A parameter's value is not acceptable; the message names the parameter and the value."""
-
-    def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
-        self.parameter = parameter
-        self.message = message
 
 
 def _shape_error(parameter: str, message: str) -> InvalidParameterError:
@@ -134,6 +133,7 @@ class ConvProblem:
     patching: Patching
     output_weights: FloatArray
     X: FloatArray = field(repr=False)
+    activation: Activation = RELU
 
     @property
     def n(self) -> int:
@@ -173,9 +173,15 @@ class ConvProblem:
 
     @property
     def w_scale(self) -> float:
-        """``y_scale / x_scale``: the natural size of a filter in the user's units."""
+        """The natural size of a filter in the user's units: ``y_scale^(1/q) / x_scale`` for an activation
+        homogeneous of degree ``q`` (``y_scale / x_scale`` for ReLU), ``1 / x_scale`` for softplus."""
         x_scale, y_scale = self.scales
-        return y_scale / x_scale
+        degree = self.activation.degree
+        if degree == 1:
+            return y_scale / x_scale
+        if degree is None:
+            return 1.0 / x_scale
+        return float(y_scale ** (1.0 / degree)) / x_scale
 
     def preactivations(self, w: FloatArray) -> FloatArray:
         """``X_ij w`` for every sample and patch, shape ``(n, k)``."""
@@ -215,9 +221,12 @@ class ConvProblem:
         return np.abs(pre) <= bound * self.patch_norms()
 
     def predict(self, w: FloatArray) -> FloatArray:
-        """``f_w(x_i) = sum_j (X_ij w)_+``."""
-        out: FloatArray = np.maximum(self.preactivations(w), 0.0).sum(axis=1)
-        return out
+        """``f_w(x_i) = sum_j sigma(X_ij w)``."""
+        if self.activation.is_relu:
+            out: FloatArray = np.maximum(self.preactivations(w), 0.0).sum(axis=1)
+            return out
+        values: FloatArray = self.activation.value(self.preactivations(w)).sum(axis=1)
+        return values
 
     def loss(self, w: FloatArray) -> float:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
@@ -231,6 +240,23 @@ class ConvProblem:
         if mask is None:
             mask = self.preactivations(w) > 0
         out: FloatArray = np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
+        return out
+
+    def gradient_rows(self, w: FloatArray, active: NDArray[np.bool_] | None = None,
+                      pre: FloatArray | None = None) -> FloatArray:
+        """``sum_j sigma'(X_ij w) X_ij`` per sample, shape ``(n, m)``: the gradient of ``f_w(x_i)`` in ``w``.
+
+        For a piecewise-linear activation ``active`` (default ``X_ij w > 0``) picks the slope ``hi`` and every
+        other patch gets ``lo`` (for ReLU these are :meth:`active_sums`); smooth activations use ``sigma'``.
+        """
+        if self.activation.is_relu:
+            return self.active_sums(w, active)
+        pre = self.preactivations(w) if pre is None else pre
+        if self.activation.piecewise_linear:
+            weights = self.activation.slopes(pre > 0 if active is None else active)
+        else:
+            weights = self.activation.derivative(pre)
+        out: FloatArray = np.einsum("ik,ikm->im", weights, self.patches)
         return out
 
 
@@ -293,8 +319,26 @@ def make_problem(
     patching: Patching | None = None,
     k: int | None = None,
     output_weights: ArrayLike | None = None,
+    activation: Activation | str = "relu",
+    negative_slope: float | None = None,
 ) -> ConvProblem:
-    """Validate ``X`` (n x d), ``y`` (n), the patching and ``c >= 0``; fold ``c`` into the patches."""
+    """Validate ``X`` (n x d), ``y`` (n), the patching, ``c >= 0`` and the activation; fold ``c`` into the patches.
+
+    Parameters
+    ----------
+    X, y : the data (``n`` rows of length ``d``) and the labels.
+    patching, k : the patching (``k`` non-overlapping blocks by default).
+    output_weights : ``c_j >= 0`` per patch (1 by default), folded into the patches:
+        ``c sigma(u) = sigma(s u)`` with ``s = c`` (degree-1 activations) or ``sqrt(c)`` (squared ReLU).
+    activation : the activation's name (:data:`cnnrelax.activations.ACTIVATIONS`) or object.
+    negative_slope : leaky ReLU's slope for negative inputs (default 0.01).
+
+    Returns
+    -------
+    The problem.
+    """
+    act = activation if isinstance(activation, Activation) else make_activation(
+        activation, 0.01 if negative_slope is None else negative_slope)
     Xa = _as_finite_matrix(X, "X", 2)
     ya = _as_finite_matrix(y, "y", 1)
     n, d = Xa.shape
@@ -324,10 +368,19 @@ def make_problem(
                 f"output_weights[{j}] = {c[j]:g} is negative: the relaxation is convex only for "
                 "non-negative output weights, since c*(u)_+ = (c*u)_+ needs c >= 0.",
             )
+    folded = act.fold(c)
+    if folded is None:
+        if not np.all(c == 1.0):
+            raise InvalidParameterError(
+                "output_weights",
+                f"The activation {act.name} is not positively homogeneous, so output weights cannot be folded into "
+                "the patches (c*sigma(u) != sigma(c*u)); use unit output weights with it.",
+            )
+        folded = c
     if isinstance(patching, BlockPatching) and np.all(c == 1.0):
         # The paper's setting: the patch tensor is a view of X (no copy of the data).
         Xa = np.ascontiguousarray(Xa)
         patches = Xa.reshape(n, kk, index.shape[1])
     else:
-        patches = np.ascontiguousarray(Xa[:, index] * c[None, :, None])
-    return ConvProblem(patches=patches, y=ya, patching=patching, output_weights=c, X=Xa)
+        patches = np.ascontiguousarray(Xa[:, index] * folded[None, :, None])
+    return ConvProblem(patches=patches, y=ya, patching=patching, output_weights=c, X=Xa, activation=act)

@@ -43,6 +43,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.optimize import linprog
 
+from .activations import check_labels
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 
@@ -100,20 +101,15 @@ def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> N
             "beta",
             f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
-    if relaxation == "lp" and (problem.y < 0).any():
-        i = int(np.argmax(problem.y < 0))
-        raise InvalidParameterError(
-            "y",
-            f"y[{i}] = {problem.y[i]:g} is negative: the LP limit needs labels >= 0, since a sum of ReLUs "
-            "cannot be negative. Use relaxation 'qp' (beta > 0) for noisy labels.",
-        )
+    check_labels(problem.activation, problem.y, relaxation)
 
 
 def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxation: str, beta: float) -> float:
     """The relaxation's optimal-value expression at ``w`` (after minimising over ``z``), in the user's units.
 
-    LP: ``r^T w``. QP: ``1/2 sum_i ((s_i(w) - y_i)_+)^2 - beta * x_scale * y_scale * r^T w`` (``beta`` is
-    dimensionless, see the module docstring). Naive: the first term alone.
+    LP: ``r^T w``. QP: ``1/2 sum_i ((s_i(w) - y_i)_+)^2 - beta * y_scale^2 / kappa * r^T w`` (``beta`` is
+    dimensionless, see the module docstring; ``y_scale^2 / kappa = x_scale y_scale`` for the degree-1 activations).
+    Naive: the first term alone.
     """
     if relaxation == "lp":
         return float(r @ w)
@@ -122,7 +118,10 @@ def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxati
     if relaxation != "qp":
         return value
     x_scale, y_scale = problem.scales
-    return value - beta * x_scale * y_scale * float(r @ w)
+    if problem.activation.degree == 1:
+        return value - beta * x_scale * y_scale * float(r @ w)
+    # u = w / kappa: the normalised term beta r^T u, times y_scale^2, is beta y_scale^2 / kappa r^T w.
+    return value - beta * y_scale * y_scale / problem.w_scale * float(r @ w)
 
 
 # Clarabel's statuses as ours: None means "solved, go on"; a name ends the solve with that status.
@@ -251,12 +250,18 @@ class RelaxationSolver:
     ) -> None:
         validate_relaxation(problem, relaxation, beta)
         self.problem = problem
+        self.activation = problem.activation
+        self._smooth = not problem.activation.piecewise_linear
         self.relaxation = relaxation
         self.beta = float(beta) if relaxation == "qp" else 0.0
         self.constraints = resolve_constraints(constraints, problem.m)
         self.settings = settings or SolverSettings()
         self.x_scale, self.y_scale = problem.scales
-        self.kappa = self.y_scale / self.x_scale
+        self.kappa = problem.w_scale
+        # sigma~(p) = sigma(x_scale kappa p) / y_scale on normalised pre-activations p: sigma itself for the homogeneous
+        # activations (kappa makes x_scale kappa = y_scale^(1/q)), softplus(p) / y_scale (kappa = 1/x_scale).
+        self._sigma_div = self.y_scale if problem.activation.degree is None else 1.0
+        self._cone_set: set[int] = set()  # smooth activations: the samples whose exact cones are in use
         self._yn = problem.y / self.y_scale
         self._unit = self.constraints.in_units(self.kappa)
         self.cuts = _Cuts(problem.m)
@@ -321,8 +326,10 @@ class RelaxationSolver:
         bound: float | None,
         should_stop: ShouldStop | None,
         deadline: float | None,
+        cones_of: np.ndarray | None = None,
     ) -> _Sub:
-        """``min 1/2 ||t||^2 + q_w^T u`` s.t. cut rows (with ``t_i`` when ``samples`` is given), box, user rows."""
+        """``min 1/2 ||t||^2 + q_w^T u`` s.t. cut rows (with ``t_i`` when ``samples`` is given), box, user rows,
+        and (smooth activations) the exact cones of the samples ``cones_of`` (with their ``t_i`` when given)."""
         m, st = self.problem.m, self._static
         n_u = st["n_u"]
         if samples is not None:
@@ -330,7 +337,11 @@ class RelaxationSolver:
             n_t = len(uniq)
         else:
             n_t, t_index = 0, None
-        width = m + n_u + n_t
+        cone_block = None
+        if cones_of is not None and len(cones_of):
+            t_of = None if samples is None else np.searchsorted(uniq, cones_of) + m + n_u
+            cone_block = self._cone_block(np.asarray(cones_of, dtype=np.intp), t_of, m + n_u + n_t)
+        width = m + n_u + n_t + (0 if cone_block is None else cone_block["width"])
         blocks: list[sp.spmatrix] = []
         b_parts: list[FloatArray] = []
         cones: list[Any] = []
@@ -350,14 +361,14 @@ class RelaxationSolver:
             if n_t:
                 T = sp.csr_matrix((-np.ones(rows.shape[0]), (np.arange(rows.shape[0]), t_index)),
                                   shape=(rows.shape[0], n_t))
-                cut = sp.hstack([cut, T], format="csr")
+                cut = pad(sp.hstack([cut, T], format="csr"))
             else:
                 cut = pad(cut)
             blocks.append(cut)
             b_parts.append(rhs)
             n_nonneg += rows.shape[0]
         if n_t:
-            blocks.append(sp.hstack([sp.csr_matrix((n_t, m + n_u)), -sp.identity(n_t)], format="csr"))
+            blocks.append(pad(sp.hstack([sp.csr_matrix((n_t, m + n_u)), -sp.identity(n_t)], format="csr")))
             b_parts.append(np.zeros(n_t))
             n_nonneg += n_t
         if bound is not None:
@@ -375,14 +386,18 @@ class RelaxationSolver:
             blocks.append(pad(st["soc"]))
             b_parts.append(st["soc_rhs"])
             cones.append(clarabel.SecondOrderConeT(st["soc"].shape[0]))
+        if cone_block is not None:
+            blocks.append(sp.csr_matrix(cone_block["A"], shape=(cone_block["A"].shape[0], width)))
+            b_parts.append(cone_block["b"])
+            cones.extend(cone_block["cones"])
         if not blocks:
             blocks.append(sp.csr_matrix((0, width)))
             b_parts.append(np.zeros(0))
         A = sp.vstack(blocks, format="csc")
         b = np.concatenate(b_parts)
-        q = np.concatenate([q_w, np.zeros(n_u + n_t)])
+        q = np.concatenate([q_w, np.zeros(width - m)])
         if n_t:
-            diag = np.arange(m + n_u, width)
+            diag = np.arange(m + n_u, m + n_u + n_t)
             P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
@@ -407,6 +422,90 @@ class RelaxationSolver:
                 break
         return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
 
+    def _cone_block(self, S: np.ndarray, t_col: np.ndarray | None, first: int) -> dict[str, Any]:
+        """The exact constraints ``sum_j sigma~(X~_ij u) <= y~_i (+ t_i)`` of the samples ``S`` (smooth activations).
+
+        Squared ReLU: ``a_ij >= X~_ij u``, ``a_ij >= 0`` and the rotated second-order cone
+        ``sum_j a_ij^2 <= y~_i + t_i``, written ``||(2 a_i, y~_i + t_i - 1)|| <= y~_i + t_i + 1``.
+        Softplus: ``b_ij >= log(1 + e^(X~_ij u))`` as ``e^(-b_ij) + e^(X~_ij u - b_ij) <= 1``, two exponential
+        cones ``(x, 1, q) : e^x <= q`` and ``q1 + q2 <= 1``, then ``sum_j b_ij / y_scale <= y~_i + t_i``.
+        New variables start at column ``first``; ``t_col`` gives each sample's ``t_i`` column (None for the LP).
+        Returns the rows (COO, columns up to ``first + width``), right-hand sides, cones and ``width``.
+        """
+        m, k, s = self.problem.m, self.problem.k, len(S)
+        Xs = self.problem.patches[S] / self.x_scale  # (s, k, m): a small copy, the working set only
+        yn = self._yn[S]
+        sk = s * k
+        patch = np.arange(sk)
+        rows: list[np.ndarray] = []
+        cols: list[np.ndarray] = []
+        vals: list[np.ndarray] = []
+        offset = 0
+
+        def put(r: np.ndarray, c: np.ndarray, v: np.ndarray | float) -> None:
+            rows.append(np.asarray(r, dtype=np.intp) + offset)
+            cols.append(np.asarray(c, dtype=np.intp))
+            vals.append(np.broadcast_to(np.asarray(v, dtype=np.float64), np.shape(r)).copy())
+
+        u_rows = np.repeat(patch, m)
+        u_cols = np.tile(np.arange(m), sk)
+        flat = Xs.reshape(sk, m)
+        if self.activation.name == "squared_relu":
+            a = first + patch
+            # nonnegative block: a_ij - X~_ij u >= 0, then a_ij >= 0
+            put(u_rows, u_cols, flat.reshape(-1))
+            put(patch, a, -1.0)
+            offset += sk
+            put(patch, a, -1.0)
+            offset += sk
+            b_parts = [np.zeros(2 * sk)]
+            cones: list[Any] = [clarabel.NonnegativeConeT(2 * sk)]
+            # one rotated cone per sample, k + 2 rows: (y~ + t + 1, 2 a_i1 .. 2 a_ik, y~ + t - 1)
+            size = k + 2
+            base = np.arange(s) * size
+            if t_col is not None:
+                put(base, t_col, -1.0)
+                put(base + k + 1, t_col, -1.0)
+            put((base[:, None] + 1 + np.arange(k)[None, :]).reshape(-1), a, -2.0)
+            rhs = np.zeros(s * size)
+            rhs[base] = yn + 1.0
+            rhs[base + k + 1] = yn - 1.0
+            b_parts.append(rhs)
+            cones.extend(clarabel.SecondOrderConeT(size) for _ in range(s))
+            width = sk
+            total = 2 * sk + s * size
+        else:  # softplus
+            b_col, q1, q2 = first + 3 * patch, first + 3 * patch + 1, first + 3 * patch + 2
+            owner = np.repeat(np.arange(s), k)
+            # nonnegative block: y~_i + t_i - sum_j b_ij / y_scale >= 0, then 1 - q1 - q2 >= 0
+            put(owner, b_col, 1.0 / self.y_scale)
+            if t_col is not None:
+                put(np.arange(s), t_col, -1.0)
+            offset += s
+            put(patch, q1, 1.0)
+            put(patch, q2, 1.0)
+            offset += sk
+            b_parts = [yn.astype(np.float64), np.ones(sk)]
+            cones = [clarabel.NonnegativeConeT(s + sk)]
+            # exponential cones, 3 rows each: (-b, 1, q1) and (X~ u - b, 1, q2)
+            first_cone = 3 * patch
+            second = 3 * sk + 3 * patch
+            put(first_cone, b_col, 1.0)
+            put(first_cone + 2, q1, -1.0)
+            put(second[u_rows], u_cols, -flat.reshape(-1))
+            put(second, b_col, 1.0)
+            put(second + 2, q2, -1.0)
+            rhs = np.zeros(6 * sk)
+            rhs[first_cone + 1] = 1.0
+            rhs[second + 1] = 1.0
+            b_parts.append(rhs)
+            cones.extend(clarabel.ExponentialConeT() for _ in range(2 * sk))
+            width = 3 * sk
+            total = s + sk + 6 * sk
+        A = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(total, first + width)).tocsr()
+        return {"A": A, "b": np.concatenate(b_parts), "cones": cones, "width": width}
+
     # -- normalised data ----------------------------------------------------------------------
 
     def _pre(self, u: FloatArray) -> FloatArray:
@@ -416,7 +515,10 @@ class RelaxationSolver:
     def _violations(self, u: FloatArray, t: dict[int, float] | None) -> tuple[FloatArray, FloatArray]:
         """Per-sample excess ``s_i(u) - y_i - t_i`` (normalised) over the full data, and the pre-activations."""
         pre = self._pre(u)
-        excess = np.maximum(pre, 0.0).sum(axis=1) - self._yn
+        if self.activation.is_relu:
+            excess = np.maximum(pre, 0.0).sum(axis=1) - self._yn
+        else:
+            excess = self.activation.value(pre).sum(axis=1) / self._sigma_div - self._yn
         if t:
             idx = np.fromiter(t.keys(), dtype=np.intp)
             excess[idx] -= np.fromiter(t.values(), dtype=np.float64)
@@ -463,11 +565,13 @@ class RelaxationSolver:
                 return finish("max_iterations", "The working-set loop did not converge within "
                               f"{st.max_outer_iterations} rounds.")
             rows, rhs, samples, used = self.cuts.arrays()
-            sub = self._solve_sub(rows, rhs, samples if with_t else None, q_w, bound, should_stop, deadline)
+            cone_s = np.array(sorted(self._cone_set), dtype=np.intp) if self._smooth else None
+            t_samples = (cone_s if self._smooth else samples) if with_t else None
+            sub = self._solve_sub(rows, rhs, t_samples, q_w, bound, should_stop, deadline, cone_s)
             iterations += sub.iterations
             outcome = CLARABEL_STATUS.get(sub.status, "numerical_error")
             if outcome == "infeasible":
-                feasible, size = self._feasible(rows, rhs, with_t, should_stop, deadline)
+                feasible, size = self._feasible(rows, rhs, with_t, should_stop, deadline, cone_s)
                 if feasible is None:
                     return finish("numerical_error", "Clarabel reported the sub-problem infeasible, and deciding "
                                   "feasibility without the temporary box failed too: a numerical failure.")
@@ -486,21 +590,43 @@ class RelaxationSolver:
             u = sub.x[:m]
             t: dict[int, float] | None = None
             slack = rhs - rows @ u
-            if with_t and len(samples):
-                uniq, t_index = np.unique(samples, return_inverse=True)
-                tv = np.maximum(sub.x[m + self._static["n_u"]:], 0.0)
+            if t_samples is not None and len(t_samples):
+                uniq, t_index = np.unique(t_samples, return_inverse=True)
+                first_t = m + self._static["n_u"]
+                tv = np.maximum(sub.x[first_t:first_t + len(uniq)], 0.0)
                 t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
-                slack += tv[t_index]
-            self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
+                if not self._smooth:
+                    slack += tv[t_index]
+            if not self._smooth:
+                self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(u, t)
             violated = np.flatnonzero(excess > tol)
             added = 0
             if violated.size > 8 * self._batch:
                 # Only the most violated samples can make this round's batch: gather those alone.
                 violated = violated[np.argpartition(-excess[violated], 8 * self._batch)[: 8 * self._batch]]
-            if violated.size:
+            if violated.size and self._smooth:
+                # Exact cones for the most violated samples not yet in the working set (a sample already in it is
+                # violated only by the interior point's accuracy). A zero label in the LP makes the constraint
+                # sum_j sigma(X_ij u) <= 0, i.e. X_ij u <= 0 for each patch: linear cuts (the cone would have no
+                # interior, and interior-point accuracy suffers).
+                for i in violated[np.argsort(-excess[violated])].tolist():
+                    if not with_t and self._yn[i] == 0.0:
+                        positive = np.flatnonzero(pre[i] > 0)
+                        for j in positive.tolist():
+                            if self.cuts.add(i, b"patch" + j.to_bytes(4, "little"),
+                                             problem.patches[i, j] / self.x_scale, 0.0):
+                                added += 1
+                    elif i not in self._cone_set:
+                        self._cone_set.add(int(i))
+                        added += 1
+                    if added >= self._batch:
+                        break
+            elif violated.size:
                 masks = pre[violated] > 0
-                cut_rows = np.einsum("vk,vkm->vm", masks.astype(np.float64), problem.patches[violated]) / self.x_scale
+                # The most violated piece: slope sigma'(X_ij u) per patch (1/0 for ReLU, hi/lo for the others).
+                slopes = masks.astype(np.float64) if self.activation.is_relu else self.activation.slopes(masks)
+                cut_rows = np.einsum("vk,vkm->vm", slopes, problem.patches[violated]) / self.x_scale
                 # Deepest cuts first: the distance from u to each violated half-space.
                 depth = excess[violated] / np.maximum(np.linalg.norm(cut_rows, axis=1), 1e-300)
                 for v in np.argsort(-depth):
@@ -520,12 +646,12 @@ class RelaxationSolver:
                                   "scale y_scale / x_scale) although no recession direction exists: the problem is "
                                   "too ill-conditioned to solve reliably.")
                 continue
-            if self.relaxation == "lp":
+            if self.relaxation == "lp" and not self._smooth:
                 u = self._crossover(u, r, rows, rhs, tol, bound)
             return finish("optimal", "Solved to optimality.", u)
 
     def _feasible(self, rows: FloatArray, rhs: FloatArray, with_t: bool, should_stop: ShouldStop | None,
-                  deadline: float | None) -> tuple[bool | None, float]:
+                  deadline: float | None, cones_of: np.ndarray | None = None) -> tuple[bool | None, float]:
         """Do the cuts and the user constraints admit a filter, box or no box? (None: undecided.)
 
         The cuts are valid inequalities of the full problem, so "no" proves the full problem infeasible.
@@ -534,14 +660,15 @@ class RelaxationSolver:
         """
         m, c = self.problem.m, self._unit
         use_rows, use_rhs = (np.zeros((0, m)), np.zeros(0)) if with_t else (rows, rhs)
-        if c.is_linear:
+        use_cones = None if with_t else cones_of
+        if c.is_linear and (use_cones is None or not len(use_cones)):
             res = self._highs(np.zeros(m), use_rows, use_rhs, None)
             if res.status == 2:
                 return False, 0.0
             if res.status != 0 or res.x is None:
                 return None, 0.0
             return True, float(np.max(np.abs(res.x), initial=0.0))
-        sub = self._solve_sub(use_rows, use_rhs, None, np.zeros(m), None, should_stop, deadline)
+        sub = self._solve_sub(use_rows, use_rhs, None, np.zeros(m), None, should_stop, deadline, use_cones)
         verdict = CLARABEL_STATUS.get(sub.status, "numerical_error")
         if verdict is None:
             return True, float(np.max(np.abs(sub.x[:m]), initial=0.0))
@@ -679,8 +806,7 @@ class RelaxationSolver:
         means the problem is bounded in the direction ``r``.
         """
         m, c = self.problem.m, self._unit
-        flat, norms = self.problem.flat, self.problem.patch_norms().reshape(-1)
-        usable = norms > 0
+        pieces = self._recession_pieces
         eq_rows = c.equality[0] if c.equality is not None else np.zeros((0, m))
         fixed: list[FloatArray] = []
         if c.lower is not None:
@@ -690,15 +816,14 @@ class RelaxationSolver:
         if c.inequality is not None:
             fixed.append(c.inequality[0])
         user_rows = np.vstack(fixed) if fixed else np.zeros((0, m))
-        chosen: list[int] = []
-        seen: set[int] = set()
+        chosen: list[FloatArray] = []
+        seen: set[tuple[int, bytes]] = set()
         rn = r / max(float(np.linalg.norm(r)), 1e-300)
         options = {"primal_feasibility_tolerance": 1e-10, "dual_feasibility_tolerance": 1e-10}
         for _ in range(self.settings.max_outer_iterations):
             if (should_stop is not None and should_stop()) or (deadline is not None and time.monotonic() > deadline):
                 return None
-            idx = np.array(chosen, dtype=np.intp)
-            A_ub = np.vstack([flat[idx] / norms[idx][:, None], user_rows])
+            A_ub = np.vstack([*chosen, user_rows]) if chosen else user_rows
             has_ub = A_ub.shape[0] > 0
             res = linprog(-rn, A_ub=A_ub if has_ub else None, b_ub=np.zeros(A_ub.shape[0]) if has_ub else None,
                           A_eq=eq_rows if eq_rows.shape[0] else None,
@@ -711,17 +836,63 @@ class RelaxationSolver:
             # On a cone cut by the box, a positive optimum sits on the box: |v|_inf = 1.
             if float(np.max(np.abs(v))) < 0.5 or float(rn @ v) <= 1e-9 * vnorm:
                 return None
-            relative = np.full(flat.shape[0], -np.inf)
-            relative[usable] = (flat[usable] @ v) / (norms[usable] * vnorm)
+            relative, piece = pieces(v, vnorm)
             violated = np.flatnonzero(relative > 1e-9)
-            new = [int(i) for i in violated[np.argsort(-relative[violated])] if int(i) not in seen][: self._batch]
             if not violated.size:
                 return v * self.kappa
-            if not new:
+            added = 0
+            for index in violated[np.argsort(-relative[violated])].tolist():
+                key, row = piece(index)
+                if key not in seen:
+                    seen.add(key)
+                    chosen.append(row[None, :])
+                    added += 1
+                    if added >= self._batch:
+                        break
+            if not added:
                 return None
-            chosen.extend(new)
-            seen.update(new)
         return None
+
+    def _recession_pieces(self, v: FloatArray, vnorm: float
+                          ) -> tuple[FloatArray, Callable[[int], tuple[tuple[int, bytes], FloatArray]]]:
+        """The recession cone's inequalities at ``v``: violations relative to ``||v||``; each one's key and row.
+
+        The recession cone of ``{sum_j sigma(X_ij w) <= y_i}`` is ``{v : sum_j sigma_inf(X_ij v) <= 0}`` with
+        ``sigma_inf`` the activation's recession function: ``(u)_+`` for ReLU, squared ReLU and softplus (so
+        ``X_ij v <= 0`` for every patch), ``|u|`` for the absolute value (``X_ij v = 0``), and leaky ReLU itself
+        (``sum_j c_j X_ij v <= 0`` for every choice of slopes: sample-level rows).
+        """
+        problem = self.problem
+        norms = problem.patch_norms()
+        act = self.activation
+        if act.name == "leaky_relu":
+            pre = problem.preactivations(v)
+            masks = pre > 0
+            slopes = act.slopes(masks)
+            value = (slopes * pre).sum(axis=1)
+            scale = norms.sum(axis=1)
+            usable = scale > 0
+            relative = np.full(problem.n, -np.inf)
+            relative[usable] = value[usable] / (scale[usable] * vnorm)
+
+            def sample_piece(i: int) -> tuple[tuple[int, bytes], FloatArray]:
+                row: FloatArray = slopes[i] @ problem.patches[i] / scale[i]
+                return (i, np.packbits(masks[i]).tobytes()), row
+
+            return relative, sample_piece
+        flat, flat_norms = problem.flat, norms.reshape(-1)
+        usable = flat_norms > 0
+        pre = flat @ v
+        signed = np.abs(pre) if act.name == "absolute" else pre
+        relative = np.full(flat.shape[0], -np.inf)
+        relative[usable] = signed[usable] / (flat_norms[usable] * vnorm)
+        sign = np.where(pre < 0, -1.0, 1.0) if act.name == "absolute" else np.ones_like(pre)
+
+        def patch_piece(i: int) -> tuple[tuple[int, bytes], FloatArray]:
+            row: FloatArray = flat[i] * (sign[i] / flat_norms[i])
+            return (i, b"+" if sign[i] > 0 else b"-"), row
+
+        return relative, patch_piece
 
     def _finish(self, status: str, message: str, u: FloatArray | None, r: FloatArray, iterations: int,
                 outer: int, start: float, sub: _Sub | None) -> RelaxationSolution:

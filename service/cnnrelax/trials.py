@@ -182,6 +182,7 @@ class SolveResult:
     m: int
     solve_time_s: float
     w_star: FloatArray | None = None
+    recovery_sign: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         cert = self.certificate.to_dict() if self.certificate is not None else {
@@ -201,6 +202,7 @@ class SolveResult:
             "loss": self.loss,
             "certificate": cert,
             "recovery_error": self.recovery_error,
+            "recovery_sign": self.recovery_sign,
             "selected_trial": self.selected_trial,
             "trials": [t.to_dict() for t in self.trials],
             "relaxation": self.relaxation,
@@ -211,6 +213,27 @@ class SolveResult:
 
 def _relative_error(w: FloatArray, w_star: FloatArray) -> float:
     return float(np.linalg.norm(w - w_star) / max(np.linalg.norm(w_star), np.finfo(float).tiny))
+
+
+def recovery(problem: ConvProblem, w: FloatArray, w_star: FloatArray) -> tuple[float, int | None]:
+    """``||w - s w*|| / ||w*||`` and the sign ``s``: ``s = 1`` unless the activation is sign-symmetric
+    (``|u|``: ``w*`` and ``-w*`` predict the same, recovery is up to sign), where ``s`` is the closer of
+    ``+1`` and ``-1`` (returned; None for the other activations).
+
+    Parameters
+    ----------
+    problem : the problem (its activation decides whether the sign is free).
+    w, w_star : the filter and the planted filter.
+
+    Returns
+    -------
+    The relative error and the sign (None when the sign is not free).
+    """
+    plus = _relative_error(w, w_star)
+    if not problem.activation.sign_symmetric:
+        return plus, None
+    minus = _relative_error(w, -w_star)
+    return (plus, 1) if plus <= minus else (minus, -1)
 
 
 def make_solver(problem: ConvProblem, options: SolveOptions, constraints: ResolvedConstraints) -> Any:
@@ -271,8 +294,8 @@ def solve(
                     loss = problem.loss(w_polished)
         error = polished_error = None
         if w_star is not None and w is not None:
-            error = _relative_error(w, w_star)
-            polished_error = error if w_polished is None else _relative_error(w_polished, w_star)
+            error = recovery(problem, w, w_star)[0]
+            polished_error = error if w_polished is None else recovery(problem, w_polished, w_star)[0]
         predicted = None
         if star_cone is not None and w_star is not None:
             predicted = cone_certificate(problem, w_star, r, constraints=constraints, tol=options.cone_tol,
@@ -307,12 +330,13 @@ def solve(
     stopped = status == "cancelled" or (should_stop is not None and should_stop())
     if best is not None and not stopped:  # a cancelled job's answer is not read: skip the certificate's work
         certificate = _certificate(problem, best, records, constraints, options, should_stop)
+    final_error, sign = (None, None) if (best is None or best.final_w is None or w_star is None) \
+        else recovery(problem, best.final_w, w_star)
     return SolveResult(
         status=status, message=message,
         w=None if best is None else best.final_w, loss=None if best is None else best.loss,
         certificate=certificate,
-        recovery_error=None if (best is None or best.final_w is None or w_star is None)
-        else _relative_error(best.final_w, w_star),
+        recovery_error=final_error, recovery_sign=sign,
         selected_trial=None if best is None else best.index,
         trials=records, relaxation=options.relaxation,
         n=problem.n, d=problem.d, k=problem.k, m=problem.m,

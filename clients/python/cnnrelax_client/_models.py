@@ -253,6 +253,7 @@ class SolveResult:
     shape: dict[str, int] = field(default_factory=dict)
     solve_time_s: float | None = None
     relaxation: str | None = None
+    recovery_sign: int | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -270,6 +271,7 @@ class SolveResult:
             shape={k: int(v) for k, v in (data.get("shape") or {}).items()},
             solve_time_s=_float(data.get("solve_time_s")),
             relaxation=_opt_str(data.get("relaxation")),
+            recovery_sign=None if data.get("recovery_sign") is None else int(data["recovery_sign"]),
             raw=dict(data),
         )
 

@@ -334,7 +334,11 @@ class SolveResultOut(_Sent):
     w_star: Optional[list[float]] = Field(None, description="Planted only: the planted filter.")
     loss: Optional[float] = Field(description="Its non-convex loss.")
     certificate: CertificateOut
-    recovery_error: Optional[float] = Field(description="Planted only: ||w - w*|| / ||w*||.")
+    recovery_error: Optional[float] = Field(description="Planted only: ||w - s w*|| / ||w*|| (s = recovery_sign, "
+                                            "else 1).")
+    recovery_sign: Optional[Literal[1, -1]] = Field(
+        None, description="Planted with a sign-symmetric activation (absolute): w* and -w* predict the same, so "
+                          "recovery is up to sign; the sign s of the planted filter matched (null otherwise).")
     selected_trial: Optional[int] = Field(description="Index of the selected trial (null with no filter).")
     trials: list[TrialOut]
     relaxation: Relaxation = Field(description="The relaxation solved.")
