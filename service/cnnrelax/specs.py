@@ -18,12 +18,14 @@ by :func:`cnnrelax.experiments.validate_experiment`; :func:`price_experiment` ch
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, Mapping
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .activations import DEFAULT_NEGATIVE_SLOPE, Activation, ActivationName, check_labels, make_activation
 from .constraints import FilterConstraints
 from .planted import PlantedSpec, planted_problem
 from .problem import (
@@ -68,14 +70,17 @@ class Limits:
 class DataShape:
     """What the boundary knows of a data source without decoding it: ``n``, ``d`` and the smallest label.
 
-    ``y_min`` is ``None`` when unknown (a dataset stored before it was recorded): the worker then checks the
-    labels when it builds the problem.
+    ``labels`` are inline data's labels (already parsed, checked in full); a stored dataset has its smallest
+    label ``y_min`` (at ``y_min_index``) in its metadata instead, or ``None`` when it was stored before that
+    was recorded: the worker then checks the labels when it builds the problem (the job fails with the
+    same sentence).
     """
 
     n: int
     d: int
     y_min: float | None = None
     y_min_index: int | None = None
+    labels: FloatArray | None = None
 
 
 class SolveSpec(BaseModel):
@@ -93,6 +98,11 @@ class SolveSpec(BaseModel):
         ``c_j >= 0``, one per patch (data sources only).
     relaxation, beta, trials, seed, stop_on_certificate, polish, constraints, recovery_tol, coverage_samples
         As :class:`~cnnrelax.trials.SolveOptions` (whose defaults these are).
+    activation : str
+        The hidden layer's activation (:data:`cnnrelax.activations.ACTIVATIONS`); a planted model's labels are
+        drawn with it.
+    negative_slope : float
+        Leaky ReLU's slope for negative inputs, in ``(0, 1)`` (the others ignore it).
     time_limit_s : float, optional
         The caller's run-time limit (the server caps it).
     """
@@ -117,6 +127,23 @@ class SolveSpec(BaseModel):
     recovery_tol: float = CORE_DEFAULTS.recovery_tol
     time_limit_s: float | None = None
     coverage_samples: int = CORE_DEFAULTS.coverage_samples
+    activation: ActivationName = "relu"
+    negative_slope: float = DEFAULT_NEGATIVE_SLOPE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _planted_activation(cls, data: Any) -> Any:
+        """A planted model's labels are drawn with the solve's activation: copy it into the planted spec."""
+        if isinstance(data, dict) and data.get("planted") is not None:
+            same = {"activation": data.get("activation", "relu"),
+                    "negative_slope": data.get("negative_slope", DEFAULT_NEGATIVE_SLOPE)}
+            planted = data["planted"]
+            if isinstance(planted, PlantedSpec):
+                planted = dataclasses.replace(planted, **same)
+            elif isinstance(planted, dict):
+                planted = {**planted, **same}
+            data = {**data, "planted": planted}
+        return data
 
     # -- the problem ----------------------------------------------------------------------------------
     @property
@@ -133,6 +160,10 @@ class SolveSpec(BaseModel):
             return None
         return make_patching(k=self.k, patch_size=self.patch_size, stride=self.stride,
                              image_shape=self.image_shape, filter_shape=self.filter_shape)
+
+    def make_activation(self) -> Activation:
+        """The core's activation object (checks the name and ``negative_slope``)."""
+        return make_activation(self.activation, self.negative_slope)
 
     def options(self, time_limit_s: float | None = None) -> SolveOptions:
         """The core's :class:`~cnnrelax.trials.SolveOptions`; ``time_limit_s`` caps each LP/QP."""
@@ -164,7 +195,7 @@ class SolveSpec(BaseModel):
         patching = self.patching()
         problem = make_problem(arrays[0], arrays[1], patching=patching,
                                k=None if patching is not None else (self.k or 1),
-                               output_weights=self.output_weights)
+                               output_weights=self.output_weights, activation=self.make_activation())
         return problem, None
 
     # -- the boundary's check -------------------------------------------------------------------------
@@ -194,6 +225,7 @@ class SolveSpec(BaseModel):
         """
         options = self.options()
         options.validate()
+        activation = self.make_activation()
         if self.trials > limits.max_trials:
             raise LimitExceeded("trials", f"trials={self.trials} is more than this server runs in one job.",
                                 limit=limits.max_trials, setting="CNNRELAX_MAX_TRIALS")
@@ -233,17 +265,19 @@ class SolveSpec(BaseModel):
                                            f"({entries * 8 / 2**20:.0f} MiB), more than this server builds; use "
                                            "larger strides, fewer samples or smaller rows.",
                                 limit=limits.max_patch_entries, setting="CNNRELAX_MAX_PATCH_ENTRIES")
-        self._check_output_weights(k)
+        self._check_output_weights(k, activation)
         options.constraints.resolve(m)
         if self.relaxation == "qp" and not (np.isfinite(self.beta) and self.beta > 0):
             raise InvalidParameterError(
                 "beta", f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={self.beta!r}; use relaxation "
                         "'lp' for beta -> 0.")
-        if data is not None and data.y_min is not None:
-            check_labels_min(self.relaxation, data.y_min, data.y_min_index)
+        if data is not None and data.labels is not None:
+            check_labels(activation, data.labels, self.relaxation)
+        elif data is not None and data.y_min is not None:
+            check_labels_min(activation, self.relaxation, data.y_min, data.y_min_index)
         return entries
 
-    def _check_output_weights(self, k: int) -> None:
+    def _check_output_weights(self, k: int, activation: Activation) -> None:
         weights = self.output_weights
         if weights is None:
             return
@@ -258,13 +292,23 @@ class SolveSpec(BaseModel):
             raise InvalidParameterError(
                 "output_weights", f"output_weights[{j}] = {values[j]:g} is negative: the relaxation is convex only "
                                   "for non-negative output weights, since c*(u)_+ = (c*u)_+ needs c >= 0.")
+        if activation.fold(values) is None and not np.all(values == 1.0):
+            raise InvalidParameterError(
+                "output_weights", f"The activation {activation.name} is not positively homogeneous, so output "
+                                  "weights cannot be folded into the patches (c*sigma(u) != sigma(c*u)); use unit "
+                                  "output weights with it.")
 
 
-def check_labels_min(relaxation: str, y_min: float, index: int | None = None) -> None:
-    """Refuse labels the relaxation cannot fit, knowing only the smallest label ``y[index] = y_min``.
+def check_labels_min(activation: Activation, relaxation: str, y_min: float, index: int | None = None) -> None:
+    """The core's label check (:func:`cnnrelax.activations.check_labels`) knowing only the smallest label.
+
+    The range of every activation is bounded below only, so the smallest label decides; the message names
+    ``y[index]``.
 
     Parameters
     ----------
+    activation : Activation
+        The activation.
     relaxation : str
         The relaxation solved.
     y_min : float
@@ -272,17 +316,11 @@ def check_labels_min(relaxation: str, y_min: float, index: int | None = None) ->
     index : int, optional
         Where it is (named by the message).
     """
-    if relaxation == "lp" and y_min < 0:
+    try:
+        check_labels(activation, np.array([y_min]), relaxation)
+    except InvalidParameterError as exc:
         where = "y" if index is None else f"y[{index}]"
-        raise InvalidParameterError(
-            "y", f"{where} = {y_min:g} is negative: the LP limit needs labels >= 0, since a sum of ReLUs cannot be "
-                 "negative. Use relaxation 'qp' (beta > 0) for noisy labels.")
-
-
-def labels_minimum(y: FloatArray) -> tuple[float, int]:
-    """The smallest label and its index (what the boundary's label check needs of a dataset)."""
-    index = int(np.argmin(y))
-    return float(y[index]), index
+        raise InvalidParameterError(exc.parameter, exc.message.replace("y[0]", where, 1)) from None
 
 
 def price_experiment(spec: Mapping[str, Any], limits: Limits) -> int:

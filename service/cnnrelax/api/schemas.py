@@ -11,6 +11,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
+from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
 
@@ -116,7 +117,7 @@ _ROWS_NOT_EMPTY: dict[str, Any] = {"items": {"type": "array", "items": {"type": 
 
 
 class InlineData(_Strict):
-    """A small problem's data inline: `X` is n rows of d numbers, `y` n non-negative labels."""
+    """A small problem's data inline: `X` is n rows of d numbers, `y` n labels (in the activation's range for the LP)."""
 
     X: list[list[StrictFloat]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
                                  json_schema_extra=_ROWS_NOT_EMPTY)
@@ -124,7 +125,8 @@ class InlineData(_Strict):
 
 
 class PlantedSpecIn(_Strict):
-    """A planted (teacher) model: `y_i = sum_j (X_ij w*)_+ + noise_std e_i`, all seeded."""
+    """A planted (teacher) model: `y_i = sum_j sigma(X_ij w*) + noise_std e_i`, all seeded (sigma: the solve's
+    `activation`)."""
 
     n: int = Field(ge=1, description="Samples.")
     d: int = Field(ge=1, description="Row length.")
@@ -217,6 +219,11 @@ class SolveRequest(_Strict):
     coverage_samples: int = Field(_CORE.coverage_samples, ge=0, le=10000, description="Random directions sampled "
                                   "to estimate certificate.coverage (the per-trial success probability at the "
                                   "selected filter); 0 skips the estimate.")
+    activation: ActivationName = Field("relu", description="The hidden layer's activation sigma: relu, leaky_relu "
+                                       "(labels may be negative), absolute (recovery up to sign), squared_relu or "
+                                       "softplus. A planted model's labels are drawn with it.")
+    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1, description="leaky_relu's slope for "
+                                  "negative inputs, strictly between 0 and 1 (the other activations ignore it).")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SolveRequest":

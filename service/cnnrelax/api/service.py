@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from ..executors import Dispatcher, build_executor
 from ..problem import InvalidParameterError
 from ..settings import Settings
-from ..specs import DataShape, Limits, SolveSpec, labels_minimum
+from ..specs import DataShape, Limits, SolveSpec
 from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueueFull, Store, dataset_digest
 from ..types import TERMINAL_STATUSES, JobKind, JobStatus
 from .bodies import BodyParser
@@ -230,7 +230,7 @@ class Service:
         store = self.require_store()
         data: DataShape | None = None
         if arrays is not None:
-            data = DataShape(int(arrays[0].shape[0]), int(arrays[0].shape[1]), *labels_minimum(arrays[1]))
+            data = DataShape(int(arrays[0].shape[0]), int(arrays[0].shape[1]), labels=arrays[1])
             spec = spec.model_copy(update={"dataset_id": dataset_digest(*arrays)})
         elif spec.dataset_id is not None:
             record = store.get_dataset(spec.dataset_id, owner=sees)
