@@ -66,6 +66,10 @@ class Limits:
     max_experiment_entries: int = 400_000_000
 
 
+#: No limits: the CLI's in-process solves (the machine is the caller's own).
+UNLIMITED = Limits(max_matrix_entries=2**62, max_patch_entries=2**62, max_trials=2**62, max_experiment_entries=2**62)
+
+
 @dataclass(frozen=True)
 class DataShape:
     """What the boundary knows of a data source without decoding it: ``n``, ``d`` and the smallest label.

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ..datafiles import checked_dataset, npz_arrays, split_labels
 from ..problem import InvalidParameterError
 from ..specs import LimitExceeded
 from ..store import DatasetInUse
@@ -43,15 +44,6 @@ UPLOAD_BODY = {
         "application/json": {"schema": {"$ref": "#/components/schemas/DatasetJson"}},
     },
 }
-
-
-def _finite_float(array: np.ndarray, name: str) -> np.ndarray:
-    if array.dtype.kind not in "biuf":
-        raise InvalidParameterError(name, f"{name} must hold real numbers, got dtype {array.dtype}.")
-    out = np.asarray(array, dtype=np.float64)
-    if not np.isfinite(out).all():
-        raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
-    return out
 
 
 #: Members an ``.npz`` dataset may hold (``X``, ``y`` and a few others, which are ignored).
@@ -148,19 +140,13 @@ def _from_npy(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     count = int(np.prod(shape, dtype=object))
     array = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell()).reshape(
         shape, order="F" if fortran else "C")
-    if array.ndim != 2 or array.shape[1] < 2:
-        raise InvalidParameterError("body", f"A .npy dataset is one n x (d+1) array with y in the last column; got "
-                                            f"shape {array.shape}.")
-    return array[:, :-1], array[:, -1]
+    return split_labels(array)
 
 
 def _from_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-        missing = [name for name in ("X", "y") if name not in archive.files]
-        if missing:
-            raise InvalidParameterError("body", f"The .npz archive lacks {' and '.join(missing)}; it holds "
-                                                f"{', '.join(archive.files) or 'nothing'}.")
-        return archive["X"], archive["y"]
+        X, y = npz_arrays(archive, tuple(archive.files))
+        return np.asarray(X), np.asarray(y)
 
 
 def is_json_upload(body: bytes, content_type: str) -> bool:
@@ -226,11 +212,7 @@ def parse_dataset(body: bytes, content_type: str, max_entries: int | None = None
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InvalidParameterError("body", f"The dataset could not be read ({message}).") from None
-    X, y = _finite_float(np.asarray(X), "X"), _finite_float(np.asarray(y), "y")
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise InvalidParameterError("X", f"X must be a non-empty n x d matrix, got shape {X.shape}.")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise InvalidParameterError("y", f"y must be a vector of the n={X.shape[0]} labels, got shape {y.shape}.")
+    X, y = checked_dataset(X, y)
     return X, y, source
 
 

@@ -117,7 +117,7 @@ _ROWS_NOT_EMPTY: dict[str, Any] = {"items": {"type": "array", "items": {"type": 
 
 
 class InlineData(_Strict):
-    """A small problem's data inline: `X` is n rows of d numbers, `y` n labels (in the activation's range for the LP)."""
+    """A small problem's data inline: `X` is n rows of d numbers, `y` n labels (in the activation's range)."""
 
     X: list[list[StrictFloat]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
                                  json_schema_extra=_ROWS_NOT_EMPTY)
