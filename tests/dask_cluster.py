@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 
 #: A small planted solve, run on the cluster by the Dask tests and compared with the core's own answer.
 SMALL_JOB: dict[str, Any] = {"planted": {"n": 200, "d": 20, "k": 2, "seed": 3}, "trials": 2, "seed": 5}

@@ -101,7 +101,7 @@ def test_planted_labels_are_drawn_with_the_activation(http: httpx.Client) -> Non
     assert results["absolute"]["recovery_error"] < 1e-6
 
 
-def test_the_client_passes_activation_through(live_server) -> None:  # noqa: ANN001
+def test_the_client_passes_activation_through(live_server) -> None:
     from cnnrelax_client import Client, CnnrelaxError
 
     with Client(live_server.url) as client:
@@ -116,7 +116,7 @@ def test_the_client_passes_activation_through(live_server) -> None:  # noqa: ANN
 
 
 @pytest.mark.parametrize("where", ["service", "in-process"])
-def test_the_cli_passes_activation_through(live_server, where: str) -> None:  # noqa: ANN001
+def test_the_cli_passes_activation_through(live_server, where: str) -> None:
     command = [sys.executable, "-m", "cnnrelax.cli", "solve", "--planted", "n=60,d=6,k=2,seed=1",
                "--activation", "absolute", "--trials", "4", "--json"]
     if where == "service":

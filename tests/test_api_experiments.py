@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 experiments = pytest.importorskip("cnnrelax.experiments")
 
-from conftest import assert_problem, wait_job  # noqa: E402
+from conftest import assert_problem, wait_job  # noqa: E402 (after the importorskip that guards this module)
 
 SMALL = {"kind": "phase_transition", "k": 1, "d": [6, 10], "n": [30, 200], "repetitions": 3,
          "methods": ["relaxation", "pseudo_inverse"], "seed": 1}
@@ -77,7 +77,7 @@ def test_cancel_a_running_experiment(http: httpx.Client) -> None:
     assert done["progress"]["done"] < done["progress"]["total"]
 
 
-def test_a_killed_experiment_resumes_from_its_cells_and_ends_as_an_uninterrupted_one(start_server, tmp_path) -> None:  # noqa: ANN001
+def test_a_killed_experiment_resumes_from_its_cells_and_ends_as_an_uninterrupted_one(start_server, tmp_path) -> None:
     server = start_server(workers=1, data_dir=tmp_path / "exp")
     with httpx.Client(base_url=server.url, timeout=30) as http:
         job = http.post("/v1/experiments", json=MANY_CELLS).json()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -45,6 +45,8 @@ CORE_DEFAULTS = SolveOptions()
 #: A dataset's arrays ``(X, y)``.
 Arrays = tuple[FloatArray, FloatArray]
 RelaxationName = Literal["lp", "qp", "naive"]
+#: The core's default relaxation, as the name type the schemas use.
+DEFAULT_RELAXATION = cast(RelaxationName, CORE_DEFAULTS.relaxation)
 
 
 class LimitExceeded(InvalidParameterError):
@@ -116,7 +118,7 @@ class SolveSpec(BaseModel):
     dataset_id: str | None = None
     planted: PlantedSpec | None = None
     k: int | None = None
-    relaxation: RelaxationName = CORE_DEFAULTS.relaxation  # type: ignore[assignment]  # a str in the core: "lp"
+    relaxation: RelaxationName = DEFAULT_RELAXATION
     beta: float = CORE_DEFAULTS.beta
     trials: int = CORE_DEFAULTS.trials
     seed: int = CORE_DEFAULTS.seed

@@ -169,7 +169,8 @@ class JobRecord:
 
     @property
     def request(self) -> dict[str, Any]:
-        return json.loads(self.request_json)
+        request: dict[str, Any] = json.loads(self.request_json)
+        return request
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -210,8 +211,8 @@ def dataset_digest(X: np.ndarray, y: np.ndarray) -> str:
     """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y``."""
     digest = hashlib.sha256()
     digest.update(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
-    digest.update(memoryview(np.ascontiguousarray(X, dtype="<f8")).cast("B"))  # no copy of a float64 array
-    digest.update(memoryview(np.ascontiguousarray(y, dtype="<f8")).cast("B"))
+    for array in (X, y):  # no copy of a float64 array
+        digest.update(memoryview(np.ascontiguousarray(array, dtype="<f8").data).cast("B"))
     return digest.hexdigest()
 
 
@@ -304,7 +305,7 @@ class Store:
 
     def ping(self) -> bool:
         """True when the database answers a query."""
-        return self._connection().execute("SELECT 1").fetchone()[0] == 1
+        return bool(self._connection().execute("SELECT 1").fetchone()[0] == 1)
 
     # -- jobs -------------------------------------------------------------------------------------
     def create_job(

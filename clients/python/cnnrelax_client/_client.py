@@ -6,7 +6,7 @@ import asyncio
 import time
 from importlib.metadata import version
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, cast
 
 import httpx
 import numpy.typing as npt
@@ -127,7 +127,7 @@ class Client(_BaseClient):
                     continue
                 step = flow.send(response)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return cast(T, stop.value)  # a flow's return value is its result
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -362,7 +362,7 @@ class AsyncClient(_BaseClient):
                     continue
                 step = flow.send(response)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return cast(T, stop.value)  # a flow's return value is its result
 
     async def aclose(self) -> None:
         """Close the underlying connection pool."""

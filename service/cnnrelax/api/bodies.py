@@ -58,11 +58,12 @@ class ParsedBody:
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     """Pydantic's errors without their inputs (which may be huge) and with picklable contexts."""
-    out = []
+    out: list[dict[str, Any]] = []
     for error in exc.errors(include_url=False, include_input=False):
-        item = dict(error)
-        if "ctx" in item:
-            item["ctx"] = {key: str(value) for key, value in item["ctx"].items()}
+        item: dict[str, Any] = dict(error)
+        context = error.get("ctx")
+        if context is not None:
+            item["ctx"] = {key: str(value) for key, value in context.items()}
         out.append(item)
     return out
 
@@ -111,7 +112,8 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
         ``members`` a :class:`~cnnrelax.specs.SolveSpec` for a solve,
         ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit, setting)``.
     """
-    from .schemas import DatasetJson, ExperimentRequest, SolveRequest
+    from .schemas import DatasetJson, SolveRequest
+    from .schemas_experiments import ExperimentRequest, PhaseTransitionRequest, RotatedDigitsRequest
 
     numbers = body.count(b",") + 1
     if numbers > max_numbers:
@@ -141,11 +143,12 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
                                                  "must match.")
             return ("ok", spec, X, y)
         elif model == "experiment":
-            experiment = TypeAdapter(ExperimentRequest).validate_json(body)
+            experiment: PhaseTransitionRequest | RotatedDigitsRequest = TypeAdapter(
+                ExperimentRequest).validate_json(body)
             return ("ok", experiment.model_dump(exclude_none=True), None, None)
         else:
             dataset = DatasetJson.model_validate_json(body)
-            members = {}
+            members: dict[str, Any] = {}
             X, y = _matrix(dataset.X, "X"), np.array(dataset.y, dtype=np.float64)
     except ValidationError as exc:
         if model == "dataset":  # uploads answer one sentence naming the member, as binary uploads do

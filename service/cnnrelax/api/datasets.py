@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import IO, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -50,7 +51,7 @@ UPLOAD_BODY = {
 MAX_NPZ_MEMBERS = 16
 
 
-def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, name: str) -> tuple[tuple, np.dtype]:
+def _npy_header(stream: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Shape and dtype of a ``.npy`` stream, from its header alone (nothing else is read)."""
     try:
         version = np.lib.format.read_magic(stream)
@@ -68,7 +69,7 @@ def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, n
     return tuple(int(v) for v in shape), dtype
 
 
-def price_arrays(declared: dict[str, tuple[tuple, np.dtype]], max_entries: int, kind: str) -> None:
+def price_arrays(declared: dict[str, tuple[tuple[int, ...], np.dtype[Any]]], max_entries: int, kind: str) -> None:
     """422 when the declared shapes hold more than ``max_entries`` numbers (``CNNRELAX_MAX_MATRIX_ENTRIES``)."""
     total = sum(int(np.prod(shape, dtype=object)) for shape, _ in declared.values())
     if total > max_entries:
@@ -106,7 +107,7 @@ def _check_npz(body: bytes, max_entries: int) -> None:
             raise LimitExceeded("body", f"The .npz members declare {declared_bytes} bytes uncompressed, more than this "
                                         "server inflates for one dataset.", limit=limit_bytes,
                                 setting="CNNRELAX_MAX_MATRIX_ENTRIES (8 bytes per entry)")
-        shapes: dict[str, tuple[tuple, np.dtype]] = {}
+        shapes: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
         for member in members:
             name = member.filename.removesuffix(".npy")
             if name not in ("X", "y"):
@@ -194,6 +195,8 @@ def parse_dataset(body: bytes, content_type: str, max_entries: int | None = None
                 X = np.array(data.X, dtype=np.float64).reshape(len(data.X), -1)
                 y = np.array(data.y, dtype=np.float64)
             else:
+                if parsed.X is None or parsed.y is None:  # never: a JSON dataset parses to its arrays
+                    raise InvalidParameterError("body", "The JSON dataset holds no X and y.")
                 X, y = parsed.X, parsed.y
             source = "json"
         elif body.startswith(NPY_MAGIC):

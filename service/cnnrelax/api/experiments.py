@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..jobs import json_safe
 from ..specs import price_experiment
-from ..store import encode_cursor
+from ..store import JobRecord, encode_cursor
 from ..types import JobKind
 from .bodies import read_body, require_json
 from .dependencies import Tenant, get_service, get_tenant
@@ -33,7 +33,7 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
 
 
 def _accept_experiment(service: Service, tenant: Tenant, request: dict[str, Any],
-                       idempotency_key: Optional[str]) -> tuple:
+                       idempotency_key: Optional[str]) -> tuple[JobRecord, bool]:
     if "images_path" in request:
         raise ApiError(422, "images_path names a file on the server and is not accepted over HTTP; send the "
                             "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
@@ -86,7 +86,7 @@ def _figure(service: Service, job_id: str, owner: str | None) -> bytes:
     job = store.get_job(job_id, "experiment", owner=owner)
     if job is None:
         raise not_found(job_id, "experiment")
-    if job.status != "succeeded" or job.result is None:
+    if job.status != JobStatus.succeeded or job.result is None:
         raise ApiError(409, f"The experiment is {job.status}; its figure exists once it has succeeded.",
                        title="No figure yet")
     path = store.data_dir / "figures" / f"{job.id}.png"

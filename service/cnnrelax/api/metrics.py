@@ -14,7 +14,7 @@ from ..types import JobKind, JobStatus
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
 
 
-class _StoreCollector(Collector):
+class _StoreCollector(Collector):  # type: ignore[misc]  # prometheus_client enters untyped (Any)
     """Job counts by kind and state, and the queue depth, read from the store at scrape time."""
 
     def __init__(self, store: Store, running: Callable[[], int]) -> None:

@@ -12,7 +12,8 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
-from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
+from ..specs import CORE_DEFAULTS as _CORE
+from ..specs import DEFAULT_RELAXATION  # the core's defaults (trials.SolveOptions), not repeated
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
 
 Relaxation = Literal["lp", "qp", "naive"]
@@ -194,7 +195,7 @@ class SolveRequest(_Strict):
                                       description="A dataset uploaded with POST /v1/datasets.")
     planted: Optional[PlantedSpecIn] = Field(None, description="A planted model drawn from its seed.")
     k: Optional[int] = Field(None, ge=1, description="Patches per row for data sources (d = k*m); default 1.")
-    relaxation: Relaxation = Field(_CORE.relaxation, description="'lp' (beta -> 0), 'qp' (beta > 0) or 'naive'.")
+    relaxation: Relaxation = Field(DEFAULT_RELAXATION, description="'lp' (beta -> 0), 'qp' (beta > 0) or 'naive'.")
     beta: float = Field(_CORE.beta, ge=0, description="Weight of the random linear term in the QP, dimensionless: "
                         "applied to the data normalised by their scales (X / RMS of the patch entries, y / max|y|), "
                         "so the same beta means the same thing in every unit.")

@@ -56,10 +56,12 @@ async def submit_solve(request: Request, response: Response, service: Service = 
     """
     require_json(request)
     parsed = await service.parser.parse(await read_body(request), "solve")
-    assert parsed.spec is not None  # a solve body parses to its SolveSpec
+    spec = parsed.spec
+    if spec is None:  # never: a solve body parses to its SolveSpec
+        raise ApiError(500, "The solve body did not parse to a solve spec.")
     arrays = None if parsed.X is None or parsed.y is None else (parsed.X, parsed.y)
     job, created = await run_in_threadpool(lambda: service.accept_solve(
-        parsed.spec, arrays, owner=tenant.owner, sees=tenant.sees, idempotency_key=idempotency_key))
+        spec, arrays, owner=tenant.owner, sees=tenant.sees, idempotency_key=idempotency_key))
     mark_accepted(response, f"/v1/solves/{job.id}", created)
     return job_view(job)
 

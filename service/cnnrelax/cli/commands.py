@@ -203,9 +203,11 @@ def solve_in_process(
 
     members = {**options, "planted": planted, "k": k, "output_weights": output_weights}
     spec = SolveSpec.model_validate({key: value for key, value in members.items() if value is not None})
-    arrays = None if X is None or y is None else (X, y)
-    spec.check(None if arrays is None else DataShape(X.shape[0], X.shape[1], labels=y), UNLIMITED)
-    return run_solve_job(spec, arrays, None)
+    if X is None or y is None:
+        spec.check(None, UNLIMITED)
+        return run_solve_job(spec, None, None)
+    spec.check(DataShape(X.shape[0], X.shape[1], labels=y), UNLIMITED)
+    return run_solve_job(spec, (X, y), None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,10 +286,12 @@ def solve(
     if planted_spec is not None and k is not None and k != planted_spec["k"]:
         fail(f"--k {k} contradicts --planted k={planted_spec['k']}; give k inside --planted.", code=2)
     weights = parse_number_list(output_weights, "--output-weights") if output_weights else None
-    options = {"relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
-               "stop_on_certificate": stop_on_certificate, "polish": polish, "coverage_samples": coverage_samples,
-               "activation": activation, "negative_slope": negative_slope}
-    X = y = None
+    options: dict[str, Any] = {"relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
+                               "stop_on_certificate": stop_on_certificate, "polish": polish,
+                               "coverage_samples": coverage_samples, "activation": activation,
+                               "negative_slope": negative_slope}
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
     if data is not None:
         X, y = load_problem_data(data, labels)
 
@@ -299,7 +303,8 @@ def solve(
                 if planted_spec is not None:
                     job = client.submit(planted=planted_spec, output_weights=weights, **options)
                 else:
-                    dataset = client.upload_dataset(X, y)  # type: ignore[arg-type]
+                    assert X is not None and y is not None  # a DATA file was read above
+                    dataset = client.upload_dataset(X, y)
                     job = client.submit(dataset_id=dataset.id, k=k, output_weights=weights, **options)
                 job_id = job.id
                 job = client.wait(job, timeout=timeout)

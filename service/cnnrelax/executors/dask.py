@@ -229,7 +229,7 @@ async def _read_variables(client: Any, names: list[str]) -> list[Any]:
     return list(await asyncio.gather(*(one(name) for name in names), return_exceptions=True))
 
 
-class _WarmUpPlugin(WorkerPlugin):
+class _WarmUpPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed enters untyped (Any)
     """A Dask worker plugin: import the core and solve a tiny problem once when a worker starts."""
 
     name = "cnnrelax-warm-up"

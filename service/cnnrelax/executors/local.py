@@ -126,7 +126,7 @@ def _resident_bytes(pid: int) -> int | None:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         try:
-            import psutil  # type: ignore[import-untyped]
+            import psutil  # type: ignore[import-untyped]  # no stubs installed; only a fallback off Linux
 
             return int(psutil.Process(pid).memory_info().rss)
         except Exception:  # noqa: BLE001 - the process is gone
@@ -281,7 +281,7 @@ class _WorkerSlot:
         if isinstance(result, BaseException):
             future.set_exception(result)
         else:
-            future.set_result(result)  # type: ignore[arg-type]
+            future.set_result(result)
         executor.slot_freed()
 
 
