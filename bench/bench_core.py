@@ -1,7 +1,8 @@
 """Core solve time against the plain cvxpy + Clarabel z-formulation of the same instance.
 
 Run: ``python bench/bench_core.py`` (add ``--quick`` for the small size only, ``--big`` for the
-(100000, 400, 4) build-and-trial measurement alone).
+(100000, 400, 4) build-and-trial measurement alone, ``--activations`` for one LP-limit trial of every
+activation at (5000, 100, 4) against ReLU's, with each value checked against cvxpy + Clarabel).
 For each size it solves the same planted instance and direction ``r`` with the core's working-set
 solver and with ``cnnrelax.oracle`` (one ``z_ij`` per sample and patch), and prints both times,
 their ratio, the relative difference of the optimal values against cvxpy + Clarabel and against
@@ -101,12 +102,46 @@ def big(n: int = 100_000, d: int = 400, k: int = 4) -> None:
           f"above the interpreter's {baseline:.0f} MiB: {data_peak:.0f} MiB = {data_peak / x_mib:.2f}x X", flush=True)
 
 
+def activations(n: int = 5000, d: int = 100, k: int = 4, trials: int = 4) -> None:
+    """One LP-limit trial per activation (planted labels drawn with it), its time as a multiple of ReLU's."""
+    from cnnrelax.activations import ACTIVATIONS
+
+    reference = None
+    for name in ACTIVATIONS:
+        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=0, activation=name, negative_slope=0.01))
+        problem = pp.problem
+        rs = [trial_direction(0, t, problem.m) for t in range(trials)]
+        t0 = time.perf_counter()
+        first = RelaxationSolver(problem, "lp").solve(rs[0])
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        solver = RelaxationSolver(problem, "lp")
+        sols = [solver.solve(r) for r in rs]
+        shared = (time.perf_counter() - t0) / trials
+        reference = reference or (one, shared)
+        t0 = time.perf_counter()
+        value = CvxpyRelaxation(problem, "lp").solve(rs[0]).objective
+        cvx = time.perf_counter() - t0
+        diff = abs((first.objective or 0.0) - (value or 0.0)) / max(abs(value or 0.0), 1.0)
+        recovered = sum(s.w is not None and min(float(abs(s.w - pp.w_star).max()), float(abs(s.w + pp.w_star).max()))
+                        < 1e-6 for s in sols)
+        print(f"{name:12s} n={n} d={d} k={k} | one LP trial from scratch {one:6.3f} s = {one / reference[0]:4.1f}x "
+              f"ReLU's | mean of {trials} sharing the working set {shared:6.3f} s = {shared / reference[1]:4.1f}x | "
+              f"cvxpy+Clarabel {cvx:6.2f} s ({cvx / one:5.1f}x slower), rel value diff {diff:.1e} | "
+              f"recovered w* (up to sign) in {recovered}/{trials} | rounds {first.outer_iterations}, "
+              f"working set {first.working_set}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="only the first size")
     parser.add_argument("--big", action="store_true", help="only the (100000, 400, 4) build + one trial")
+    parser.add_argument("--activations", action="store_true", help="only one LP trial per activation vs ReLU")
     parser.add_argument("--trials", type=int, default=4)
     args = parser.parse_args()
+    if args.activations:
+        activations(trials=args.trials)
+        return
     if args.big:
         big()
         return

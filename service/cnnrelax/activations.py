@@ -30,7 +30,6 @@ FloatArray = NDArray[np.float64]
 ActivationName = Literal["relu", "leaky_relu", "absolute", "squared_relu", "softplus"]
 ACTIVATIONS: tuple[str, ...] = ("relu", "leaky_relu", "absolute", "squared_relu", "softplus")
 DEFAULT_NEGATIVE_SLOPE = 0.01
-RELAXATIONS_NEEDING_RANGE = ("lp",)
 
 
 @dataclass(frozen=True)
@@ -65,30 +64,36 @@ class Activation:
 
     def value(self, u: ArrayLike) -> FloatArray:
         """``sigma(u)`` elementwise."""
-        u = np.asarray(u, dtype=np.float64)
+        x = np.asarray(u, dtype=np.float64)
+        out: FloatArray
         if self.name == "relu":
-            return np.maximum(u, 0.0)
-        if self.piecewise_linear:
-            assert self.lo is not None and self.hi is not None
-            return np.maximum(self.lo * u, self.hi * u)
-        if self.name == "squared_relu":
-            positive = np.maximum(u, 0.0)
-            return positive * positive
-        return np.logaddexp(0.0, u)  # softplus, without overflow
+            out = np.maximum(x, 0.0)
+        elif self.lo is not None and self.hi is not None:
+            out = np.maximum(self.lo * x, self.hi * x)
+        elif self.name == "squared_relu":
+            positive = np.maximum(x, 0.0)
+            out = positive * positive
+        else:
+            out = np.logaddexp(0.0, x)  # softplus, without overflow
+        return out
 
     def derivative(self, u: ArrayLike) -> FloatArray:
         """``sigma'(u)`` elementwise; at a kink the lower end ``lo`` of the subdifferential."""
-        u = np.asarray(u, dtype=np.float64)
-        if self.piecewise_linear:
-            return np.where(u > 0, self.hi, self.lo).astype(np.float64)
-        if self.name == "squared_relu":
-            return 2.0 * np.maximum(u, 0.0)
-        return 0.5 * (1.0 + np.tanh(0.5 * u))  # the logistic function, without overflow
+        x = np.asarray(u, dtype=np.float64)
+        out: FloatArray
+        if self.lo is not None and self.hi is not None:
+            out = np.where(x > 0, self.hi, self.lo).astype(np.float64)
+        elif self.name == "squared_relu":
+            out = 2.0 * np.maximum(x, 0.0)
+        else:
+            out = 0.5 * (1.0 + np.tanh(0.5 * x))  # the logistic function, without overflow
+        return out
 
     def slopes(self, active: NDArray[np.bool_]) -> FloatArray:
         """Piecewise linear: ``hi`` on active patches (``X_ij w > 0``), ``lo`` elsewhere."""
         assert self.lo is not None and self.hi is not None
-        return np.where(active, self.hi, self.lo)
+        out: FloatArray = np.where(active, self.hi, self.lo).astype(np.float64)
+        return out
 
     def fold(self, c: FloatArray) -> FloatArray | None:
         """Patch multipliers ``s`` with ``c sigma(u) = sigma(s u)`` for ``c >= 0``, or None when none exist."""
@@ -142,8 +147,8 @@ def make_activation(name: str = "relu", negative_slope: float = DEFAULT_NEGATIVE
 RELU = Activation("relu", lo=0.0, hi=1.0, degree=1)
 
 
-def check_labels(activation: Activation, y: ArrayLike, relaxation: str) -> None:
-    """Refuse labels that no sum of ``activation`` can reach, for the relaxations that need it (the LP limit).
+def check_labels(activation: Activation, y: ArrayLike, relaxation: str = "lp") -> None:
+    """Refuse labels that no sum of ``activation`` can reach (for the LP limit, whose fit is a hard constraint).
 
     A sum of ReLUs, absolute values, squared ReLUs or softpluses is never negative (a softplus sum is even
     positive), so the LP ``sum_j sigma(X_ij w) <= y_i`` is infeasible for such labels; the QP (``beta > 0``)
@@ -153,9 +158,9 @@ def check_labels(activation: Activation, y: ArrayLike, relaxation: str) -> None:
     ----------
     activation : the activation.
     y : the labels.
-    relaxation : the relaxation's name.
+    relaxation : the relaxation's name: only ``"lp"`` (a hard fit) is checked.
     """
-    if relaxation not in RELAXATIONS_NEEDING_RANGE or activation.lower == -np.inf:
+    if relaxation != "lp" or activation.lower == -np.inf:
         return
     y = np.asarray(y, dtype=np.float64)
     bad = y < activation.lower if activation.lower_attained else y <= activation.lower

@@ -13,6 +13,13 @@ distance ``rho = min ||M x - r|| / ||r||`` over those multipliers: non-negative 
 patch is tied, a small bounded QP (Clarabel) when some are. Equality constraints on ``w`` add free
 multipliers: they are projected out first.
 
+Other activations (:mod:`cnnrelax.activations`): ``g_i = sum_j sigma'(X_ij w) X_ij``. At a kink of a
+piecewise-linear ``sigma = max(lo u, hi u)`` the slope may be anything in ``[lo, hi]``: ``g_i`` takes ``lo``
+and the tied patch ``(hi - lo) X_ij`` a multiplier in ``[0, v_i]`` (ReLU: ``lo = 0``, ``hi = 1``). Smooth
+activations have no ties, except squared ReLU's samples with no active patch (a zero label), where
+``sum_j (X_ij w)_+^2 <= 0`` is ``X_ij w <= 0`` patch by patch: ``g_i = 0`` and each tied patch carries a free
+multiplier ``>= 0``.
+
 Coverage: the probability ``p`` that ``r ~ N(0, I)`` lies in this cone is the per-trial success
 probability at ``w`` (Theorem 1). A seeded Monte Carlo estimate with a Wilson 95% interval gives the
 trials ``T = ceil(log(1 - q) / log(1 - p))`` that reach a success probability ``q``. Rejections are
@@ -135,7 +142,7 @@ def relative_gradient_norm(problem: ConvProblem, w: FloatArray) -> float:
     ``grad L(w) = -2 sum_i (y_i - f_w(x_i)) g_i``; the ratio is scale-free, 0 at a stationary point and at
     most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm).
     """
-    G = problem.active_sums(w)
+    G = problem.gradient_rows(w)
     residual = problem.y - problem.predict(w)
     grad = -2.0 * (G.T @ residual)
     denom = 2.0 * float(np.linalg.norm(problem.y)) * float(np.linalg.norm(G))
@@ -348,9 +355,20 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     pre = problem.preactivations(w)
     tied = problem.ties(w, pre, tie_tol)
     active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
-    G = problem.active_sums(w, active)
+    act = problem.activation
+    G = problem.gradient_rows(w, active, pre)  # sigma' per patch; at a kink the lower end lo
+    if act.piecewise_linear and not act.is_relu:
+        assert act.lo is not None and act.hi is not None
+        spread = act.hi - act.lo  # a tied patch's slope lies in [lo, hi]: lo in G, the rest a multiplier in [0, v_i]
+    else:
+        spread = 1.0
+    if not act.piecewise_linear:
+        # Smooth: sigma' is unique, no ties, except for squared ReLU's samples with no active patch (a zero label):
+        # there sum_j (X_ij w)_+^2 <= 0 is X_ij w <= 0 for each patch, whose tied patches carry free multipliers
+        # (g_i = 0, so lambda_ij in [0, v_i] is any lambda_ij >= 0).
+        tied = tied & ~active.any(axis=1, keepdims=True) if act.name == "squared_relu" else np.zeros_like(tied)
     tie_i, tie_j = np.nonzero(tied)
-    tie_rows = problem.patches[tie_i, tie_j]
+    tie_rows = problem.patches[tie_i, tie_j] if spread == 1.0 else problem.patches[tie_i, tie_j] * spread
     carries = np.any(tie_rows != 0, axis=1)
     tie_i, tie_rows = tie_i[carries], tie_rows[carries]
     keep = np.any(G != 0, axis=1)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray
-from .relaxation import RelaxationSolution, objective_value, validate_relaxation
+from .relaxation import RelaxationSolution, objective_value, relaxation_kind, validate_relaxation
 
 _STATUS = {
     cp.OPTIMAL: "optimal", cp.OPTIMAL_INACCURATE: "optimal",
@@ -70,18 +70,19 @@ def build_problem(
             cons += [z[:, j] >= act.lo * pre, z[:, j] >= act.hi * pre]
         elif act.name == "squared_relu":
             cons.append(z[:, j] >= cp.square(cp.pos(pre)))
-            if relaxation == "lp" and (y == 0).any():
+            if relaxation_kind(relaxation).hard_fit and (y == 0).any():
                 # sum_j (p_j)_+^2 <= 0 is p_j <= 0: said linearly, since the cone form has no interior (Slater fails).
                 cons.append(pre[y == 0] <= 0)
         else:  # softplus, not homogeneous: sigma~(p) = log(1 + e^p) / y_scale with kappa = 1 / x_scale
             cons.append(z[:, j] >= cp.logistic(pre) / y_scale)
     cons += constraint_list(w, constraints.in_units(kappa))
-    if relaxation == "lp":
+    kind = relaxation_kind(relaxation)
+    if kind.hard_fit:
         cons.append(cp.sum(z, axis=1) == y)
         objective = cp.Maximize(r @ w)
     else:
         fit = 0.5 * cp.sum_squares(cp.sum(z, axis=1) - y)
-        objective = cp.Minimize(fit - beta * (r @ w)) if relaxation == "qp" else cp.Minimize(fit)
+        objective = cp.Minimize(fit - kind.direction_weight(beta) * (r @ w))
     return cp.Problem(objective, cons), w, r
 
 
@@ -100,7 +101,7 @@ class CvxpyRelaxation:
         validate_relaxation(problem, relaxation, beta)
         self.problem = problem
         self.relaxation = relaxation
-        self.beta = float(beta) if relaxation == "qp" else 0.0
+        self.beta = float(beta) if relaxation_kind(relaxation).needs_beta else 0.0
         resolved = resolve_constraints(constraints, problem.m)
         self.cvx, self.w, self.r = build_problem(problem, relaxation, self.beta, resolved)
         self.solver_options = solver_options or {}

@@ -48,7 +48,60 @@ from .constraints import FilterConstraints, ResolvedConstraints, resolve_constra
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 
 RelaxationKind = Literal["lp", "qp", "naive"]
-RELAXATIONS: tuple[str, ...] = ("lp", "qp", "naive")
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """One kind of relaxation (SPEC 2): what its objective weighs and whether the fit is a hard constraint.
+
+    A new kind is one more entry in :data:`REGISTRY`; the solver, the oracle and validation read these
+    fields instead of testing names.
+
+    Attributes
+    ----------
+    name : the kind's name in requests.
+    hard_fit : ``sum_j sigma(X_ij w) <= y_i`` is a constraint (the LP limit); otherwise its excess ``t_i`` is
+        penalised by ``1/2 ||t||^2`` (QP, naive).
+    direction : how ``r^T u`` enters: ``"one"`` (LP: maximised), ``"beta"`` (QP: weighted by ``beta > 0``),
+        ``"none"`` (naive: ``w = 0`` is optimal).
+    summary : one line for documentation and messages.
+    """
+
+    name: str
+    hard_fit: bool
+    direction: Literal["one", "beta", "none"]
+    summary: str
+
+    @property
+    def needs_beta(self) -> bool:
+        return self.direction == "beta"
+
+    @property
+    def needs_label_range(self) -> bool:
+        """Labels outside the activation's range make the hard fit infeasible: refuse them up front."""
+        return self.hard_fit
+
+    def direction_weight(self, beta: float) -> float:
+        """The weight of ``-r^T u`` in the minimised objective."""
+        return {"one": 1.0, "beta": float(beta), "none": 0.0}[self.direction]
+
+
+REGISTRY: dict[str, Relaxation] = {
+    "lp": Relaxation("lp", True, "one", "the beta -> 0 limit: max r^T w s.t. sum_j sigma(X_ij w) <= y_i (eq. 9)"),
+    "qp": Relaxation("qp", False, "beta", "min 1/2 ||(s(w) - y)_+||^2 - beta r^T w, for noisy labels (eq. 8)"),
+    "naive": Relaxation("naive", False, "none", "the QP with beta = 0: w = 0 is always optimal (eq. 7)"),
+}
+RELAXATIONS: tuple[str, ...] = tuple(REGISTRY)
+
+
+def relaxation_kind(name: str) -> Relaxation:
+    """The registered relaxation named ``name``, or an :class:`InvalidParameterError` naming the choices."""
+    kind = REGISTRY.get(name)
+    if kind is None:
+        raise InvalidParameterError(
+            "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}."
+        )
+    return kind
 ShouldStop = Callable[[], bool]
 
 
@@ -92,16 +145,14 @@ class RelaxationSolution:
 
 def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> None:
     """Reject a relaxation name, ``beta`` or labels that the relaxation cannot take."""
-    if relaxation not in RELAXATIONS:
-        raise InvalidParameterError(
-            "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {relaxation!r}."
-        )
-    if relaxation == "qp" and not (np.isfinite(beta) and beta > 0):
+    kind = relaxation_kind(relaxation)
+    if kind.needs_beta and not (np.isfinite(beta) and beta > 0):
         raise InvalidParameterError(
             "beta",
             f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
-    check_labels(problem.activation, problem.y, relaxation)
+    if kind.needs_label_range:
+        check_labels(problem.activation, problem.y)
 
 
 def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxation: str, beta: float) -> float:
@@ -111,11 +162,12 @@ def objective_value(problem: ConvProblem, w: FloatArray, r: FloatArray, relaxati
     dimensionless, see the module docstring; ``y_scale^2 / kappa = x_scale y_scale`` for the degree-1 activations).
     Naive: the first term alone.
     """
-    if relaxation == "lp":
+    kind = relaxation_kind(relaxation)
+    if kind.hard_fit:
         return float(r @ w)
     excess = np.maximum(problem.predict(w) - problem.y, 0.0)
     value = 0.5 * float(excess @ excess)
-    if relaxation != "qp":
+    if not kind.needs_beta:
         return value
     x_scale, y_scale = problem.scales
     if problem.activation.degree == 1:
@@ -253,7 +305,8 @@ class RelaxationSolver:
         self.activation = problem.activation
         self._smooth = not problem.activation.piecewise_linear
         self.relaxation = relaxation
-        self.beta = float(beta) if relaxation == "qp" else 0.0
+        self.kind = relaxation_kind(relaxation)
+        self.beta = float(beta) if self.kind.needs_beta else 0.0
         self.constraints = resolve_constraints(constraints, problem.m)
         self.settings = settings or SolverSettings()
         self.x_scale, self.y_scale = problem.scales
@@ -262,6 +315,8 @@ class RelaxationSolver:
         # activations (kappa makes x_scale kappa = y_scale^(1/q)), softplus(p) / y_scale (kappa = 1/x_scale).
         self._sigma_div = self.y_scale if problem.activation.degree is None else 1.0
         self._cone_set: set[int] = set()  # smooth activations: the samples whose exact cones are in use
+        self._cone_idle: dict[int, int] = {}  # ... rounds each has been slack in a row (it leaves after 2)
+        self._cone_sticky: set[int] = set()  # ... samples that came back after leaving: they stay (no cycling)
         self._yn = problem.y / self.y_scale
         self._unit = self.constraints.in_units(self.kappa)
         self.cuts = _Cuts(problem.m)
@@ -333,7 +388,8 @@ class RelaxationSolver:
         m, st = self.problem.m, self._static
         n_u = st["n_u"]
         if samples is not None:
-            uniq, t_index = np.unique(samples, return_inverse=True)
+            uniq = self._t_samples(samples, cones_of)
+            t_index = np.searchsorted(uniq, samples)
             n_t = len(uniq)
         else:
             n_t, t_index = 0, None
@@ -422,10 +478,26 @@ class RelaxationSolver:
                 break
         return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
 
+    def _age_cones(self, cone_s: np.ndarray | None, excess: FloatArray) -> None:
+        """Like the cuts' aging: a sample whose constraint was slack two rounds in a row leaves the working set."""
+        if cone_s is None:
+            return
+        slack = -excess[cone_s] > 1e-6 * (1.0 + np.abs(self._yn[cone_s]))
+        for i, idle in zip(cone_s.tolist(), slack.tolist(), strict=True):
+            self._cone_idle[i] = self._cone_idle.get(i, 0) + 1 if idle else 0
+            if self._cone_idle[i] >= 2 and i not in self._cone_sticky:
+                self._cone_set.discard(i)
+
+    @staticmethod
+    def _t_samples(samples: np.ndarray, cones_of: np.ndarray | None) -> np.ndarray:
+        """The samples that carry a ``t_i`` (QP): those of the cuts and those with exact cones, sorted."""
+        both = samples if cones_of is None else np.concatenate([samples, cones_of])
+        return np.unique(both)
+
     def _cone_block(self, S: np.ndarray, t_col: np.ndarray | None, first: int) -> dict[str, Any]:
         """The exact constraints ``sum_j sigma~(X~_ij u) <= y~_i (+ t_i)`` of the samples ``S`` (smooth activations).
 
-        Squared ReLU: ``a_ij >= X~_ij u``, ``a_ij >= 0`` and the rotated second-order cone
+        Squared ReLU: ``a_ij >= X~_ij u`` and the rotated second-order cone
         ``sum_j a_ij^2 <= y~_i + t_i``, written ``||(2 a_i, y~_i + t_i - 1)|| <= y~_i + t_i + 1``.
         Softplus: ``b_ij >= log(1 + e^(X~_ij u))`` as ``e^(-b_ij) + e^(X~_ij u - b_ij) <= 1``, two exponential
         cones ``(x, 1, q) : e^x <= q`` and ``q1 + q2 <= 1``, then ``sum_j b_ij / y_scale <= y~_i + t_i``.
@@ -452,14 +524,13 @@ class RelaxationSolver:
         flat = Xs.reshape(sk, m)
         if self.activation.name == "squared_relu":
             a = first + patch
-            # nonnegative block: a_ij - X~_ij u >= 0, then a_ij >= 0
+            # nonnegative block: a_ij - X~_ij u >= 0. (No a_ij >= 0: some a >= p with sum_j a_j^2 <= c exists iff
+            # sum_j (p_j)_+^2 <= c, since |a_j| >= (p_j)_+ and a_j = (p_j)_+ is a choice.)
             put(u_rows, u_cols, flat.reshape(-1))
             put(patch, a, -1.0)
             offset += sk
-            put(patch, a, -1.0)
-            offset += sk
-            b_parts = [np.zeros(2 * sk)]
-            cones: list[Any] = [clarabel.NonnegativeConeT(2 * sk)]
+            b_parts = [np.zeros(sk)]
+            cones: list[Any] = [clarabel.NonnegativeConeT(sk)]
             # one rotated cone per sample, k + 2 rows: (y~ + t + 1, 2 a_i1 .. 2 a_ik, y~ + t - 1)
             size = k + 2
             base = np.arange(s) * size
@@ -473,7 +544,7 @@ class RelaxationSolver:
             b_parts.append(rhs)
             cones.extend(clarabel.SecondOrderConeT(size) for _ in range(s))
             width = sk
-            total = 2 * sk + s * size
+            total = sk + s * size
         else:  # softplus
             b_col, q1, q2 = first + 3 * patch, first + 3 * patch + 1, first + 3 * patch + 2
             owner = np.repeat(np.arange(s), k)
@@ -543,9 +614,8 @@ class RelaxationSolver:
         m = problem.m
         start = time.monotonic()
         deadline = None if st.time_limit_s is None else start + st.time_limit_s
-        weight = 1.0 if self.relaxation == "lp" else self.beta
-        q_w = -weight * r
-        with_t = self.relaxation != "lp"
+        q_w = -self.kind.direction_weight(self.beta) * r
+        with_t = not self.kind.hard_fit
         bound: float | None = None if self._unit.is_bounded else self._bound0
         iterations = outer = 0
         tol = st.cut_tol * (1.0 + np.abs(self._yn))
@@ -566,8 +636,7 @@ class RelaxationSolver:
                               f"{st.max_outer_iterations} rounds.")
             rows, rhs, samples, used = self.cuts.arrays()
             cone_s = np.array(sorted(self._cone_set), dtype=np.intp) if self._smooth else None
-            t_samples = (cone_s if self._smooth else samples) if with_t else None
-            sub = self._solve_sub(rows, rhs, t_samples, q_w, bound, should_stop, deadline, cone_s)
+            sub = self._solve_sub(rows, rhs, samples if with_t else None, q_w, bound, should_stop, deadline, cone_s)
             iterations += sub.iterations
             outcome = CLARABEL_STATUS.get(sub.status, "numerical_error")
             if outcome == "infeasible":
@@ -590,16 +659,16 @@ class RelaxationSolver:
             u = sub.x[:m]
             t: dict[int, float] | None = None
             slack = rhs - rows @ u
-            if t_samples is not None and len(t_samples):
-                uniq, t_index = np.unique(t_samples, return_inverse=True)
+            if with_t:
+                uniq = self._t_samples(samples, cone_s)
                 first_t = m + self._static["n_u"]
                 tv = np.maximum(sub.x[first_t:first_t + len(uniq)], 0.0)
                 t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
-                if not self._smooth:
-                    slack += tv[t_index]
-            if not self._smooth:
-                self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
+                slack += tv[np.searchsorted(uniq, samples)]
+            self.cuts.age(used, slack, 1e-6 * (1.0 + np.abs(rhs)))
             excess, pre = self._violations(u, t)
+            if self._smooth and self._cone_set:
+                self._age_cones(cone_s, excess)
             violated = np.flatnonzero(excess > tol)
             added = 0
             if violated.size > 8 * self._batch:
@@ -618,11 +687,14 @@ class RelaxationSolver:
                                              problem.patches[i, j] / self.x_scale, 0.0):
                                 added += 1
                     elif i not in self._cone_set:
+                        if i in self._cone_idle:
+                            self._cone_sticky.add(int(i))
                         self._cone_set.add(int(i))
+                        self._cone_idle[int(i)] = 0
                         added += 1
                     if added >= self._batch:
                         break
-            elif violated.size:
+            elif violated.size and not self._smooth:
                 masks = pre[violated] > 0
                 # The most violated piece: slope sigma'(X_ij u) per patch (1/0 for ReLU, hi/lo for the others).
                 slopes = masks.astype(np.float64) if self.activation.is_relu else self.activation.slopes(masks)
@@ -637,7 +709,7 @@ class RelaxationSolver:
                             break
             if added:
                 continue
-            if bound is not None and self.relaxation != "naive" and np.max(np.abs(u)) >= 0.99 * bound:
+            if bound is not None and self.kind.direction != "none" and np.max(np.abs(u)) >= 0.99 * bound:
                 if self._recession_direction(r, should_stop, deadline) is not None:
                     return finish("unbounded", _UNBOUNDED_MESSAGE.format(n=problem.n, m=m))
                 bound *= 100.0
@@ -646,7 +718,7 @@ class RelaxationSolver:
                                   "scale y_scale / x_scale) although no recession direction exists: the problem is "
                                   "too ill-conditioned to solve reliably.")
                 continue
-            if self.relaxation == "lp" and not self._smooth:
+            if self.kind.hard_fit and not self._smooth:
                 u = self._crossover(u, r, rows, rhs, tol, bound)
             return finish("optimal", "Solved to optimality.", u)
 
@@ -905,7 +977,7 @@ class RelaxationSolver:
             objective=None if w is None else objective_value(self.problem, w, r, self.relaxation, self.beta),
             iterations=iterations,
             outer_iterations=outer,
-            working_set=len(self.cuts),
+            working_set=len(self.cuts) + len(self._cone_idle),
             solve_time_s=time.monotonic() - start,
             clarabel_status=sub.status if sub is not None else "NotStarted",
             primal_residual=None if info is None else float(info.res_primal),

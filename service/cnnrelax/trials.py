@@ -34,6 +34,7 @@ from .relaxation import (
     RelaxationSolution,
     RelaxationSolver,
     SolverSettings,
+    relaxation_kind,
     validate_relaxation,
 )
 
@@ -97,18 +98,33 @@ class PolishOutcome:
 
 
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
-    """Least squares on the activation pattern of ``w``: solve ``sum_j A_ij X_ij w = y_i``.
+    """Polish ``w`` for the problem's activation: least squares on its pattern, or Gauss-Newton when smooth.
 
-    The pattern is judged relative to ``||X_ij|| ||w||`` (:meth:`ConvProblem.active_mask`), so patches the
-    LP left at a kink (``X_ij w`` at rounding level) count as inactive in every unit.
+    Piecewise-linear activations (ReLU, leaky ReLU, ``|u|``): on the pattern of ``w`` the model is linear,
+    ``f_w(x_i) = sum_j c_j X_ij w`` with ``c_j = hi`` on active patches and ``lo`` elsewhere, so least squares
+    solves ``sum_j c_j X_ij w = y_i``. The pattern is judged relative to ``||X_ij|| ||w||``
+    (:meth:`ConvProblem.active_mask`), so patches the LP left at a kink (``X_ij w`` at rounding level) count as
+    inactive in every unit. Kept when the loss drops; repeated while the pattern moves (for ReLU with ``k = 1``
+    this is ``X_S^+ y_S``). Smooth activations: :func:`gauss_newton`.
 
-    Kept when the loss drops; repeated while the pattern moves (for ``k = 1`` this is ``X_S^+ y_S``).
+    Parameters
+    ----------
+    problem : the problem.
+    w : the filter to polish.
+    rounds : least-squares rounds (piecewise linear).
+
+    Returns
+    -------
+    The polished filter (``w`` itself when nothing lowered the loss), whether it was accepted, and whether the
+    pattern settled (Gauss-Newton: whether it converged).
     """
+    if not problem.activation.piecewise_linear:
+        return gauss_newton(problem, w)
     best, best_loss = w, problem.loss(w)
     accepted = unchanged = False
     for _ in range(rounds):
         mask = problem.active_mask(best)
-        G = problem.active_sums(best, mask)
+        G = problem.gradient_rows(best, mask)
         candidate = np.asarray(np.linalg.lstsq(G, problem.y, rcond=None)[0], dtype=np.float64)
         loss = problem.loss(candidate)
         if not loss < best_loss:
@@ -118,6 +134,55 @@ def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcom
         if unchanged:
             break
     return PolishOutcome(best, accepted, unchanged)
+
+
+def gauss_newton(problem: ConvProblem, w: FloatArray, steps: int = 20, halvings: int = 30) -> PolishOutcome:
+    """Gauss-Newton on ``L(w) = ||y - f_w||^2`` for a smooth activation, with a decrease check.
+
+    Each step solves the linearised least squares ``J delta = y - f_w`` with ``J_i = sum_j sigma'(X_ij w) X_ij``
+    (:meth:`ConvProblem.gradient_rows`) and halves the step until the loss drops; it stops when no step lowers
+    the loss, when the loss is zero to rounding, or after ``steps`` steps. Near a zero-loss minimum the
+    convergence is quadratic.
+
+    Parameters
+    ----------
+    problem : the problem (smooth activation).
+    w : the starting filter.
+    steps : at most this many steps.
+    halvings : at most this many halvings of a step.
+
+    Returns
+    -------
+    The best filter found, whether it beat ``w``, and whether the iteration converged.
+    """
+    best = np.asarray(w, dtype=np.float64)
+    best_loss = problem.loss(best)
+    floor = 1e-30 * max(float(problem.y @ problem.y), np.finfo(float).tiny)
+    accepted = converged = False
+    for _ in range(steps):
+        if best_loss <= floor:
+            converged = True
+            break
+        residual = problem.y - problem.predict(best)
+        J = problem.gradient_rows(best)
+        delta = np.asarray(np.linalg.lstsq(J, residual, rcond=None)[0], dtype=np.float64)
+        step, improved = 1.0, False
+        for _ in range(halvings):
+            candidate = best + step * delta
+            loss = problem.loss(candidate)
+            if loss < best_loss:
+                improved = True
+                break
+            step *= 0.5
+        if not improved:
+            converged = True
+            break
+        small = best_loss - loss <= 1e-15 * best_loss
+        best, best_loss, accepted = candidate, loss, True
+        if small:
+            converged = True
+            break
+    return PolishOutcome(best, accepted, converged)
 
 
 @dataclass(frozen=True)
@@ -247,9 +312,7 @@ def make_solver(problem: ConvProblem, options: SolveOptions, constraints: Resolv
 
 
 def _relaxation_kind(name: str) -> RelaxationKind:
-    if name not in RELAXATIONS:
-        raise InvalidParameterError("relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}.")
-    return cast(RelaxationKind, name)
+    return cast(RelaxationKind, relaxation_kind(name).name)
 
 
 def solve(
@@ -300,6 +363,10 @@ def solve(
         if star_cone is not None and w_star is not None:
             predicted = cone_certificate(problem, w_star, r, constraints=constraints, tol=options.cone_tol,
                                          fit_tol=options.fit_tol, cone=star_cone).certified
+            if not predicted and problem.activation.sign_symmetric and options.constraints.is_empty():
+                # |u| without constraints: the cone at -w* is minus the cone at w*, and recovery is up to sign.
+                predicted = cone_certificate(problem, w_star, -r, constraints=constraints, tol=options.cone_tol,
+                                             fit_tol=options.fit_tol, cone=star_cone).certified
         record = TrialRecord(
             index=t, r=r, w=w, w_polished=w_polished, loss=loss, raw_loss=raw_loss, objective=sol.objective,
             recovered=None if w_star is None else bool(error is not None and error <= options.recovery_tol),
