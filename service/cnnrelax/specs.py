@@ -37,7 +37,7 @@ from .problem import (
     make_patching,
     make_problem,
 )
-from .relaxation import SolverSettings
+from .relaxation import SolverSettings, relaxation_kind
 from .trials import SolveOptions
 
 #: The core's defaults, read once: every default of a solve comes from here.
@@ -273,14 +273,15 @@ class SolveSpec(BaseModel):
                                 limit=limits.max_patch_entries, setting="CNNRELAX_MAX_PATCH_ENTRIES")
         self._check_output_weights(k, activation)
         options.constraints.resolve(m)
-        if self.relaxation == "qp" and not (np.isfinite(self.beta) and self.beta > 0):
+        kind = relaxation_kind(self.relaxation)
+        if kind.needs_beta and not (np.isfinite(self.beta) and self.beta > 0):
             raise InvalidParameterError(
                 "beta", f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={self.beta!r}; use relaxation "
                         "'lp' for beta -> 0.")
-        if data is not None and data.labels is not None:
-            check_labels(activation, data.labels, self.relaxation)
-        elif data is not None and data.y_min is not None:
-            check_labels_min(activation, self.relaxation, data.y_min, data.y_min_index)
+        if data is not None and data.labels is not None and kind.needs_label_range:
+            check_labels(activation, data.labels)
+        elif data is not None and data.y_min is not None and kind.needs_label_range:
+            check_labels_min(activation, data.y_min, data.y_min_index)
         return entries
 
     def _check_output_weights(self, k: int, activation: Activation) -> None:
@@ -305,7 +306,7 @@ class SolveSpec(BaseModel):
                                   "output weights with it.")
 
 
-def check_labels_min(activation: Activation, relaxation: str, y_min: float, index: int | None = None) -> None:
+def check_labels_min(activation: Activation, y_min: float, index: int | None = None) -> None:
     """The core's label check (:func:`cnnrelax.activations.check_labels`) knowing only the smallest label.
 
     The range of every activation is bounded below only, so the smallest label decides; the message names
@@ -315,15 +316,13 @@ def check_labels_min(activation: Activation, relaxation: str, y_min: float, inde
     ----------
     activation : Activation
         The activation.
-    relaxation : str
-        The relaxation solved.
     y_min : float
         The smallest label.
     index : int, optional
         Where it is (named by the message).
     """
     try:
-        check_labels(activation, np.array([y_min]), relaxation)
+        check_labels(activation, np.array([y_min]))
     except InvalidParameterError as exc:
         where = "y" if index is None else f"y[{index}]"
         raise InvalidParameterError(exc.parameter, exc.message.replace("y[0]", where, 1)) from None
