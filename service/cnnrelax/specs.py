@@ -44,6 +44,7 @@ from .trials import SolveOptions
 CORE_DEFAULTS = SolveOptions()
 #: A dataset's arrays ``(X, y)``.
 Arrays = tuple[FloatArray, FloatArray]
+#: The names of :data:`cnnrelax.relaxation.REGISTRY`, as a type (``tests/test_specs.py`` checks they agree).
 RelaxationName = Literal["lp", "qp", "naive"]
 #: The core's default relaxation, as the name type the schemas use.
 DEFAULT_RELAXATION = cast(RelaxationName, CORE_DEFAULTS.relaxation)

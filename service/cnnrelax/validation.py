@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .problem import InvalidParameterError
+from .errors import InvalidParameterError
 
 
 def is_integer(value: Any) -> bool:

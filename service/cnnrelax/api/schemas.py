@@ -12,11 +12,11 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
-from ..specs import CORE_DEFAULTS as _CORE
-from ..specs import DEFAULT_RELAXATION  # the core's defaults (trials.SolveOptions), not repeated
+from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
+from ..specs import DEFAULT_RELAXATION, RelaxationName
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
 
-Relaxation = Literal["lp", "qp", "naive"]
+Relaxation = RelaxationName  # the registry's names (cnnrelax.relaxation.REGISTRY), as specs.py states them
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
