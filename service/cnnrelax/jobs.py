@@ -21,10 +21,6 @@ from .types import JobKind, JobStatus, Progress, ShouldStop
 JobSpec = Union[SolveSpec, dict[str, Any]]
 
 
-class JobTimeLimitExceeded(Exception):
-    """Raised inside a worker's ``should_stop`` bookkeeping when a job overran its time limit."""
-
-
 def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
     """A stored spec (its JSON text, as the store keeps it) as the type its job runs.
 
