@@ -276,7 +276,8 @@ class Service:
     def cancel(self, job_id: str, kind: str, owner: str | None = None) -> JobRecord | None:
         """Cancel a queued job of ``owner`` (``None``: anyone's), or ask a running one to stop (blocking)."""
         store = self.require_store()
-        job = store.get_job(job_id, kind, owner=owner, with_request=False)
+        # An experiment's answer shows its spec (a solve's does not show its request).
+        job = store.get_job(job_id, kind, owner=owner, with_request=kind == JobKind.experiment)
         if job is None or job.terminal:
             return job
         job = store.request_cancel(job_id)
