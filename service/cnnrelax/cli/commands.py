@@ -27,7 +27,6 @@ from .render import (
     fail_from_client_error,
     fmt,
     print_json,
-    progress_counts,
     render_experiment_summary,
     render_solve_summary,
     stdout,
@@ -461,19 +460,23 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
             fail_from_client_error(error)
     else:
         try:
-            from cnnrelax.experiments import ExperimentCancelled, render_figure, run_experiment
+            from cnnrelax.experiments import ExperimentCancelled, render_figure
         except ImportError as error:
             fail(f"in-process experiments need cnnrelax.experiments ({error}); or pass --url of a service.")
+        from ..jobs import run_job
+        from ..types import JobKind
+
         started = time.monotonic()
         with ProgressBar(label, enabled=not quiet) as bar:
-            def on_progress(*args: Any, **kwargs: Any) -> None:
-                bar.update(*progress_counts(*args, **kwargs))
+            def on_progress(done: int, total: int, partial_state: dict[str, Any]) -> None:
+                bar.update(done, total)
 
             def should_stop() -> bool:
                 return timeout is not None and time.monotonic() - started > timeout
 
             try:
-                result = run_experiment(spec, progress=on_progress, should_stop=should_stop)
+                # The job function the service's workers run.
+                result = run_job(JobKind.experiment, spec, should_stop=should_stop, progress=on_progress)
             except ExperimentCancelled:
                 fail(f"the experiment did not finish within --timeout {timeout:g} s.")
             except ValueError as error:

@@ -151,21 +151,6 @@ class ProgressBar:
         self._progress.stop()
 
 
-def progress_counts(*args: Any, **kwargs: Any) -> tuple[int, int | None]:
-    """Read ``(done, total)`` from whatever a progress callback was given: two numbers, a dict, or an
-    object with ``done``/``total`` attributes."""
-    if len(args) >= 2:
-        return int(args[0]), None if args[1] is None else int(args[1])
-    if "done" in kwargs:
-        return int(kwargs["done"]), kwargs.get("total")
-    value = args[0] if args else {}
-    if isinstance(value, dict):
-        inner = value.get("progress", value)
-        return int(inner.get("done", 0) or 0), inner.get("total")
-    return int(getattr(value, "done", 0) or 0), getattr(value, "total", None)
-
-
-
 def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> None:
     """A person's view of an experiment result."""
     if spec["kind"] == "phase_transition":
