@@ -110,3 +110,27 @@ def test_a_datasets_solve_is_decided_without_reading_its_file(live_server) -> No
         assert accepted.status_code == 202, accepted.text
         job = wait_job(http, accepted.headers["location"])
         assert job["status"] == "failed" and "no longer stored" in job["error"]
+
+
+def test_a_data_dir_from_before_recorded_minima_opens_and_its_datasets_are_checked_by_the_worker(tmp_path) -> None:
+    import sqlite3
+
+    from cnnrelax.store import Store
+
+    store = Store(tmp_path)
+    X, y = np.arange(8.0).reshape(4, 2), np.array([1.0, -2.0, 3.0, 4.0])
+    record, _ = store.put_dataset(X, y, "npz")
+    assert (record.y_min, record.y_min_index) == (-2.0, 1)
+    store.close()
+    with sqlite3.connect(tmp_path / "cnnrelax.sqlite3") as db:  # the table as it was before y_min
+        db.execute("ALTER TABLE datasets DROP COLUMN y_min")
+        db.execute("ALTER TABLE datasets DROP COLUMN y_min_index")
+    store = Store(tmp_path)
+    old = store.get_dataset(record.id)
+    assert old is not None and (old.y_min, old.y_min_index) == (None, None)
+    spec = SolveSpec(dataset_id=record.id)
+    spec.check(DataShape(old.n, old.d, old.y_min, old.y_min_index), Limits())  # unknown labels pass the boundary
+    with pytest.raises(InvalidParameterError) as failed:  # and the worker refuses them when it builds the problem
+        run_solve_job(spec, store.load_dataset(record.id), None)
+    assert failed.value.parameter == "y" and "y[1] = -2" in failed.value.message
+    store.close()
