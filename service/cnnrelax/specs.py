@@ -48,6 +48,8 @@ Arrays = tuple[FloatArray, FloatArray]
 RelaxationName = Literal["lp", "qp", "naive"]
 #: The core's default relaxation, as the name type the schemas use.
 DEFAULT_RELAXATION = cast(RelaxationName, CORE_DEFAULTS.relaxation)
+#: The core's default activation (a planted model's), as the name type the schemas use.
+DEFAULT_ACTIVATION = cast(ActivationName, PlantedSpec(n=1, d=1).activation)
 
 
 class LimitExceeded(InvalidParameterError):
@@ -134,7 +136,7 @@ class SolveSpec(BaseModel):
     recovery_tol: float = CORE_DEFAULTS.recovery_tol
     time_limit_s: float | None = None
     coverage_samples: int = CORE_DEFAULTS.coverage_samples
-    activation: ActivationName = "relu"
+    activation: ActivationName = DEFAULT_ACTIVATION
     negative_slope: float = DEFAULT_NEGATIVE_SLOPE
 
     @model_validator(mode="before")
@@ -142,7 +144,7 @@ class SolveSpec(BaseModel):
     def _planted_activation(cls, data: Any) -> Any:
         """A planted model's labels are drawn with the solve's activation: copy it into the planted spec."""
         if isinstance(data, dict) and data.get("planted") is not None:
-            same = {"activation": data.get("activation", "relu"),
+            same = {"activation": data.get("activation", DEFAULT_ACTIVATION),
                     "negative_slope": data.get("negative_slope", DEFAULT_NEGATIVE_SLOPE)}
             planted = data["planted"]
             if isinstance(planted, PlantedSpec):

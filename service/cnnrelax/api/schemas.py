@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
-from ..specs import DEFAULT_RELAXATION, RelaxationName
+from ..specs import DEFAULT_ACTIVATION, DEFAULT_RELAXATION, RelaxationName
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
 
 Relaxation = RelaxationName  # the registry's names (cnnrelax.relaxation.REGISTRY), as specs.py states them
@@ -220,9 +220,9 @@ class SolveRequest(_Strict):
     coverage_samples: int = Field(_CORE.coverage_samples, ge=0, le=10000, description="Random directions sampled "
                                   "to estimate certificate.coverage (the per-trial success probability at the "
                                   "selected filter); 0 skips the estimate.")
-    activation: ActivationName = Field("relu", description="The hidden layer's activation sigma: relu, leaky_relu "
-                                       "(labels may be negative), absolute (recovery up to sign), squared_relu or "
-                                       "softplus. A planted model's labels are drawn with it.")
+    activation: ActivationName = Field(DEFAULT_ACTIVATION, description="The hidden layer's activation sigma: relu, "
+                                       "leaky_relu (labels may be negative), absolute (recovery up to sign), "
+                                       "squared_relu or softplus. A planted model's labels are drawn with it.")
     negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1, description="leaky_relu's slope for "
                                   "negative inputs, strictly between 0 and 1 (the other activations ignore it).")
 
