@@ -10,12 +10,15 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "service" / "cnnrelax"
-CORE = {"activations", "errors", "problem", "planted", "constraints", "relaxation", "certificate", "trials",
-        "oracle", "baselines"}
+#: The names every layer shares, below the core: the exception, the shared types, the value checks.
+BASE = {"errors", "types", "validation"}
+CORE = {"activations", "problem", "planted", "constraints", "relaxation", "certificate", "trials", "oracle",
+        "baselines"}
 #: Layers from the bottom; a module may import its own layer and those below it.
 LAYERS = [
+    BASE,
     CORE,
-    {"types", "validation", "specs", "datafiles", "store", "settings", "log_format", "experiments"},
+    {"specs", "datafiles", "store", "settings", "log_format", "experiments"},
     {"jobs"},
     {"executors"},
     {"api"},
