@@ -15,20 +15,20 @@ from __future__ import annotations
 
 import os
 
-# Single-threaded BLAS, as the service's workers run (executor.py): on a loaded 2-core machine a
+# Single-threaded BLAS, as the service's workers run (cnnrelax.executors): on a loaded 2-core machine a
 # threaded BLAS turned a 531 x 100 least-squares solve from 7 ms into 1.7 s.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-import argparse  # noqa: E402 (after the BLAS settings, which must precede numpy's import)
-import resource  # noqa: E402
-import time  # noqa: E402
+import argparse
+import resource
+import time
 
-import cvxpy as cp  # noqa: E402
+import cvxpy as cp
 
-from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction  # noqa: E402
-from cnnrelax.certificate import coverage  # noqa: E402
-from cnnrelax.oracle import CvxpyRelaxation  # noqa: E402
+from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction
+from cnnrelax.certificate import coverage
+from cnnrelax.oracle import CvxpyRelaxation
 
 SIZES = [(5000, 100, 4), (10000, 200, 5), (10000, 500, 5)]
 

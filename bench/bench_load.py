@@ -268,7 +268,7 @@ class LoadDriver:
         report.solves_per_s = sum(job.status == "succeeded" for job in in_window) / self.duration
         windows = [0] * max(1, int(self.duration // 10))
         for job in in_window:
-            index = int((job.finished_at - start) // 10)  # type: ignore[operator]
+            index = int((job.finished_at - start) // 10)  # type: ignore[operator]  # in_window holds finished jobs only
             if index < len(windows):
                 windows[index] += 1
         report.slowest_10s_window_per_s = min(windows) / 10.0 if self.duration >= 10 else report.solves_per_s

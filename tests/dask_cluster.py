@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 
 #: A small planted solve, run on the cluster by the Dask tests and compared with the core's own answer.
 SMALL_JOB: dict[str, Any] = {"planted": {"n": 200, "d": 20, "k": 2, "seed": 3}, "trials": 2, "seed": 5}
@@ -30,9 +30,10 @@ def assert_equals_the_core(job: dict[str, Any], body: dict[str, Any] = SMALL_JOB
     import pytest
 
     from cnnrelax.jobs import run_solve_job
+    from cnnrelax.specs import SolveSpec
 
     assert job["status"] == "succeeded", job
-    expected = run_solve_job(body, None, None)
+    expected = run_solve_job(SolveSpec.model_validate(body), None, None)
     assert job["result"]["w"] == pytest.approx(expected["w"], rel=1e-9, abs=1e-12)
     assert job["result"]["loss"] == pytest.approx(expected["loss"], rel=1e-6, abs=1e-12)
     assert [t["index"] for t in job["result"]["trials"]] == [t["index"] for t in expected["trials"]]

@@ -72,7 +72,7 @@ def test_unknown_ids_routes_and_methods(http: httpx.Client) -> None:
     assert_problem(http.get(f"/v1/experiments/{job_id}"), 404)  # a solve is not an experiment
 
 
-def test_huge_bodies_are_413_and_the_server_keeps_serving(start_server) -> None:  # noqa: ANN001
+def test_huge_bodies_are_413_and_the_server_keeps_serving(start_server) -> None:
     server = start_server(env={"CNNRELAX_MAX_BODY_BYTES": "100000"}, workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         big = {"data": {"X": [[0.5] * 50] * 1000, "y": [1.0] * 1000}}
@@ -92,7 +92,7 @@ def test_huge_bodies_are_413_and_the_server_keeps_serving(start_server) -> None:
         assert http.post("/v1/solves", json=GOOD).status_code == 202
 
 
-def test_full_queue_answers_429_with_retry_after_and_drops_nothing(start_server) -> None:  # noqa: ANN001
+def test_full_queue_answers_429_with_retry_after_and_drops_nothing(start_server) -> None:
     server = start_server(env={"CNNRELAX_MAX_QUEUE_DEPTH": "2"}, workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         running = http.post("/v1/solves", json=LONG).json()
@@ -112,7 +112,7 @@ def test_full_queue_answers_429_with_retry_after_and_drops_nothing(start_server)
             assert wait_job(http, answer.headers["location"])["status"] == "succeeded"
 
 
-def test_api_keys_guard_every_route_but_health(start_server) -> None:  # noqa: ANN001
+def test_api_keys_guard_every_route_but_health(start_server) -> None:
     server = start_server(env={"CNNRELAX_API_KEYS": "alpha, beta"}, workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         assert http.get("/healthz").status_code == 200

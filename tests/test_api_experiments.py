@@ -12,7 +12,7 @@ from threadpoolctl import threadpool_limits
 
 experiments = pytest.importorskip("cnnrelax.experiments")
 
-from conftest import assert_problem, wait_job  # noqa: E402
+from conftest import assert_problem, wait_job  # noqa: E402 (after the importorskip that guards this module)
 
 SMALL = {"kind": "phase_transition", "k": 1, "d": [6, 10], "n": [30, 200], "repetitions": 3,
          "methods": ["relaxation", "pseudo_inverse"], "seed": 1}
@@ -75,9 +75,11 @@ def test_cancel_a_running_experiment(http: httpx.Client) -> None:
     done = wait_job(http, f"/v1/experiments/{job['id']}", timeout=30)
     assert done["status"] == "cancelled"
     assert done["progress"]["done"] < done["progress"]["total"]
+    again = http.delete(f"/v1/experiments/{job['id']}")  # a finished experiment is answered as it is, spec and all
+    assert again.status_code == 200 and again.json()["spec"]["kind"] == MANY_CELLS["kind"], again.text
 
 
-def test_a_killed_experiment_resumes_from_its_cells_and_ends_as_an_uninterrupted_one(start_server, tmp_path) -> None:  # noqa: ANN001
+def test_a_killed_experiment_resumes_from_its_cells_and_ends_as_an_uninterrupted_one(start_server, tmp_path) -> None:
     server = start_server(workers=1, data_dir=tmp_path / "exp")
     with httpx.Client(base_url=server.url, timeout=30) as http:
         job = http.post("/v1/experiments", json=MANY_CELLS).json()

@@ -10,7 +10,7 @@ import httpx
 LONG = {"planted": {"n": 600, "d": 40, "k": 2, "seed": 1}, "trials": 1000, "stop_on_certificate": False}
 
 
-def test_healthz_is_fast_while_both_cores_solve(start_server) -> None:  # noqa: ANN001
+def test_healthz_is_fast_while_both_cores_solve(start_server) -> None:
     server = start_server(workers=2)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         ids = [http.post("/v1/solves", json={**LONG, "seed": i}).json()["id"] for i in range(2)]

@@ -99,7 +99,7 @@ def test_cancel_a_running_job_stops_it_promptly(http: httpx.Client) -> None:
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
-def test_cancel_a_queued_job_is_immediate(start_server) -> None:  # noqa: ANN001
+def test_cancel_a_queued_job_is_immediate(start_server) -> None:
     server = start_server(workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         blocker = submit(http, LONG).json()
@@ -163,7 +163,7 @@ def test_time_limit_fails_the_job_with_that_reason(http: httpx.Client) -> None:
     assert "time limit" in done["error"]
 
 
-def test_logs_are_json_lines_with_the_job_id(http: httpx.Client, live_server) -> None:  # noqa: ANN001
+def test_logs_are_json_lines_with_the_job_id(http: httpx.Client, live_server) -> None:
     import json
 
     job_id = submit(http, {**PLANTED, "seed": 21}).json()["id"]

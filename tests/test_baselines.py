@@ -38,7 +38,9 @@ def test_gradient_matches_finite_differences_of_the_mean_loss() -> None:
     problem = pp.problem
     rng = np.random.default_rng(0)
     w = rng.standard_normal(problem.m)
-    mean_loss = lambda v: problem.loss(v) / (2 * problem.n)  # noqa: E731
+    def mean_loss(v: np.ndarray) -> float:
+        return problem.loss(v) / (2 * problem.n)
+
     h = 1e-6
     numeric = np.array([(mean_loss(w + h * e) - mean_loss(w - h * e)) / (2 * h) for e in np.eye(problem.m)])
     np.testing.assert_allclose(mean_loss_gradient(problem, w), numeric, rtol=1e-5, atol=1e-8)

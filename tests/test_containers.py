@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
-import yaml  # type: ignore[import-untyped]
+import yaml  # type: ignore[import-untyped]  # no stubs installed
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 

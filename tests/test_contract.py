@@ -331,6 +331,8 @@ def _schema_types(schema: dict[str, Any], components: dict[str, Any]) -> tuple[s
     """JSON types a schema property takes, whether null is one, and the components it refers to."""
     if "$ref" in schema:
         name = schema["$ref"].rsplit("/", 1)[-1]
+        if "enum" in components.get(name, {}):  # a named enum (JobStatus): its values are strings
+            return {components[name].get("type", "string")}, False, set()
         return {"object"}, False, {name}
     kinds: set[str] = set()
     nullable, refs = False, set()

@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from cnnrelax.jobs import run_solve_job
+from cnnrelax.specs import SolveSpec
 
 from dask_cluster import SMALL_JOB, DaskCluster, assert_equals_the_core, free_port
 
@@ -172,7 +173,7 @@ def test_workers_without_the_api_filesystem_run_a_job_on_an_uploaded_dataset(
     body = {"dataset_id": dataset_id, "k": 2, "trials": 2, "seed": 4}
     job = service.wait_job(service.submit(body), 60)
     assert job["status"] == "succeeded", job
-    expected = run_solve_job(body, (X, y), None)
+    expected = run_solve_job(SolveSpec.model_validate(body), (X, y), None)
     assert job["result"]["w"] == pytest.approx(expected["w"], rel=1e-9, abs=1e-12)
     assert job["result"]["loss"] == pytest.approx(expected["loss"], rel=1e-6, abs=1e-12)
 

@@ -38,6 +38,7 @@ import httpx
 import pytest
 
 from cnnrelax.jobs import run_solve_job
+from cnnrelax.specs import SolveSpec
 
 from dask_cluster import free_port
 
@@ -56,7 +57,7 @@ TIMINGS: dict[str, float] = {}
 
 
 def _run(*command: str, timeout: float = 600, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]
+    done = subprocess.run(list(command), capture_output=True, text=True, timeout=timeout, **kwargs)  # type: ignore[call-overload]  # kwargs pass through
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({done.returncode}):\n"
                              f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
@@ -216,7 +217,7 @@ def test_the_image_solves_answers_readyz_and_turns_healthy(docker: str, image: s
         assert ready["checks"]["workers"] is True
         job = _wait_job(base, _submit(base, SMALL_JOB), 120)
         assert job["status"] == "succeeded", job
-        expected = run_solve_job(SMALL_JOB, None, None)
+        expected = run_solve_job(SolveSpec.model_validate(SMALL_JOB), None, None)
         assert job["result"]["w"] == pytest.approx(expected["w"], rel=1e-9, abs=1e-12)
         _timed("image: run to a solved job", start)
         while (health := _run(docker, "inspect", "-f", "{{.State.Health.Status}}", name).stdout.strip()) != "healthy":

@@ -31,7 +31,7 @@ def _run_all(url: str, ids: list[str]) -> dict[str, dict]:
         return {job_id: wait_job(http, f"/v1/solves/{job_id}", timeout=120) for job_id in ids}
 
 
-def test_sigkill_mid_queue_loses_no_job_and_finishes_none_twice(start_server, tmp_path) -> None:  # noqa: ANN001
+def test_sigkill_mid_queue_loses_no_job_and_finishes_none_twice(start_server, tmp_path) -> None:
     server = start_server(workers=2, data_dir=tmp_path / "killed")
     workers_before = {child.pid for child in psutil.Process(server.process.pid).children(recursive=True)}
     with httpx.Client(base_url=server.url, timeout=30) as http:

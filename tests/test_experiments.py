@@ -6,6 +6,7 @@ import functools
 import io
 import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -247,7 +248,7 @@ def test_digits_figure_is_a_png_of_the_stated_size(digits_run: dict) -> None:
     assert _png_size(render_figure(digits_run)) == figure_size_px(digits_run) == (1500, 500)
 
 
-def test_user_image_sets_from_npz_and_from_arrays(tmp_path) -> None:  # noqa: ANN001
+def test_user_image_sets_from_npz_and_from_arrays(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.random((60, 6, 6))
     angles = rng.uniform(-30, 30, size=60)

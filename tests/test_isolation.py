@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-import psutil  # type: ignore[import-untyped]
+import psutil  # type: ignore[import-untyped]  # no stubs installed
 import pytest
 
 from cnnrelax.settings import Settings

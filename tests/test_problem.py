@@ -145,7 +145,7 @@ def test_planted_noise_is_added_with_the_requested_scale() -> None:
         (PlantedSpec(n=0, d=4), "n"),
         (PlantedSpec(n=10, d=5, k=2), "k"),
         (PlantedSpec(n=10, d=4, noise_std=-1.0), "noise_std"),
-        (PlantedSpec(n=10, d=4, distribution="cauchy"), "distribution"),  # type: ignore[arg-type]
+        (PlantedSpec(n=10, d=4, distribution="cauchy"), "distribution"),  # type: ignore[arg-type]  # invalid on purpose
     ],
 )
 def test_invalid_planted_specs_are_rejected(spec: PlantedSpec, parameter: str) -> None:

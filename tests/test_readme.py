@@ -28,7 +28,7 @@ def _blocks(section: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
 
 
-def test_the_curl_sequence_runs_as_written(live_server) -> None:  # type: ignore[no-untyped-def]
+def test_the_curl_sequence_runs_as_written(live_server) -> None:  # type: ignore[no-untyped-def]  # pytest fixture
     one_go = next(block for block in _blocks(_section("Try it"), "bash") if "id=$(curl" in block)
     script = one_go.replace("http://127.0.0.1:8000", live_server.url)
     answer = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=120)
@@ -48,7 +48,7 @@ def test_the_curl_sequence_runs_as_written(live_server) -> None:  # type: ignore
     assert result["recovery_error"] < 1e-9
 
 
-def test_the_python_example_runs_as_written(live_server, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_the_python_example_runs_as_written(live_server, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]  # pytest fixture
     example = next(block for block in _blocks(_section("Try it"), "python") if "Client(" in block)
     exec(compile(example.replace("http://127.0.0.1:8000", live_server.url), "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()

@@ -135,7 +135,7 @@ def test_each_key_has_its_own_queue_cap_and_keys_take_turns(server: ServerProces
     assert [owner for _, owner in started].index("bob") <= 1, started
 
 
-def test_the_claim_round_robins_between_owners(tmp_path) -> None:  # noqa: ANN001
+def test_the_claim_round_robins_between_owners(tmp_path) -> None:
     store = Store(tmp_path)
     for seed in range(6):
         store.create_job("solve", {"seed": seed}, owner="a")
@@ -149,7 +149,7 @@ def test_the_claim_round_robins_between_owners(tmp_path) -> None:  # noqa: ANN00
     store.close()
 
 
-def test_keys_off_is_one_anonymous_tenant(start_server) -> None:  # noqa: ANN001
+def test_keys_off_is_one_anonymous_tenant(start_server) -> None:
     server = start_server(workers=1)
     with httpx.Client(base_url=server.url, timeout=60) as anyone:
         answer = anyone.post("/v1/solves", json=SMALL, headers={"Idempotency-Key": "k"})

@@ -69,7 +69,9 @@ def _constraints(kind: str, m: int) -> FilterConstraints:
 
 def _scaled(c: FilterConstraints, factor: float) -> FilterConstraints:
     """The same constraint set for filters ``factor * w``: bounds and right-hand sides times ``factor``."""
-    times = lambda v: None if v is None else (np.asarray(v, dtype=float) * factor).tolist()  # noqa: E731
+    def times(v: list[float] | None) -> list[float] | None:
+        return None if v is None else (np.asarray(v, dtype=float) * factor).tolist()
+
     return FilterConstraints(
         nonnegative=c.nonnegative, lower=times(c.lower), upper=times(c.upper),
         l1_bound=None if c.l1_bound is None else c.l1_bound * factor,

@@ -12,6 +12,7 @@ import numpy as np
 
 from .activations import ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, make_activation
 from .problem import ConvProblem, FloatArray, InvalidParameterError, Patching, make_problem
+from .validation import positive_integer
 
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "rademacher", "laplace")
@@ -33,8 +34,7 @@ class PlantedSpec:
     def validate(self) -> None:
         for name in ("n", "d", "k"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise InvalidParameterError(name, f"planted.{name} must be a positive integer, got {value!r}.")
+            positive_integer(name, value, label=f"planted.{name}")
         if self.d % self.k != 0:
             raise InvalidParameterError(
                 "k", f"planted.d={self.d} is not divisible by planted.k={self.k}: non-overlapping "

@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .activations import RELU, Activation, make_activation
 from .errors import InvalidParameterError
+from .validation import positive_integer
 
 __all__ = ["InvalidParameterError", "ConvProblem", "make_problem", "make_patching", "BlockPatching",
            "StridedPatching", "ImagePatching", "Patching", "FloatArray"]
@@ -45,8 +46,7 @@ class BlockPatching:
 
     def shape(self, d: int) -> tuple[int, int]:
         """Return ``(k, m)`` for rows of length ``d``."""
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)) or self.k < 1:
-            raise _shape_error("k", f"k must be a positive integer, got {self.k!r}.")
+        positive_integer("k", self.k)
         if d % self.k != 0:
             raise _shape_error(
                 "k",

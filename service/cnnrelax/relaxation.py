@@ -46,6 +46,7 @@ from scipy.optimize import linprog
 from .activations import check_labels
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
+from .types import ShouldStop
 
 RelaxationKind = Literal["lp", "qp", "naive"]
 
@@ -102,7 +103,6 @@ def relaxation_kind(name: str) -> Relaxation:
             "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {name!r}."
         )
     return kind
-ShouldStop = Callable[[], bool]
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def serve(host: str | None = None, port: int | None = None, data_dir: Path | str
     import uvicorn
 
     from .api import create_app
-    from .api.log_format import configure_logging
+    from .log_format import configure_logging
 
     settings = build_settings(host, port, data_dir, **overrides)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -27,15 +27,16 @@ import sqlite3
 import threading
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-TERMINAL_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+from .types import TERMINAL_STATUSES, JobStatus
+
+#: Every status, in the order a job passes through them.
+JOB_STATUSES: tuple[JobStatus, ...] = tuple(JobStatus)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -70,7 +71,9 @@ CREATE TABLE IF NOT EXISTS datasets (
     d           INTEGER NOT NULL,
     size_bytes  INTEGER NOT NULL,
     source      TEXT NOT NULL,
-    created_at  REAL NOT NULL
+    created_at  REAL NOT NULL,
+    y_min       REAL,
+    y_min_index INTEGER
 );
 CREATE TABLE IF NOT EXISTS dataset_owners (
     dataset_id   TEXT NOT NULL,
@@ -97,6 +100,10 @@ INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_a
     SELECT id, 'anonymous', created_at, created_at FROM datasets
     WHERE id NOT IN (SELECT dataset_id FROM dataset_owners);
 """
+
+#: The columns of a :class:`DatasetRecord` (as a tenant sees it: its own upload time).
+_DATASET_COLUMNS = "id, n, d, size_bytes, source, created_at, y_min, y_min_index"
+_OWNED_DATASET_COLUMNS = "d.id, d.n, d.d, d.size_bytes, d.source, o.created_at, d.y_min, d.y_min_index"
 
 #: The owner of everything made while API keys are off.
 ANONYMOUS = "anonymous"
@@ -162,7 +169,8 @@ class JobRecord:
 
     @property
     def request(self) -> dict[str, Any]:
-        return json.loads(self.request_json)
+        request: dict[str, Any] = json.loads(self.request_json)
+        return request
 
     @property
     def result(self) -> dict[str, Any] | None:
@@ -187,6 +195,10 @@ class DatasetRecord:
     size_bytes: int
     source: str
     created_at: float
+    #: The smallest label and its index, recorded at upload (None for a dataset stored before they were), so
+    #: that a solve's label check needs no decode.
+    y_min: float | None = None
+    y_min_index: int | None = None
 
 
 def request_hash(request: Any) -> str:
@@ -199,8 +211,8 @@ def dataset_digest(X: np.ndarray, y: np.ndarray) -> str:
     """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y``."""
     digest = hashlib.sha256()
     digest.update(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
-    digest.update(memoryview(np.ascontiguousarray(X, dtype="<f8")).cast("B"))  # no copy of a float64 array
-    digest.update(memoryview(np.ascontiguousarray(y, dtype="<f8")).cast("B"))
+    for array in (X, y):  # no copy of a float64 array
+        digest.update(memoryview(np.ascontiguousarray(array, dtype="<f8").data).cast("B"))
     return digest.hexdigest()
 
 
@@ -242,6 +254,10 @@ class Store:
         if "owner" not in columns:  # a data dir from before tenants: everything in it was anonymous
             db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{ANONYMOUS}'")
         db.executescript(_OWNER_SCHEMA)
+        dataset_columns = {row[1] for row in db.execute("PRAGMA table_info(datasets)")}
+        for column, kind in (("y_min", "REAL"), ("y_min_index", "INTEGER")):  # from before label checks at upload
+            if column not in dataset_columns:
+                db.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
         self.remove_temporary_files()
 
     # -- connections ------------------------------------------------------------------------------
@@ -289,13 +305,13 @@ class Store:
 
     def ping(self) -> bool:
         """True when the database answers a query."""
-        return self._connection().execute("SELECT 1").fetchone()[0] == 1
+        return bool(self._connection().execute("SELECT 1").fetchone()[0] == 1)
 
     # -- jobs -------------------------------------------------------------------------------------
     def create_job(
         self,
         kind: str,
-        request: dict[str, Any],
+        request: dict[str, Any] | str,
         *,
         idempotency_key: str | None = None,
         dataset_id: str | None = None,
@@ -312,8 +328,10 @@ class Store:
         owners are separate). Past ``max_queue_depth`` queued jobs in all, or ``max_queued_per_owner`` of this
         owner, :class:`QueueFull`.
         """
-        body = json.dumps(request, separators=(",", ":"))
-        digest = request_hash(request)
+        if isinstance(request, str):  # a typed spec's JSON text (its fields in a fixed order): stored as it is
+            body, digest = request, hashlib.sha256(request.encode()).hexdigest()
+        else:
+            body, digest = json.dumps(request, separators=(",", ":")), request_hash(request)
         now = time.time()
         with self._transaction() as db:
             if idempotency_key is not None:
@@ -513,12 +531,14 @@ class Store:
                 os.replace(temporary, path)
             finally:
                 temporary.unlink(missing_ok=True)
+            y_index = int(np.argmin(y)) if y.size else None
             existing = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), path.stat().st_size, source,
-                                     time.time())
+                                     time.time(), None if y_index is None else float(y[y_index]), y_index)
             with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", (existing.id, existing.n, existing.d, existing.size_bytes,
-                                                         existing.source, existing.created_at))
+                db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at, y_min, "
+                           "y_min_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           (existing.id, existing.n, existing.d, existing.size_bytes, existing.source,
+                            existing.created_at, existing.y_min, existing.y_min_index))
         now = time.time()
         with self._transaction() as db:
             created = db.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
@@ -533,44 +553,28 @@ class Store:
     def get_dataset(self, dataset_id: str, *, owner: str | None = None) -> DatasetRecord | None:
         """The dataset's metadata, if ``owner`` holds it (``None``: whoever holds it)."""
         if owner is None:
-            row = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
+            row = self._connection().execute(f"SELECT {_DATASET_COLUMNS} FROM datasets "
                                              "WHERE id = ?", (dataset_id,)).fetchone()
         else:
             row = self._connection().execute(
-                "SELECT d.id, d.n, d.d, d.size_bytes, d.source, o.created_at FROM datasets AS d "
+                f"SELECT {_OWNED_DATASET_COLUMNS} FROM datasets AS d "
                 "JOIN dataset_owners AS o ON o.dataset_id = d.id WHERE d.id = ? AND o.owner = ?",
                 (dataset_id, owner)).fetchone()
         return None if row is None else DatasetRecord(*row)
 
     def list_datasets(self, limit: int = 1000, *, owner: str | None = None) -> list[DatasetRecord]:
         if owner is None:
-            rows = self._connection().execute("SELECT id, n, d, size_bytes, source, created_at FROM datasets "
+            rows = self._connection().execute(f"SELECT {_DATASET_COLUMNS} FROM datasets "
                                               "ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
         else:
             rows = self._connection().execute(
-                "SELECT d.id, d.n, d.d, d.size_bytes, d.source, o.created_at FROM datasets AS d "
+                f"SELECT {_OWNED_DATASET_COLUMNS} FROM datasets AS d "
                 "JOIN dataset_owners AS o ON o.dataset_id = d.id WHERE o.owner = ? "
                 "ORDER BY o.created_at DESC LIMIT ?", (owner, limit)).fetchall()
         return [DatasetRecord(*row) for row in rows]
 
     def load_dataset(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
         return load_dataset_file(self.dataset_path(dataset_id))
-
-    def load_dataset_head(self, dataset_id: str, rows: int) -> tuple[np.ndarray, np.ndarray]:
-        """The first ``rows`` rows of ``X`` and all of ``y``, inflating no more of ``X`` than those rows."""
-        with zipfile.ZipFile(self.dataset_path(dataset_id)) as archive, archive.open("X.npy") as stream:
-            version = np.lib.format.read_magic(stream)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) \
-                else np.lib.format.read_array_header_2_0
-            shape, fortran, dtype = read_header(stream)
-            if fortran or len(shape) != 2:
-                return self.load_dataset(dataset_id)
-            take = min(rows, shape[0])
-            data = stream.read(take * shape[1] * dtype.itemsize)
-            X = np.frombuffer(data, dtype=dtype).reshape(take, shape[1])
-            with archive.open("y.npy") as labels:
-                y = np.lib.format.read_array(labels, allow_pickle=False)
-        return X, y
 
     def delete_dataset(self, dataset_id: str, *, owner: str | None = None) -> bool:
         """Remove ``owner``'s hold on a dataset (``None``: everyone's); the file goes with the last holder.

@@ -35,10 +35,10 @@ from .relaxation import (
     RelaxationSolver,
     SolverSettings,
     relaxation_kind,
-    validate_relaxation,
 )
+from .types import ShouldStop
+from .validation import non_negative_integer, positive_integer
 
-ShouldStop = Callable[[], bool]
 DEFAULT_RECOVERY_TOL = 1e-4
 DEFAULT_COVERAGE_SAMPLES = 64
 POLISH_FEASIBILITY_TOL = 1e-9  # relative (ResolvedConstraints.relative_violation)
@@ -68,10 +68,8 @@ class SolveOptions:
             raise InvalidParameterError(
                 "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}."
             )
-        if isinstance(self.trials, bool) or not isinstance(self.trials, (int, np.integer)) or self.trials < 1:
-            raise InvalidParameterError("trials", f"trials must be a positive integer, got {self.trials!r}.")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise InvalidParameterError("seed", f"seed must be a non-negative integer, got {self.seed!r}.")
+        positive_integer("trials", self.trials)
+        non_negative_integer("seed", self.seed)
         if (isinstance(self.coverage_samples, bool) or not isinstance(self.coverage_samples, (int, np.integer))
                 or self.coverage_samples < 0):
             raise InvalidParameterError(
@@ -326,7 +324,6 @@ def solve(
     """Run up to ``options.trials`` seeded trials and return the best filter with its certificate."""
     options = options or SolveOptions()
     options.validate()
-    validate_relaxation(problem, options.relaxation, options.beta)
     constraints = options.constraints.resolve(problem.m)
     if w_star is not None:
         w_star = np.asarray(w_star, dtype=np.float64)
@@ -391,8 +388,8 @@ def solve(
         statuses = sorted({rec.solution.status for rec in records})
         status = statuses[0] if len(statuses) == 1 else "no_solution"
         message = "No trial produced a filter (" + ", ".join(statuses) + "). " + records[-1].solution.message
-    elif not message:
-        message = f"Selected trial {best.index} of {len(records)} run."  # type: ignore[union-attr]
+    elif not message and best is not None:
+        message = f"Selected trial {best.index} of {len(records)} run."
     certificate = None
     stopped = status == "cancelled" or (should_stop is not None and should_stop())
     if best is not None and not stopped:  # a cancelled job's answer is not read: skip the certificate's work

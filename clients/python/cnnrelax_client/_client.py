@@ -6,7 +6,7 @@ import asyncio
 import time
 from importlib.metadata import version
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar
+from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, cast
 
 import httpx
 import numpy.typing as npt
@@ -127,7 +127,7 @@ class Client(_BaseClient):
                     continue
                 step = flow.send(response)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return cast(T, stop.value)  # a flow's return value is its result
 
     def close(self) -> None:
         """Close the underlying connection pool."""
@@ -161,14 +161,19 @@ class Client(_BaseClient):
         output_weights: ArrayLike | None = None,
         stop_on_certificate: bool | None = None,
         polish: bool | None = None,
+        activation: str | None = None,
+        negative_slope: float | None = None,
         idempotency_key: str | None = None,
         **extra_options: Any,
     ) -> Job:
         """Queue a solve (``POST /v1/solves``) from exactly one source: ``X`` and ``y``, ``dataset_id``,
         or ``planted`` (a dict with ``n, d, k, seed, noise_std``). Options left ``None`` take the server's
-        defaults. Returns the job as accepted (usually ``queued``)."""
+        defaults. ``activation`` is the hidden layer's (``relu``, ``leaky_relu`` with ``negative_slope`` in
+        (0, 1), ``absolute``, ``squared_relu``, ``softplus``); a planted model's labels are drawn with it.
+        Returns the job as accepted (usually ``queued``)."""
         body = solve_body(X, y, dataset_id=dataset_id, planted=planted, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish, extra_options))
+            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
+            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
         return self._run(self._endpoints.submit(body, idempotency_key))
 
     def get(self, job_id: str, *, wait: float | None = None) -> Job:
@@ -216,6 +221,8 @@ class Client(_BaseClient):
         output_weights: ArrayLike | None = None,
         stop_on_certificate: bool | None = None,
         polish: bool | None = None,
+        activation: str | None = None,
+        negative_slope: float | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
@@ -226,7 +233,8 @@ class Client(_BaseClient):
         Returns the result with numpy arrays and its certificate; raises :class:`JobFailedError` if the
         job ends failed or cancelled."""
         body = solve_body(X, y, dataset_id=None, planted=None, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish, extra_options))
+            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
+            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
         return self._run(self._endpoints.solve(body, idempotency_key, timeout, progress, self.poll_interval,
                                                self.max_poll_interval))
 
@@ -245,6 +253,8 @@ class Client(_BaseClient):
         trial_seed: int | None = None,
         stop_on_certificate: bool | None = None,
         polish: bool | None = None,
+        activation: str | None = None,
+        negative_slope: float | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
         **extra_options: Any,
@@ -255,7 +265,9 @@ class Client(_BaseClient):
         The result carries ``w_star`` and ``recovery_error``."""
         body = solve_body(None, None, dataset_id=None, planted=self._planted(n, d, k, seed, noise_std, distribution),
                           options=self._options(None, relaxation, beta, trials, trial_seed, None,
-                                                stop_on_certificate, polish, extra_options))
+                                                stop_on_certificate, polish,
+                                                {"activation": activation, "negative_slope": negative_slope,
+                                                 **extra_options}))
         return self._run(self._endpoints.solve(body, None, timeout, progress, self.poll_interval,
                                                self.max_poll_interval))
 
@@ -350,7 +362,7 @@ class AsyncClient(_BaseClient):
                     continue
                 step = flow.send(response)
         except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            return cast(T, stop.value)  # a flow's return value is its result
 
     async def aclose(self) -> None:
         """Close the underlying connection pool."""
@@ -382,12 +394,15 @@ class AsyncClient(_BaseClient):
         output_weights: ArrayLike | None = None,
         stop_on_certificate: bool | None = None,
         polish: bool | None = None,
+        activation: str | None = None,
+        negative_slope: float | None = None,
         idempotency_key: str | None = None,
         **extra_options: Any,
     ) -> Job:
         """See :meth:`Client.submit`."""
         body = solve_body(X, y, dataset_id=dataset_id, planted=planted, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish, extra_options))
+            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
+            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
         return await self._run(self._endpoints.submit(body, idempotency_key))
 
     async def get(self, job_id: str, *, wait: float | None = None) -> Job:
@@ -434,6 +449,8 @@ class AsyncClient(_BaseClient):
         output_weights: ArrayLike | None = None,
         stop_on_certificate: bool | None = None,
         polish: bool | None = None,
+        activation: str | None = None,
+        negative_slope: float | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
@@ -441,7 +458,8 @@ class AsyncClient(_BaseClient):
     ) -> SolveResult:
         """See :meth:`Client.solve`."""
         body = solve_body(X, y, dataset_id=None, planted=None, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish, extra_options))
+            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
+            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
         return await self._run(self._endpoints.solve(body, idempotency_key, timeout, progress, self.poll_interval,
                                                      self.max_poll_interval))
 
@@ -460,6 +478,8 @@ class AsyncClient(_BaseClient):
         trial_seed: int | None = None,
         stop_on_certificate: bool | None = None,
         polish: bool | None = None,
+        activation: str | None = None,
+        negative_slope: float | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
         **extra_options: Any,
@@ -467,7 +487,9 @@ class AsyncClient(_BaseClient):
         """See :meth:`Client.solve_planted`."""
         body = solve_body(None, None, dataset_id=None, planted=self._planted(n, d, k, seed, noise_std, distribution),
                           options=self._options(None, relaxation, beta, trials, trial_seed, None,
-                                                stop_on_certificate, polish, extra_options))
+                                                stop_on_certificate, polish,
+                                                {"activation": activation, "negative_slope": negative_slope,
+                                                 **extra_options}))
         return await self._run(self._endpoints.solve(body, None, timeout, progress, self.poll_interval,
                                                      self.max_poll_interval))
 

@@ -29,8 +29,8 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import LimitExceeded
 from ..problem import InvalidParameterError
+from ..specs import LimitExceeded, SolveSpec
 from .problems import ApiError
 
 #: The tags of the experiment request's kinds (its discriminated union).
@@ -47,20 +47,23 @@ Parsed = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class ParsedBody:
-    """A validated request body: its members (inline data removed) and the inline arrays (else ``None``)."""
+    """A validated request body: a solve's :class:`~cnnrelax.specs.SolveSpec` (or another body's members) and
+    the inline arrays (else ``None``)."""
 
     members: dict[str, Any]
     X: np.ndarray | None = None
     y: np.ndarray | None = None
+    spec: SolveSpec | None = None
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
     """Pydantic's errors without their inputs (which may be huge) and with picklable contexts."""
-    out = []
+    out: list[dict[str, Any]] = []
     for error in exc.errors(include_url=False, include_input=False):
-        item = dict(error)
-        if "ctx" in item:
-            item["ctx"] = {key: str(value) for key, value in item["ctx"].items()}
+        item: dict[str, Any] = dict(error)
+        context = error.get("ctx")
+        if context is not None:
+            item["ctx"] = {key: str(value) for key, value in context.items()}
         out.append(item)
     return out
 
@@ -105,10 +108,12 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
     Returns
     -------
     tuple
-        ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data),
+        ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data) and
+        ``members`` a :class:`~cnnrelax.specs.SolveSpec` for a solve,
         ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit, setting)``.
     """
-    from .schemas import DatasetJson, ExperimentRequest, SolveRequest
+    from .schemas import DatasetJson, SolveRequest
+    from .schemas_experiments import ExperimentRequest, PhaseTransitionRequest, RotatedDigitsRequest
 
     numbers = body.count(b",") + 1
     if numbers > max_numbers:
@@ -129,16 +134,21 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
                         f"The options hold {sum(counts.values())} numbers ({largest}: {counts[largest]}), more than "
                         "this server takes in one solve's constraints and output_weights.", max_constraint_numbers,
                         "CNNRELAX_MAX_CONSTRAINT_NUMBERS")
-            members = request.model_dump(exclude_none=True, exclude={"data"})
+            spec = SolveSpec.model_validate(request.model_dump(exclude_none=True, exclude={"data"}))
             if request.data is None:
-                return ("ok", members, None, None)
+                return ("ok", spec, None, None)
             X, y = _matrix(request.data.X, "X"), np.array(request.data.y, dtype=np.float64)
+            if y.shape[0] != X.shape[0]:
+                raise InvalidParameterError("y", f"y has {y.shape[0]} labels but X has {X.shape[0]} rows: they "
+                                                 "must match.")
+            return ("ok", spec, X, y)
         elif model == "experiment":
-            experiment = TypeAdapter(ExperimentRequest).validate_json(body)
+            experiment: PhaseTransitionRequest | RotatedDigitsRequest = TypeAdapter(
+                ExperimentRequest).validate_json(body)
             return ("ok", experiment.model_dump(exclude_none=True), None, None)
         else:
             dataset = DatasetJson.model_validate_json(body)
-            members = {}
+            members: dict[str, Any] = {}
             X, y = _matrix(dataset.X, "X"), np.array(dataset.y, dtype=np.float64)
     except ValidationError as exc:
         if model == "dataset":  # uploads answer one sentence naming the member, as binary uploads do
@@ -252,6 +262,8 @@ class BodyParser:
                 raise LimitExceeded(parameter, message, limit=limit, setting=named or setting)
             raise InvalidParameterError(parameter, message)
         _, members, X, y = parsed
+        if isinstance(members, SolveSpec):
+            return ParsedBody({}, X, y, spec=members)
         return ParsedBody(members, X, y)
 
     def close(self) -> None:

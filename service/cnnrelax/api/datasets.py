@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import io
 import zipfile
+from typing import IO, Any
 
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import LimitExceeded
+from ..datafiles import checked_dataset, npz_arrays, split_labels
 from ..problem import InvalidParameterError
+from ..specs import LimitExceeded
 from ..store import DatasetInUse
 from .bodies import ParsedBody, read_body
 from .dependencies import Tenant, get_service, get_tenant
@@ -45,20 +47,11 @@ UPLOAD_BODY = {
 }
 
 
-def _finite_float(array: np.ndarray, name: str) -> np.ndarray:
-    if array.dtype.kind not in "biuf":
-        raise InvalidParameterError(name, f"{name} must hold real numbers, got dtype {array.dtype}.")
-    out = np.asarray(array, dtype=np.float64)
-    if not np.isfinite(out).all():
-        raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
-    return out
-
-
 #: Members an ``.npz`` dataset may hold (``X``, ``y`` and a few others, which are ignored).
 MAX_NPZ_MEMBERS = 16
 
 
-def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, name: str) -> tuple[tuple, np.dtype]:
+def _npy_header(stream: IO[bytes], name: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
     """Shape and dtype of a ``.npy`` stream, from its header alone (nothing else is read)."""
     try:
         version = np.lib.format.read_magic(stream)
@@ -76,7 +69,7 @@ def _npy_header(stream: io.RawIOBase | io.BufferedIOBase | zipfile.ZipExtFile, n
     return tuple(int(v) for v in shape), dtype
 
 
-def price_arrays(declared: dict[str, tuple[tuple, np.dtype]], max_entries: int, kind: str) -> None:
+def price_arrays(declared: dict[str, tuple[tuple[int, ...], np.dtype[Any]]], max_entries: int, kind: str) -> None:
     """422 when the declared shapes hold more than ``max_entries`` numbers (``CNNRELAX_MAX_MATRIX_ENTRIES``)."""
     total = sum(int(np.prod(shape, dtype=object)) for shape, _ in declared.values())
     if total > max_entries:
@@ -114,7 +107,7 @@ def _check_npz(body: bytes, max_entries: int) -> None:
             raise LimitExceeded("body", f"The .npz members declare {declared_bytes} bytes uncompressed, more than this "
                                         "server inflates for one dataset.", limit=limit_bytes,
                                 setting="CNNRELAX_MAX_MATRIX_ENTRIES (8 bytes per entry)")
-        shapes: dict[str, tuple[tuple, np.dtype]] = {}
+        shapes: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
         for member in members:
             name = member.filename.removesuffix(".npy")
             if name not in ("X", "y"):
@@ -148,19 +141,13 @@ def _from_npy(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     count = int(np.prod(shape, dtype=object))
     array = np.frombuffer(body, dtype=dtype, count=count, offset=stream.tell()).reshape(
         shape, order="F" if fortran else "C")
-    if array.ndim != 2 or array.shape[1] < 2:
-        raise InvalidParameterError("body", f"A .npy dataset is one n x (d+1) array with y in the last column; got "
-                                            f"shape {array.shape}.")
-    return array[:, :-1], array[:, -1]
+    return split_labels(array)
 
 
 def _from_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     with np.load(io.BytesIO(body), allow_pickle=False) as archive:
-        missing = [name for name in ("X", "y") if name not in archive.files]
-        if missing:
-            raise InvalidParameterError("body", f"The .npz archive lacks {' and '.join(missing)}; it holds "
-                                                f"{', '.join(archive.files) or 'nothing'}.")
-        return archive["X"], archive["y"]
+        X, y = npz_arrays(archive, tuple(archive.files))
+        return np.asarray(X), np.asarray(y)
 
 
 def is_json_upload(body: bytes, content_type: str) -> bool:
@@ -208,6 +195,8 @@ def parse_dataset(body: bytes, content_type: str, max_entries: int | None = None
                 X = np.array(data.X, dtype=np.float64).reshape(len(data.X), -1)
                 y = np.array(data.y, dtype=np.float64)
             else:
+                if parsed.X is None or parsed.y is None:  # never: a JSON dataset parses to its arrays
+                    raise InvalidParameterError("body", "The JSON dataset holds no X and y.")
                 X, y = parsed.X, parsed.y
             source = "json"
         elif body.startswith(NPY_MAGIC):
@@ -226,11 +215,7 @@ def parse_dataset(body: bytes, content_type: str, max_entries: int | None = None
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         message = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise InvalidParameterError("body", f"The dataset could not be read ({message}).") from None
-    X, y = _finite_float(np.asarray(X), "X"), _finite_float(np.asarray(y), "y")
-    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise InvalidParameterError("X", f"X must be a non-empty n x d matrix, got shape {X.shape}.")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
-        raise InvalidParameterError("y", f"y must be a vector of the n={X.shape[0]} labels, got shape {y.shape}.")
+    X, y = checked_dataset(X, y)
     return X, y, source
 
 

@@ -29,7 +29,8 @@ class Tenant:
 
 
 def get_service(request: Request) -> Service:
-    return request.app.state.service  # type: ignore[no-any-return]
+    service: Service = request.app.state.service
+    return service
 
 
 def _known(key: str, keys: list[str]) -> bool:

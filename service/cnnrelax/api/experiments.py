@@ -8,8 +8,10 @@ from typing import Any, Optional
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..jobs import json_safe, price_experiment, validate_job
-from ..store import encode_cursor
+from ..jobs import json_safe
+from ..specs import price_experiment
+from ..store import JobRecord, encode_cursor
+from ..types import JobKind
 from .bodies import read_body, require_json
 from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
@@ -31,17 +33,19 @@ def _cell_count(spec: dict[str, Any]) -> int | None:
 
 
 def _accept_experiment(service: Service, tenant: Tenant, request: dict[str, Any],
-                       idempotency_key: Optional[str]) -> tuple:
+                       idempotency_key: Optional[str]) -> tuple[JobRecord, bool]:
     if "images_path" in request:
         raise ApiError(422, "images_path names a file on the server and is not accepted over HTTP; send the "
                             "images inline as \"images\" (an N x H x W array).", title="Invalid parameter",
                        parameter="images_path")
     try:
-        spec = json_safe(validate_job("experiment", request))
+        from ..experiments import validate_experiment
+
+        spec = json_safe(validate_experiment(dict(request)))
     except ImportError:
         raise ApiError(501, "Experiments are not available in this installation.") from None
     price_experiment(spec, service.limits)
-    return service.submit("experiment", spec, idempotency_key=idempotency_key,
+    return service.submit(JobKind.experiment, spec, idempotency_key=idempotency_key,
                           time_limit_s=spec.get("time_limit_s"), progress_total=_cell_count(spec), owner=tenant.owner)
 
 
@@ -82,7 +86,7 @@ def _figure(service: Service, job_id: str, owner: str | None) -> bytes:
     job = store.get_job(job_id, "experiment", owner=owner)
     if job is None:
         raise not_found(job_id, "experiment")
-    if job.status != "succeeded" or job.result is None:
+    if job.status != JobStatus.succeeded or job.result is None:
         raise ApiError(409, f"The experiment is {job.status}; its figure exists once it has succeeded.",
                        title="No figure yet")
     path = store.data_dir / "figures" / f"{job.id}.png"
@@ -125,7 +129,7 @@ def cancel_experiment(response: Response, job_id: str = JOB_ID,
     job = service.cancel(job_id, "experiment", owner=tenant.sees)
     if job is None:
         raise not_found(job_id, "experiment")
-    response.status_code = 202 if job.status == "running" else 200
+    response.status_code = 202 if job.status == JobStatus.running else 200
     return experiment_view(job)
 
 

@@ -8,12 +8,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from ..store import JOB_STATUSES, Store
+from ..store import Store
+from ..types import JobKind, JobStatus
 
 RUN_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600)
 
 
-class _StoreCollector(Collector):
+class _StoreCollector(Collector):  # type: ignore[misc]  # prometheus_client enters untyped (Any)
     """Job counts by kind and state, and the queue depth, read from the store at scrape time."""
 
     def __init__(self, store: Store, running: Callable[[], int]) -> None:
@@ -23,12 +24,12 @@ class _StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         counts = self.store.count_by_status()
         jobs = GaugeMetricFamily("cnnrelax_jobs", "Jobs in the store by kind and state.", labels=["kind", "state"])
-        for kind in ("solve", "experiment"):
-            for status in JOB_STATUSES:
-                jobs.add_metric([kind, status], counts.get((kind, status), 0))
+        for kind in JobKind:
+            for status in JobStatus:
+                jobs.add_metric([kind.value, status.value], counts.get((kind.value, status.value), 0))
         yield jobs
         depth = GaugeMetricFamily("cnnrelax_queue_depth", "Jobs waiting for a worker.")
-        depth.add_metric([], sum(v for (_, status), v in counts.items() if status == "queued"))
+        depth.add_metric([], sum(v for (_, status), v in counts.items() if status == JobStatus.queued))
         yield depth
         running = GaugeMetricFamily("cnnrelax_jobs_in_flight", "Jobs this server's workers are running now.")
         running.add_metric([], self.running())

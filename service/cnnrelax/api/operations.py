@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .dependencies import get_service, require_api_key
 from .problems import ApiError
-from .schemas import Health, Readiness
+from .schemas import Health, Readiness, ReadinessChecks
 from .service import Service
 
 router = APIRouter(tags=["operations"])
@@ -52,7 +52,7 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
                       f"{service.settings.min_free_bytes}.")
         raise ApiError(503, detail, title="Not ready",
                        headers={"Retry-After": "2"}, checks=checks)
-    return Readiness(checks=checks, queue_depth=depth, running=running)
+    return Readiness(checks=ReadinessChecks(**checks), queue_depth=depth, running=running)
 
 
 @router.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)], summary="Prometheus metrics",

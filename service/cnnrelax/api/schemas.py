@@ -11,8 +11,12 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
-JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-Relaxation = Literal["lp", "qp", "naive"]
+from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
+from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
+from ..specs import DEFAULT_ACTIVATION, DEFAULT_RELAXATION, RelaxationName
+from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
+
+Relaxation = RelaxationName  # the registry's names (cnnrelax.relaxation.REGISTRY), as specs.py states them
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
@@ -114,7 +118,7 @@ _ROWS_NOT_EMPTY: dict[str, Any] = {"items": {"type": "array", "items": {"type": 
 
 
 class InlineData(_Strict):
-    """A small problem's data inline: `X` is n rows of d numbers, `y` n non-negative labels."""
+    """A small problem's data inline: `X` is n rows of d numbers, `y` n labels (in the activation's range)."""
 
     X: list[list[StrictFloat]] = Field(min_length=1, description="The n x d data matrix, one list per row.",
                                  json_schema_extra=_ROWS_NOT_EMPTY)
@@ -122,7 +126,8 @@ class InlineData(_Strict):
 
 
 class PlantedSpecIn(_Strict):
-    """A planted (teacher) model: `y_i = sum_j (X_ij w*)_+ + noise_std e_i`, all seeded."""
+    """A planted (teacher) model: `y_i = sum_j sigma(X_ij w*) + noise_std e_i`, all seeded (sigma: the solve's
+    `activation`)."""
 
     n: int = Field(ge=1, description="Samples.")
     d: int = Field(ge=1, description="Row length.")
@@ -190,16 +195,18 @@ class SolveRequest(_Strict):
                                       description="A dataset uploaded with POST /v1/datasets.")
     planted: Optional[PlantedSpecIn] = Field(None, description="A planted model drawn from its seed.")
     k: Optional[int] = Field(None, ge=1, description="Patches per row for data sources (d = k*m); default 1.")
-    relaxation: Relaxation = Field("lp", description="'lp' (beta -> 0), 'qp' (beta > 0) or 'naive'.")
-    beta: float = Field(1e-4, ge=0, description="Weight of the random linear term in the QP, dimensionless: "
+    relaxation: Relaxation = Field(DEFAULT_RELAXATION, description="'lp' (beta -> 0), 'qp' (beta > 0) or 'naive'.")
+    beta: float = Field(_CORE.beta, ge=0, description="Weight of the random linear term in the QP, dimensionless: "
                         "applied to the data normalised by their scales (X / RMS of the patch entries, y / max|y|), "
                         "so the same beta means the same thing in every unit.")
-    trials: int = Field(8, ge=1, description="Randomized trials (each a seeded direction r).")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
+    trials: int = Field(_CORE.trials, ge=1, description="Randomized trials (each a seeded direction r).")
+    seed: int = Field(_CORE.seed, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
     output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).",
                                                   json_schema_extra=_ITEMS_AT_LEAST_0)
-    stop_on_certificate: bool = Field(True, description="Stop at the first trial certified globally optimal.")
-    polish: bool = Field(True, description="Least squares on the activation pattern of each trial's filter.")
+    stop_on_certificate: bool = Field(_CORE.stop_on_certificate,
+                                      description="Stop at the first trial certified globally optimal.")
+    polish: bool = Field(_CORE.polish, description="Least squares on the activation pattern of each trial's "
+                         "filter.")
     patch_size: Optional[int] = Field(None, ge=1, description="1-D patches of this length (with `stride`).")
     stride: Optional[int] = Field(None, ge=1, description="Stride of 1-D or 2-D patches.")
     image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.",
@@ -207,11 +214,17 @@ class SolveRequest(_Strict):
     filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.",
                                               json_schema_extra=_ITEMS_AT_LEAST_1)
     constraints: Optional[ConstraintsIn] = Field(None, description="Convex constraints on w.")
-    recovery_tol: Optional[float] = Field(None, gt=0, description="Relative error that counts as recovery.")
+    recovery_tol: float = Field(_CORE.recovery_tol, gt=0, description="Relative error that counts as "
+                                "recovery (planted problems).")
     time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
-    coverage_samples: int = Field(64, ge=0, le=10000, description="Random directions sampled to estimate "
-                                  "certificate.coverage (the per-trial success probability at the selected filter); "
-                                  "0 skips the estimate.")
+    coverage_samples: int = Field(_CORE.coverage_samples, ge=0, le=10000, description="Random directions sampled "
+                                  "to estimate certificate.coverage (the per-trial success probability at the "
+                                  "selected filter); 0 skips the estimate.")
+    activation: ActivationName = Field(DEFAULT_ACTIVATION, description="The hidden layer's activation sigma: relu, "
+                                       "leaky_relu (labels may be negative), absolute (recovery up to sign), "
+                                       "squared_relu or softplus. A planted model's labels are drawn with it.")
+    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1, description="leaky_relu's slope for "
+                                  "negative inputs, strictly between 0 and 1 (the other activations ignore it).")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SolveRequest":

@@ -16,11 +16,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from ..executor import Dispatcher, Executor, LocalProcessExecutor
-from ..jobs import VALIDATION_ROWS, Limits, price_solve, validate_job, validate_solve_request
+from ..executors import Dispatcher, build_executor
 from ..problem import InvalidParameterError
 from ..settings import Settings
+from ..specs import DataShape, Limits, SolveSpec
 from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueueFull, Store, dataset_digest
+from ..types import TERMINAL_STATUSES, JobKind, JobStatus
 from .bodies import BodyParser
 from .metrics import ServiceMetrics
 from .problems import ApiError
@@ -67,17 +68,6 @@ class JobWaiters:
         if events and self._loop is not None and not self._loop.is_closed():
             for event in events:
                 self._loop.call_soon_threadsafe(event.set)
-
-
-def build_executor(settings: Settings, store: Store) -> Executor:
-    """Local worker processes, or (when ``dask_scheduler`` is set) the Dask executor."""
-    if settings.dask_scheduler:
-        try:
-            from ..dask_executor import DaskExecutor  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise RuntimeError("dask_scheduler is set but cnnrelax.dask_executor is not available") from exc
-        return DaskExecutor(settings.dask_scheduler, store=store, workers=settings.workers)  # type: ignore[no-any-return]
-    return LocalProcessExecutor(str(store.path), settings.workers, settings.log_level)
 
 
 class Service:
@@ -164,7 +154,7 @@ class Service:
             raise disk_full_error(f"The data directory has {free} bytes free, less than the {needed} this request "
                                   f"needs plus the {self.settings.min_free_bytes} kept free (CNNRELAX_MIN_FREE_BYTES)")
 
-    def _job_finished(self, job: JobRecord, status: str, run_time_s: float) -> None:
+    def _job_finished(self, job: JobRecord, status: JobStatus, run_time_s: float) -> None:
         self.metrics.job_finished(job.kind, status, run_time_s)
         self.waiters.notify(job.id)
 
@@ -175,10 +165,13 @@ class Service:
         return self.store
 
     # -- jobs -------------------------------------------------------------------------------------
-    def submit(self, kind: str, request: dict[str, Any], *, idempotency_key: str | None,
+    def submit(self, kind: JobKind, request: dict[str, Any] | str, *, idempotency_key: str | None,
                dataset_id: str | None = None, time_limit_s: float | None = None,
                progress_total: int | None = None, owner: str = ANONYMOUS) -> tuple[JobRecord, bool]:
-        """Queue a validated job of ``owner`` (blocking: call from a worker thread); return it and whether it is new."""
+        """Queue a checked job of ``owner`` (blocking: call from a worker thread); return it and whether it is new.
+
+        ``request`` is the job's spec: a typed spec's JSON text (stored as it is), or a normalised dict.
+        """
         store = self.require_store()
         if self.dispatcher is None or not self.dispatcher.alive():
             raise ApiError(503, "The job dispatcher is not running; no job can be accepted now.",
@@ -209,39 +202,49 @@ class Service:
             self.dispatcher.wake()
         return job, created
 
-    def validate_solve(self, request: dict[str, Any], arrays: tuple[Any, Any] | None = None,
-                       owner: str | None = None) -> tuple[dict[str, Any], tuple[Any, Any] | None]:
-        """Price and check a solve (blocking); return its stored form and the inline arrays to store.
+    def accept_solve(self, spec: SolveSpec, arrays: tuple[Any, Any] | None, *, owner: str,
+                     sees: str | None, idempotency_key: str | None) -> tuple[JobRecord, bool]:
+        """Check a solve once, from shapes alone, and queue it (blocking: call from a worker thread).
 
-        Inline ``arrays`` (``X``, ``y`` parsed from ``data``) become a dataset: the stored request names it by
-        ``dataset_id`` (the content address), so no job row carries megabytes of numbers. A ``dataset_id``
-        must be one ``owner`` holds (``None``: any). The price comes from shapes alone (the dataset's
-        metadata, the planted spec); validation then builds the problem from at most a few rows.
+        Inline ``arrays`` (``X``, ``y`` parsed from ``data``) become a dataset of ``owner``: the stored spec
+        names it by ``dataset_id`` (the content address), so no job row carries megabytes of numbers. A
+        ``dataset_id`` must be one ``sees`` holds (``None``: any); its check reads the dataset's metadata
+        (``n``, ``d``, the smallest label), never its arrays. The problem is built once, by the worker.
+
+        Parameters
+        ----------
+        spec : SolveSpec
+            The solve, as built from the request.
+        arrays : tuple of ndarray, optional
+            Inline ``X`` and ``y``.
+        owner, sees : str
+            The caller's tenant, and whose datasets it may name.
+        idempotency_key : str, optional
+            The request's ``Idempotency-Key``.
+
+        Returns
+        -------
+        tuple
+            The job and whether it is new.
         """
         store = self.require_store()
-        shape = None
+        data: DataShape | None = None
         if arrays is not None:
-            shape = arrays[0].shape
-        elif request.get("data") is not None:  # a caller that passes inline lists
-            X = request["data"]["X"]
-            shape = (len(X), len(X[0]) if X else 0)
-        elif request.get("dataset_id") is not None:
-            record = store.get_dataset(request["dataset_id"], owner=owner)
+            data = DataShape(int(arrays[0].shape[0]), int(arrays[0].shape[1]), labels=arrays[1])
+            spec = spec.model_copy(update={"dataset_id": dataset_digest(*arrays)})
+        elif spec.dataset_id is not None:
+            record = store.get_dataset(spec.dataset_id, owner=sees)
             if record is None:
-                raise InvalidParameterError("dataset_id", f"No dataset {request['dataset_id']} is stored; upload it "
+                raise InvalidParameterError("dataset_id", f"No dataset {spec.dataset_id} is stored; upload it "
                                                           "with POST /v1/datasets first.")
-            shape = (record.n, record.d)
-        price_solve(request, shape, self.limits)
-        if arrays is not None:
-            request = {**request, "dataset_id": dataset_digest(*arrays)}
-        elif request.get("dataset_id") is not None:
-            try:  # the first rows of X only: validation is about shapes (every label is checked)
-                head = store.load_dataset_head(request["dataset_id"], VALIDATION_ROWS)
-            except FileNotFoundError:
-                raise InvalidParameterError("dataset_id", "The dataset's file is missing; upload it again.") from None
-            validate_solve_request(request, head, head=True)
-            return dict(request), None
-        return validate_job("solve", request, arrays), (arrays if "data" not in request else None)
+            data = DataShape(record.n, record.d, record.y_min, record.y_min_index)
+        spec.check(data, self.limits)
+        if arrays is not None:  # stored once, as the tenant's dataset; the job names it
+            self.require_space(int(arrays[0].nbytes + arrays[1].nbytes))
+            store.put_dataset(arrays[0], arrays[1], "inline", owner=owner)
+        return self.submit(JobKind.solve, spec.model_dump_json(), idempotency_key=idempotency_key,
+                           dataset_id=spec.dataset_id, time_limit_s=spec.time_limit_s, progress_total=spec.trials,
+                           owner=owner)
 
     async def wait_for(self, job_id: str, kind: str, wait: float, *, owner: str | None = None,
                        with_request: bool = True) -> JobRecord | None:
@@ -260,7 +263,7 @@ class Service:
                 remaining = deadline - loop.time()
                 if status is None:
                     return None
-                if status in ("succeeded", "failed", "cancelled") or remaining <= 0:
+                if status in TERMINAL_STATUSES or remaining <= 0:
                     return await run_in_threadpool(
                         lambda: store.get_job(job_id, kind, owner=owner, with_request=with_request))
                 try:
@@ -273,7 +276,8 @@ class Service:
     def cancel(self, job_id: str, kind: str, owner: str | None = None) -> JobRecord | None:
         """Cancel a queued job of ``owner`` (``None``: anyone's), or ask a running one to stop (blocking)."""
         store = self.require_store()
-        job = store.get_job(job_id, kind, owner=owner, with_request=False)
+        # An experiment's answer shows its spec (a solve's does not show its request).
+        job = store.get_job(job_id, kind, owner=owner, with_request=kind == JobKind.experiment)
         if job is None or job.terminal:
             return job
         job = store.request_cancel(job_id)

@@ -44,17 +44,6 @@ SOLVE_BODY = {"required": True,
               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SolveRequest"}}}}
 
 
-def _accept_solve(service: Service, tenant: Tenant, members: dict, arrays: tuple | None,
-                  idempotency_key: Optional[str]) -> tuple:
-    request, inline = service.validate_solve(members, arrays, owner=tenant.sees)
-    if inline is not None:  # inline data is stored once, as the tenant's dataset, and the job names it
-        service.require_space(int(inline[0].nbytes + inline[1].nbytes))
-        service.require_store().put_dataset(inline[0], inline[1], "inline", owner=tenant.owner)
-    return service.submit("solve", request, idempotency_key=idempotency_key, dataset_id=request.get("dataset_id"),
-                          time_limit_s=request.get("time_limit_s"), progress_total=request["trials"],
-                          owner=tenant.owner)
-
-
 @router.post("", status_code=202, response_model=JobOut, summary="Submit a solve",
              openapi_extra={"requestBody": SOLVE_BODY})
 async def submit_solve(request: Request, response: Response, service: Service = Depends(get_service),
@@ -67,8 +56,12 @@ async def submit_solve(request: Request, response: Response, service: Service = 
     """
     require_json(request)
     parsed = await service.parser.parse(await read_body(request), "solve")
-    arrays = None if parsed.X is None else (parsed.X, parsed.y)
-    job, created = await run_in_threadpool(_accept_solve, service, tenant, parsed.members, arrays, idempotency_key)
+    spec = parsed.spec
+    if spec is None:  # never: a solve body parses to its SolveSpec
+        raise ApiError(500, "The solve body did not parse to a solve spec.")
+    arrays = None if parsed.X is None or parsed.y is None else (parsed.X, parsed.y)
+    job, created = await run_in_threadpool(lambda: service.accept_solve(
+        spec, arrays, owner=tenant.owner, sees=tenant.sees, idempotency_key=idempotency_key))
     mark_accepted(response, f"/v1/solves/{job.id}", created)
     return job_view(job)
 
@@ -95,7 +88,7 @@ def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = De
     job = service.cancel(job_id, "solve", owner=tenant.sees)
     if job is None:
         raise not_found(job_id)
-    response.status_code = 202 if job.status == "running" else 200
+    response.status_code = 202 if job.status == JobStatus.running else 200
     return job_view(job)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import Response
 
 from ..store import DatasetRecord, JobRecord
+from ..types import JobStatus
 from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut, SolveResultOut
 from .service import timestamp
 
@@ -15,7 +16,7 @@ from .service import timestamp
 def _progress(job: JobRecord) -> ProgressOut | None:
     if job.progress_total is None:
         return None
-    done = job.progress_total if job.status == "succeeded" else (job.progress_done or 0)
+    done = job.progress_total if job.status == JobStatus.succeeded else (job.progress_done or 0)
     return ProgressOut(done=done, total=job.progress_total)
 
 
@@ -41,16 +42,17 @@ def experiment_view(job: JobRecord) -> ExperimentOut:
     from ..experiments import public_spec
 
     spec = job.request
-    return ExperimentOut(
-        **_common(job), kind=spec.get("kind"), cancel_requested=job.cancel_requested, spec=public_spec(spec),
-        result=job.result,
-        figure_url=f"/v1/experiments/{job.id}/figure.png" if job.status == "succeeded" else None,
-    )
+    return ExperimentOut.model_validate({  # the stored spec and result, typed (and checked) per kind
+        **_common(job), "kind": spec.get("kind"), "cancel_requested": job.cancel_requested,
+        "spec": public_spec(spec), "result": job.result,
+        "figure_url": f"/v1/experiments/{job.id}/figure.png" if job.status == JobStatus.succeeded else None,
+    })
 
 
 def dataset_view(record: DatasetRecord) -> DatasetOut:
-    return DatasetOut(id=record.id, n=record.n, d=record.d, size_bytes=record.size_bytes, source=record.source,
-                      created_at=datetime.fromtimestamp(record.created_at, tz=timezone.utc))
+    return DatasetOut.model_validate({
+        "id": record.id, "n": record.n, "d": record.d, "size_bytes": record.size_bytes, "source": record.source,
+        "created_at": datetime.fromtimestamp(record.created_at, tz=timezone.utc)})
 
 
 def mark_accepted(response: Response, location: str, created: bool) -> None:

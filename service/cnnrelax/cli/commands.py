@@ -1,25 +1,36 @@
-"""The ``cnnrelax`` command line: serve, solve, inspect jobs, run the paper's experiments.
+"""The commands of the ``cnnrelax`` command line: serve, solve, inspect jobs, run the paper's experiments.
 
-``solve`` and ``experiment`` run in-process with the numerical core when no ``--url`` is given, and
-against a running service (through the thin client ``cnnrelax_client``) when one is. Heavy modules
-(the server, the experiments, the client) are imported only by the commands that need them.
+``solve`` and ``experiment`` run in-process when no ``--url`` is given, through the job function the
+service's workers run (:func:`cnnrelax.jobs.run_solve_job` on a :class:`~cnnrelax.specs.SolveSpec`), and
+against a running service (through the thin client ``cnnrelax_client``) when one is. Heavy modules (the
+server, the experiments, the client) are imported only by the commands that need them.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ..datafiles import checked_dataset, read_file, split_labels
+from ..problem import InvalidParameterError
+from .render import (
+    ProgressBar,
+    fail,
+    fail_from_client_error,
+    fmt,
+    print_json,
+    render_experiment_summary,
+    render_solve_summary,
+    stdout,
+)
 
 if TYPE_CHECKING:
     from cnnrelax_client import Client
@@ -37,9 +48,6 @@ experiment_app = typer.Typer(help="The paper's experiments: phase transitions (F
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(experiment_app, name="experiment")
 
-stdout = Console()
-stderr = Console(stderr=True)
-
 DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
 URL_ENV = "CNNRELAX_URL"
 API_KEY_ENV = "CNNRELAX_API_KEY"
@@ -49,18 +57,13 @@ PLANTED_FIELDS: dict[str, Callable[[str], Any]] = {
 
 
 def main() -> None:
-    """Console-script entry point (``cnnrelax = cnnrelax.cli:main``)."""
+    """Console-script entry point (``cnnrelax = cnnrelax.cli:main``; ``python -m cnnrelax.cli``)."""
     app()
 
 
 # ---------------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------------
-
-def fail(message: str, code: int = 1) -> NoReturn:
-    """Print ``error: message`` to stderr and exit with ``code``."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def default_data_dir() -> Path:
@@ -114,41 +117,17 @@ def parse_number_list(text: str, what: str, kind: Callable[[str], Any] = float) 
         raise typer.BadParameter(f"{what}: expected numbers separated by commas, got {text!r}.") from None
 
 
-def _read_csv(path: Path) -> np.ndarray:
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    if not rows:
-        fail(f"{path} holds no rows.")
-    try:
-        [float(cell) for cell in rows[0]]
-    except ValueError:
-        rows = rows[1:]  # a header line
-    try:
-        return np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
-    except ValueError as error:
-        fail(f"{path} is not a numeric CSV: {error}.")
-
 
 def load_array(path: Path) -> np.ndarray | dict[str, np.ndarray]:
-    """An ``.npy`` array, the arrays of an ``.npz`` archive, or a numeric CSV (header line optional)."""
-    if not path.exists():
-        fail(f"{path} does not exist.")
-    suffix = path.suffix.lower()
+    """An ``.npy`` array, the arrays of an ``.npz`` archive, or a numeric CSV (:func:`cnnrelax.datafiles.read_file`)."""
     try:
-        if suffix == ".npy":
-            return np.asarray(np.load(path, allow_pickle=False), dtype=np.float64)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                return {name: np.asarray(archive[name], dtype=np.float64) for name in archive.files}
-    except (ValueError, OSError) as error:
-        fail(f"could not read {path}: {error}")
-    if suffix in (".csv", ".txt"):
-        return _read_csv(path)
-    fail(f"{path}: unsupported file type {suffix!r}; use .npy, .npz or .csv.")
+        return read_file(path)
+    except InvalidParameterError as error:
+        fail(error.message)
 
 
 def load_problem_data(data_path: Path, labels_path: Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """``(X, y)`` from a data file and an optional labels file.
+    """``(X, y)`` from a data file and an optional labels file, checked as the API checks uploads.
 
     ``.npz``: arrays ``X`` and ``y``. ``.npy`` / ``.csv``: a matrix whose last column is ``y``, unless
     ``labels_path`` gives the labels separately (then the whole matrix is ``X``).
@@ -162,17 +141,17 @@ def load_problem_data(data_path: Path, labels_path: Path | None) -> tuple[np.nda
             fail(f"{data_path} has no array named X (it has: {', '.join(loaded) or 'none'}).")
     else:
         X = loaded
-    if labels_path is not None:
-        labels = load_array(labels_path)
-        if isinstance(labels, dict):
-            labels = labels.get("y", next(iter(labels.values()), np.empty(0)))
-        y = np.ravel(labels)
-    elif y is None:
-        if X.ndim != 2 or X.shape[1] < 2:
-            fail(f"{data_path}: without --labels the last column holds y, so it needs a matrix of at least "
-                 f"two columns (got shape {X.shape}).")
-        X, y = X[:, :-1], X[:, -1]
-    return np.asarray(X, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    try:
+        if labels_path is not None:
+            labels = load_array(labels_path)
+            if isinstance(labels, dict):
+                labels = labels.get("y", next(iter(labels.values()), np.empty(0)))
+            y = np.ravel(labels)
+        elif y is None:
+            X, y = split_labels(X, f"{data_path} (without --labels)")
+        return checked_dataset(X, y)
+    except InvalidParameterError as error:
+        fail(error.message)
 
 
 def service_client(url: str, api_key: str | None, timeout: float = 30.0) -> Client:
@@ -192,119 +171,42 @@ def _client_error_types() -> tuple[type[BaseException], ...]:
     return (CnnrelaxError,)
 
 
-def fail_from_client_error(error: BaseException) -> NoReturn:
-    """Exit with the problem details of a client error."""
-    status = getattr(error, "status", None)
-    title = getattr(error, "title", "error")
-    detail = getattr(error, "detail", str(error))
-    fail(f"{status} {title}: {detail}" if status else f"{title}: {detail}")
-
-
-def print_json(data: Any) -> None:
-    """JSON on stdout, nothing else (for machines)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_json_default) + "\n")
-    sys.stdout.flush()
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def _fmt_vector(values: list[float] | None, limit: int = 8) -> str:
-    if values is None:
-        return "-"
-    shown = ", ".join(f"{v:.4g}" for v in values[:limit])
-    return f"[{shown}{', ...' if len(values) > limit else ''}] (m={len(values)})"
-
-
-def render_solve_summary(result: dict[str, Any], job_id: str | None = None) -> None:
-    """A person's view of a solve result: the filter, its loss and certificate, and the trials."""
-    certificate = result.get("certificate") or {}
-    cone = certificate.get("cone") or {}
-    shape = result.get("shape") or {}
-    trials = result.get("trials") or []
-    table = Table(title="cnnrelax solve", show_header=False, title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    if job_id:
-        table.add_row("job", job_id)
-    table.add_row("status", f"{result.get('status')}: {result.get('message') or ''}".rstrip(": "))
-    if shape:
-        table.add_row("shape", ", ".join(f"{key}={value}" for key, value in shape.items()))
-    table.add_row("relaxation", _fmt(result.get("relaxation")))
-    table.add_row("filter w", _fmt_vector(result.get("w")))
-    table.add_row("loss L(w)", _fmt(result.get("loss")))
-    table.add_row("global optimum", _fmt(certificate.get("global_optimum")))
-    if certificate.get("summary"):
-        table.add_row("certificate", str(certificate["summary"]))
-    if cone.get("applicable"):
-        by = cone.get("certified_by_trials") or []
-        table.add_row("cone certificate",
-                      f"{'certified' if cone.get('certified') else 'not certified'}"
-                      f"{f' by the directions of trials {by}' if by else ''} "
-                      f"(closest residual {_fmt(cone.get('residual'))}, tolerance {_fmt(cone.get('tolerance'))})")
-    else:
-        table.add_row("cone certificate", f"not applicable: {cone.get('reason') or 'the filter does not fit y'}")
-    coverage = certificate.get("coverage") or {}
-    if coverage.get("applicable"):
-        table.add_row("coverage", str(coverage.get("reason")))
-    if result.get("recovery_error") is not None:
-        table.add_row("recovery error", _fmt(result.get("recovery_error")))
-    table.add_row("selected trial", f"{_fmt(result.get('selected_trial'))} of {len(trials)} run")
-    recovered = [t.get("recovered") for t in trials if t.get("recovered") is not None]
-    if recovered:
-        polished = [t.get("recovered_after_polish") for t in trials if t.get("recovered_after_polish") is not None]
-        after = f" ({sum(map(bool, polished))} after polishing)" if polished else ""
-        table.add_row("trials recovering w*", f"{sum(map(bool, recovered))} of {len(recovered)}{after}")
-    table.add_row("solve time", f"{_fmt(result.get('solve_time_s'), 3)} s")
-    stdout.print(table)
-    if trials and len(trials) <= 32:
-        per_trial = Table(title="trials", title_justify="left")
-        for name in ("#", "loss", "objective", "recov.", "pred.", "solver", "iters", "time s"):
-            per_trial.add_column(name, justify="left" if name == "solver" else "right", no_wrap=True)
-        for trial in trials:
-            solver = trial.get("solver") or {}
-            per_trial.add_row(
-                str(trial.get("index")), _fmt(trial.get("loss"), 3), _fmt(trial.get("objective"), 4),
-                _fmt(trial.get("recovered")), _fmt(trial.get("predicted")), _fmt(solver.get("status")),
-                _fmt(solver.get("iterations")), _fmt(solver.get("solve_time_s"), 2),
-            )
-        stdout.print(per_trial)
-
 
 def solve_in_process(
     X: np.ndarray | None, y: np.ndarray | None, planted: dict[str, Any] | None, k: int | None,
     output_weights: list[float] | None, options: dict[str, Any],
 ) -> dict[str, Any]:
-    """Run the core directly and return ``SolveResult.to_dict()``."""
-    import cnnrelax
+    """Build the solve's :class:`~cnnrelax.specs.SolveSpec`, check it, and run the job function the service's
+    workers run (:func:`cnnrelax.jobs.run_solve_job`); return its JSON-able result.
 
-    solve_options = cnnrelax.SolveOptions(**{key: value for key, value in options.items() if value is not None})
-    w_star = None
-    if planted is not None:
-        if output_weights is not None:
-            raise ValueError("output weights apply to data files; a planted problem uses c = 1.")
-        planted_problem = cnnrelax.planted_problem(cnnrelax.PlantedSpec(**planted))
-        problem, w_star = planted_problem.problem, planted_problem.w_star
-    else:
-        if X is None or y is None:
-            raise ValueError("X and y are both needed.")
-        problem = cnnrelax.make_problem(X, y, k=k or 1, output_weights=output_weights)
-    return cnnrelax.solve(problem, solve_options, w_star=w_star).to_dict()
+    Parameters
+    ----------
+    X, y : ndarray, optional
+        The data (a data file), or ``None`` with ``planted``.
+    planted : dict, optional
+        A planted spec (``n``, ``d``, ``k``, ``seed``, ...).
+    k : int, optional
+        Patches per row of the data.
+    output_weights : list of float, optional
+        ``c_j >= 0`` per patch.
+    options : dict
+        The other solve options (``None``: the default).
+
+    Returns
+    -------
+    dict
+        The result, as a job's ``result``.
+    """
+    from ..jobs import run_solve_job
+    from ..specs import UNLIMITED, DataShape, SolveSpec
+
+    members = {**options, "planted": planted, "k": k, "output_weights": output_weights}
+    spec = SolveSpec.model_validate({key: value for key, value in members.items() if value is not None})
+    if X is None or y is None:
+        spec.check(None, UNLIMITED)
+        return run_solve_job(spec, None, None)
+    spec.check(DataShape(X.shape[0], X.shape[1], labels=y), UNLIMITED)
+    return run_solve_job(spec, (X, y), None)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -365,6 +267,11 @@ def solve(
     polish: Optional[bool] = typer.Option(None, "--polish/--no-polish", help="Polish by least squares."),
     coverage_samples: Optional[int] = typer.Option(
         None, "--coverage-samples", min=0, help="Directions sampled for certificate.coverage (0 skips; default 64)."),
+    activation: Optional[str] = typer.Option(
+        None, "--activation", help="The hidden layer's activation: relu (default), leaky_relu, absolute, "
+                                   "squared_relu or softplus; a planted problem's labels are drawn with it."),
+    negative_slope: Optional[float] = typer.Option(
+        None, "--negative-slope", help="leaky_relu's slope for negative inputs, in (0, 1) (default 0.01)."),
     url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
                                       help="Service URL; without it the solve runs in this process."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help="X-API-Key for the service."),
@@ -378,9 +285,12 @@ def solve(
     if planted_spec is not None and k is not None and k != planted_spec["k"]:
         fail(f"--k {k} contradicts --planted k={planted_spec['k']}; give k inside --planted.", code=2)
     weights = parse_number_list(output_weights, "--output-weights") if output_weights else None
-    options = {"relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
-               "stop_on_certificate": stop_on_certificate, "polish": polish, "coverage_samples": coverage_samples}
-    X = y = None
+    options: dict[str, Any] = {"relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
+                               "stop_on_certificate": stop_on_certificate, "polish": polish,
+                               "coverage_samples": coverage_samples, "activation": activation,
+                               "negative_slope": negative_slope}
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
     if data is not None:
         X, y = load_problem_data(data, labels)
 
@@ -392,7 +302,8 @@ def solve(
                 if planted_spec is not None:
                     job = client.submit(planted=planted_spec, output_weights=weights, **options)
                 else:
-                    dataset = client.upload_dataset(X, y)  # type: ignore[arg-type]
+                    assert X is not None and y is not None  # a DATA file was read above
+                    dataset = client.upload_dataset(X, y)
                     job = client.submit(dataset_id=dataset.id, k=k, output_weights=weights, **options)
                 job_id = job.id
                 job = client.wait(job, timeout=timeout)
@@ -405,14 +316,16 @@ def solve(
             fail(f"job {job.id} ended {job.status}: {job.error or 'no result'}")
         result = envelope["result"]
     else:
-        from cnnrelax import InvalidParameterError
+        from pydantic import ValidationError
 
         try:
             result = solve_in_process(X, y, planted_spec, k, weights, options)
         except InvalidParameterError as error:
             fail(f"{error.parameter}: {error.message}", code=2)
-        except (TypeError, ValueError) as error:
-            fail(str(error), code=2)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first.get("loc", ()))
+            fail(f"{where}: {first['msg']}", code=2)
         envelope = {"id": None, "status": "succeeded", "result": result}
     if as_json:
         print_json(envelope)
@@ -496,7 +409,7 @@ def jobs_show(
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key, value in _job_summary(job.raw).items():
-        table.add_row(key, _fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value))
+        table.add_row(key, fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value))
     stdout.print(table)
 
 
@@ -523,52 +436,6 @@ def jobs_cancel(
 # experiments
 # ---------------------------------------------------------------------------------------------------
 
-@dataclass
-class ProgressBar:
-    """A rich progress bar fed with ``(done, total)``; silent when ``enabled`` is false."""
-
-    description: str
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TimeElapsedColumn(), TimeRemainingColumn(), console=stderr,
-                                  disable=not self.enabled, transient=False)
-        self._task = self._progress.add_task(self.description, total=None)
-
-    def update(self, done: int, total: int | None) -> None:
-        self._progress.update(self._task, completed=done, total=total or None)
-
-    def __enter__(self) -> ProgressBar:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._progress.stop()
-
-
-def _progress_counts(*args: Any, **kwargs: Any) -> tuple[int, int | None]:
-    """Read ``(done, total)`` from whatever a progress callback was given: two numbers, a dict, or an
-    object with ``done``/``total`` attributes."""
-    if len(args) >= 2:
-        return int(args[0]), None if args[1] is None else int(args[1])
-    if "done" in kwargs:
-        return int(kwargs["done"]), kwargs.get("total")
-    value = args[0] if args else {}
-    if isinstance(value, dict):
-        inner = value.get("progress", value)
-        return int(inner.get("done", 0) or 0), inner.get("total")
-    return int(getattr(value, "done", 0) or 0), getattr(value, "total", None)
-
 
 def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | None, api_key: str | None,
                            timeout: float | None, as_json: bool, quiet: bool) -> None:
@@ -593,19 +460,23 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
             fail_from_client_error(error)
     else:
         try:
-            from cnnrelax.experiments import ExperimentCancelled, render_figure, run_experiment
+            from cnnrelax.experiments import ExperimentCancelled, render_figure
         except ImportError as error:
             fail(f"in-process experiments need cnnrelax.experiments ({error}); or pass --url of a service.")
+        from ..jobs import run_job
+        from ..types import JobKind
+
         started = time.monotonic()
         with ProgressBar(label, enabled=not quiet) as bar:
-            def on_progress(*args: Any, **kwargs: Any) -> None:
-                bar.update(*_progress_counts(*args, **kwargs))
+            def on_progress(done: int, total: int, partial_state: dict[str, Any]) -> None:
+                bar.update(done, total)
 
             def should_stop() -> bool:
                 return timeout is not None and time.monotonic() - started > timeout
 
             try:
-                result = run_experiment(spec, progress=on_progress, should_stop=should_stop)
+                # The job function the service's workers run.
+                result = run_job(JobKind.experiment, spec, should_stop=should_stop, progress=on_progress)
             except ExperimentCancelled:
                 fail(f"the experiment did not finish within --timeout {timeout:g} s.")
             except ValueError as error:
@@ -622,49 +493,6 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
     if out is not None:
         stdout.print(f"figure written to {out}")
 
-
-def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> None:
-    """A person's view of an experiment result."""
-    if spec["kind"] == "phase_transition":
-        cells = result.get("cells") or []
-        table = Table(title=f"phase transition, k={spec.get('k')}", title_justify="left")
-        for name in ("method", "d", "n", "min error", "success rate"):
-            table.add_column(name, justify="left" if name == "method" else "right")
-        for cell in cells:
-            table.add_row(str(cell.get("method")), str(cell.get("d")), str(cell.get("n")),
-                          _fmt(cell.get("min_error"), 3), _fmt(cell.get("success_rate"), 3))
-        stdout.print(table)
-        transition = result.get("transition")
-        if isinstance(transition, dict) and transition:
-            table = Table(title="transition: smallest n whose success rate reaches half its plateau",
-                          title_justify="left")
-            for name in ("method", "d", "n", "plateau"):
-                table.add_column(name, justify="left" if name == "method" else "right")
-            for method, rows in transition.items():
-                for row in rows if isinstance(rows, list) else []:
-                    table.add_row(method, _fmt(row.get("d")), _fmt(row.get("n")) if row.get("n") is not None
-                                  else "not reached", _fmt(row.get("plateau"), 3))
-            stdout.print(table)
-    else:
-        table = Table(title="rotated digits (test RMSE, degrees; mean +- sd over seeds)", show_header=False,
-                      title_justify="left")
-        table.add_column("field", style="bold")
-        table.add_column("value")
-        for key in ("rmse_raw", "rmse_filter", "rmse_random"):
-            std = result.get(f"{key}_std")
-            table.add_row(key, _fmt(result.get(key), 4) + ("" if std is None else f" +- {_fmt(std, 3)}"))
-        for key in ("learned_minus_raw", "learned_minus_random"):
-            comparison = result.get(key)
-            if isinstance(comparison, dict):
-                interval = comparison.get("interval")
-                text = "n/a (one seed)" if interval is None else f"[{_fmt(interval[0], 3)}, {_fmt(interval[1], 3)}]"
-                table.add_row(key, f"{_fmt(comparison.get('mean'), 3)}, 95% interval {text}: "
-                                   f"{comparison.get('verdict')}")
-        for key, value in result.items():
-            if key not in ("rmse_raw", "rmse_filter", "rmse_random") and not key.endswith("_std") \
-                    and isinstance(value, (int, float, str, bool)):
-                table.add_row(key, _fmt(value))
-        stdout.print(table)
 
 
 def _extra_fields(settings: list[str]) -> dict[str, Any]:
@@ -745,7 +573,3 @@ def experiment_digits(
             spec["angles"] = archive["angles"].tolist()
     spec.update(_extra_fields(extra))
     run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

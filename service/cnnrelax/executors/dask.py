@@ -1,4 +1,4 @@
-"""Run jobs on a Dask cluster, by scheduler address: the :class:`~cnnrelax.executor.Executor` for scale-out.
+"""Run jobs on a Dask cluster, by scheduler address: the :class:`~cnnrelax.executors.base.Executor` for scale-out.
 
 Selected by ``--dask-scheduler tcp://HOST:PORT`` (``CNNRELAX_DASK_SCHEDULER``). The web process only
 *connects* to a scheduler (``distributed.Client(address)``); it never starts a cluster of its own.
@@ -6,12 +6,12 @@ Selected by ``--dask-scheduler tcp://HOST:PORT`` (``CNNRELAX_DASK_SCHEDULER``). 
 Workers are independent of the API's filesystem: they may run on any machine that reaches the scheduler.
 
 - The mathematics: each Dask task is :func:`run_dask_ticket`, which runs
-  :func:`~cnnrelax.executor.execute_job` (so :func:`cnnrelax.jobs.run_job`), the one place the
-  mathematics runs, with the same :class:`~cnnrelax.executor.JobTicket` in and
-  :class:`~cnnrelax.executor.JobOutcome` out. Solves, trials and experiment cells are all tickets. A
+  :func:`~cnnrelax.executors.worker.execute_job` (so :func:`cnnrelax.jobs.run_job`), the one place the
+  mathematics runs, with the same :class:`~cnnrelax.executors.base.JobTicket` in and
+  :class:`~cnnrelax.executors.base.JobOutcome` out. Solves, trials and experiment cells are all tickets. A
   ticket sent to the cluster carries its dataset's arrays, never a path on the API's disk.
 - The SQLite store (on the API's host only) is the source of truth. The
-  :class:`~cnnrelax.executor.Dispatcher` claims jobs, records outcomes under their attempt, requeues a
+  :class:`~cnnrelax.executors.dispatcher.Dispatcher` claims jobs, records outcomes under their attempt, requeues a
   job whose run was lost, and gives up after ``MAX_ATTEMPTS``. This executor only moves tickets to the
   cluster and outcomes back.
 - TLS: with ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT`` and ``CNNRELAX_DASK_TLS_KEY`` the API
@@ -56,17 +56,17 @@ from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from .executor import (
-    CANCEL_POLL_S,
+from ..store import Store, load_dataset_file
+from ..types import JobStatus, StopReason
+from .base import (
     PROGRESS_WRITE_S,
+    BaseJobControl,
     Executor,
     JobOutcome,
     JobTicket,
-    _warm_worker,
-    execute_job,
     hard_stop_outcome,
 )
-from .store import Store, load_dataset_file
+from .worker import execute_job, warm_worker
 
 log = logging.getLogger("cnnrelax.dask")
 
@@ -128,7 +128,7 @@ def progress_variable_name(job_id: str, attempt: int) -> str:
     return f"cnnrelax-progress-{job_id}-{attempt}"
 
 
-class DaskJobControl:
+class DaskJobControl(BaseJobControl):
     """Control of a job running as a Dask task: no SQLite, only the scheduler.
 
     - ``should_stop``: the time limit (counted from the task's start), and at most every ``CANCEL_POLL_S``
@@ -139,16 +139,13 @@ class DaskJobControl:
     """
 
     def __init__(self, ticket: JobTicket, client: Any = None, task_key: Any = None) -> None:
+        super().__init__(ticket.time_limit_s)
         self.ticket = ticket
-        self.deadline = time.monotonic() + ticket.time_limit_s
-        self.stop_reason: str | None = None
         self.stop_name = stop_event_name(ticket.job_id, ticket.attempt)
         self.progress_name = progress_variable_name(ticket.job_id, ticket.attempt)
         self.task_key = task_key
         self._client = client
         self._seq = 0
-        self._next_poll = time.monotonic() + CANCEL_POLL_S
-        self._next_write = time.monotonic() + PROGRESS_WRITE_S
 
     def _get_client(self) -> Any:
         if self._client is None:
@@ -169,25 +166,17 @@ class DaskJobControl:
             return False
         return task is None or task.state in ("cancelled", "released", "forgotten")
 
-    def should_stop(self) -> bool:
-        if self.stop_reason is not None:
-            return True
-        now = time.monotonic()
-        if now >= self.deadline:
-            self.stop_reason = "time_limit"
-        elif now >= self._next_poll:
-            self._next_poll = now + CANCEL_POLL_S
-            if self._released():
-                self.stop_reason = "orphaned"
-            else:
-                try:
-                    from distributed import Event
+    def poll(self) -> StopReason | None:
+        if self._released():
+            return "orphaned"
+        try:
+            from distributed import Event
 
-                    if Event(self.stop_name, client=self._get_client()).is_set():
-                        self.stop_reason = "cancelled"
-                except Exception:  # noqa: BLE001 - the scheduler is away for a moment: look again later
-                    log.debug("could not read the stop event %s", self.stop_name, exc_info=True)
-        return self.stop_reason is not None
+            if Event(self.stop_name, client=self._get_client()).is_set():
+                return "cancelled"
+        except Exception:  # noqa: BLE001 - the scheduler is away for a moment: look again later
+            log.debug("could not read the stop event %s", self.stop_name, exc_info=True)
+        return None
 
     def announce_start(self) -> None:
         """Publish ``seq`` 0 in the progress Variable: the web process then times the run from now."""
@@ -199,11 +188,7 @@ class DaskJobControl:
         except Exception:  # noqa: BLE001 - best effort: the web process then times the run from its submission
             log.debug("could not announce the start of %s", self.progress_name, exc_info=True)
 
-    def progress(self, done: int, total: int, partial_state: dict) -> None:
-        now = time.monotonic()
-        if now < self._next_write:
-            return
-        self._next_write = now + PROGRESS_WRITE_S
+    def publish_progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None:
         self._seq += 1
         state = json.dumps(partial_state, separators=(",", ":")) if partial_state else None
         try:
@@ -216,7 +201,7 @@ class DaskJobControl:
 
 
 def run_dask_ticket(ticket: JobTicket) -> JobOutcome:
-    """The Dask task: :func:`~cnnrelax.executor.execute_job` with a :class:`DaskJobControl`.
+    """The Dask task: :func:`~cnnrelax.executors.worker.execute_job` with a :class:`DaskJobControl`.
 
     The ticket carries its arrays (no dataset path); the task touches no file of the API's.
     """
@@ -244,7 +229,7 @@ async def _read_variables(client: Any, names: list[str]) -> list[Any]:
     return list(await asyncio.gather(*(one(name) for name in names), return_exceptions=True))
 
 
-class _WarmUpPlugin(WorkerPlugin):
+class _WarmUpPlugin(WorkerPlugin):  # type: ignore[misc]  # distributed enters untyped (Any)
     """A Dask worker plugin: import the core and solve a tiny problem once when a worker starts."""
 
     name = "cnnrelax-warm-up"
@@ -252,7 +237,7 @@ class _WarmUpPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:  # noqa: ARG002 - the WorkerPlugin signature
         try:
-            _warm_worker()
+            warm_worker()
         except Exception:  # noqa: BLE001 - a failed warm-up only costs the first job some time
             log.exception("warm-up on a Dask worker failed")
 
@@ -298,7 +283,7 @@ class DaskExecutor(Executor):
         (:func:`dask_security`).
         """
         if security == "settings":
-            from .settings import Settings
+            from ..settings import Settings
 
             security = dask_security(Settings())
         if store is None:
@@ -356,7 +341,7 @@ class DaskExecutor(Executor):
             try:
                 arrays = load_dataset_file(ticket.dataset_path)
             except FileNotFoundError:
-                outcome.set_result(JobOutcome("failed", None, "The job's dataset is no longer stored.", 0.0))
+                outcome.set_result(JobOutcome(JobStatus.failed, None, "The job's dataset is no longer stored.", 0.0))
                 return outcome
             ticket = dataclasses.replace(ticket, arrays=arrays, dataset_path=None)
         with self._lock:
@@ -386,7 +371,7 @@ class DaskExecutor(Executor):
                     return run.started
         return None
 
-    def hard_stop(self, job_id: str, reason: str) -> bool:
+    def hard_stop(self, job_id: str, reason: StopReason) -> bool:
         """Abandon this job's run alone: its outcome resolves now, its Dask future is cancelled (the task sees
         it released at its next look and stops). Dask cannot kill one task: restarting its worker would end the
         other tasks that worker holds, so no worker is restarted."""

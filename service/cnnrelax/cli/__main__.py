@@ -1,0 +1,7 @@
+"""``python -m cnnrelax.cli``: the command line."""
+
+from __future__ import annotations
+
+from . import main
+
+main()

@@ -1,0 +1,135 @@
+"""The worker entry point, the same for every executor: a ticket in, the job function run, an outcome out.
+
+:func:`execute_job` reads the ticket's typed spec once (:func:`cnnrelax.jobs.load_spec`), loads its dataset
+if it names one, runs :func:`cnnrelax.jobs.run_job` under the ticket's :class:`~.base.JobControl`, and
+classifies how it ended; it never raises. The helpers below set up a worker process (logs, priority, a
+watch on the parent, a warm-up solve, a memory cap).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+from ..jobs import classify_outcome, load_spec, run_job, run_solve_job
+from ..problem import InvalidParameterError
+from ..specs import SolveSpec
+from ..store import load_dataset_file
+from ..types import JobStatus
+from .base import JobControl, JobOutcome, JobTicket, memory_limit_sentence
+
+log = logging.getLogger("cnnrelax.executor")
+
+#: Worker processes run at this lower priority, so the API answers at once even when every core solves.
+WORKER_NICENESS = 10
+#: The memory limit of this worker process (bytes), set by the local worker's start-up; None: no limit.
+_worker_memory_limit: int | None = None
+#: The warm-up job: a tiny planted solve.
+WARM_UP_SPEC = SolveSpec.model_validate({"planted": {"n": 40, "d": 4, "k": 2, "seed": 0}, "trials": 1})
+
+
+def execute_job(ticket: JobTicket, control: JobControl) -> JobOutcome:
+    """Run a ticket's job through :func:`cnnrelax.jobs.run_job` and classify how it ended (never raises).
+
+    Parameters
+    ----------
+    ticket : JobTicket
+        The attempt to run.
+    control : JobControl
+        Its stop requests, time limit and progress.
+
+    Returns
+    -------
+    JobOutcome
+        The terminal status, the result as JSON text, the error sentence.
+    """
+    start = time.monotonic()
+
+    def outcome(status: JobStatus, result: dict[str, Any] | None, error: str | None,
+                memory: bool = False) -> JobOutcome:
+        text = None if result is None else json.dumps(result, separators=(",", ":"), allow_nan=False)
+        return JobOutcome(status, text, error, time.monotonic() - start, memory)
+
+    try:
+        spec = load_spec(ticket.kind, ticket.spec_json)
+        arrays = ticket.arrays
+        if arrays is None and ticket.dataset_path is not None:
+            arrays = load_dataset_file(ticket.dataset_path)
+        result = run_job(ticket.kind, spec, arrays, should_stop=control.should_stop, progress=control.progress,
+                         resume=ticket.resume, time_limit_s=ticket.time_limit_s)
+    except InvalidParameterError as exc:
+        return outcome(JobStatus.failed, None, f"Invalid {exc.parameter}: {exc.message}")
+    except FileNotFoundError:
+        return outcome(JobStatus.failed, None, "The job's dataset is no longer stored.")
+    except MemoryError:
+        log.warning("job %s exceeded the memory limit", ticket.job_id, extra={"job_id": ticket.job_id})
+        return outcome(JobStatus.failed, None, memory_limit_sentence(_worker_memory_limit), True)
+    except Exception as exc:  # noqa: BLE001 - a job's failure is reported, never raised into the pool
+        if type(exc).__name__ == "ExperimentCancelled":
+            return outcome(*stopped(control, ticket))
+        log.exception("job %s failed", ticket.job_id, extra={"job_id": ticket.job_id})
+        return outcome(JobStatus.failed, None, f"The job failed unexpectedly ({type(exc).__name__}: {exc}).")
+    status, error = classify_outcome(ticket.kind, result)
+    if status == JobStatus.cancelled:
+        status, _, error = stopped(control, ticket)
+    return outcome(status, result, error)
+
+
+def stopped(control: JobControl, ticket: JobTicket) -> tuple[JobStatus, None, str]:
+    """Why a job stopped early: a time limit or a lost server (failed), else a cancel request."""
+    if control.stop_reason == "time_limit":
+        return JobStatus.failed, None, f"The job exceeded its time limit of {ticket.time_limit_s:g} s."
+    if control.stop_reason == "orphaned":
+        return JobStatus.failed, None, "The server that started the job went away."
+    return JobStatus.cancelled, None, "The job was cancelled."
+
+
+def init_worker(parent_pid: int, log_level: str) -> None:
+    """In a worker process: JSON logs, a lower priority than the API process, and a watch on the parent."""
+    from ..log_format import configure_logging
+
+    configure_logging(log_level)
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:
+        pass
+    watch_parent(parent_pid)
+
+
+def watch_parent(parent_pid: int) -> None:
+    """In a worker process: exit as soon as the server process that started it is gone (e.g. SIGKILLed)."""
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent_pid:
+                os._exit(0)
+            time.sleep(0.5)
+
+    threading.Thread(target=watch, name="cnnrelax-parent-watch", daemon=True).start()
+
+
+def warm_worker() -> int:
+    """Import the core and solve a tiny problem once, so a worker's first real job pays no start-up."""
+    run_solve_job(WARM_UP_SPEC, None, None)
+    return os.getpid()
+def apply_memory_limit(limit_bytes: int | None) -> None:
+    """In a worker process: cap its data segment at ``limit_bytes`` (``RLIMIT_DATA``; None: no limit).
+
+    Past the cap an allocation fails at once (numpy raises ``MemoryError``), before the machine is short of
+    memory; :func:`execute_job` reports it as the job exceeding the memory limit.
+    """
+    global _worker_memory_limit
+    _worker_memory_limit = limit_bytes
+    if not limit_bytes:
+        return
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = limit_bytes if hard == resource.RLIM_INFINITY else min(limit_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
+
+
