@@ -45,8 +45,9 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog, nnls
 
-from cnnrelax.experiments import run_experiment, validate_experiment
+from cnnrelax.experiments import parse_experiment_spec, run_experiment
 from cnnrelax.experiments.common import derived_seed
+from cnnrelax.experiments.specs import PhaseTransitionSpec
 from cnnrelax.planted import PlantedSpec, planted_problem
 from cnnrelax.trials import trial_direction
 
@@ -107,15 +108,16 @@ def run_one(job: dict[str, Any]) -> dict[str, Any]:
 
     with threadpool_limits(limits=1):  # as the service's workers run
         name, slope, k, m = job["activation"], job["negative_slope"], job["k"], job["m"]
-        spec = validate_experiment({
+        spec = parse_experiment_spec({
             "kind": "phase_transition", "k": k, "d": [k * m], "n": [r * m for r in job["ratios"]],
             "repetitions": job["repetitions"], "methods": ["relaxation", "gradient_descent"], "trials": 1,
             "seed": job["seed"], "activation": name, "negative_slope": slope,
         })
+        assert isinstance(spec, PhaseTransitionSpec)
         start = time.perf_counter()
         result = run_experiment(spec, progress=lambda *a: None, should_stop=lambda: False)
         wall = time.perf_counter() - start
-        cones = {n: cone_cell(name, slope, k, m, n, job["repetitions"], job["seed"]) for n in spec["n"]}
+        cones = {n: cone_cell(name, slope, k, m, n, job["repetitions"], job["seed"]) for n in spec.n}
     cells = []
     for cell in result["cells"]:
         row = {key: cell[key] for key in ("method", "d", "n", "k", "m", "repetitions", "trials_run", "no_filter",

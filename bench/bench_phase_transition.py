@@ -24,9 +24,10 @@ import os
 import resource
 import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
-from cnnrelax.experiments import render_figure, run_experiment, validate_experiment
+from cnnrelax.experiments import parse_experiment_spec, render_figure, run_experiment
+from cnnrelax.experiments.specs import PhaseTransitionSpec
 
 
 def _one_blas_thread() -> None:
@@ -89,19 +90,20 @@ def main() -> None:
     totals = {"wall": 0.0, "cell": 0.0}
     with ProcessPoolExecutor(max_workers=args.workers, initializer=_one_blas_thread) as pool:
         for k in args.k:
-            spec = {"kind": "phase_transition", "k": k, "repetitions": run_reps,
-                    "methods": ["relaxation", "gradient_descent"], "seed": 0}
+            request: dict[str, Any] = {"kind": "phase_transition", "k": k, "repetitions": run_reps,
+                                       "methods": ["relaxation", "gradient_descent"], "seed": 0}
             if args.quick:
-                spec.update(d=[10, 20, 40], n=[40, 320, 2560])
-            spec = validate_experiment(spec)
+                request.update(d=[10, 20, 40], n=[40, 320, 2560])
+            spec = parse_experiment_spec(request)
+            assert isinstance(spec, PhaseTransitionSpec)
             start, cpu = time.perf_counter(), cpu_seconds()
             result = run_experiment(spec, progress=lambda done, total, state: None, should_stop=lambda: False,
                                     map_cells=pool_map(pool))
             wall, used = time.perf_counter() - start, cpu_seconds() - cpu
             totals["wall"] += wall
             totals["cell"] += result["cell_time_s"]
-            per_method = {m: sum(c["time_s"] for c in result["cells"] if c["method"] == m) for m in spec["methods"]}
-            line = (f"k={k}: d={spec['d']} n={spec['n']} R={run_reps} trials/rep={spec['trials']} "
+            per_method = {m: sum(c["time_s"] for c in result["cells"] if c["method"] == m) for m in spec.methods}
+            line = (f"k={k}: d={spec.d} n={spec.n} R={run_reps} trials/rep={spec.trials} "
                     f"| wall {wall:6.1f} s | cell time {result['cell_time_s']:6.1f} s "
                     f"({', '.join(f'{m} {t:.1f} s' for m, t in per_method.items())}) | CPU {used:6.1f} s")
             if scale != 1:
@@ -115,7 +117,7 @@ def main() -> None:
             both = [(c["min_error"], c["method"]) for c in result["cells"] if c["min_error"] is not None
                     and c["success_rate"] > 0]
             if both:
-                worst = {m: max(e for e, mm in both if mm == m) for m in spec["methods"]
+                worst = {m: max(e for e, mm in both if mm == m) for m in spec.methods
                          if any(mm == m for _, mm in both)}
                 print("    largest min error where a method recovers: "
                       + ", ".join(f"{m} {e:.1e}" for m, e in worst.items()), flush=True)

@@ -24,8 +24,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from cnnrelax.experiments import render_figure, run_experiment, validate_experiment
+from cnnrelax.experiments import parse_experiment_spec, render_figure, run_experiment
 from cnnrelax.experiments.rotated_digits import upsampled_digits
+from cnnrelax.experiments.specs import RotatedDigitsSpec
 
 
 def peak_rss_mb() -> float:
@@ -66,25 +67,26 @@ def main() -> None:
                         help="processes running cells (default 1: as one experiment job runs in one worker)")
     args = parser.parse_args()
     start = time.perf_counter()
-    spec: dict[str, Any] = {"kind": "rotated_digits"}
+    request: dict[str, Any] = {"kind": "rotated_digits"}
     if args.images:
-        spec["images_path"] = args.images
+        request["images_path"] = args.images
     else:
-        spec["images"] = upsampled_digits(args.count, seed=0)
+        request["images"] = upsampled_digits(args.count, seed=0)
     if args.seeds is not None:
-        spec["seeds"] = args.seeds
+        request["seeds"] = args.seeds
     for item in args.extra:
         key, _, value = item.partition("=")
         try:
-            spec[key] = json.loads(value)
+            request[key] = json.loads(value)
         except json.JSONDecodeError:
-            spec[key] = value
-    spec = validate_experiment(spec)
+            request[key] = value
+    spec = parse_experiment_spec(request)
+    assert isinstance(spec, RotatedDigitsSpec)
     made = time.perf_counter() - start
-    print(f"images {spec['image_shape'][0]}x{spec['image_shape'][1]} from {spec['source']}, "
-          f"{np.shape(spec['images'])[0] if 'images' in spec else '?'} of them (made and validated in {made:.1f} s); "
-          f"seeds {spec['seeds']}, filter shapes {spec['filter_shapes']}, filters {spec['filters']}, "
-          f"fit_samples {spec['fit_samples']}, angles_per_image {spec['angles_per_image']}", flush=True)
+    print(f"images {spec.image_shape[0]}x{spec.image_shape[1]} from {spec.source}, "
+          f"{np.shape(spec.images)[0] if spec.images is not None else '?'} of them (made and validated in "
+          f"{made:.1f} s); seeds {spec.seeds}, filter shapes {spec.shapes}, filters {spec.filters}, "
+          f"fit_samples {spec.fit_samples}, angles_per_image {spec.angles_per_image}", flush=True)
 
     def progress(done: int, total: int, state: dict) -> None:
         cells = state.get("cells") or []

@@ -40,7 +40,7 @@ def test_experiment_runs_with_progress_and_its_result_equals_an_in_process_run(h
     job = answer.json()
     assert answer.headers["location"] == f"/v1/experiments/{job['id']}"
     assert job["kind"] == "phase_transition"
-    assert job["progress"]["total"] == len(experiments.list_cells(experiments.validate_experiment(SMALL)))
+    assert job["progress"]["total"] == len(experiments.list_cells(experiments.parse_experiment_spec(SMALL)))
     if job["status"] != "succeeded":
         assert_problem(http.get(f"/v1/experiments/{job['id']}/figure.png"), 409)
     done = wait_job(http, answer.headers["location"], timeout=120)

@@ -7,6 +7,7 @@ import io
 import pickle
 import time
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
@@ -17,10 +18,10 @@ from cnnrelax.experiments import (
     ExperimentCancelled,
     figure_size_px,
     list_cells,
+    parse_experiment_spec,
     render_figure,
     run_cell,
     run_experiment,
-    validate_experiment,
 )
 from cnnrelax.experiments.common import derived_seed
 from cnnrelax.experiments.rotated_digits import (
@@ -37,8 +38,24 @@ from cnnrelax.experiments.rotated_digits import (
 from cnnrelax.experiments.rotated_digits import (
     run_cell as digits_cell,
 )
+from cnnrelax.experiments.specs import (
+    DIGITS_SHAPE,
+    DIGITS_SOURCE,
+    PhaseTransitionSpec,
+    RotatedDigitsSpec,
+    load_experiment_spec,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+T = TypeVar("T", PhaseTransitionSpec, RotatedDigitsSpec)
+
+
+def parse_spec_of(kind: type[T], request: dict[str, Any]) -> T:
+    """The typed spec of ``request``, checked to be of ``kind``."""
+    spec = parse_experiment_spec(request)
+    assert isinstance(spec, kind)
+    return spec
+
 SMALL = {"kind": "phase_transition", "k": 1, "d": [6, 10], "n": [30, 200], "repetitions": 3,
          "methods": ["relaxation", "gradient_descent", "pseudo_inverse"], "seed": 1}
 DIGITS = {"kind": "rotated_digits", "seed": 3, "seeds": 3, "max_images": 240, "angles_per_image": 2,
@@ -65,14 +82,38 @@ def small_run() -> tuple[dict, list[tuple[int, int]]]:
     return result, calls
 
 
-def test_validate_fills_defaults_and_is_idempotent() -> None:
-    spec = validate_experiment({"kind": "phase_transition", "k": 2})
-    assert spec["repetitions"] == 20 and spec["methods"] == ["relaxation", "gradient_descent"]
-    assert len(spec["d"]) == 8 and len(spec["n"]) == 8 and all(d % 2 == 0 for d in spec["d"])
-    assert validate_experiment(spec) == spec
-    digits = validate_experiment({"kind": "rotated_digits"})
-    assert digits["seed"] == 0 and digits["image_shape"] == [8, 8] and digits["seeds"] >= 5
-    assert validate_experiment(digits) == digits
+def test_spec_fills_defaults_and_its_json_reads_back_the_same() -> None:
+    spec = parse_experiment_spec({"kind": "phase_transition", "k": 2})
+    assert spec.repetitions == 20 and spec.methods == ["relaxation", "gradient_descent"]
+    assert len(spec.d) == 8 and len(spec.n) == 8 and all(d % 2 == 0 for d in spec.d)
+    assert parse_experiment_spec(spec.model_dump()) == spec
+    assert load_experiment_spec(spec.model_dump_json()) == spec
+    digits = parse_experiment_spec({"kind": "rotated_digits"})
+    assert digits.seed == 0 and digits.image_shape == (8, 8) and digits.seeds >= 5
+    assert digits.shapes == [(4, 4), (3, 3), (5, 5)] and digits.source == DIGITS_SOURCE
+    assert load_experiment_spec(digits.model_dump_json()) == digits
+    from sklearn.datasets import load_digits
+
+    assert load_digits().images.shape[1:] == DIGITS_SHAPE  # the default images' shape, known without loading them
+
+
+def test_grids_are_sorted_and_methods_ordered_once() -> None:
+    spec = parse_experiment_spec({"kind": "phase_transition", "d": [20, 10, 20], "n": [50, 40],
+                                  "methods": ["gradient_descent", "relaxation", "gradient_descent"]})
+    assert spec.d == [10, 20] and spec.n == [40, 50] and spec.methods == ["relaxation", "gradient_descent"]
+
+
+def test_inline_images_are_arrays_in_the_spec_and_lists_in_its_json() -> None:
+    images = np.random.default_rng(0).random((12, 5, 6))
+    spec = parse_experiment_spec({"kind": "rotated_digits", "images": images.tolist(), "angles": list(range(12))})
+    assert isinstance(spec, RotatedDigitsSpec) and spec.images is not None
+    assert spec.images.dtype == np.float64 and spec.images.shape == (12, 5, 6)
+    assert spec.image_shape == (5, 6) and spec.angles_given and spec.source == "user images"
+    assert spec.shapes == [(4, 4), (3, 3), (5, 5)]
+    again = load_experiment_spec(spec.model_dump_json())
+    assert isinstance(again, RotatedDigitsSpec) and again.images is not None and again.angles is not None
+    np.testing.assert_array_equal(again.images, images)
+    assert again.public()["images"] == {"shape": [12, 5, 6]} and "angles" not in again.public()
 
 
 @pytest.mark.parametrize(("spec", "parameter"), [
@@ -88,12 +129,20 @@ def test_validate_fills_defaults_and_is_idempotent() -> None:
     ({"kind": "rotated_digits", "seeds": 0}, "seeds"),
     ({"kind": "rotated_digits", "fit_samples": 5}, "fit_samples"),
     ({"kind": "phase_transition", "polish": "yes"}, "polish"),
+    ({"kind": "phase_transition", "distribution": "cauchy"}, "distribution"),
+    ({"kind": "phase_transition", "k": 1, "d": [10], "activation": "absolute", "methods": ["pseudo_inverse"]},
+     "methods"),
+    ({"kind": "rotated_digits", "train_fraction": 0.7, "validation_fraction": 0.3}, "train_fraction"),
+    ({"kind": "rotated_digits", "angles": [1.0] * 10}, "angles"),
+    ({"kind": "rotated_digits", "images": np.zeros((12, 4, 4)), "angles": [1.0] * 3}, "angles"),
+    ({"kind": "rotated_digits", "images": np.full((12, 4, 4), np.nan)}, "images"),
+    ([1, 2], "kind"),
     ({"kind": "rotated_digits", "images": np.zeros((5, 4))}, "images"),
     ({"kind": "rotated_digits", "images_path": "/nonexistent/file.npz"}, "images_path"),
 ])
-def test_validate_names_the_parameter(spec: dict, parameter: str) -> None:
+def test_spec_errors_name_the_parameter(spec: dict, parameter: str) -> None:
     with pytest.raises(InvalidParameterError) as info:
-        validate_experiment(spec)
+        parse_experiment_spec(spec)
     assert info.value.parameter == parameter
 
 
@@ -119,20 +168,20 @@ def test_small_grid_has_one_cell_per_method_d_n(small_run: tuple[dict, list]) ->
 def test_relaxation_cell_agrees_with_the_core_solve() -> None:
     """Recount one cell's successes and errors with ``cnnrelax.solve`` on the same seeded problems, with and
     without polishing."""
-    spec = validate_experiment({**SMALL, "methods": ["relaxation"], "trials": 2})
+    spec = parse_experiment_spec({**SMALL, "methods": ["relaxation"], "trials": 2})
     cell = run_cell(spec, {"method": "relaxation", "d": 10, "n": 200})
     counts = {True: 0, False: 0}
     errors: dict[bool, list[float]] = {True: [], False: []}
-    for rep in range(spec["repetitions"]):
-        seed = derived_seed(spec["seed"], 1, 10, 200, rep)
+    for rep in range(spec.repetitions):
+        seed = derived_seed(spec.seed, 1, 10, 200, rep)
         pp = planted_problem(PlantedSpec(n=200, d=10, k=1, seed=seed))
         for polished in (True, False):
             res = solve(pp.problem, SolveOptions(trials=2, seed=seed, stop_on_certificate=False, polish=polished),
                         w_star=pp.w_star)
             counts[polished] += sum(bool(t.recovered_after_polish if polished else t.recovered) for t in res.trials)
             errors[polished].append(res.recovery_error)
-    assert cell["success_rate_unpolished"] == counts[False] / (2 * spec["repetitions"])
-    assert cell["success_rate_polished"] == cell["success_rate"] == counts[True] / (2 * spec["repetitions"])
+    assert cell["success_rate_unpolished"] == counts[False] / (2 * spec.repetitions)
+    assert cell["success_rate_polished"] == cell["success_rate"] == counts[True] / (2 * spec.repetitions)
     assert cell["successes"] == counts[True]
     assert cell["min_error_unpolished"] == pytest.approx(min(errors[False]), abs=1e-9)
     assert cell["min_error"] == cell["min_error_polished"] == pytest.approx(min(errors[True]), abs=1e-9)
@@ -201,7 +250,7 @@ def test_should_stop_ends_a_long_cell_promptly() -> None:
 
 
 def test_cells_are_picklable_and_independent() -> None:
-    spec = validate_experiment(SMALL)
+    spec = parse_experiment_spec(SMALL)
     runner = pickle.loads(pickle.dumps(functools.partial(run_cell, spec)))
     cell = list_cells(spec)[-1]
     assert _without_times([runner(cell)]) == _without_times([run_cell(spec, cell)])
@@ -235,7 +284,7 @@ def test_digits_subset_gives_per_seed_rmses_reproducible_by_seed(digits_run: dic
 
 
 def test_digits_split_is_by_image_and_angles_are_in_range() -> None:
-    data = prepare_data(validate_experiment(DIGITS))
+    data = prepare_data(parse_spec_of(RotatedDigitsSpec, DIGITS))
     train, val, test = (set(s.image.tolist()) for s in (data.train, data.validation, data.test))
     assert not (train & test) and not (train & val) and not (val & test)
     assert len(train | val | test) == 240
@@ -272,10 +321,11 @@ def test_transition_is_the_half_plateau_crossing_of_a_monotone_fit() -> None:
     from cnnrelax.experiments.phase_transition import monotone_fit, transitions
 
     assert monotone_fit([0.1, 0.5, 0.3, 0.6, 0.4], [1, 1, 1, 1, 1]) == pytest.approx([0.1, 0.4, 0.4, 0.5, 0.5])
-    spec = {"methods": ["relaxation"], "d": [10], "n": [10, 20, 40, 80, 160]}
+    spec = parse_spec_of(PhaseTransitionSpec, {"kind": "phase_transition", "methods": ["relaxation"], "d": [10],
+                                               "n": [10, 20, 40, 80, 160]})
     rates = [0.0, 0.4, 0.2, 0.5, 0.45]  # a noisy dip at n=40; fit 0, 0.3, 0.3, 0.475, 0.475: crossing at n=20
     cells = [{"method": "relaxation", "d": 10, "n": n, "success_rate": r, "trials_run": 20}
-             for n, r in zip(spec["n"], rates, strict=True)]
+             for n, r in zip(spec.n, rates, strict=True)]
     (row,) = transitions(spec, cells)["relaxation"]
     assert row["n"] == 20 and row["plateau"] == pytest.approx(0.475)
     cells[1]["success_rate"] = 0.0  # now the fit is 0, 0, 0.2, 0.475, 0.475: the crossing moves to n=80
@@ -292,13 +342,13 @@ SMALL_DIGITS = {**DIGITS, "seeds": 5, "seed": 0, "max_images": 150}
 def test_rescaling_the_learned_filters_leaves_every_rmse_unchanged() -> None:
     """ReLU is positively homogeneous: only a filter's direction matters, so c * w gives the same RMSEs for
     any c > 0, from 1e-300 (the old code's shrunken filters, much smaller) to 1e6."""
-    spec = validate_experiment(SMALL_DIGITS)
+    spec = parse_spec_of(RotatedDigitsSpec, SMALL_DIGITS)
     data = prepare_data(spec, 0)
     learned, statuses, _, _ = learn_filters(spec, data, 0, [3, 3])
     assert learned, statuses
-    reference = filter_test_rmses(data, [3, 3], learned, spec["alphas"])
+    reference = filter_test_rmses(data, [3, 3], learned, spec.penalties)
     for factor in (1e-300, 1e-8, 0.002, 7.0, 1e6):
-        scaled = filter_test_rmses(data, [3, 3], [factor * w for w in learned], spec["alphas"])
+        scaled = filter_test_rmses(data, [3, 3], [factor * w for w in learned], spec.penalties)
         for key in ("one", "all"):
             assert scaled[key]["rmse"] == pytest.approx(reference[key]["rmse"], rel=1e-9, abs=0)
             assert scaled[key]["alpha"] == reference[key]["alpha"]
@@ -311,18 +361,18 @@ def test_rescaling_the_learned_filters_leaves_every_rmse_unchanged() -> None:
 def test_filter_helps_is_false_when_the_learned_filter_is_zero() -> None:
     """The learned filters replaced by zero: the RMSE is the raw one on every seed, the paired interval is
     [0, 0], and neither filter_helps nor filter_beats_random can be true."""
-    spec = validate_experiment(SMALL_DIGITS)
+    spec = parse_spec_of(RotatedDigitsSpec, SMALL_DIGITS)
     cells = []
-    for seed in range(spec["seeds"]):
+    for seed in range(spec.seeds):
         cells.append(digits_cell(spec, {"seed": seed, "part": "raw"}))
-        for shape in spec["filter_shapes"]:
+        for shape in spec.shapes:
             data = prepare_data(spec, seed)
             cells.append(score_filters(spec, data, seed, shape, [np.zeros(9), np.zeros(9)]))
     result = assemble(spec, cells, 0.0)
     assert result["rmse_filter"] == result["rmse_raw"]
     assert result["learned_minus_raw"]["interval"] == [0.0, 0.0]
     assert result["filter_helps"] is False and result["filter_beats_random"] is False
-    assert result["variants"][0]["n_filters"] == [0] * spec["seeds"]
+    assert result["variants"][0]["n_filters"] == [0] * spec.seeds
 
 
 def test_paired_difference_interval_on_known_inputs() -> None:
@@ -360,7 +410,7 @@ def test_ridge_path_agrees_with_scikit_learn() -> None:
     """The validation choice of alpha and the refitted test RMSE, against sklearn's Ridge fitted alpha by alpha."""
     from sklearn.linear_model import Ridge
 
-    spec = validate_experiment(SMALL_DIGITS)
+    spec = parse_spec_of(RotatedDigitsSpec, SMALL_DIGITS)
     data = prepare_data(spec, 1)
     splits = [data.train.X, data.validation.X, data.test.X]
     alphas = [0.01, 1.0, 100.0]

@@ -10,7 +10,7 @@ import pytest
 from cnnrelax import InvalidParameterError, PlantedSpec, planted_problem
 from cnnrelax.activations import ACTIVATIONS
 from cnnrelax.baselines import gradient_descent
-from cnnrelax.experiments import run_cell, run_experiment, validate_experiment
+from cnnrelax.experiments import parse_experiment_spec, run_cell, run_experiment
 from cnnrelax.experiments.common import derived_seed
 
 from conftest import assert_problem, wait_job
@@ -20,11 +20,11 @@ GD = {"kind": "phase_transition", "k": 2, "d": [8], "n": [120], "repetitions": 3
 
 
 def test_activation_defaults_to_relu_and_is_normalised() -> None:
-    spec = validate_experiment({"kind": "phase_transition"})
-    assert spec["activation"] == "relu" and spec["negative_slope"] == 0.01
-    leaky = validate_experiment({"kind": "phase_transition", "activation": "leaky_relu", "negative_slope": 0.1})
-    assert leaky["activation"] == "leaky_relu" and leaky["negative_slope"] == 0.1
-    assert validate_experiment(leaky) == leaky
+    spec = parse_experiment_spec({"kind": "phase_transition"})
+    assert spec.activation == "relu" and spec.negative_slope == 0.01
+    leaky = parse_experiment_spec({"kind": "phase_transition", "activation": "leaky_relu", "negative_slope": 0.1})
+    assert leaky.activation == "leaky_relu" and leaky.negative_slope == 0.1
+    assert parse_experiment_spec(leaky.model_dump()) == leaky
 
 
 @pytest.mark.parametrize(("extra", "parameter"), [
@@ -35,7 +35,7 @@ def test_activation_defaults_to_relu_and_is_normalised() -> None:
 ])
 def test_bad_activation_specs_name_the_parameter(extra: dict, parameter: str) -> None:
     with pytest.raises(InvalidParameterError) as info:
-        validate_experiment({"kind": "phase_transition", **extra})
+        parse_experiment_spec({"kind": "phase_transition", **extra})
     assert info.value.parameter == parameter
 
 
@@ -43,23 +43,23 @@ def test_bad_activation_specs_name_the_parameter(extra: dict, parameter: str) ->
 def test_gradient_descent_cell_counts_the_restarts_that_recover_w_star(name: str) -> None:
     """The cell's rates are recomputed here from gradient_descent on the planted problems drawn with the
     activation, errors up to sign for the absolute value."""
-    spec = validate_experiment({**GD, "activation": name, "negative_slope": 0.1})
+    spec = parse_experiment_spec({**GD, "activation": name, "negative_slope": 0.1})
     cell = run_cell(spec, {"method": "gradient_descent", "d": 8, "n": 120})
     raw = polished = 0
-    for rep in range(spec["repetitions"]):
-        seed = derived_seed(spec["seed"], 2, 8, 120, rep)
+    for rep in range(spec.repetitions):
+        seed = derived_seed(spec.seed, 2, 8, 120, rep)
         pp = planted_problem(PlantedSpec(n=120, d=8, k=2, seed=seed, activation=name, negative_slope=0.1))
         assert np.all(pp.problem.y == pp.problem.predict(pp.w_star))
         if name == "leaky_relu":
             assert (pp.problem.y < 0).any()
-        result = gradient_descent(pp.problem, restarts=2, iterations=spec["gd_iterations"], seed=seed,
-                                  tol=spec["gd_tol"], polish=True)
+        result = gradient_descent(pp.problem, restarts=2, iterations=spec.gd_iterations, seed=seed,
+                                  tol=spec.gd_tol, polish=True)
         for restart in result.restarts:
             for w, counter in ((restart.w, "raw"), (restart.final_w, "polished")):
                 errors = [np.linalg.norm(w - pp.w_star)]
                 if name == "absolute":
                     errors.append(np.linalg.norm(w + pp.w_star))
-                if min(errors) <= spec["recovery_tol"]:
+                if min(errors) <= spec.recovery_tol:
                     if counter == "raw":
                         raw += 1
                     else:
@@ -82,9 +82,9 @@ def test_the_same_x_and_w_star_for_every_activation() -> None:
 def test_figure_title_names_the_activation() -> None:
     from cnnrelax.experiments.figures import _activation_label
 
-    spec = validate_experiment({**GD, "activation": "leaky_relu", "negative_slope": 0.1})
-    assert _activation_label({"spec": spec}) == ", leaky_relu (slope 0.1)"
-    assert _activation_label({"spec": validate_experiment(GD)}) == ""
+    spec = parse_experiment_spec({**GD, "activation": "leaky_relu", "negative_slope": 0.1})
+    assert _activation_label({"spec": spec.model_dump()}) == ", leaky_relu (slope 0.1)"
+    assert _activation_label({"spec": parse_experiment_spec(GD).model_dump()}) == ""
 
 
 def test_an_activation_experiment_over_http_equals_the_in_process_run(http: httpx.Client) -> None:
@@ -120,7 +120,7 @@ def test_relaxation_cell_agrees_with_the_core_solver_for_other_activations(name:
     from cnnrelax.trials import polish, trial_direction
 
     d, n = 6 * k, 60
-    spec = validate_experiment({"kind": "phase_transition", "k": k, "d": [d], "n": [n], "repetitions": 3,
+    spec = parse_experiment_spec({"kind": "phase_transition", "k": k, "d": [d], "n": [n], "repetitions": 3,
                                 "methods": ["relaxation"], "trials": 2, "seed": 1, "activation": name,
                                 "negative_slope": 0.1})
     cell = run_cell(spec, {"method": "relaxation", "d": d, "n": n})
@@ -135,7 +135,7 @@ def test_relaxation_cell_agrees_with_the_core_solver_for_other_activations(name:
             outcome = polish(pp.problem, sol.w)
             for polished, w in ((False, sol.w), (True, outcome.w if outcome.accepted else sol.w)):
                 error = min(np.linalg.norm(w - s * pp.w_star) for s in ((1, -1) if name == "absolute" else (1,)))
-                counts[polished] += bool(error <= spec["recovery_tol"])
+                counts[polished] += bool(error <= spec.recovery_tol)
     assert cell["success_rate_unpolished"] == counts[False] / 6
     assert cell["success_rate_polished"] == cell["success_rate"] == counts[True] / 6
     assert counts[True] > 0

@@ -1,8 +1,9 @@
 """The job function: what every worker (a local process, a Dask task) and the CLI's in-process path run.
 
-No HTTP, no storage. :func:`run_job` takes a job's typed spec (a :class:`~cnnrelax.specs.SolveSpec`, or a
-normalised experiment spec) and returns a JSON-able dict; :func:`classify_outcome` turns that dict into the
-job's final status. :func:`load_spec` reads a stored spec back (once per run).
+No HTTP, no storage. :func:`run_job` takes a job's typed spec (a :class:`~cnnrelax.specs.SolveSpec`, or an
+experiment's :data:`~cnnrelax.experiments.specs.ExperimentSpec`) and returns a JSON-able dict;
+:func:`classify_outcome` turns that dict into the job's final status. :func:`load_spec` reads a stored spec
+back (once per run).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 
+from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .problem import InvalidParameterError
 from .specs import Arrays, SolveSpec
 from .trials import TrialRecord, solve
 from .types import JobKind, JobStatus, Progress, ShouldStop
 
-#: A job's spec as the worker runs it: a solve's typed spec, or an experiment's normalised spec.
-JobSpec = Union[SolveSpec, dict[str, Any]]
+#: A job's spec as the worker runs it: a solve's typed spec, or an experiment's (by kind).
+JobSpec = Union[SolveSpec, PhaseTransitionSpec, RotatedDigitsSpec]
 
 
 def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
@@ -29,22 +31,18 @@ def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
     kind : JobKind or str
         ``solve`` or ``experiment``.
     spec_json : str
-        ``SolveSpec.model_dump_json()`` of a solve; the normalised spec of an experiment.
+        ``model_dump_json()`` of the job's typed spec (an experiment's stored before the types were
+        defined, a normalised dict with the same members, reads the same).
 
     Returns
     -------
-    SolveSpec or dict
+    SolveSpec, PhaseTransitionSpec or RotatedDigitsSpec
         The spec.
     """
     if kind == JobKind.solve:
         return SolveSpec.model_validate_json(spec_json)
     if kind == JobKind.experiment:
-        import json
-
-        spec = json.loads(spec_json)
-        if not isinstance(spec, dict):
-            raise InvalidParameterError("kind", "An experiment spec must be a JSON object.")
-        return spec
+        return load_experiment_spec(spec_json)
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 
 
@@ -126,11 +124,11 @@ def run_job(
     if kind == JobKind.experiment:
         from . import experiments
 
-        if isinstance(spec, SolveSpec):
-            raise TypeError("an experiment job runs an experiment spec")
+        if not isinstance(spec, (PhaseTransitionSpec, RotatedDigitsSpec)):
+            raise TypeError("an experiment job runs a PhaseTransitionSpec or a RotatedDigitsSpec")
         report = progress or (lambda done, total, state: None)
         result: dict[str, Any] = json_safe(experiments.run_experiment(
-            dict(spec), progress=report, should_stop=should_stop, resume=resume))
+            spec, progress=report, should_stop=should_stop, resume=resume))
         return result
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 

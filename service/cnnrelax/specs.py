@@ -12,21 +12,22 @@ label, the planted spec), so the API never builds the problem nor decodes a data
 :meth:`~pydantic.BaseModel.model_validate_json` and :func:`cnnrelax.jobs.run_solve_job` builds the problem
 once (:meth:`SolveSpec.build_problem`) and solves it.
 
-Experiment jobs keep their typed request models (``cnnrelax.api.schemas_experiments``) and are normalised
-by :func:`cnnrelax.experiments.validate_experiment`; :func:`price_experiment` checks their size.
+An experiment job's typed spec is defined beside its experiment (:mod:`cnnrelax.experiments.specs`) and
+takes the same path; :func:`price_experiment` prices it from its shapes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping, cast
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .activations import DEFAULT_NEGATIVE_SLOPE, Activation, ActivationName, check_labels, make_activation
 from .constraints import FilterConstraints
+from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 from .planted import PlantedSpec, planted_problem
 from .problem import (
     BlockPatching,
@@ -331,13 +332,13 @@ def check_labels_min(activation: Activation, y_min: float, index: int | None = N
         raise InvalidParameterError(exc.parameter, exc.message.replace("y[0]", where, 1)) from None
 
 
-def price_experiment(spec: Mapping[str, Any], limits: Limits) -> int:
-    """Price a normalised experiment spec: every cell's size, and the sum of cells times repetitions.
+def price_experiment(spec: PhaseTransitionSpec | RotatedDigitsSpec, limits: Limits) -> int:
+    """Price an experiment's typed spec from its shapes: every cell's size, and the sum of cells times repetitions.
 
     Parameters
     ----------
-    spec : mapping
-        A spec normalised by ``cnnrelax.experiments.validate_experiment``.
+    spec : PhaseTransitionSpec or RotatedDigitsSpec
+        The typed spec (:mod:`cnnrelax.experiments.specs`).
     limits : Limits
         The server's limits.
 
@@ -352,13 +353,9 @@ def price_experiment(spec: Mapping[str, Any], limits: Limits) -> int:
     LimitExceeded
         Naming ``n`` (a cell too large) or ``repetitions`` (the whole sweep too large), and the limit.
     """
-    if spec.get("kind") != "phase_transition":
+    if not isinstance(spec, PhaseTransitionSpec):
         return 0
-    repetitions = int(spec.get("repetitions", 1))
-    methods = len(spec.get("methods") or [1])
-    ns, ds = [int(v) for v in spec.get("n", [])], [int(v) for v in spec.get("d", [])]
-    if not ns or not ds:
-        return 0
+    repetitions, methods, ns, ds = spec.repetitions, len(spec.methods), spec.n, spec.d
     largest = max(ns) * max(ds)
     if largest > limits.max_matrix_entries:
         raise LimitExceeded("n", f"The largest cell draws n*d = {max(ns)}*{max(ds)} = {largest} entries, more than "

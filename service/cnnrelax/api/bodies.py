@@ -29,12 +29,16 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ..experiments.specs import (
+    EXPERIMENT_KINDS,
+    PhaseTransitionSpec,
+    RotatedDigitsSpec,
+    invalid_parameter,
+    parse_experiment_spec,
+)
 from ..problem import InvalidParameterError
 from ..specs import LimitExceeded, SolveSpec
 from .problems import ApiError
-
-#: The tags of the experiment request's kinds (its discriminated union).
-EXPERIMENT_KINDS = ("phase_transition", "rotated_digits")
 
 #: Bodies larger than this are parsed in the helper process (bytes).
 IN_PROCESS_BYTES = 512 * 1024
@@ -47,13 +51,14 @@ Parsed = tuple[Any, ...]
 
 @dataclass(frozen=True)
 class ParsedBody:
-    """A validated request body: a solve's :class:`~cnnrelax.specs.SolveSpec` (or another body's members) and
-    the inline arrays (else ``None``)."""
+    """A validated request body: a solve's :class:`~cnnrelax.specs.SolveSpec`, an experiment's typed spec (or
+    another body's members) and the inline arrays (else ``None``)."""
 
     members: dict[str, Any]
     X: np.ndarray | None = None
     y: np.ndarray | None = None
     spec: SolveSpec | None = None
+    experiment: PhaseTransitionSpec | RotatedDigitsSpec | None = None
 
 
 def _errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -97,7 +102,7 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
         The raw request body.
     model : str
         ``"solve"`` (:class:`~cnnrelax.api.schemas.SolveRequest`), ``"experiment"``
-        (:class:`~cnnrelax.api.schemas.ExperimentRequest`, returned as members) or ``"dataset"``
+        (:class:`~cnnrelax.api.schemas.ExperimentRequest`, returned as its typed spec) or ``"dataset"``
         (:class:`~cnnrelax.api.schemas.DatasetJson`).
     max_numbers : int
         The most numbers the body may hold (counted by its commas, before decoding).
@@ -109,11 +114,13 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
     -------
     tuple
         ``("ok", members, X, y)`` with inline ``X``/``y`` as float64 arrays (``None`` without inline data) and
-        ``members`` a :class:`~cnnrelax.specs.SolveSpec` for a solve,
+        ``members`` a :class:`~cnnrelax.specs.SolveSpec` for a solve, the typed spec
+        (:data:`cnnrelax.experiments.specs.ExperimentSpec`) for an experiment,
         ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit, setting)``.
     """
+    from ..experiments.specs import RotatedDigitsRequest
     from .schemas import DatasetJson, SolveRequest
-    from .schemas_experiments import ExperimentRequest, PhaseTransitionRequest, RotatedDigitsRequest
+    from .schemas_experiments import ExperimentRequest, PhaseTransitionRequest
 
     numbers = body.count(b",") + 1
     if numbers > max_numbers:
@@ -145,7 +152,9 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
         elif model == "experiment":
             experiment: PhaseTransitionRequest | RotatedDigitsRequest = TypeAdapter(
                 ExperimentRequest).validate_json(body)
-            return ("ok", experiment.model_dump(exclude_none=True), None, None)
+            # The typed spec, built here at the boundary (a phase-transition request already is one).
+            return ("ok", parse_experiment_spec(experiment if isinstance(experiment, PhaseTransitionSpec)
+                                                else experiment.model_dump(exclude_none=True)), None, None)
         else:
             dataset = DatasetJson.model_validate_json(body)
             members: dict[str, Any] = {}
@@ -155,6 +164,10 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
             first = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in first.get("loc", ())) or "body"
             return ("parameter", where, f"The JSON dataset is not valid at {where}: {first['msg']}.", None, None)
+        if model == "experiment":  # a check across members names its parameter itself
+            raised = invalid_parameter(exc)
+            if any((error.get("ctx") or {}).get("error") is raised for error in exc.errors(include_url=False)):
+                return ("parameter", raised.parameter, raised.message, None, None)
         errors = _errors(exc)
         if model == "experiment":  # the union's tag is the request's own "kind", not a member: drop it
             for error in errors:
@@ -264,6 +277,8 @@ class BodyParser:
         _, members, X, y = parsed
         if isinstance(members, SolveSpec):
             return ParsedBody({}, X, y, spec=members)
+        if isinstance(members, (PhaseTransitionSpec, RotatedDigitsSpec)):
+            return ParsedBody({}, experiment=members)
         return ParsedBody(members, X, y)
 
     def close(self) -> None:

@@ -1,35 +1,23 @@
 """The experiment request, spec and result bodies of the HTTP API, typed per kind and discriminated by ``kind``.
 
-Requests (:data:`ExperimentRequest`) carry the defaults of :mod:`cnnrelax.experiments` (the constants are
-imported, not repeated). A job's normalised spec (:data:`ExperimentSpec`) and its result
-(:data:`ExperimentResult`) declare every member the experiment sends; building one from a stored result with
-a member it does not declare is an error, so nothing reaches the wire undeclared.
+The requests (:data:`ExperimentRequest`) are the experiments' own typed specs (:mod:`cnnrelax.experiments.specs`,
+where every parameter, default and check is defined once): :class:`PhaseTransitionRequest` is
+:class:`~cnnrelax.experiments.specs.PhaseTransitionSpec` under its request name, and
+:class:`~cnnrelax.experiments.specs.RotatedDigitsRequest` is the rotated-digits spec's members less what only an
+in-process run may name. A job's spec as shown (:data:`ExperimentSpec`) and its result (:data:`ExperimentResult`)
+declare every member the experiment sends; building one from a stored result with a member it does not declare
+is an error, so nothing reaches the wire undeclared.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union, cast
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
-from ..experiments import phase_transition as pt
-from ..experiments import rotated_digits as rd
+from ..experiments.specs import Method, PhaseTransitionSpec, RotatedDigitsRequest
 
-MAX_SEED = 2**63 - 1
-Method = Literal["relaxation", "gradient_descent", "pseudo_inverse"]
-Distribution = Literal["gaussian", "rademacher", "laplace"]
 Verdict = Literal["lower", "higher", "inconclusive"]
-GridD = Annotated[int, Field(ge=1, le=pt.MAX_D)]
-GridN = Annotated[int, Field(ge=1, le=pt.MAX_N)]
-Side = Annotated[int, Field(ge=1)]
-Penalty = Annotated[float, Field(gt=0)]
-
-
-class _Strict(BaseModel):
-    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class _Sent(BaseModel):
@@ -39,65 +27,11 @@ class _Sent(BaseModel):
 
 
 # -------------------------------------------------------------------------------------------------
-# requests and normalised specs
+# requests and specs
 # -------------------------------------------------------------------------------------------------
 
-class PhaseTransitionRequest(_Strict):
+class PhaseTransitionRequest(PhaseTransitionSpec):
     """Paper Fig. 1: recovery of a planted filter over a grid of `(d, n)`, per method (defaults filled in)."""
-
-    kind: Literal["phase_transition"]
-    k: int = Field(1, ge=1, le=pt.MAX_K, description="Non-overlapping patches; every d must be divisible by k.")
-    d: list[GridD] = Field(list(pt.DEFAULT_D), min_length=1, max_length=pt.MAX_GRID, description="Row lengths.")
-    n: list[GridN] = Field(list(pt.DEFAULT_N), min_length=1, max_length=pt.MAX_GRID, description="Sample counts.")
-    repetitions: int = Field(pt.DEFAULT_REPETITIONS, ge=1, le=pt.MAX_REPETITIONS,
-                             description="Planted problems per cell (the paper: 100).")
-    methods: list[Method] = Field(cast(list[Method], list(pt.DEFAULT_METHODS)), min_length=1,
-                                  description="Methods compared.")
-    trials: int = Field(pt.DEFAULT_TRIALS, ge=1, le=pt.MAX_TRIALS,
-                        description="Relaxation directions / gradient-descent restarts per repetition.")
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="Seed of the whole sweep.")
-    relaxation: Literal["lp", "qp"] = Field("lp", description="The relaxation solved.")
-    beta: float = Field(pt.DEFAULT_BETA, gt=0, description="The QP's beta (relaxation 'qp' only).")
-    gd_iterations: int = Field(pt.DEFAULT_GD_ITERATIONS, ge=1, le=pt.MAX_GD_ITERATIONS,
-                               description="Gradient-descent steps per restart at most.")
-    gd_step: Optional[float] = Field(None, gt=0, description="Gradient-descent step; null: 1 / Lipschitz bound "
-                                     "(squared_relu, softplus: an Armijo line search starting there).")
-    gd_tol: float = Field(pt.DEFAULT_GD_TOL, gt=0, description="Relative loss at which a descent has converged.")
-    recovery_tol: float = Field(1e-4, gt=0, description="Relative error that counts as recovery (every method).")
-    distribution: Distribution = Field("gaussian", description="Distribution of the entries of X.")
-    polish: bool = Field(True, description="Report both methods' filters polished by least squares on their "
-                                           "activation pattern (the unpolished figures are reported too).")
-    activation: ActivationName = Field(
-        "relu", description="The hidden layer's activation: the planted labels are drawn with it and every method "
-                            "fits it; for 'absolute' recovery is judged up to sign (w* and -w* fit alike).")
-    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1,
-                                  description="leaky_relu's slope for negative inputs (ignored by the others).")
-
-
-class RotatedDigitsRequest(_Strict):
-    """Paper Table 1: predict rotation angles by ridge on pixels, with and without learned ReLU features."""
-
-    kind: Literal["rotated_digits"]
-    seed: int = Field(0, ge=0, le=MAX_SEED, description="First replicate seed.")
-    seeds: int = Field(rd.DEFAULT_SEEDS, ge=1, le=rd.MAX_SEEDS,
-                       description="Replicate seeds seed, seed+1, ...: each redraws rotations, split, relaxation and "
-                                   "random filters.")
-    angles_per_image: int = Field(rd.DEFAULT_ANGLES_PER_IMAGE, ge=1, le=64, description="Rotated copies per image.")
-    angle_range: float = Field(rd.DEFAULT_ANGLE_RANGE, gt=0, description="Angles uniform in [-range, range] degrees.")
-    filter_shapes: Optional[list[Annotated[list[Side], Field(min_length=2, max_length=2)]]] = Field(
-        None, min_length=1, description="[p, q] filter shapes; null: 4x4, 3x3 and 5x5 where they fit.")
-    filters: int = Field(rd.DEFAULT_FILTERS, ge=1, le=rd.MAX_FILTERS, description="Relaxation trials per shape.")
-    beta: float = Field(rd.DEFAULT_BETA, gt=0, description="The QP's beta (dimensionless).")
-    max_images: Optional[int] = Field(None, ge=10, description="Use a seeded subset of this many images.")
-    fit_samples: int = Field(rd.DEFAULT_FIT_SAMPLES, ge=10, le=rd.MAX_FIT_SAMPLES,
-                             description="Training samples the relaxation is fitted on (a seeded subset).")
-    train_fraction: float = Field(rd.DEFAULT_TRAIN_FRACTION, gt=0, lt=1, description="Images in the training split.")
-    validation_fraction: float = Field(rd.DEFAULT_VALIDATION_FRACTION, gt=0, lt=1,
-                                       description="Images in the validation split (the rest is the test split).")
-    alphas: Optional[list[Penalty]] = Field(None, min_length=1, description="Ridge penalties tried; null: 1e-4..1e6.")
-    images: Optional[list[list[list[float]]]] = Field(
-        None, description="Your own images, N x H x W (N >= 10, H * W <= 4096); null: scikit-learn's 8x8 digits.")
-    angles: Optional[list[float]] = Field(None, description="One angle per image: then nothing is rotated.")
 
 
 ExperimentRequest = Annotated[Union[PhaseTransitionRequest, RotatedDigitsRequest], Field(discriminator="kind")]
@@ -109,6 +43,7 @@ class ImagesShape(_Sent):
     shape: list[int] = Field(min_length=3, max_length=3, description="[N, H, W].")
 
 
+# How cnnrelax.experiments.specs.RotatedDigitsSpec is shown: inline images replaced by their shape, angles left out.
 class RotatedDigitsSpec(_Sent):
     """A rotated-digits spec as normalised by the server (every default filled in)."""
 
@@ -130,10 +65,6 @@ class RotatedDigitsSpec(_Sent):
     angles_given: bool = Field(description="The images came with their angles (nothing was rotated).")
     images: Optional[ImagesShape] = Field(None, description="The shape of inline images, when they were sent.")
     images_path: Optional[str] = Field(None, description="The .npz file read (in-process runs only).")
-
-
-class PhaseTransitionSpec(PhaseTransitionRequest):
-    """A phase-transition spec as normalised by the server (every default filled in)."""
 
 
 ExperimentSpec = Annotated[Union[PhaseTransitionSpec, RotatedDigitsSpec], Field(discriminator="kind")]

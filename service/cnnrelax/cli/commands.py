@@ -460,7 +460,7 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
             fail_from_client_error(error)
     else:
         try:
-            from cnnrelax.experiments import ExperimentCancelled, render_figure
+            from cnnrelax.experiments import ExperimentCancelled, parse_experiment_spec, render_figure
         except ImportError as error:
             fail(f"in-process experiments need cnnrelax.experiments ({error}); or pass --url of a service.")
         from ..jobs import run_job
@@ -476,7 +476,8 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
 
             try:
                 # The job function the service's workers run.
-                result = run_job(JobKind.experiment, spec, should_stop=should_stop, progress=on_progress)
+                typed = parse_experiment_spec(spec)  # the typed spec a worker would read back
+                result = run_job(JobKind.experiment, typed, should_stop=should_stop, progress=on_progress)
             except ExperimentCancelled:
                 fail(f"the experiment did not finish within --timeout {timeout:g} s.")
             except ValueError as error:

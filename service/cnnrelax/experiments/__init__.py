@@ -2,9 +2,13 @@
 
 Contract (the service's job runner relies on it):
 
-- ``validate_experiment(spec) -> dict``: a normalised spec with defaults, or ``InvalidParameterError``.
-- ``list_cells(spec) -> list[dict]`` and ``run_cell(spec, cell) -> dict``: top-level, picklable; a cell's
-  result carries the cell's own keys, so results may arrive in any order (e.g. from Dask tasks).
+- A job's spec is typed per kind (:mod:`.specs`: :class:`~.specs.PhaseTransitionSpec`,
+  :class:`~.specs.RotatedDigitsSpec`, discriminated by ``kind``): its parameters, defaults and checks are
+  defined there once. :func:`parse_experiment_spec` builds one from a request (a mapping), naming the
+  parameter of any error.
+- ``list_cells(spec) -> list[dict]`` and ``run_cell(spec, cell) -> dict``: top-level, picklable (the spec is
+  a pydantic model, a cell a plain dict); a cell's result carries the cell's own keys, so results may arrive
+  in any order (e.g. from Dask tasks).
 - ``run_experiment(spec, *, progress, should_stop, resume=None, map_cells=None) -> dict``: runs the cells
   not already in ``resume["cells"]``, calls ``progress(done, total, partial_state)`` after each one
   (``partial_state = {"kind", "cells"}`` is what to pass back as ``resume`` after a restart), and raises
@@ -18,33 +22,35 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Mapping, Protocol
+
+import numpy as np
 
 from ..problem import InvalidParameterError
 from . import phase_transition, rotated_digits
 from .common import ExperimentCancelled, MapCells, Progress, ShouldStop, check_stop
+from .specs import ExperimentSpec, PhaseTransitionSpec, RotatedDigitsSpec, parse_experiment_spec
 
 
 class ExperimentKind(Protocol):
-    """What each experiment module provides (:mod:`.phase_transition`, :mod:`.rotated_digits`)."""
+    """What each experiment module provides (:mod:`.phase_transition`, :mod:`.rotated_digits`) for its spec."""
 
-    def validate(self, spec: dict[str, Any]) -> dict[str, Any]: ...
-
-    def list_cells(self, spec: dict[str, Any]) -> list[dict[str, Any]]: ...
+    def list_cells(self, spec: Any) -> list[dict[str, Any]]: ...
 
     def cell_key(self, cell: dict[str, Any]) -> tuple[Any, ...]: ...
 
-    def run_cell(self, spec: dict[str, Any], cell: dict[str, Any],
-                 should_stop: ShouldStop | None = None) -> dict[str, Any]: ...
+    def run_cell(self, spec: Any, cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]: ...
 
-    def assemble(self, spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]: ...
+    def assemble(self, spec: Any, cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]: ...
 
 
 KINDS: dict[str, ExperimentKind] = {"phase_transition": phase_transition, "rotated_digits": rotated_digits}
+#: What :func:`run_experiment` takes: a typed spec, or a mapping parsed into one (in-process callers).
+SpecLike = PhaseTransitionSpec | RotatedDigitsSpec | Mapping[str, Any]
 
 __all__ = [
-    "ExperimentCancelled", "KINDS", "figure_size_px", "list_cells", "public_spec", "render_figure", "run_cell",
-    "run_experiment", "validate_experiment",
+    "ExperimentCancelled", "ExperimentSpec", "KINDS", "PhaseTransitionSpec", "RotatedDigitsSpec", "figure_size_px",
+    "list_cells", "parse_experiment_spec", "public_spec", "render_figure", "run_cell", "run_experiment",
 ]
 
 
@@ -62,55 +68,80 @@ def figure_size_px(result: dict[str, Any]) -> tuple[int, int]:
     return size(result)
 
 
-def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """A normalised spec as the API shows it: inline image arrays replaced by their shape."""
-    if isinstance(spec, dict) and spec.get("kind") == "rotated_digits":
-        return rotated_digits.public_spec(spec)
-    return dict(spec)
+def public_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored spec (its JSON members) as the API shows it: inline images replaced by their shape, angles left out.
+
+    Parameters
+    ----------
+    spec : mapping
+        The stored spec's members (a typed spec's JSON, or a normalised dict stored before the types).
+
+    Returns
+    -------
+    dict
+        The members to show.
+    """
+    if spec.get("kind") != "rotated_digits":
+        return dict(spec)
+    out = {key: value for key, value in spec.items() if key not in ("images", "angles")}
+    if spec.get("images") is not None:
+        out["images"] = {"shape": [int(v) for v in np.shape(spec["images"])]}
+    return out
 
 
-def _module(spec: Any) -> ExperimentKind:
-    if not isinstance(spec, dict):
-        raise InvalidParameterError("kind", f"An experiment spec must be a JSON object, got {type(spec).__name__}.")
-    kind = spec.get("kind")
-    if kind not in KINDS:
-        raise InvalidParameterError("kind", f"kind must be one of {', '.join(KINDS)}, got {kind!r}.")
-    return KINDS[kind]
+def _module(spec: PhaseTransitionSpec | RotatedDigitsSpec) -> ExperimentKind:
+    return KINDS[spec.kind]
 
 
-def validate_experiment(spec: dict[str, Any]) -> dict[str, Any]:
-    """Check ``spec`` and return it normalised with every default filled in."""
-    return _module(spec).validate(spec)
+def list_cells(spec: SpecLike) -> list[dict[str, Any]]:
+    """The independent cells of a spec."""
+    typed = parse_experiment_spec(spec)
+    return _module(typed).list_cells(typed)
 
 
-def list_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The independent cells of a normalised spec."""
-    return _module(spec).list_cells(spec)
-
-
-def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
-    """Run one cell of a normalised spec (picklable: a Dask task or a pool worker can call it)."""
+def run_cell(spec: PhaseTransitionSpec | RotatedDigitsSpec, cell: dict[str, Any],
+             should_stop: ShouldStop | None = None) -> dict[str, Any]:
+    """Run one cell of a typed spec (picklable: a Dask task or a pool worker can call it)."""
     return _module(spec).run_cell(spec, cell, should_stop)
 
 
 def run_experiment(
-    spec: dict[str, Any],
+    spec: SpecLike,
     *,
     progress: Progress,
     should_stop: ShouldStop,
     resume: dict[str, Any] | None = None,
     map_cells: MapCells | None = None,
 ) -> dict[str, Any]:
-    """Validate, run every cell not yet done (reporting progress), and assemble the result."""
-    spec = validate_experiment(spec)
-    module = _module(spec)
-    cells = module.list_cells(spec)
+    """Run every cell of ``spec`` not yet done (reporting progress), and assemble the result.
+
+    Parameters
+    ----------
+    spec : PhaseTransitionSpec, RotatedDigitsSpec or mapping
+        The typed spec (as the worker hands it); a mapping is parsed first (:func:`parse_experiment_spec`).
+    progress : callable
+        ``progress(done, total, partial_state)``.
+    should_stop : callable
+        Polled between cells (and inside a cell run here).
+    resume : dict, optional
+        A partial state reported earlier: its cells are not run again.
+    map_cells : callable, optional
+        Runs cells elsewhere (see the module's contract).
+
+    Returns
+    -------
+    dict
+        The result (``kind``, ``spec``, ``cells``, ...).
+    """
+    typed = parse_experiment_spec(spec)
+    module = _module(typed)
+    cells = module.list_cells(typed)
     wanted = {module.cell_key(c) for c in cells}
     done: dict[Any, dict[str, Any]] = {}
     if resume:
-        if resume.get("kind") not in (None, spec["kind"]):
+        if resume.get("kind") not in (None, typed.kind):
             raise InvalidParameterError("resume", f"resume state of kind {resume.get('kind')!r} does not fit a "
-                f"{spec['kind']} spec.")
+                f"{typed.kind} spec.")
         for result in resume.get("cells", []):
             key = module.cell_key(result)
             if key in wanted:
@@ -120,19 +151,19 @@ def run_experiment(
     start = time.monotonic()
 
     def state() -> dict[str, Any]:
-        return {"kind": spec["kind"], "cells": list(done.values())}
+        return {"kind": typed.kind, "cells": list(done.values())}
 
     progress(len(done), total, state())
     if todo:
         check_stop(should_stop)
     if map_cells is None:
         for cell in todo:
-            result = module.run_cell(spec, cell, should_stop)
+            result = module.run_cell(typed, cell, should_stop)
             done[module.cell_key(result)] = result
             progress(len(done), total, state())
             check_stop(should_stop)
     elif todo:
-        results: Iterable[dict[str, Any]] = map_cells(functools.partial(run_cell, spec), todo)
+        results: Iterable[dict[str, Any]] = map_cells(functools.partial(run_cell, typed), todo)
         try:
             for result in results:
                 done[module.cell_key(result)] = result
@@ -142,4 +173,4 @@ def run_experiment(
             close = getattr(results, "close", None)
             if close is not None:
                 close()
-    return module.assemble(spec, list(done.values()), time.monotonic() - start)
+    return module.assemble(typed, list(done.values()), time.monotonic() - start)

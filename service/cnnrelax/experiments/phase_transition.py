@@ -22,6 +22,8 @@ polished one unless ``polish`` is false:
 
 The transition, per method and ``d``: the smallest ``n`` at which the success rate, smoothed by a monotone
 fit over ``n``, reaches half of its plateau (the fit's largest value), so one noisy cell does not move it.
+
+The parameters, their defaults and checks: :class:`cnnrelax.experiments.specs.PhaseTransitionSpec`.
 """
 
 from __future__ import annotations
@@ -31,124 +33,20 @@ from typing import Any
 
 import numpy as np
 
-from ..activations import ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, make_activation
 from ..baselines import gradient_descent, pseudo_inverse
-from ..planted import DISTRIBUTIONS, PlantedSpec, planted_problem
-from ..problem import ConvProblem, FloatArray, InvalidParameterError
+from ..planted import PlantedSpec, planted_problem
+from ..problem import ConvProblem, FloatArray
 from ..relaxation import RelaxationSolver
-from ..trials import DEFAULT_RECOVERY_TOL, polish, recovery, trial_direction
-from .common import (
-    ExperimentCancelled,
-    ShouldStop,
-    check_stop,
-    derived_seed,
-    int_list,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
-
-METHODS: tuple[str, ...] = ("relaxation", "gradient_descent", "pseudo_inverse")
-DEFAULT_D: tuple[int, ...] = (10, 20, 30, 40, 50, 60, 70, 80)
-DEFAULT_N: tuple[int, ...] = (40, 80, 160, 320, 640, 1280, 2560, 5120)
-DEFAULT_METHODS: tuple[str, ...] = ("relaxation", "gradient_descent")
-DEFAULT_REPETITIONS = 20
-DEFAULT_TRIALS = 1
-DEFAULT_BETA = 1e-4
-DEFAULT_GD_ITERATIONS = 2000
-DEFAULT_GD_TOL = 1e-12
-MAX_CELLS = 5000
-MAX_N = 200_000
-MAX_D = 2_000
-MAX_K = 64
-MAX_GRID = 64
-MAX_REPETITIONS = 10_000
-MAX_TRIALS = 1_000
-MAX_GD_ITERATIONS = 1_000_000
+from ..trials import polish, recovery, trial_direction
+from .common import ExperimentCancelled, ShouldStop, check_stop, derived_seed
+from .specs import PhaseTransitionSpec
 
 
-def validate(spec: dict[str, Any]) -> dict[str, Any]:
-    """Normalise a phase-transition spec, filling defaults; raise ``InvalidParameterError`` naming the parameter."""
-    known = {"kind", "k", "d", "n", "repetitions", "methods", "trials", "seed", "relaxation", "beta",
-             "gd_iterations", "gd_step", "gd_tol", "recovery_tol", "distribution", "polish", "activation",
-             "negative_slope"}
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise InvalidParameterError(unknown[0], f"Unknown phase_transition parameter(s): {', '.join(unknown)}.")
-    k = positive_int(spec, "k", 1, maximum=MAX_K)
-    d = int_list(spec, "d", DEFAULT_D, maximum=MAX_D, max_length=MAX_GRID)
-    bad = [v for v in d if v % k]
-    if bad:
-        raise InvalidParameterError(
-            "d", f"Every d must be divisible by k={k} (non-overlapping patches, d = k*m); {bad} are not."
-        )
-    n = int_list(spec, "n", DEFAULT_N, maximum=MAX_N, max_length=MAX_GRID)
-    methods = spec.get("methods", list(DEFAULT_METHODS))
-    if isinstance(methods, str):
-        methods = [methods]
-    if not isinstance(methods, (list, tuple)) or not methods:
-        raise InvalidParameterError("methods", f"methods must be a non-empty list drawn from {list(METHODS)}, "
-            f"got {methods!r}.")
-    for method in methods:
-        if method not in METHODS:
-            raise InvalidParameterError("methods", f"Unknown method {method!r}: choose among {', '.join(METHODS)}.")
-    methods = [m for m in METHODS if m in methods]
-    if "pseudo_inverse" in methods and k != 1:
-        raise InvalidParameterError("methods", f"The pseudo_inverse baseline needs k = 1, got k={k}.")
-    activation = spec.get("activation", "relu")
-    if activation not in ACTIVATIONS:
-        raise InvalidParameterError("activation", f"activation must be one of {', '.join(ACTIVATIONS)}, "
-            f"got {activation!r}.")
-    negative_slope = positive_float(spec, "negative_slope", DEFAULT_NEGATIVE_SLOPE)
-    assert negative_slope is not None  # not allow_none: the default stands in for a missing value
-    make_activation(activation, negative_slope)  # names negative_slope when it is not in (0, 1)
-    if "pseudo_inverse" in methods and activation == "absolute":
-        raise InvalidParameterError("methods", "The pseudo_inverse baseline cannot invert the activation absolute "
-            "(a label |u| does not say the sign of u); drop it from methods.")
-    relaxation = spec.get("relaxation", "lp")
-    if relaxation not in ("lp", "qp"):
-        raise InvalidParameterError("relaxation", f"relaxation must be 'lp' or 'qp' here, got {relaxation!r}.")
-    distribution = spec.get("distribution", "gaussian")
-    if distribution not in DISTRIBUTIONS:
-        raise InvalidParameterError("distribution", f"distribution must be one of {', '.join(DISTRIBUTIONS)}, "
-            f"got {distribution!r}.")
-    out: dict[str, Any] = {
-        "kind": "phase_transition",
-        "k": k, "d": d, "n": n,
-        "repetitions": positive_int(spec, "repetitions", DEFAULT_REPETITIONS, maximum=MAX_REPETITIONS),
-        "methods": methods,
-        "trials": positive_int(spec, "trials", DEFAULT_TRIALS, maximum=MAX_TRIALS),
-        "seed": non_negative_int(spec, "seed", 0),
-        "relaxation": relaxation,
-        "beta": positive_float(spec, "beta", DEFAULT_BETA),
-        "gd_iterations": positive_int(spec, "gd_iterations", DEFAULT_GD_ITERATIONS, maximum=MAX_GD_ITERATIONS),
-        "gd_step": positive_float(spec, "gd_step", None, allow_none=True),
-        "gd_tol": positive_float(spec, "gd_tol", DEFAULT_GD_TOL),
-        "recovery_tol": positive_float(spec, "recovery_tol", DEFAULT_RECOVERY_TOL),
-        "distribution": distribution,
-        "polish": _flag(spec, "polish", True),
-        "activation": activation,
-        "negative_slope": negative_slope,
-    }
-    total = len(methods) * len(d) * len(n)
-    if total > MAX_CELLS:
-        raise InvalidParameterError("d", f"The grid has {total} cells (methods x d x n); at most {MAX_CELLS} "
-            f"are allowed.")
-    return out
-
-
-def _flag(spec: dict[str, Any], name: str, default: bool) -> bool:
-    value = spec.get(name, default)
-    if not isinstance(value, bool):
-        raise InvalidParameterError(name, f"{name} must be true or false, got {value!r}.")
-    return value
-
-
-def list_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def list_cells(spec: PhaseTransitionSpec) -> list[dict[str, Any]]:
     """Every ``(method, d, n)`` cell, the most expensive first (a pool then balances its load)."""
-    cells = [{"method": method, "d": d, "n": n} for method in spec["methods"] for d in spec["d"] for n in spec["n"]]
+    cells = [{"method": method, "d": d, "n": n} for method in spec.methods for d in spec.d for n in spec.n]
     weight = {"relaxation": 4.0, "gradient_descent": 1.0, "pseudo_inverse": 0.01}
-    return sorted(cells, key=lambda c: -weight[c["method"]] * c["n"] * (c["d"] // spec["k"]) ** 2)
+    return sorted(cells, key=lambda c: -weight[c["method"]] * c["n"] * (c["d"] // spec.k) ** 2)
 
 
 def cell_key(cell: dict[str, Any]) -> tuple[str, int, int]:
@@ -165,31 +63,30 @@ def _selected(rows: list[tuple[float, float]]) -> float | None:
     return min(rows)[1] if rows else None
 
 
-def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
+def run_cell(spec: PhaseTransitionSpec, cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """Solve ``repetitions`` planted problems of size ``(d, n)`` with one method; summarise the errors.
 
     Every trial (relaxation) or restart (gradient descent) is recorded twice: its own filter and that filter
     polished by :func:`cnnrelax.trials.polish`; the headline ``min_error`` and ``success_rate`` are the
-    polished ones when ``spec['polish']`` (the default), so both methods are compared at the same accuracy.
+    polished ones when ``spec.polish`` (the default), so both methods are compared at the same accuracy.
     """
     method, d, n = cell_key(cell)
-    k, tol = spec["k"], spec["recovery_tol"]
+    k, tol = spec.k, spec.recovery_tol
     start = time.monotonic()
     selected: dict[str, list[float]] = {"polished": [], "unpolished": []}
     successes = {"polished": 0, "unpolished": 0}
     trials_run = no_filter = 0
-    for rep in range(spec["repetitions"]):
+    for rep in range(spec.repetitions):
         check_stop(should_stop)
-        rep_seed = derived_seed(spec["seed"], k, d, n, rep)
-        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=rep_seed, distribution=spec["distribution"],
-                                         activation=spec.get("activation", "relu"),
-                                         negative_slope=spec.get("negative_slope", DEFAULT_NEGATIVE_SLOPE)))
+        rep_seed = derived_seed(spec.seed, k, d, n, rep)
+        pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=rep_seed, distribution=spec.distribution,
+                                         activation=spec.activation, negative_slope=spec.negative_slope))
         problem, w_star = pp.problem, pp.w_star
         rows: dict[str, list[tuple[float, float]]] = {"polished": [], "unpolished": []}
         if method == "relaxation":
-            beta = spec["beta"] if spec["relaxation"] == "qp" else 0.0
-            solver = RelaxationSolver(problem, spec["relaxation"], beta=beta)
-            for t in range(spec["trials"]):
+            beta = spec.beta if spec.relaxation == "qp" else 0.0
+            solver = RelaxationSolver(problem, spec.relaxation, beta=beta)
+            for t in range(spec.trials):
                 sol = solver.solve(trial_direction(rep_seed, t, problem.m), should_stop=should_stop)
                 if sol.status == "cancelled":
                     raise ExperimentCancelled("The experiment was cancelled.")
@@ -202,8 +99,8 @@ def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop
                 rows["unpolished"].append((problem.loss(sol.w), _relative_error(problem, sol.w, w_star)))
                 rows["polished"].append((problem.loss(final), _relative_error(problem, final, w_star)))
         elif method == "gradient_descent":
-            result = gradient_descent(problem, restarts=spec["trials"], iterations=spec["gd_iterations"],
-                                      step=spec["gd_step"], seed=rep_seed, tol=spec["gd_tol"], w_star=w_star,
+            result = gradient_descent(problem, restarts=spec.trials, iterations=spec.gd_iterations,
+                                      step=spec.gd_step, seed=rep_seed, tol=spec.gd_tol, w_star=w_star,
                                       recovery_tol=tol, should_stop=should_stop, polish=True)
             if result.status == "cancelled":
                 raise ExperimentCancelled("The experiment was cancelled.")
@@ -224,17 +121,17 @@ def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop
             if error is not None:
                 selected[key].append(error)
     elapsed = time.monotonic() - start
-    headline = "polished" if spec["polish"] else "unpolished"
+    headline = "polished" if spec.polish else "unpolished"
     out: dict[str, Any] = {
         "method": method, "d": d, "n": n, "k": k, "m": d // k,
-        "repetitions": spec["repetitions"], "trials_run": trials_run,
+        "repetitions": spec.repetitions, "trials_run": trials_run,
         "min_error": min(selected[headline]) if selected[headline] else None,
         "median_error": float(np.median(selected[headline])) if selected[headline] else None,
         "success_rate": successes[headline] / trials_run if trials_run else 0.0,
         "successes": int(successes[headline]),
         "no_filter": no_filter,
         "time_s": elapsed,
-        "time_per_repetition_s": elapsed / spec["repetitions"],
+        "time_per_repetition_s": elapsed / spec.repetitions,
     }
     for key in ("polished", "unpolished"):
         out[f"min_error_{key}"] = min(selected[key]) if selected[key] else None
@@ -255,7 +152,7 @@ def monotone_fit(values: list[float], weights: list[float]) -> list[float]:
     return [b[0] for b in blocks for _ in range(int(b[2]))]
 
 
-def transitions(spec: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+def transitions(spec: PhaseTransitionSpec, cells: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """Per method and ``d``: the smallest ``n`` at which the success rate reaches half of its plateau.
 
     The rates over ``n`` are first smoothed by a monotone (isotonic) fit weighted by the trials run, so one
@@ -263,10 +160,10 @@ def transitions(spec: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, 
     """
     by_key = {cell_key(c): c for c in cells}
     out: dict[str, list[dict[str, Any]]] = {}
-    for method in spec["methods"]:
+    for method in spec.methods:
         rows = []
-        for d in spec["d"]:
-            present = [by_key[(method, d, n)] for n in spec["n"] if (method, d, n) in by_key]
+        for d in spec.d:
+            present = [by_key[(method, d, n)] for n in spec.n if (method, d, n) in by_key]
             if not present:
                 continue
             fit = monotone_fit([c["success_rate"] for c in present], [max(c["trials_run"], 1) for c in present])
@@ -280,15 +177,15 @@ def transitions(spec: dict[str, Any], cells: list[dict[str, Any]]) -> dict[str, 
     return out
 
 
-def assemble(spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+def assemble(spec: PhaseTransitionSpec, cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     """The experiment's result: every cell in grid order, and the transitions."""
     order = {cell_key(c): i for i, c in enumerate(
-        {"method": m, "d": d, "n": n} for m in spec["methods"] for d in spec["d"] for n in spec["n"])}
+        {"method": m, "d": d, "n": n} for m in spec.methods for d in spec.d for n in spec.n)}
     cells = sorted(cells, key=lambda c: order[cell_key(c)])
     return {
         "kind": "phase_transition",
-        "spec": dict(spec),
-        "k": spec["k"], "d": spec["d"], "n": spec["n"], "methods": spec["methods"],
+        "spec": spec.model_dump(mode="json"),
+        "k": spec.k, "d": list(spec.d), "n": list(spec.n), "methods": list(spec.methods),
         "cells": cells,
         "transition": transitions(spec, cells),
         "time_s": elapsed,

@@ -23,6 +23,8 @@ one angle per image, in which case nothing is rotated).
 
 Pixels are scaled to ``[0, 1]`` and centred by the training mean: with non-negative patches the
 relaxation is unbounded for almost every ``r`` (``w <= 0`` makes every ``X_ij w <= 0``).
+
+The parameters, their defaults and checks: :class:`cnnrelax.experiments.specs.RotatedDigitsSpec`.
 """
 
 from __future__ import annotations
@@ -40,32 +42,11 @@ import numpy as np
 from ..problem import FloatArray, InvalidParameterError, make_patching, make_problem
 from ..relaxation import RelaxationSolver
 from ..trials import trial_direction
-from .common import (
-    ExperimentCancelled,
-    ShouldStop,
-    check_stop,
-    derived_seed,
-    non_negative_int,
-    positive_float,
-    positive_int,
-)
+from .common import ExperimentCancelled, ShouldStop, check_stop, derived_seed
+from .specs import DIGITS_SOURCE, RotatedDigitsSpec, check_images
 
-DEFAULT_FILTER_SHAPES: tuple[tuple[int, int], ...] = ((4, 4), (3, 3), (5, 5))
-DEFAULT_ALPHAS: tuple[float, ...] = tuple(float(a) for a in np.logspace(-4, 6, 11))
-DEFAULT_SEEDS = 5
-DEFAULT_ANGLES_PER_IMAGE = 2
-DEFAULT_ANGLE_RANGE = 45.0
-DEFAULT_FILTERS = 2
-DEFAULT_BETA = 0.1
-DEFAULT_FIT_SAMPLES = 600
-DEFAULT_TRAIN_FRACTION = 0.6
-DEFAULT_VALIDATION_FRACTION = 0.2
 CONFIDENCE = 0.95
-MAX_SEEDS = 100
-MAX_FILTERS = 64
-MAX_FIT_SAMPLES = 100_000
 PAPER_RMSE = {"raw": 17.04, "filter": 16.59, "dataset": "MNIST (28x28)"}
-MAX_PIXELS = 64 * 64
 _CACHE_SIZE = 2
 
 
@@ -93,141 +74,19 @@ class DigitsData:
 _CACHE: OrderedDict[str, DigitsData] = OrderedDict()  # prepared splits by fingerprint, the latest last
 
 
-def _load_images(spec: dict[str, Any]) -> tuple[FloatArray, FloatArray | None, str]:
-    """The image stack ``(N, H, W)`` and optional angles: from ``spec['images']``, a ``.npz`` path, or sklearn."""
-    images = spec.get("images")
-    angles = spec.get("angles")
-    source = "sklearn.datasets.load_digits"
-    path = spec.get("images_path")
-    if images is None and path is not None:
-        if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
-            raise InvalidParameterError("images_path", f"images_path must name an existing .npz file, got {path!r}.")
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                if "images" not in archive.files:
-                    raise InvalidParameterError(
-                        "images_path", f"{path} has no 'images' array (it holds "
-                            f"{', '.join(archive.files) or 'nothing'}).")
-                images = np.array(archive["images"])
-                if angles is None and "angles" in archive.files:
-                    angles = np.array(archive["angles"])
-        except InvalidParameterError:
-            raise
-        except Exception as exc:  # a corrupt or non-npz file
-            raise InvalidParameterError("images_path", f"{path} is not a readable .npz file ({exc}).") from None
-        source = str(path)
-    if images is None:
-        from sklearn.datasets import load_digits
+def _load_images(spec: RotatedDigitsSpec) -> tuple[FloatArray, FloatArray | None, str]:
+    """The image stack ``(N, H, W)`` and optional angles: the spec's inline arrays, its ``.npz`` file, or sklearn's."""
+    if spec.images is not None:
+        return spec.images, spec.angles, spec.source
+    if spec.images_path is not None:
+        with np.load(spec.images_path, allow_pickle=False) as archive:
+            read = np.array(archive["images"])
+            stored = np.array(archive["angles"]) if spec.angles is None and "angles" in archive.files else None
+        images, angles = check_images(read, spec.angles if spec.angles is not None else stored)
+        return images, angles, spec.source
+    from sklearn.datasets import load_digits
 
-        return load_digits().images.astype(np.float64), None, source
-    try:
-        arr = np.asarray(images, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InvalidParameterError("images", "images must be a numeric array of shape (N, H, W).") from None
-    if arr.ndim != 3 or arr.shape[0] < 10:
-        raise InvalidParameterError("images", f"images must have shape (N, H, W) with N >= 10, got {arr.shape}.")
-    if arr.shape[1] * arr.shape[2] > MAX_PIXELS:
-        raise InvalidParameterError("images", f"images of {arr.shape[1]}x{arr.shape[2]} pixels exceed "
-            f"{MAX_PIXELS} pixels.")
-    if not np.isfinite(arr).all():
-        raise InvalidParameterError("images", "images contain NaN or infinite values.")
-    if angles is not None:
-        try:
-            angles = np.asarray(angles, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise InvalidParameterError("angles", "angles must be a numeric vector, one per image.") from None
-        if angles.shape[0] != arr.shape[0] or not np.isfinite(angles).all():
-            raise InvalidParameterError("angles", f"angles must hold {arr.shape[0]} finite numbers (one per "
-                f"image), got {angles.shape[0]}.")
-    if source == "sklearn.datasets.load_digits":
-        source = "user images"
-    return arr, angles, source
-
-
-def validate(spec: dict[str, Any]) -> dict[str, Any]:
-    """Normalise a rotated-digits spec, filling defaults; raise ``InvalidParameterError`` naming the parameter.
-
-    Parameters
-    ----------
-    spec : dict
-        ``kind`` and any of the parameters below; unknown members are an error.
-
-    Returns
-    -------
-    dict
-        The spec with every default filled in (``source``, ``image_shape`` and ``angles_given`` are derived,
-        so a normalised spec validates to itself).
-    """
-    known = {"kind", "seed", "seeds", "angles_per_image", "angle_range", "filter_shapes", "filters", "beta",
-             "max_images", "fit_samples", "train_fraction", "validation_fraction", "images", "angles", "images_path",
-             "alphas", "source", "image_shape", "angles_given"}  # the last three: derived
-    unknown = sorted(set(spec) - known)
-    if unknown:
-        raise InvalidParameterError(unknown[0], f"Unknown rotated_digits parameter(s): {', '.join(unknown)}.")
-    images, angles, source = _load_images(spec)
-    H, W = images.shape[1:]
-    shapes = spec.get("filter_shapes")
-    if shapes is None:
-        shapes = [list(s) for s in DEFAULT_FILTER_SHAPES if s[0] <= H and s[1] <= W] or [[min(H, 2), min(W, 2)]]
-    if not isinstance(shapes, (list, tuple)) or not shapes:
-        raise InvalidParameterError("filter_shapes", f"filter_shapes must be a non-empty list of [p, q], got "
-            f"{shapes!r}.")
-    norm_shapes: list[list[int]] = []
-    for shape in shapes:
-        if (not isinstance(shape, (list, tuple)) or len(shape) != 2
-                or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in shape)):
-            raise InvalidParameterError("filter_shapes", f"each filter shape must be [p, q] with positive "
-                f"integers, got {shape!r}.")
-        if shape[0] > H or shape[1] > W:
-            raise InvalidParameterError("filter_shapes", f"filter {shape[0]}x{shape[1]} does not fit in {H}x{W} "
-                f"images.")
-        if [int(shape[0]), int(shape[1])] not in norm_shapes:
-            norm_shapes.append([int(shape[0]), int(shape[1])])
-    train_fraction = float(positive_float(spec, "train_fraction", DEFAULT_TRAIN_FRACTION) or 0)
-    validation_fraction = float(positive_float(spec, "validation_fraction", DEFAULT_VALIDATION_FRACTION) or 0)
-    if train_fraction + validation_fraction >= 1.0:
-        raise InvalidParameterError(
-            "train_fraction", f"train_fraction + validation_fraction must leave a test split, got "
-                f"{train_fraction} + {validation_fraction}.")
-    alphas = spec.get("alphas")
-    alphas = list(DEFAULT_ALPHAS) if alphas is None else alphas
-    if (not isinstance(alphas, (list, tuple)) or not alphas
-            or any(isinstance(a, bool) or not isinstance(a, (int, float)) or not np.isfinite(a) or a <= 0
-                   for a in alphas)):
-        raise InvalidParameterError("alphas", f"alphas must be a non-empty list of positive numbers, got {alphas!r}.")
-    max_images = spec.get("max_images")
-    if max_images is not None:
-        max_images = positive_int(spec, "max_images", None)
-        if max_images < 10:
-            raise InvalidParameterError("max_images", f"max_images must be at least 10, got {max_images}.")
-    fit_samples = positive_int(spec, "fit_samples", DEFAULT_FIT_SAMPLES, maximum=MAX_FIT_SAMPLES)
-    if fit_samples < 10:
-        raise InvalidParameterError("fit_samples", f"fit_samples must be at least 10, got {fit_samples}.")
-    out: dict[str, Any] = {
-        "kind": "rotated_digits",
-        "seed": non_negative_int(spec, "seed", 0),
-        "seeds": positive_int(spec, "seeds", DEFAULT_SEEDS, maximum=MAX_SEEDS),
-        "angles_per_image": positive_int(spec, "angles_per_image", DEFAULT_ANGLES_PER_IMAGE, maximum=64),
-        "angle_range": positive_float(spec, "angle_range", DEFAULT_ANGLE_RANGE),
-        "filter_shapes": norm_shapes,
-        "filters": positive_int(spec, "filters", DEFAULT_FILTERS, maximum=MAX_FILTERS),
-        "beta": positive_float(spec, "beta", DEFAULT_BETA),
-        "max_images": max_images,
-        "fit_samples": fit_samples,
-        "train_fraction": train_fraction,
-        "validation_fraction": validation_fraction,
-        "alphas": [float(a) for a in alphas],
-        "source": source,
-        "image_shape": [int(H), int(W)],
-        "angles_given": angles is not None,
-    }
-    if spec.get("images") is not None:
-        out["images"] = images
-        if angles is not None:
-            out["angles"] = angles
-    elif spec.get("images_path") is not None:
-        out["images_path"] = str(spec["images_path"])
-    return out
+    return load_digits().images.astype(np.float64), None, DIGITS_SOURCE
 
 
 def upsampled_digits(count: int, *, seed: int = 0, size: int = 28) -> FloatArray:
@@ -263,9 +122,9 @@ def upsampled_digits(count: int, *, seed: int = 0, size: int = 28) -> FloatArray
     return out
 
 
-def replicate_seeds(spec: dict[str, Any]) -> list[int]:
+def replicate_seeds(spec: RotatedDigitsSpec) -> list[int]:
     """The replicate seeds of a normalised spec: ``seed, seed + 1, ..., seed + seeds - 1``."""
-    return [spec["seed"] + i for i in range(spec["seeds"])]
+    return [spec.seed + i for i in range(spec.seeds)]
 
 
 def _rotate(images: FloatArray, angles: FloatArray) -> FloatArray:
@@ -275,39 +134,39 @@ def _rotate(images: FloatArray, angles: FloatArray) -> FloatArray:
                      for img, row in zip(images, angles, strict=True)])
 
 
-def _fingerprint(spec: dict[str, Any], seed: int) -> str:
+def _fingerprint(spec: RotatedDigitsSpec, seed: int) -> str:
     """A key for the prepared data of one seed: every parameter it depends on, and the images' bytes."""
     digest = hashlib.sha256()
     keys = ("angles_per_image", "angle_range", "max_images", "train_fraction", "validation_fraction", "images_path")
-    digest.update(json.dumps([seed] + [spec.get(k) for k in keys]).encode())
-    for name in ("images", "angles"):
-        if spec.get(name) is not None:
-            arr = np.ascontiguousarray(np.asarray(spec[name], dtype=np.float64))
+    digest.update(json.dumps([seed] + [getattr(spec, k) for k in keys]).encode())
+    for array in (spec.images, spec.angles):
+        if array is not None:
+            arr = np.ascontiguousarray(array)
             digest.update(repr(arr.shape).encode())
             digest.update(arr.tobytes())
-    path = spec.get("images_path")
-    if spec.get("images") is None and isinstance(path, str) and os.path.isfile(path):
+    path = spec.images_path
+    if spec.images is None and path is not None and os.path.isfile(path):
         stat = os.stat(path)
         digest.update(f"{stat.st_size}:{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
 
 
-def prepare_data(spec: dict[str, Any], seed: int | None = None) -> DigitsData:
+def prepare_data(spec: RotatedDigitsSpec, seed: int | None = None) -> DigitsData:
     """Seeded angles and rotations, a split by image, pixels scaled to ``[0, 1]`` and centred by the train mean.
 
     Parameters
     ----------
-    spec : dict
-        A normalised spec (see :func:`validate`).
+    spec : RotatedDigitsSpec
+        The experiment's spec.
     seed : int, optional
-        The replicate seed; ``spec['seed']`` by default.
+        The replicate seed; ``spec.seed`` by default.
 
     Returns
     -------
     DigitsData
         The train, validation and test splits of that seed (the last two prepared ones are cached).
     """
-    seed = spec["seed"] if seed is None else int(seed)
+    seed = spec.seed if seed is None else int(seed)
     key = _fingerprint(spec, seed)
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -319,11 +178,11 @@ def prepare_data(spec: dict[str, Any], seed: int | None = None) -> DigitsData:
     return data
 
 
-def _prepare(spec: dict[str, Any], seed: int) -> DigitsData:
+def _prepare(spec: RotatedDigitsSpec, seed: int) -> DigitsData:
     images, given, source = _load_images(spec)
     rng = np.random.default_rng(derived_seed(seed, 0xD161))
-    if spec.get("max_images") is not None and spec["max_images"] < len(images):
-        keep = np.sort(rng.choice(len(images), size=spec["max_images"], replace=False))
+    if spec.max_images is not None and spec.max_images < len(images):
+        keep = np.sort(rng.choice(len(images), size=spec.max_images, replace=False))
         images = images[keep]
         given = None if given is None else given[keep]
     N, H, W = images.shape
@@ -332,11 +191,11 @@ def _prepare(spec: dict[str, Any], seed: int) -> DigitsData:
     if given is not None:
         samples, angles = images[:, None], given[:, None]
     else:
-        angles = rng.uniform(-spec["angle_range"], spec["angle_range"], size=(N, spec["angles_per_image"]))
+        angles = rng.uniform(-spec.angle_range, spec.angle_range, size=(N, spec.angles_per_image))
         samples = _rotate(images, angles)
     order = rng.permutation(N)
-    n_train = max(1, int(round(spec["train_fraction"] * N)))
-    n_val = max(1, int(round(spec["validation_fraction"] * N)))
+    n_train = max(1, int(round(spec.train_fraction * N)))
+    n_val = max(1, int(round(spec.validation_fraction * N)))
     parts = order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
     if len(parts[2]) == 0:
         raise InvalidParameterError("max_images", f"{N} images leave no test split.")
@@ -514,18 +373,18 @@ def filter_test_rmses(data: DigitsData, filter_shape: Sequence[int], filters: Se
     return {"one": one, "all": many, "count": len(units)}
 
 
-def list_cells(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def list_cells(spec: RotatedDigitsSpec) -> list[dict[str, Any]]:
     """Per replicate seed: the raw-pixel baseline, then one cell per filter shape."""
     return [cell for seed in replicate_seeds(spec)
             for cell in [{"seed": seed, "part": "raw"}]
-            + [{"seed": seed, "part": "filter", "filter_shape": list(s)} for s in spec["filter_shapes"]]]
+            + [{"seed": seed, "part": "filter", "filter_shape": list(s)} for s in spec.shapes]]
 
 
 def cell_key(cell: dict[str, Any]) -> tuple[Any, ...]:
     return (int(cell["seed"]), cell["part"]) + tuple(cell.get("filter_shape", ()))
 
 
-def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
+def run_cell(spec: RotatedDigitsSpec, cell: dict[str, Any], should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """Raw ridge, or: learn ``filters`` filters of one shape by the relaxation, and ridge with them and with
     as many random filters (every filter at unit norm). Times of each stage are in ``stage_time_s``."""
     start = time.monotonic()
@@ -533,7 +392,7 @@ def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop
     seed = int(cell["seed"])
     data = prepare_data(spec, seed)
     stages = {"data": time.monotonic() - start}
-    alphas = spec["alphas"]
+    alphas = spec.penalties
     if cell["part"] == "raw":
         mark = time.monotonic()
         fit = ridge_test_rmse([data.train.X, data.validation.X, data.test.X], data, alphas)
@@ -551,14 +410,14 @@ def run_cell(spec: dict[str, Any], cell: dict[str, Any], should_stop: ShouldStop
                          stages=stages, start=start, should_stop=should_stop)
 
 
-def learn_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequence[int],
+def learn_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: Sequence[int],
                   should_stop: ShouldStop | None = None) -> tuple[list[FloatArray], list[str], list[float | None], int]:
-    """``spec['filters']`` trials of the QP relaxation on a seeded subsample of the training split.
+    """``spec.filters`` trials of the QP relaxation on a seeded subsample of the training split.
 
     Parameters
     ----------
-    spec : dict
-        A normalised spec (``fit_samples``, ``beta``, ``filters``).
+    spec : RotatedDigitsSpec
+        The spec (``fit_samples``, ``beta``, ``filters``).
     data : DigitsData
     seed : int
         The replicate seed: it draws the subsample and the trials' directions.
@@ -574,16 +433,16 @@ def learn_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequ
     """
     n_train = len(data.train.y)
     fit_rng = np.random.default_rng(derived_seed(seed, shape[0], shape[1], 0xF17))
-    subset = np.sort(fit_rng.choice(n_train, size=min(spec["fit_samples"], n_train), replace=False))
+    subset = np.sort(fit_rng.choice(n_train, size=min(spec.fit_samples, n_train), replace=False))
     labels = data.train.y[subset] - data.train.y[subset].min()
     problem = make_problem(data.train.X[subset], labels,
                            patching=make_patching(image_shape=data.image_shape, filter_shape=shape))
-    solver = RelaxationSolver(problem, "qp", beta=spec["beta"])
+    solver = RelaxationSolver(problem, "qp", beta=spec.beta)
     direction_seed = derived_seed(seed, shape[0], shape[1])
     learned: list[FloatArray] = []
     statuses: list[str] = []
     norms: list[float | None] = []
-    for t in range(spec["filters"]):
+    for t in range(spec.filters):
         check_stop(should_stop)
         sol = solver.solve(trial_direction(direction_seed, t, problem.m), should_stop=should_stop)
         if sol.status == "cancelled":
@@ -595,7 +454,7 @@ def learn_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequ
     return learned, statuses, norms, int(len(subset))
 
 
-def score_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequence[int],
+def score_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: Sequence[int],
                   learned: Sequence[FloatArray], *,
                   statuses: Sequence[str] = (), norms: Sequence[float | None] = (), fit_samples: int = 0,
                   stages: dict[str, float] | None = None, start: float | None = None,
@@ -626,9 +485,9 @@ def score_filters(spec: dict[str, Any], data: DigitsData, seed: int, shape: Sequ
     units = unit_filters(learned)
     random_rng = np.random.default_rng(derived_seed(seed, shape[0], shape[1], 0xA5))
     random = [random_rng.standard_normal(shape[0] * shape[1]) for _ in range(len(units))]
-    with_learned = filter_test_rmses(data, shape, units, spec["alphas"])
+    with_learned = filter_test_rmses(data, shape, units, spec.penalties)
     check_stop(should_stop)
-    with_random = filter_test_rmses(data, shape, random, spec["alphas"])
+    with_random = filter_test_rmses(data, shape, random, spec.penalties)
     stages["ridge"] = time.monotonic() - mark
     return {
         "seed": int(seed), "part": "filter", "filter_shape": shape, "patches": int(problem_patches(data, shape)),
@@ -692,14 +551,6 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
             "per_seed": [float(v) for v in arr]}
 
 
-def public_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """The spec without inline arrays: ``images`` becomes ``{"shape": [N, H, W]}`` and ``angles`` is dropped."""
-    out = {k: v for k, v in spec.items() if k not in ("images", "angles")}
-    if spec.get("images") is not None:
-        out["images"] = {"shape": [int(v) for v in np.shape(spec["images"])]}
-    return out
-
-
 def _verdict(helps: dict[str, Any], versus_random: dict[str, Any]) -> str:
     def words(comparison: dict[str, Any], other: str) -> str:
         if comparison["interval"] is None:
@@ -713,7 +564,7 @@ def _verdict(helps: dict[str, Any], versus_random: dict[str, Any]) -> str:
             f"{words(versus_random, 'a random filter of the same norm')}.")
 
 
-def assemble(spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
+def assemble(spec: RotatedDigitsSpec, cells: list[dict[str, Any]], elapsed: float) -> dict[str, Any]:
     """Per-seed RMSEs, their means and spreads, and the paired comparisons; the primary variant is the first
     filter shape with one learned filter (Table 1's row)."""
     _CACHE.clear()  # the run is over: do not keep its images in a long-lived worker
@@ -721,7 +572,7 @@ def assemble(spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) 
     raw = {c["seed"]: c for c in cells if c["part"] == "raw"}
     raw_rmse = [raw[s]["rmse"] for s in seeds]
     variants = []
-    for shape in spec["filter_shapes"]:
+    for shape in spec.shapes:
         by_seed = {c["seed"]: c for c in cells if c["part"] == "filter" and c["filter_shape"] == list(shape)}
         rows = [by_seed[s] for s in seeds]
         values = {key: [r[key] for r in rows] for key in
@@ -742,8 +593,8 @@ def assemble(spec: dict[str, Any], cells: list[dict[str, Any]], elapsed: float) 
     order = {cell_key(c): i for i, c in enumerate(list_cells(spec))}
     return {
         "kind": "rotated_digits",
-        "spec": public_spec(spec),
-        "seed": spec["seed"],
+        "spec": spec.public(),
+        "seed": spec.seed,
         "seeds": seeds,
         "rmse_raw": float(np.mean(raw_rmse)),
         "rmse_raw_std": _summary(raw_rmse)["std"],
