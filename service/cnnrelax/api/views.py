@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import Response
 
+from ..experiments.specs import load_experiment_spec
 from ..store import DatasetRecord, JobRecord
 from ..types import JobStatus
 from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut, SolveResultOut
@@ -39,12 +40,10 @@ def job_summary(job: JobRecord) -> JobSummary:
 
 
 def experiment_view(job: JobRecord) -> ExperimentOut:
-    from ..experiments import public_spec
-
-    spec = job.request
+    spec = load_experiment_spec(job.request_json)  # the typed spec (a row stored before the types reads the same)
     return ExperimentOut.model_validate({  # the stored spec and result, typed (and checked) per kind
-        **_common(job), "kind": spec.get("kind"), "cancel_requested": job.cancel_requested,
-        "spec": public_spec(spec), "result": job.result,
+        **_common(job), "kind": spec.kind, "cancel_requested": job.cancel_requested,
+        "spec": spec.public(), "result": job.result,
         "figure_url": f"/v1/experiments/{job.id}/figure.png" if job.status == JobStatus.succeeded else None,
     })
 

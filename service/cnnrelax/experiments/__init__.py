@@ -24,8 +24,6 @@ import functools
 import time
 from typing import Any, Iterable, Mapping, Protocol
 
-import numpy as np
-
 from ..problem import InvalidParameterError
 from . import phase_transition, rotated_digits
 from .common import ExperimentCancelled, MapCells, Progress, ShouldStop, check_stop
@@ -50,7 +48,7 @@ SpecLike = PhaseTransitionSpec | RotatedDigitsSpec | Mapping[str, Any]
 
 __all__ = [
     "ExperimentCancelled", "ExperimentSpec", "KINDS", "PhaseTransitionSpec", "RotatedDigitsSpec", "figure_size_px",
-    "list_cells", "parse_experiment_spec", "public_spec", "render_figure", "run_cell", "run_experiment",
+    "list_cells", "parse_experiment_spec", "render_figure", "run_cell", "run_experiment",
 ]
 
 
@@ -66,27 +64,6 @@ def figure_size_px(result: dict[str, Any]) -> tuple[int, int]:
     from .figures import figure_size_px as size
 
     return size(result)
-
-
-def public_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored spec (its JSON members) as the API shows it: inline images replaced by their shape, angles left out.
-
-    Parameters
-    ----------
-    spec : mapping
-        The stored spec's members (a typed spec's JSON, or a normalised dict stored before the types).
-
-    Returns
-    -------
-    dict
-        The members to show.
-    """
-    if spec.get("kind") != "rotated_digits":
-        return dict(spec)
-    out = {key: value for key, value in spec.items() if key not in ("images", "angles")}
-    if spec.get("images") is not None:
-        out["images"] = {"shape": [int(v) for v in np.shape(spec["images"])]}
-    return out
 
 
 def _module(spec: PhaseTransitionSpec | RotatedDigitsSpec) -> ExperimentKind:

@@ -184,7 +184,7 @@ def assemble(spec: PhaseTransitionSpec, cells: list[dict[str, Any]], elapsed: fl
     cells = sorted(cells, key=lambda c: order[cell_key(c)])
     return {
         "kind": "phase_transition",
-        "spec": spec.model_dump(mode="json"),
+        "spec": spec.public(),
         "k": spec.k, "d": list(spec.d), "n": list(spec.n), "methods": list(spec.methods),
         "cells": cells,
         "transition": transitions(spec, cells),

@@ -168,6 +168,11 @@ class PhaseTransitionSpec(_Strict):
                                              "are allowed.")
         return self
 
+    def public(self) -> dict[str, Any]:
+        """The spec as the API shows it (every member)."""
+        out: dict[str, Any] = self.model_dump(mode="json")
+        return out
+
 
 # -------------------------------------------------------------------------------------------------
 # rotated digits
