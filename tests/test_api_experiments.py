@@ -138,6 +138,12 @@ def test_experiment_jobs_of_each_kind_send_only_declared_members(http: httpx.Cli
     ({"kind": "rotated_digits", "seeds": 0}, "seeds"),
     ({"kind": "phase_transition", "methods": ["sgd"]}, "methods[0]"),
     ({"kind": "rotated_digits", "filter_shapes": [[3]]}, "filter_shapes[0]"),
+    # checks across members (the spec's validators), named as the in-process runs name them
+    ({"kind": "rotated_digits", "images": [[[0.0] * 4] * 4] * 12, "filter_shapes": [[5, 5]]}, "filter_shapes"),
+    ({"kind": "rotated_digits", "images": [[[0.0] * 4] * 4] * 5}, "images"),
+    ({"kind": "rotated_digits", "images": [[[0.0] * 4] * 4] * 12, "angles": [1.0]}, "angles"),
+    ({"kind": "rotated_digits", "train_fraction": 0.5, "validation_fraction": 0.5}, "train_fraction"),
+    ({"kind": "phase_transition", "k": 2, "d": [4], "methods": ["pseudo_inverse"]}, "methods"),
 ])
 def test_typed_experiment_requests_name_the_member(http: httpx.Client, spec: dict, parameter: str) -> None:
     problem = assert_problem(http.post("/v1/experiments", json=spec), 422)
