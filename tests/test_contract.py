@@ -31,14 +31,12 @@ DATASET = {"X": [[1.0, 0.5, -0.2, 0.3], [0.1, -1.0, 0.4, 2.0], [0.7, 0.2, 0.9, -
            "y": [1.1, 2.0, 0.9, 0.7, 0.4, 1.3]}
 PLANTED = {"planted": {"n": 60, "d": 4, "k": 2, "seed": 0}, "trials": 3, "stop_on_certificate": False}
 TOO_FEW_SAMPLES = {"planted": {"n": 3, "d": 12, "k": 1, "seed": 1}, "trials": 2}   # the LP is unbounded
+PHASE = {"kind": "phase_transition", "k": 1, "d": [4], "n": [12, 24], "repetitions": 2,
+         "activation": "leaky_relu", "negative_slope": 0.1}
+DIGITS = {"kind": "rotated_digits", "seeds": 1, "filter_shapes": [[3, 3]], "filters": 1, "fit_samples": 20,
+          "max_images": 60}
 #: Operations of the schema no exchange reaches yet, with the reason.
-NOT_WALKED: dict[tuple[str, str], str] = {
-    ("POST", "/v1/experiments"): "experiment models are being typed in api/schemas_experiments.py",
-    ("GET", "/v1/experiments"): "experiment models are being typed in api/schemas_experiments.py",
-    ("GET", "/v1/experiments/{job_id}"): "experiment models are being typed in api/schemas_experiments.py",
-    ("DELETE", "/v1/experiments/{job_id}"): "experiment models are being typed in api/schemas_experiments.py",
-    ("GET", "/v1/experiments/{job_id}/figure.png"): "experiment models are being typed in api/schemas_experiments.py",
-}
+NOT_WALKED: dict[tuple[str, str], str] = {}
 
 
 @dataclass
@@ -55,6 +53,18 @@ class Walk:
         assert answer.status_code == 202, answer.text
         self.ids[name] = answer.json()["id"]
         return answer
+
+    def experiment(self, body: dict[str, Any], name: str) -> httpx.Response:
+        """Submit an experiment, wait for it to end, remember its id under ``name``; return its final GET."""
+        answer = self.http.post("/v1/experiments", json=body)
+        assert answer.status_code == 202, answer.text
+        self.ids[name] = answer.json()["id"]
+        deadline = time.monotonic() + 180
+        while True:
+            answer = self.http.get(f"/v1/experiments/{self.ids[name]}", params={"wait": 5})
+            assert answer.status_code == 200, answer.text
+            if answer.json()["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+                return answer
 
     def job(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Submit a solve and wait for it to end; remember its id under ``name``."""
@@ -110,6 +120,22 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("409: Idempotency-Key reused", lambda w: (
         w.http.post("/v1/solves", json=PLANTED, headers={"Idempotency-Key": "contract-walk"}),
         w.http.post("/v1/solves", json=TOO_FEW_SAMPLES, headers={"Idempotency-Key": "contract-walk"}))[1]),
+    ("a phase transition (leaky ReLU), done", lambda w: w.experiment(PHASE, "phase")),
+    ("a rotated-digits experiment, done", lambda w: w.experiment(DIGITS, "digits")),
+    ("its figure", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/figure.png")),
+    ("list experiments", lambda w: w.http.get("/v1/experiments", params={"limit": 1})),
+    ("list experiments, next page", lambda w: w.http.get("/v1/experiments", params={
+        "limit": 1, "cursor": w.http.get("/v1/experiments", params={"limit": 1}).json()["next_cursor"]})),
+    ("delete a finished experiment", lambda w: w.http.delete(f"/v1/experiments/{w.ids['digits']}")),
+    ("404: no such experiment", lambda w: w.http.get("/v1/experiments/" + "0" * 32)),
+    ("422: invalid experiment", lambda w: w.http.post("/v1/experiments", json={"kind": "phase_transition", "k": 2,
+                                                                                "d": [5]})),
+    ("a softplus solve, done", lambda w: (w.job({"planted": {"n": 40, "d": 4, "k": 2, "seed": 1},
+                                                 "activation": "softplus", "trials": 2}, "softplus"),
+                                          w.http.get(f"/v1/solves/{w.ids['softplus']}"))[1]),
+    ("an absolute-value solve (recovery up to sign), done", lambda w: (
+        w.job({"planted": {"n": 60, "d": 4, "k": 2, "seed": 2}, "activation": "absolute", "trials": 4}, "absolute"),
+        w.http.get(f"/v1/solves/{w.ids['absolute']}"))[1]),
     ("413: body too large", lambda w: w.http.post("/v1/datasets", content=b"{" + b" " * 8_000 + b"}",
                                                   headers={"content-type": "application/json"})),
 ]
