@@ -54,7 +54,7 @@ def _grid(result: dict[str, Any], method: str, key: str) -> np.ndarray:
 
 
 def _activation_label(result: dict[str, Any]) -> str:
-    """``", leaky_relu (slope 0.1)"`` for a non-ReLU phase transition; empty for ReLU (the paper's figure)."""
+    """``", leaky_relu (slope 0.1)"`` for a non-ReLU experiment; empty for ReLU (the paper's figure)."""
     spec = result.get("spec", {})
     name = spec.get("activation", "relu")
     if name == "relu":
@@ -162,7 +162,8 @@ def render_rotated_digits(result: dict[str, Any]) -> bytes:
                     color="purple", bbox={"facecolor": "white", "edgecolor": "purple"})
     ax.set_xticks(range(len(columns)), [c[0] for c in columns], fontsize=7, rotation=20)
     ax.set_ylabel("test RMSE (degrees)")
-    ax.set_title(f"rotated digits, {len(seeds)} seeds: dots per seed, squares mean +- 95% interval\n"
+    ax.set_title(f"rotated digits{_activation_label(result)}, {len(seeds)} seeds: dots per seed, squares mean +- "
+                 "95% interval\n"
                  f"{result.get('source', '')}, {result.get('images', '?')} images", fontsize=8)
     ax2 = fig.add_subplot(grid[0, 1])
     rows: list[tuple[str, dict[str, Any]]] = []

@@ -8,14 +8,23 @@ one angle per image, in which case nothing is rotated).
 
 - Baseline: ridge ``min ||y - b - X beta||^2 + alpha ||beta||^2`` on the pixels, ``alpha`` chosen on the
   validation split, refitted on train + validation, RMSE on the test split (degrees).
-- Method: fit the randomized relaxation (QP, ``beta > 0``, 2-D ``p x q`` patches, stride 1) to the
-  shifted angles ``y - min(y) >= 0`` (a sum of ReLUs is non-negative) of at most ``fit_samples``
-  training samples, one filter per trial; append the features ``(X_ij w)_+`` of the learned filter(s)
-  to the pixels; ridge again.
-- Scale-free features: ReLU is positively homogeneous, ``(X_ij (c w))_+ = c (X_ij w)_+``, so a filter's
-  norm only scales its features against the ridge penalty. Every filter, learned or random, is therefore
-  normalised to unit norm before the ridge, and the RMSEs depend only on the filters' directions.
-- Control: the same number of random Gaussian filters (also of unit norm) in place of the learned ones.
+- Method: fit the randomized relaxation (QP, ``beta > 0``, 2-D ``p x q`` patches, stride 1) with the
+  spec's activation ``sigma`` (ReLU by default) to the angles of at most ``fit_samples`` training samples,
+  one filter per trial; append the features ``sigma(X_ij w)`` of the learned filter(s) to the pixels;
+  ridge again. The labels the relaxation fits (:func:`relaxation_labels`): ``y - min(y) >= 0`` for
+  ReLU, the absolute value and squared ReLU (their sums are never negative); the angles as they are for
+  leaky ReLU (its range is every real, and a shift is a constant the bias-free network would have to
+  make); ``P log 2 (1 + (y - min(y)) / (max(y) - min(y)))`` for softplus, ``P`` the patches per image
+  (its sums are positive, and softplus is not homogeneous: a change of units changes its model, so the
+  units are fixed here, independent of degrees or radians and of the angle range: the smallest angle is
+  the zero filter's prediction ``sum_j softplus(0)``, and the range as much again).
+- Scale-free features: ReLU is positively homogeneous, ``(X_ij (c w))_+ = c (X_ij w)_+`` (and so are leaky
+  ReLU, the absolute value and, of degree 2, squared ReLU), so a filter's norm only scales its features
+  against the ridge penalty. Every filter, learned or random, is therefore normalised to unit norm before
+  the ridge, and the RMSEs depend only on the filters' directions. Softplus is not homogeneous: its
+  learned filters enter at the norm the relaxation gave them.
+- Control: the same number of random Gaussian filters (also of unit norm; for softplus, each at the norm of
+  the learned filter it stands in for) in place of the learned ones, with the same activation.
 - Statistics: every replicate seed (``seed, seed + 1, ...``) redraws the rotations, the split, the
   relaxation's subsample and directions and the random filters. The result reports the mean and
   standard deviation of each RMSE and the paired differences learned - raw and learned - random with a
@@ -39,6 +48,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..activations import RELU, Activation, make_activation
 from ..problem import FloatArray, InvalidParameterError, make_patching, make_problem
 from ..relaxation import RelaxationSolver
 from ..trials import trial_direction
@@ -301,9 +311,65 @@ def unit_filters(filters: Sequence[FloatArray]) -> list[FloatArray]:
     return out
 
 
+def spec_activation(spec: RotatedDigitsSpec) -> Activation:
+    """The spec's activation object (its name and ``negative_slope``)."""
+    return make_activation(spec.activation, spec.negative_slope)
+
+
+def relaxation_labels(activation: Activation, y: FloatArray, patches: int) -> FloatArray:
+    """The labels the relaxation fits for the angles ``y`` (degrees), by activation.
+
+    ``y - min(y)`` (non-negative) for the activations whose sums are never negative and that are positively
+    homogeneous (ReLU, the absolute value, squared ReLU: a change of units only rescales the filter); ``y``
+    itself for leaky ReLU (any sign); ``P log 2 (1 + (y - min(y)) / (max(y) - min(y)))`` for softplus, whose
+    sums are positive and whose model depends on the units. Those are fixed here, whatever the angles' unit
+    and range: the smallest angle maps to what the zero filter predicts, ``sum_j softplus(0) = P log 2``
+    (``P`` patches; ReLU's shift maps it to its zero filter's 0 alike), and the range spans as much again, so
+    pre-activations of order one, where softplus bends, fit it. (Centred pixels make the mean of
+    ``X_ij w`` over the samples 0, so by Jensen the mean prediction is at least ``P log 2``: labels below it,
+    e.g. ``[1, 2]``, leave the relaxation nothing but ``w`` near 0.) All ``P log 2`` when every angle is the
+    same.
+
+    Parameters
+    ----------
+    activation : Activation
+    y : array
+        The angles of the fitted samples.
+    patches : int
+        Patches per image, ``P`` (softplus only).
+
+    Returns
+    -------
+    array
+        The labels, same shape.
+    """
+    if activation.lower == -np.inf:
+        return np.array(y, dtype=np.float64)
+    shifted: FloatArray = y - y.min()
+    if activation.degree is None:
+        span = float(shifted.max())
+        base = patches * float(np.log(2.0))
+        return base * (1.0 + (shifted / span if span > 0 else shifted))
+    return shifted
+
+
+def usable_filters(filters: Sequence[FloatArray], activation: Activation = RELU) -> list[FloatArray]:
+    """The filters as they enter the ridge: :func:`unit_filters` for a homogeneous activation; for one that is
+    not (softplus), the finite non-zero filters at their own norm (their scale is part of the model)."""
+    if activation.degree is not None:
+        return unit_filters(filters)
+    out = []
+    for w in filters:
+        w = np.asarray(w, dtype=np.float64).reshape(-1)
+        if np.isfinite(w).all() and np.any(w != 0.0):
+            out.append(w)
+    return out
+
+
 def relu_features(X: FloatArray, image_shape: Sequence[int], filter_shape: Sequence[int],
-                  filters: Sequence[FloatArray]) -> FloatArray:
-    """``(X_ij w)_+`` for every filter ``w`` and every stride-1 ``p x q`` patch ``j`` of every row of ``X``.
+                  filters: Sequence[FloatArray], activation: Activation = RELU) -> FloatArray:
+    """``sigma(X_ij w)`` (``(X_ij w)_+`` by default) for every filter ``w`` and every stride-1 ``p x q`` patch
+    ``j`` of every row of ``X``.
 
     Computed by shifting and adding the images (no patch tensor), in the order of
     :class:`cnnrelax.problem.ImagePatching`: filter by filter, patches row-major by their top-left pixel.
@@ -315,6 +381,8 @@ def relu_features(X: FloatArray, image_shape: Sequence[int], filter_shape: Seque
     image_shape, filter_shape : pairs of int
         ``[H, W]`` and ``[p, q]``.
     filters : sequence of arrays of length ``p * q``
+    activation : Activation, optional
+        ``sigma`` (:func:`cnnrelax.activations.make_activation`); ReLU by default.
 
     Returns
     -------
@@ -332,13 +400,17 @@ def relu_features(X: FloatArray, image_shape: Sequence[int], filter_shape: Seque
             for b in range(q):
                 if kernel[a, b] != 0.0:
                     target += kernel[a, b] * images[:, a:a + R, b:b + C]
-    np.maximum(out, 0.0, out=out)
+    if activation.is_relu:
+        np.maximum(out, 0.0, out=out)
+    else:
+        out = activation.value(out)
     return out.reshape(images.shape[0], -1)
 
 
 def filter_test_rmses(data: DigitsData, filter_shape: Sequence[int], filters: Sequence[FloatArray],
-                      alphas: Sequence[float]) -> dict[str, Any]:
-    """Ridge on the pixels plus ``(X_ij w)_+`` of the unit-norm versions of ``filters``.
+                      alphas: Sequence[float], activation: Activation = RELU) -> dict[str, Any]:
+    """Ridge on the pixels plus ``sigma(X_ij w)`` of the unit-norm versions of ``filters`` (of ``filters`` as
+    they are for an activation that is not homogeneous, :func:`usable_filters`).
 
     Returns the test RMSE with the first filter (``one``) and with all of them (``all``). With no usable
     filter (all zero), both are the raw-pixel ridge: a zero filter adds nothing.
@@ -348,20 +420,22 @@ def filter_test_rmses(data: DigitsData, filter_shape: Sequence[int], filters: Se
     data : DigitsData
     filter_shape : pair of int
     filters : sequence of arrays
-        Any scale: only their directions matter.
+        Any scale: only their directions matter (homogeneous activations).
     alphas : sequence of float
+    activation : Activation, optional
+        ``sigma``; ReLU by default.
 
     Returns
     -------
     dict
         ``one`` and ``all``, each the dict of :func:`ridge_test_rmse`, and ``count``, the filters used.
     """
-    units = unit_filters(filters)
+    units = usable_filters(filters, activation)
     splits = (data.train, data.validation, data.test)
     if not units:
         raw = ridge_test_rmse([s.X for s in splits], data, alphas)
         return {"one": raw, "all": raw, "count": 0}
-    maps = [relu_features(s.X, data.image_shape, filter_shape, units) for s in splits]
+    maps = [relu_features(s.X, data.image_shape, filter_shape, units, activation) for s in splits]
     per = maps[0].shape[1] // len(units)
     pixels = data.train.X.shape[1]
     features = [np.hstack([s.X, f]) for s, f in zip(splits, maps, strict=True)]
@@ -417,7 +491,7 @@ def learn_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: S
     Parameters
     ----------
     spec : RotatedDigitsSpec
-        The spec (``fit_samples``, ``beta``, ``filters``).
+        The spec (``fit_samples``, ``beta``, ``filters``, ``activation``, ``negative_slope``).
     data : DigitsData
     seed : int
         The replicate seed: it draws the subsample and the trials' directions.
@@ -434,8 +508,9 @@ def learn_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: S
     n_train = len(data.train.y)
     fit_rng = np.random.default_rng(derived_seed(seed, shape[0], shape[1], 0xF17))
     subset = np.sort(fit_rng.choice(n_train, size=min(spec.fit_samples, n_train), replace=False))
-    labels = data.train.y[subset] - data.train.y[subset].min()
-    problem = make_problem(data.train.X[subset], labels,
+    activation = spec_activation(spec)
+    labels = relaxation_labels(activation, data.train.y[subset], problem_patches(data, shape))
+    problem = make_problem(data.train.X[subset], labels, activation=activation,
                            patching=make_patching(image_shape=data.image_shape, filter_shape=shape))
     solver = RelaxationSolver(problem, "qp", beta=spec.beta)
     direction_seed = derived_seed(seed, shape[0], shape[1])
@@ -449,7 +524,7 @@ def learn_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: S
             raise ExperimentCancelled("The experiment was cancelled.")
         statuses.append(sol.status)
         norms.append(None if sol.w is None else float(np.linalg.norm(sol.w)))
-        if sol.w is not None and unit_filters([sol.w]):
+        if sol.w is not None and usable_filters([sol.w], activation):
             learned.append(sol.w)
     return learned, statuses, norms, int(len(subset))
 
@@ -459,7 +534,8 @@ def score_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: S
                   statuses: Sequence[str] = (), norms: Sequence[float | None] = (), fit_samples: int = 0,
                   stages: dict[str, float] | None = None, start: float | None = None,
                   should_stop: ShouldStop | None = None) -> dict[str, Any]:
-    """A filter cell's result: ridge with the learned filters and with as many random ones, all at unit norm.
+    """A filter cell's result: ridge with the learned filters and with as many random ones, all at unit norm
+    (softplus: the random filters at the learned ones' norms), with the spec's activation.
 
     Parameters
     ----------
@@ -482,12 +558,15 @@ def score_filters(spec: RotatedDigitsSpec, data: DigitsData, seed: int, shape: S
     check_stop(should_stop)
     mark = time.monotonic()
     shape = [int(v) for v in shape]
-    units = unit_filters(learned)
+    activation = spec_activation(spec)
+    units = usable_filters(learned, activation)
     random_rng = np.random.default_rng(derived_seed(seed, shape[0], shape[1], 0xA5))
     random = [random_rng.standard_normal(shape[0] * shape[1]) for _ in range(len(units))]
-    with_learned = filter_test_rmses(data, shape, units, spec.penalties)
+    if activation.degree is None:  # not homogeneous: each random filter at its learned counterpart's norm
+        random = [r * (np.linalg.norm(w) / np.linalg.norm(r)) for r, w in zip(random, units, strict=True)]
+    with_learned = filter_test_rmses(data, shape, units, spec.penalties, activation)
     check_stop(should_stop)
-    with_random = filter_test_rmses(data, shape, random, spec.penalties)
+    with_random = filter_test_rmses(data, shape, random, spec.penalties, activation)
     stages["ridge"] = time.monotonic() - mark
     return {
         "seed": int(seed), "part": "filter", "filter_shape": shape, "patches": int(problem_patches(data, shape)),
@@ -594,6 +673,7 @@ def assemble(spec: RotatedDigitsSpec, cells: list[dict[str, Any]], elapsed: floa
     return {
         "kind": "rotated_digits",
         "spec": spec.public(),
+        "activation": spec.activation,
         "seed": spec.seed,
         "seeds": seeds,
         "rmse_raw": float(np.mean(raw_rmse)),

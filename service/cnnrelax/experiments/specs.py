@@ -218,10 +218,24 @@ class _DigitsFields(_Strict):
     validation_fraction: float = Field(DEFAULT_VALIDATION_FRACTION, gt=0, lt=1,
                                        description="Images in the validation split (the rest is the test split).")
     alphas: Optional[list[Penalty]] = Field(None, min_length=1, description="Ridge penalties tried; null: 1e-4..1e6.")
+    activation: ActivationName = Field(
+        "relu", description="The hidden layer's activation sigma: the relaxation learns the filters with it, and the "
+                            "features added to the pixels are sigma(X_ij w) for the learned and the random filters. "
+                            "The relaxation fits the angles shifted to y - min(y) >= 0 (relu, absolute, "
+                            "squared_relu), as they are (leaky_relu: its range is every real), or mapped to "
+                            "P log 2 (1 + (y - min(y)) / (max(y) - min(y))), P the patches per image (softplus: "
+                            "its sums exceed 0, and it is not homogeneous, so a change of units changes its model; "
+                            "these fixed units map the smallest angle to the zero filter's prediction and the "
+                            "range to as much again, whatever the angles' unit); the homogeneous activations' "
+                            "filters enter the ridge at unit norm, softplus's at their learned norm (and the random "
+                            "filters at the learned ones' norms).")
+    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1,
+                                  description="leaky_relu's slope for negative inputs (ignored by the others).")
 
 
 class RotatedDigitsRequest(_DigitsFields):
-    """Paper Table 1: predict rotation angles by ridge on pixels, with and without learned ReLU features."""
+    """Paper Table 1: predict rotation angles by ridge on pixels, with and without learned ReLU (or other
+    activation) features."""
 
     images: Optional[list[list[list[float]]]] = Field(
         None, description="Your own images, N x H x W (N >= 10, H * W <= 4096); null: scikit-learn's 8x8 digits.")
