@@ -15,6 +15,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..experiments.specs import Method, PhaseTransitionSpec, RotatedDigitsRequest
 
 Verdict = Literal["lower", "higher", "inconclusive"]
@@ -65,6 +66,8 @@ class RotatedDigitsSpec(_Sent):
     angles_given: bool = Field(description="The images came with their angles (nothing was rotated).")
     images: Optional[ImagesShape] = Field(None, description="The shape of inline images, when they were sent.")
     images_path: Optional[str] = Field(None, description="The .npz file read (in-process runs only).")
+    activation: ActivationName = Field("relu", description="The hidden layer's activation (filters and features).")
+    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, description="leaky_relu's slope for negative inputs.")
 
 
 ExperimentSpec = Annotated[Union[PhaseTransitionSpec, RotatedDigitsSpec], Field(discriminator="kind")]
@@ -160,7 +163,8 @@ class RawCell(_Sent):
 
 
 class FilterCell(_Sent):
-    """One seed and filter shape: learned filters, and as many random ones, all at unit norm."""
+    """One seed and filter shape: learned filters, and as many random ones, all at unit norm (softplus: at the
+    learned norms)."""
 
     seed: int
     part: Literal["filter"]
@@ -170,7 +174,8 @@ class FilterCell(_Sent):
     statuses: list[str] = Field(description="Each relaxation trial's status.")
     filter_norms: list[Optional[float]] = Field(description="Each trial's filter norm as solved (before unit norm).")
     n_filters: int = Field(description="Learned filters used (trials with a non-zero filter).")
-    filters: list[list[list[float]]] = Field(description="The learned filters, unit norm, p x q.")
+    filters: list[list[list[float]]] = Field(
+        description="The learned filters, unit norm (softplus: as learned), p x q.")
     rmse_one_filter: float
     alpha_one_filter: float
     rmse_all_filters: float
@@ -218,7 +223,8 @@ class DigitsVariant(_Sent):
     one_minus_random: Comparison
     all_minus_raw: Comparison
     all_minus_random: Comparison
-    filters: list[list[list[float]]] = Field(description="The first seed's learned filters (unit norm).")
+    filters: list[list[list[float]]] = Field(
+        description="The first seed's learned filters (unit norm; softplus: as learned).")
 
 
 class PaperNumbers(_Sent):
@@ -234,6 +240,7 @@ class RotatedDigitsResult(_Sent):
 
     kind: Literal["rotated_digits"]
     spec: RotatedDigitsSpec
+    activation: ActivationName = Field("relu", description="The activation of the filters and the features.")
     seed: int
     seeds: list[int]
     rmse_raw: float = Field(description="Mean test RMSE on pixels (degrees).")
@@ -247,7 +254,8 @@ class RotatedDigitsResult(_Sent):
     filter_helps: bool = Field(description="The learned - raw interval lies below zero.")
     filter_beats_random: bool = Field(description="The learned - random interval lies below zero.")
     verdict: str
-    filter: Optional[list[list[float]]] = Field(description="The first seed's first learned filter (unit norm).")
+    filter: Optional[list[list[float]]] = Field(description="The first seed's first learned filter (unit norm; "
+                                                            "softplus: the norm it was learned with).")
     filter_shape: list[int]
     rmse_raw_per_seed: list[float]
     alpha_raw: list[float]
