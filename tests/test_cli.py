@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from cnnrelax import PlantedSpec, SolveOptions, planted_problem, solve
 from cnnrelax.cli import app, default_data_dir, parse_planted
+from cnnrelax.results import solve_result_json
 
 runner = CliRunner()
 
@@ -63,7 +64,7 @@ def test_summary_table_names_the_certificate() -> None:
 def _planted_arrays(k: int = 2) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     planted = planted_problem(PlantedSpec(n=240, d=12, k=k, seed=3))
     X, y = planted.problem.X, planted.problem.y
-    reference = solve(planted.problem, SolveOptions(trials=3, seed=5)).to_dict()
+    reference = solve_result_json(solve(planted.problem, SolveOptions(trials=3, seed=5)))
     return np.asarray(X), np.asarray(y), reference
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cnnrelax import PlantedSpec, SolveOptions, planted_problem, solve
+from cnnrelax.results import solve_result_json
 from cnnrelax_client import (
     AsyncClient,
     Client,
@@ -49,7 +50,7 @@ def client(service_url: str) -> Iterator[Client]:
 def _reference(n: int, d: int, k: int, seed: int, trials: int, trial_seed: int) -> tuple[Any, dict[str, Any]]:
     planted = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=seed))
     result = solve(planted.problem, SolveOptions(trials=trials, seed=trial_seed), w_star=planted.w_star)
-    return planted, result.to_dict()
+    return planted, solve_result_json(result)
 
 
 # --------------------------------------------------------------------------------------------------

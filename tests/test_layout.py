@@ -18,7 +18,7 @@ CORE = {"activations", "problem", "planted", "constraints", "relaxation", "certi
 LAYERS = [
     BASE,
     CORE,
-    {"specs", "datafiles", "store", "settings", "log_format", "experiments"},
+    {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments"},
     {"jobs"},
     {"executors"},
     {"api"},

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnrelax import PlantedSpec, SolveOptions, make_problem, planted_problem, polish, solve, trial_direction
+from cnnrelax.results import solve_result_json
 
 
 @pytest.mark.parametrize(("n", "d", "k"), [(600, 10, 1), (800, 20, 2), (1500, 40, 5)])
@@ -97,14 +98,14 @@ def test_all_trials_unbounded_is_a_status_not_an_error() -> None:
     result = solve(pp.problem, SolveOptions(trials=3, seed=0))
     assert result.w is None and result.status in ("unbounded", "no_solution")
     assert "More samples are needed" in result.message
-    payload = result.to_dict()
+    payload = solve_result_json(result)
     assert payload["certificate"]["global_optimum"] is False
     assert payload["certificate"]["cone"]["applicable"] is False
 
 
 def test_result_dict_carries_the_contract_keys_and_is_json() -> None:
     pp = planted_problem(PlantedSpec(n=300, d=8, k=2, seed=7))
-    payload = json.loads(json.dumps(solve(pp.problem, SolveOptions(trials=2), w_star=pp.w_star).to_dict()))
+    payload = json.loads(json.dumps(solve_result_json(solve(pp.problem, SolveOptions(trials=2), w_star=pp.w_star))))
     assert {"w", "loss", "certificate", "recovery_error", "trials"} <= payload.keys()
     assert {"global_optimum", "cone"} <= payload["certificate"].keys()
     assert {"residual", "certified", "applicable"} <= payload["certificate"]["cone"].keys()

@@ -34,8 +34,8 @@ the fit residual is relative to ``max |y|``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Callable
 
 import clarabel
 import numpy as np
@@ -71,9 +71,6 @@ class ConeCertificate:
     tied_patches: int | None = None
     certified_by_trials: list[int] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Coverage:
@@ -89,11 +86,6 @@ class Coverage:
     trials_for_999: int | None
     reason: str
 
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["interval"] = None if self.interval is None else list(self.interval)
-        return out
-
 
 @dataclass(frozen=True)
 class Certificate:
@@ -107,12 +99,6 @@ class Certificate:
     summary: str = ""
     relative_gradient_norm: float | None = None
     coverage: Coverage | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["cone"] = self.cone.to_dict()
-        out["coverage"] = None if self.coverage is None else self.coverage.to_dict()
-        return out
 
 
 # -------------------------------------------------------------------------------------------------

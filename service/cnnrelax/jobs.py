@@ -8,13 +8,11 @@ back (once per run).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Mapping, Union
-
-import numpy as np
 
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .problem import InvalidParameterError
+from .results import json_safe, solve_result_json
 from .specs import Arrays, SolveSpec
 from .trials import TrialRecord, solve
 from .types import JobKind, JobStatus, Progress, ShouldStop
@@ -46,21 +44,6 @@ def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with numpy types made plain and non-finite floats made ``None`` (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return json_safe(value.tolist())
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def run_solve_job(
     spec: SolveSpec,
     arrays: Arrays | None,
@@ -69,7 +52,7 @@ def run_solve_job(
     progress: Progress | None = None,
     time_limit_s: float | None = None,
 ) -> dict[str, Any]:
-    """Build the spec's problem once and solve it; return ``SolveResult.to_dict()`` made strict JSON.
+    """Build the spec's problem once and solve it; return the result's wire JSON (``results.solve_result_json``).
 
     Parameters
     ----------
@@ -99,8 +82,7 @@ def run_solve_job(
             progress(record.index + 1, total, {})
 
     result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
-    safe: dict[str, Any] = json_safe(result.to_dict())
-    return safe
+    return solve_result_json(result)
 
 
 def run_job(

@@ -34,7 +34,7 @@ For the LP the optimum is finally moved onto the exact vertex of the cuts Clarab
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 import clarabel
@@ -135,12 +135,6 @@ class RelaxationSolution:
     primal_residual: float | None = None
     dual_residual: float | None = None
     duality_gap: float | None = None
-
-    def solver_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out.pop("w")
-        out.pop("objective")
-        return out
 
 
 def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> None:

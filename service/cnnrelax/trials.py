@@ -209,22 +209,6 @@ class TrialRecord:
         """The filter this trial offers for selection: polished when polishing helped."""
         return self.w_polished if self.w_polished is not None else self.w
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "r": self.r.tolist(),
-            "w": None if self.w is None else self.w.tolist(),
-            "w_polished": None if self.w_polished is None else self.w_polished.tolist(),
-            "loss": self.loss,
-            "raw_loss": self.raw_loss,
-            "objective": self.objective,
-            "recovered": self.recovered,
-            "recovered_after_polish": self.recovered_after_polish,
-            "recovery_error": self.recovery_error,
-            "predicted": self.predicted,
-            "solver": self.solution.solver_dict(),
-        }
-
 
 @dataclass(frozen=True)
 class SolveResult:
@@ -246,32 +230,6 @@ class SolveResult:
     solve_time_s: float
     w_star: FloatArray | None = None
     recovery_sign: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        cert = self.certificate.to_dict() if self.certificate is not None else {
-            "global_optimum": False, "loss": None, "loss_threshold": None, "fit_residual": None,
-            "cone": ConeCertificate(False, False, None, DEFAULT_CONE_TOL, None,
-                                    "not applicable: no trial produced a filter").to_dict(),
-            "summary": "No trial produced a filter, so there is nothing to certify.",
-            "relative_gradient_norm": None, "coverage": None,
-        }
-        if self.selected_trial is not None:
-            cert["solver"] = self.trials[self.selected_trial].solution.solver_dict()
-        return {
-            "status": self.status,
-            "message": self.message,
-            "w": None if self.w is None else self.w.tolist(),
-            "w_star": None if self.w_star is None else self.w_star.tolist(),
-            "loss": self.loss,
-            "certificate": cert,
-            "recovery_error": self.recovery_error,
-            "recovery_sign": self.recovery_sign,
-            "selected_trial": self.selected_trial,
-            "trials": [t.to_dict() for t in self.trials],
-            "relaxation": self.relaxation,
-            "shape": {"n": self.n, "d": self.d, "k": self.k, "m": self.m},
-            "solve_time_s": self.solve_time_s,
-        }
 
 
 def _relative_error(w: FloatArray, w_star: FloatArray) -> float:

@@ -12,6 +12,19 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
 from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
+from ..results import (  # the result models live below the API, where the worker builds them; named here too
+    CertificateOut as CertificateOut,
+)
+from ..results import ClarabelStatus as ClarabelStatus
+from ..results import ConeCertificateOut as ConeCertificateOut
+from ..results import CoverageOut as CoverageOut
+from ..results import Sent as _Sent
+from ..results import ShapeOut as ShapeOut
+from ..results import SolveResultOut as SolveResultOut
+from ..results import SolverStatsOut as SolverStatsOut
+from ..results import SolveStatus as SolveStatus
+from ..results import TrialOut as TrialOut
+from ..results import TrialStatus as TrialStatus
 from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
 from ..specs import DEFAULT_ACTIVATION, DEFAULT_RELAXATION, RelaxationName
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
@@ -68,16 +81,6 @@ def _integer_members(model: type[BaseModel]) -> tuple[str, ...]:
                 names.append(name)
                 break
     return tuple(names)
-
-
-class _Sent(BaseModel):
-    """What the service sends: every member declared (the schema says `additionalProperties: false`).
-
-    Building one from a stored result with a member it does not declare is an error, so a field the core
-    adds cannot reach the wire undeclared.
-    """
-
-    model_config = ConfigDict(extra="forbid")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -238,121 +241,6 @@ class SolveRequest(_Strict):
 # -------------------------------------------------------------------------------------------------
 # results and jobs
 # -------------------------------------------------------------------------------------------------
-
-TrialStatus = Literal["optimal", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
-                      "cancelled"]
-SolveStatus = Literal["solved", "unbounded", "infeasible", "max_iterations", "numerical_error", "time_limit",
-                      "cancelled", "failed", "no_solution"]
-ClarabelStatus = Literal["NotStarted", "Unsolved", "Solved", "AlmostSolved", "PrimalInfeasible",
-                         "AlmostPrimalInfeasible", "DualInfeasible", "AlmostDualInfeasible", "MaxIterations",
-                         "MaxTime", "NumericalError", "InsufficientProgress", "CallbackTerminated"]
-
-
-class ConeCertificateOut(_Sent):
-    """Cone membership / dual feasibility at the selected filter (SPEC 4.2)."""
-
-    residual: Optional[float] = Field(description="rho = min_{v>=0} ||G^T v - r|| / ||r|| (null when not applicable).")
-    certified: bool = Field(description="rho <= tolerance: (w, (Xw)_+) is optimal for the trial's LP.")
-    applicable: bool = Field(description="The filter fits the labels, so the test means something.")
-    tolerance: float = Field(description="The largest rho that certifies.")
-    positive_multipliers: Optional[int] = Field(description="Samples with a positive multiplier v_i.")
-    reason: str = Field(description="What the outcome means, or why the test does not apply.")
-    tied_patches: Optional[int] = Field(None, description="Patches with X_ij w = 0 at the filter (ties).")
-    certified_by_trials: Optional[list[int]] = Field(
-        None, description="Indices of the trials whose direction r the filter is certified for.")
-
-
-class CoverageOut(_Sent):
-    """How likely one more random trial is to certify the selected filter, estimated from sampled directions."""
-
-    applicable: bool = Field(description="Whether the estimate applies (the filter fits the labels).")
-    estimate: Optional[float] = Field(None, description="Fraction of sampled directions r the filter is certified for.")
-    interval: Optional[list[float]] = Field(None, min_length=2, max_length=2,
-                                            description="[low, high] confidence interval of the fraction.")
-    confidence: float = Field(description="Confidence level of the interval.")
-    directions: int = Field(description="Directions sampled.")
-    certifying_directions: int = Field(description="Sampled directions that certify the filter.")
-    trials_for_99: Optional[int] = Field(None, description="Trials needed for 99% odds of a certifying one.")
-    trials_for_999: Optional[int] = Field(None, description="Trials needed for 99.9% odds of a certifying one.")
-    reason: str = Field(description="What the estimate means, or why it does not apply.")
-
-
-class SolverStatsOut(_Sent):
-    """The convex solver's evidence for one trial."""
-
-    status: TrialStatus = Field(description="How the trial's relaxation ended.")
-    message: str = Field(description="A sentence on the outcome.")
-    iterations: int = Field(description="Interior-point iterations, over every working-set round.")
-    outer_iterations: int = Field(description="Working-set rounds (cuts added then re-solved).")
-    working_set: int = Field(description="Constraints in the final working set.")
-    solve_time_s: float = Field(description="Wall time of the trial's solve.")
-    clarabel_status: ClarabelStatus = Field(description="Clarabel's status of the last solve.")
-    primal_residual: Optional[float] = Field(description="Clarabel's primal residual (null if it did not run).")
-    dual_residual: Optional[float] = Field(description="Clarabel's dual residual (null if it did not run).")
-    duality_gap: Optional[float] = Field(description="Clarabel's absolute duality gap (null if it did not run).")
-
-
-class CertificateOut(_Sent):
-    """What proves (or fails to prove) global optimality of the selected filter."""
-
-    global_optimum: bool = Field(description="Zero non-convex loss: a global minimum.")
-    cone: ConeCertificateOut
-    loss: Optional[float] = Field(description="The selected filter's non-convex loss (null with no filter).")
-    loss_threshold: Optional[float] = Field(description="optimality_tol * ||y||^2: a loss at most this is zero.")
-    fit_residual: Optional[float] = Field(description="max_i |sum_j (X_ij w)_+ - y_i| / (1 + max_i |y_i|).")
-    solver: Optional[SolverStatsOut] = Field(None, description="The selected trial's solver evidence.")
-    summary: Optional[str] = Field(None, description="A sentence saying what the certificate proves.")
-    relative_gradient_norm: Optional[float] = Field(
-        None, description="Stationarity of the loss at the selected filter: ||grad L(w)|| relative to its scale.")
-    coverage: Optional[CoverageOut] = Field(None, description="Odds that a random trial certifies the filter.")
-
-
-class TrialOut(_Sent):
-    """One randomized trial."""
-
-    index: int = Field(ge=0)
-    r: list[float] = Field(description="The trial's direction.")
-    w: Optional[list[float]] = Field(description="The relaxation's filter, before polishing and selection.")
-    w_polished: Optional[list[float]] = Field(description="The filter after polishing (null when it did not help).")
-    loss: Optional[float] = Field(description="Non-convex loss of the trial's final filter (polished if it helped).")
-    raw_loss: Optional[float] = Field(description="Non-convex loss of the relaxation's filter w.")
-    objective: Optional[float] = Field(description="Optimal value, maximise-r^T w convention.")
-    recovered: Optional[bool] = Field(description="Planted only: w recovered w* within recovery_tol.")
-    recovered_after_polish: Optional[bool] = Field(description="Planted only: the polished filter recovered w*.")
-    recovery_error: Optional[float] = Field(description="Planted only: ||w - w*|| / ||w*||.")
-    predicted: Optional[bool] = Field(description="Planted only: the cone check at w* predicts recovery.")
-    solver: SolverStatsOut
-
-
-class ShapeOut(_Sent):
-    """The problem's dimensions: n samples of length d, k patches of length m."""
-
-    n: int = Field(ge=1)
-    d: int = Field(ge=1)
-    k: int = Field(ge=1)
-    m: int = Field(ge=1)
-
-
-class SolveResultOut(_Sent):
-    """A solve's result: the selected filter, its loss and certificate, every trial."""
-
-    status: SolveStatus = Field(description="solved, or why no filter was produced (unbounded, infeasible, ...).")
-    message: str
-    w: Optional[list[float]] = Field(description="The selected filter.")
-    w_star: Optional[list[float]] = Field(None, description="Planted only: the planted filter.")
-    loss: Optional[float] = Field(description="Its non-convex loss.")
-    certificate: CertificateOut
-    recovery_error: Optional[float] = Field(description="Planted only: ||w - s w*|| / ||w*|| (s = recovery_sign, "
-                                            "else 1).")
-    recovery_sign: Optional[Literal[1, -1]] = Field(
-        None, description="Planted with a sign-symmetric activation (absolute): w* and -w* predict the same, so "
-                          "recovery is up to sign; the sign s of the planted filter matched (null otherwise).")
-    selected_trial: Optional[int] = Field(description="Index of the selected trial (null with no filter).")
-    trials: list[TrialOut]
-    relaxation: Relaxation = Field(description="The relaxation solved.")
-    shape: ShapeOut
-    solve_time_s: float = Field(description="Wall time of the whole solve.")
-
 
 class ProgressOut(_Sent):
     """How far a job has come: trials of a solve, cells of an experiment."""
