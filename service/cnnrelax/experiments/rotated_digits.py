@@ -327,8 +327,8 @@ def relaxation_labels(activation: Activation, y: FloatArray, patches: int) -> Fl
     (``P`` patches; ReLU's shift maps it to its zero filter's 0 alike), and the range spans as much again, so
     pre-activations of order one, where softplus bends, fit it. (Centred pixels make the mean of
     ``X_ij w`` over the samples 0, so by Jensen the mean prediction is at least ``P log 2``: labels below it,
-    e.g. ``[1, 2]``, leave the relaxation nothing but ``w`` near 0.) All ``P log 2`` when every angle is the
-    same.
+    e.g. ``[1, 2]``, leave the relaxation small filters, where softplus is nearly linear.) All ``P log 2``
+    when every angle is the same.
 
     Parameters
     ----------
