@@ -1,11 +1,13 @@
-"""cnnrelax: train one-hidden-layer convolutional ReLU nets by randomized convex relaxation.
+"""cnnrelax: train one-hidden-layer convolutional nets (ReLU and other convex activations) by randomized
+convex relaxation.
 
-The numerical core (this package's ``problem``, ``planted``, ``constraints``, ``relaxation``,
+The numerical core (this package's ``activations``, ``problem``, ``planted``, ``constraints``, ``relaxation``,
 ``certificate``, ``trials``, ``baselines`` and ``oracle`` modules) knows nothing of HTTP or storage.
 """
 
 from importlib.metadata import version
 
+from .activations import ACTIVATIONS, Activation, make_activation
 from .baselines import GradientDescentResult, gradient_descent, pseudo_inverse
 from .certificate import Certificate, ConeCertificate, certify, cone_certificate
 from .constraints import FilterConstraints
@@ -19,12 +21,13 @@ from .problem import (
     make_patching,
     make_problem,
 )
-from .relaxation import RelaxationSolution, RelaxationSolver, SolverSettings, solve_relaxation
+from .relaxation import REGISTRY, Relaxation, RelaxationSolution, RelaxationSolver, SolverSettings, solve_relaxation
 from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial_direction
 
 __version__ = version("cnnrelax")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
+    "ACTIVATIONS", "Activation", "REGISTRY", "Relaxation", "make_activation",
     "BlockPatching", "Certificate", "ConeCertificate", "ConvProblem", "FilterConstraints", "GradientDescentResult",
     "ImagePatching", "InvalidParameterError", "PlantedProblem", "PlantedSpec", "RelaxationSolution",
     "RelaxationSolver", "SolveOptions", "SolveResult", "SolverSettings", "StridedPatching", "TrialRecord", "certify",
