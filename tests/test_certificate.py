@@ -45,7 +45,7 @@ def test_cone_residual_equals_an_independent_nnls() -> None:
     pp = planted_problem(PlantedSpec(n=40, d=10, k=2, seed=3))
     r = trial_direction(0, 0, pp.problem.m)
     cert = cone_certificate(pp.problem, pp.w_star, r)
-    G = pp.problem.active_sums(pp.w_star)
+    G = pp.problem.gradient_rows(pp.w_star)
     v = cp.Variable(G.shape[0], nonneg=True)
     best = cp.Problem(cp.Minimize(cp.norm2(G.T @ v - r))).solve(solver=cp.CLARABEL)
     assert cert.residual == pytest.approx(best / np.linalg.norm(r), rel=1e-5, abs=1e-8)
@@ -100,7 +100,7 @@ def test_column_generation_nnls_equals_the_full_nnls_on_many_generators() -> Non
     from cnnrelax.certificate import _nnls_residual
 
     pp = planted_problem(PlantedSpec(n=3000, d=40, k=4, seed=12))
-    G = pp.problem.active_sums(pp.w_star)
+    G = pp.problem.gradient_rows(pp.w_star)
     G = G[np.any(G != 0, axis=1)]
     for t in range(6):
         r = trial_direction(1, t, pp.problem.m)

@@ -81,8 +81,8 @@ class Activation:
         """``sigma'(u)`` elementwise; at a kink the lower end ``lo`` of the subdifferential."""
         x = np.asarray(u, dtype=np.float64)
         out: FloatArray
-        if self.lo is not None and self.hi is not None:
-            out = np.where(x > 0, self.hi, self.lo).astype(np.float64)
+        if self.piecewise_linear:
+            out = self.slopes(x > 0)
         elif self.name == "squared_relu":
             out = 2.0 * np.maximum(x, 0.0)
         else:
@@ -108,12 +108,12 @@ class Activation:
         return bool(value > self.lower or (self.lower_attained and value >= self.lower))
 
 
-def make_activation(name: str = "relu", negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> Activation:
+def make_activation(name: str | Activation = "relu", negative_slope: float = DEFAULT_NEGATIVE_SLOPE) -> Activation:
     """The activation named ``name`` (``negative_slope`` is leaky ReLU's slope for ``u < 0``, in ``(0, 1)``).
 
     Parameters
     ----------
-    name : one of :data:`ACTIVATIONS`.
+    name : one of :data:`ACTIVATIONS` (an :class:`Activation` is returned as it is).
     negative_slope : leaky ReLU's slope on negative inputs (ignored by the others).
 
     Returns
@@ -147,7 +147,19 @@ def make_activation(name: str = "relu", negative_slope: float = DEFAULT_NEGATIVE
 RELU = Activation("relu", lo=0.0, hi=1.0, degree=1)
 
 
-def check_labels(activation: Activation, y: ArrayLike, relaxation: str = "lp") -> None:
+def label_range_error(activation: Activation, where: str, value: float) -> InvalidParameterError:
+    """The 422 for a label outside the activation's range: ``where`` names it (e.g. ``y[3]``)."""
+    bound = "negative" if activation.lower_attained else "zero or negative"
+    reach = "cannot be negative" if activation.lower_attained else "is always positive"
+    return InvalidParameterError(
+        "y",
+        f"{where} = {value:g} is {bound}: the LP limit needs labels in the range of the activation, and a sum of "
+        f"{activation.name} terms {reach}. Use relaxation 'qp' (beta > 0) for noisy labels"
+        + (", or the activation leaky_relu." if activation.name != "leaky_relu" else "."),
+    )
+
+
+def check_labels(activation: Activation, y: ArrayLike) -> None:
     """Refuse labels that no sum of ``activation`` can reach (for the LP limit, whose fit is a hard constraint).
 
     A sum of ReLUs, absolute values, squared ReLUs or softpluses is never negative (a softplus sum is even
@@ -158,19 +170,11 @@ def check_labels(activation: Activation, y: ArrayLike, relaxation: str = "lp") -
     ----------
     activation : the activation.
     y : the labels.
-    relaxation : the relaxation's name: only ``"lp"`` (a hard fit) is checked.
     """
-    if relaxation != "lp" or activation.lower == -np.inf:
+    if activation.lower == -np.inf:
         return
     y = np.asarray(y, dtype=np.float64)
     bad = y < activation.lower if activation.lower_attained else y <= activation.lower
     if bad.any():
         i = int(np.argmax(bad))
-        bound = "negative" if activation.lower_attained else "zero or negative"
-        reach = "cannot be negative" if activation.lower_attained else "is always positive"
-        raise InvalidParameterError(
-            "y",
-            f"y[{i}] = {y[i]:g} is {bound}: the LP limit needs labels in the range of the activation, and a sum of "
-            f"{activation.name} terms {reach}. Use relaxation 'qp' (beta > 0) for noisy labels"
-            + (", or the activation leaky_relu." if activation.name != "leaky_relu" else "."),
-        )
+        raise label_range_error(activation, f"y[{i}]", float(y[i]))

@@ -50,6 +50,7 @@ from numpy.typing import NDArray
 
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 from .trials import polish as polish_filter
+from .trials import recovery
 
 ShouldStop = Callable[[], bool]
 
@@ -136,8 +137,7 @@ def lipschitz_constant(problem: ConvProblem) -> float:
     sigma = float(np.linalg.norm(blocks, ord=2))
     bound = problem.k * sigma * sigma / problem.n
     activation = problem.activation
-    if activation.piecewise_linear and not activation.is_relu:
-        assert activation.lo is not None and activation.hi is not None
+    if activation.lo is not None and activation.hi is not None:
         slope = max(abs(activation.lo), abs(activation.hi))
         bound *= slope * slope
     return bound
@@ -158,15 +158,10 @@ def mean_loss_gradient(problem: ConvProblem, w: FloatArray) -> FloatArray:
         The gradient (at a kink of a piecewise-linear activation, the subgradient with slope ``lo`` there).
     """
     pre = problem.preactivations(w)
-    if problem.activation.is_relu:
-        residual = problem.y - np.maximum(pre, 0.0).sum(axis=1)
-        weights = (pre > 0) * residual[:, None]
-        out: FloatArray = -np.einsum("ik,ikm->m", weights, problem.patches) / problem.n
-        return out
     residual = problem.y - problem.activation.value(pre).sum(axis=1)
-    rows = problem.gradient_rows(w, pre=pre)
-    grad: FloatArray = -(residual @ rows) / problem.n
-    return grad
+    weights = problem.activation.derivative(pre) * residual[:, None]
+    out: FloatArray = -np.einsum("ik,ikm->m", weights, problem.patches) / problem.n
+    return out
 
 
 @dataclass(frozen=True)
@@ -237,14 +232,6 @@ def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise InvalidParameterError(name, f"{name} must be a positive integer, got {value!r}.")
     return int(value)
-
-
-def _error(problem: ConvProblem, w: FloatArray, w_star: FloatArray, star_norm: float) -> float:
-    """``||w - w*|| / ||w*||``, up to sign for a sign-symmetric activation (``|u|``: ``-w*`` fits as well)."""
-    error = float(np.linalg.norm(w - w_star) / star_norm)
-    if problem.activation.sign_symmetric:
-        error = min(error, float(np.linalg.norm(w + w_star) / star_norm))
-    return error
 
 
 ARMIJO_C = 0.5
@@ -361,7 +348,6 @@ def gradient_descent(
     steps_taken = np.zeros(restarts, dtype=np.intp)
     status = "solved"
     activation = problem.activation
-    relu = activation.is_relu
     steps = np.full(restarts, float(step))  # line search: each restart's next trial step
     for it in range(iterations):
         if should_stop is not None and it % 50 == 0 and should_stop():
@@ -372,17 +358,11 @@ def gradient_descent(
             break
         Wa = W[:, cols]
         pre = (blocks @ Wa).reshape(n, problem.k, cols.size)
-        if relu:
-            residual = y[:, None] - np.maximum(pre, 0.0).sum(axis=1)  # (n, R)
-        else:
-            residual = y[:, None] - activation.value(pre).sum(axis=1)
+        residual = y[:, None] - activation.value(pre).sum(axis=1)  # (n, R)
         losses = np.einsum("ir,ir->r", residual, residual)
         done = losses <= threshold
         converged[cols[done]] = True
-        if relu:
-            weights = ((pre > 0) * residual[:, None, :]).reshape(n * problem.k, cols.size)
-        else:
-            weights = (activation.derivative(pre) * residual[:, None, :]).reshape(n * problem.k, cols.size)
+        weights = (activation.derivative(pre) * residual[:, None, :]).reshape(n * problem.k, cols.size)
         grad = -(blocks.T @ weights) / n
         if line_search:
             trial = steps[cols]
@@ -398,7 +378,6 @@ def gradient_descent(
         steps_taken[cols[keep]] += 1
         active[cols[~keep]] = False
     records: list[RestartRecord] = []
-    star_norm = 1.0 if w_star is None else max(float(np.linalg.norm(w_star)), float(np.finfo(float).tiny))
     for t in range(restarts):
         w = W[:, t].copy()
         raw_loss = loss = problem.loss(w)
@@ -410,10 +389,10 @@ def gradient_descent(
                 loss = problem.loss(w_polished)
         error = recovered = recovered_after_polish = None
         if w_star is not None:
-            error = _error(problem, w, w_star, star_norm)
+            error = recovery(problem, w, w_star)[0]
             recovered = bool(error <= recovery_tol)
             final = w if w_polished is None else w_polished
-            recovered_after_polish = bool(_error(problem, final, w_star, star_norm) <= recovery_tol)
+            recovered_after_polish = bool(recovery(problem, final, w_star)[0] <= recovery_tol)
         records.append(RestartRecord(t, W0[:, t].copy(), w, loss, int(steps_taken[t]),
                                      bool(converged[t] or raw_loss <= threshold), error, recovered,
                                      w_polished=w_polished, raw_loss=raw_loss,
@@ -421,7 +400,7 @@ def gradient_descent(
     best = min(records, key=lambda rec: rec.loss)
     best_error = None
     if w_star is not None:
-        best_error = _error(problem, best.final_w, w_star, star_norm)
+        best_error = recovery(problem, best.final_w, w_star)[0]
     return GradientDescentResult(
         w=best.final_w, loss=best.loss, selected_restart=best.index, step=float(step), restarts=records,
         recovery_error=best_error, solve_time_s=time.monotonic() - start, status=status,

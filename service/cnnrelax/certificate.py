@@ -343,8 +343,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
     act = problem.activation
     G = problem.gradient_rows(w, active, pre)  # sigma' per patch; at a kink the lower end lo
-    if act.piecewise_linear and not act.is_relu:
-        assert act.lo is not None and act.hi is not None
+    if act.lo is not None and act.hi is not None:
         spread = act.hi - act.lo  # a tied patch's slope lies in [lo, hi]: lo in G, the rest a multiplier in [0, v_i]
     else:
         spread = 1.0
@@ -354,7 +353,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
         # (g_i = 0, so lambda_ij in [0, v_i] is any lambda_ij >= 0).
         tied = tied & ~active.any(axis=1, keepdims=True) if act.name == "squared_relu" else np.zeros_like(tied)
     tie_i, tie_j = np.nonzero(tied)
-    tie_rows = problem.patches[tie_i, tie_j] if spread == 1.0 else problem.patches[tie_i, tie_j] * spread
+    tie_rows = problem.patches[tie_i, tie_j] * spread
     carries = np.any(tie_rows != 0, axis=1)
     tie_i, tie_rows = tie_i[carries], tie_rows[carries]
     keep = np.any(G != 0, axis=1)

@@ -21,7 +21,7 @@ from typing import Literal, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .activations import RELU, Activation, make_activation
+from .activations import DEFAULT_NEGATIVE_SLOPE, RELU, Activation, make_activation
 from .errors import InvalidParameterError
 from .validation import positive_integer
 
@@ -222,9 +222,6 @@ class ConvProblem:
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j sigma(X_ij w)``."""
-        if self.activation.is_relu:
-            out: FloatArray = np.maximum(self.preactivations(w), 0.0).sum(axis=1)
-            return out
         values: FloatArray = self.activation.value(self.preactivations(w)).sum(axis=1)
         return values
 
@@ -232,30 +229,18 @@ class ConvProblem:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
         return float(np.sum((self.y - self.predict(w)) ** 2))
 
-    def active_sums(self, w: FloatArray, mask: NDArray[np.bool_] | None = None) -> FloatArray:
-        """``g_i = sum_{j : X_ij w > 0} X_ij``, shape ``(n, m)``: the generators of the cone of eq. (14).
-
-        ``mask`` overrides the active set (``X_ij w > 0`` by default).
-        """
-        if mask is None:
-            mask = self.preactivations(w) > 0
-        out: FloatArray = np.einsum("ik,ikm->im", mask.astype(np.float64), self.patches)
-        return out
-
     def gradient_rows(self, w: FloatArray, active: NDArray[np.bool_] | None = None,
                       pre: FloatArray | None = None) -> FloatArray:
         """``sum_j sigma'(X_ij w) X_ij`` per sample, shape ``(n, m)``: the gradient of ``f_w(x_i)`` in ``w``.
 
         For a piecewise-linear activation ``active`` (default ``X_ij w > 0``) picks the slope ``hi`` and every
-        other patch gets ``lo`` (for ReLU these are :meth:`active_sums`); smooth activations use ``sigma'``.
+        other patch gets ``lo`` (for ReLU, ``g_i = sum_{j active} X_ij``, the generators of the cone of
+        eq. (14)); smooth activations use ``sigma'`` and ignore ``active``.
         """
-        if self.activation.is_relu:
-            return self.active_sums(w, active)
-        pre = self.preactivations(w) if pre is None else pre
-        if self.activation.piecewise_linear:
-            weights = self.activation.slopes(pre > 0 if active is None else active)
+        if active is not None and self.activation.piecewise_linear:
+            weights = self.activation.slopes(active)
         else:
-            weights = self.activation.derivative(pre)
+            weights = self.activation.derivative(self.preactivations(w) if pre is None else pre)
         out: FloatArray = np.einsum("ik,ikm->im", weights, self.patches)
         return out
 
@@ -337,8 +322,7 @@ def make_problem(
     -------
     The problem.
     """
-    act = activation if isinstance(activation, Activation) else make_activation(
-        activation, 0.01 if negative_slope is None else negative_slope)
+    act = make_activation(activation, DEFAULT_NEGATIVE_SLOPE if negative_slope is None else negative_slope)
     Xa = _as_finite_matrix(X, "X", 2)
     ya = _as_finite_matrix(y, "y", 1)
     n, d = Xa.shape

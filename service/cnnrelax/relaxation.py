@@ -48,8 +48,6 @@ from .constraints import FilterConstraints, ResolvedConstraints, resolve_constra
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 from .types import ShouldStop
 
-RelaxationKind = Literal["lp", "qp", "naive"]
-
 
 @dataclass(frozen=True)
 class Relaxation:
@@ -137,14 +135,30 @@ class RelaxationSolution:
     duality_gap: float | None = None
 
 
-def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> None:
-    """Reject a relaxation name, ``beta`` or labels that the relaxation cannot take."""
+def check_relaxation(relaxation: str, beta: float) -> Relaxation:
+    """The relaxation named ``relaxation``, once its name and ``beta`` are acceptable (no data needed).
+
+    Parameters
+    ----------
+    relaxation : the relaxation's name.
+    beta : the QP's weight of ``r^T w``.
+
+    Returns
+    -------
+    The registered relaxation.
+    """
     kind = relaxation_kind(relaxation)
     if kind.needs_beta and not (np.isfinite(beta) and beta > 0):
         raise InvalidParameterError(
             "beta",
             f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={beta!r}; use relaxation 'lp' for beta -> 0.",
         )
+    return kind
+
+
+def validate_relaxation(problem: ConvProblem, relaxation: str, beta: float) -> None:
+    """Reject a relaxation name, ``beta`` or labels that the relaxation cannot take."""
+    kind = check_relaxation(relaxation, beta)
     if kind.needs_label_range:
         check_labels(problem.activation, problem.y)
 
@@ -279,7 +293,7 @@ class RelaxationSolver:
     Parameters
     ----------
     problem : the problem data (user units; never copied).
-    relaxation : ``"lp"``, ``"qp"`` or ``"naive"``.
+    relaxation : a name in :data:`REGISTRY` (``"lp"``, ``"qp"`` or ``"naive"``).
     beta : the QP's dimensionless weight of ``r^T w`` (ignored by the others).
     constraints : convex constraints on ``w`` in the user's units.
     settings : Clarabel tolerances and the loop's limits.
@@ -288,7 +302,7 @@ class RelaxationSolver:
     def __init__(
         self,
         problem: ConvProblem,
-        relaxation: RelaxationKind = "lp",
+        relaxation: str = "lp",
         *,
         beta: float = 0.0,
         constraints: FilterConstraints | ResolvedConstraints | None = None,
@@ -592,10 +606,7 @@ class RelaxationSolver:
     def _violations(self, u: FloatArray, t: dict[int, float] | None) -> tuple[FloatArray, FloatArray]:
         """Per-sample excess ``s_i(u) - y_i - t_i`` (normalised) over the full data, and the pre-activations."""
         pre = self._pre(u)
-        if self.activation.is_relu:
-            excess = np.maximum(pre, 0.0).sum(axis=1) - self._yn
-        else:
-            excess = self.activation.value(pre).sum(axis=1) / self._sigma_div - self._yn
+        excess = self.activation.value(pre).sum(axis=1) / self._sigma_div - self._yn
         if t:
             idx = np.fromiter(t.keys(), dtype=np.intp)
             excess[idx] -= np.fromiter(t.values(), dtype=np.float64)
@@ -703,7 +714,7 @@ class RelaxationSolver:
             elif violated.size and not self._smooth:
                 masks = pre[violated] > 0
                 # The most violated piece: slope sigma'(X_ij u) per patch (1/0 for ReLU, hi/lo for the others).
-                slopes = masks.astype(np.float64) if self.activation.is_relu else self.activation.slopes(masks)
+                slopes = self.activation.slopes(masks)
                 cut_rows = np.einsum("vk,vkm->vm", slopes, problem.patches[violated]) / self.x_scale
                 # Deepest cuts first: the distance from u to each violated half-space.
                 depth = excess[violated] / np.maximum(np.linalg.norm(cut_rows, axis=1), 1e-300)
@@ -995,7 +1006,7 @@ class RelaxationSolver:
 def solve_relaxation(
     problem: ConvProblem,
     r: FloatArray,
-    relaxation: RelaxationKind = "lp",
+    relaxation: str = "lp",
     *,
     beta: float = 0.0,
     constraints: FilterConstraints | None = None,

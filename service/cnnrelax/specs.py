@@ -25,7 +25,14 @@ from typing import Any, Literal, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .activations import DEFAULT_NEGATIVE_SLOPE, Activation, ActivationName, check_labels, make_activation
+from .activations import (
+    DEFAULT_NEGATIVE_SLOPE,
+    Activation,
+    ActivationName,
+    check_labels,
+    label_range_error,
+    make_activation,
+)
 from .constraints import FilterConstraints
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 from .planted import PlantedSpec, planted_problem
@@ -38,7 +45,7 @@ from .problem import (
     make_patching,
     make_problem,
 )
-from .relaxation import SolverSettings, relaxation_kind
+from .relaxation import SolverSettings, check_relaxation
 from .trials import SolveOptions
 
 #: The core's defaults, read once: every default of a solve comes from here.
@@ -277,11 +284,7 @@ class SolveSpec(BaseModel):
                                 limit=limits.max_patch_entries, setting="CNNRELAX_MAX_PATCH_ENTRIES")
         self._check_output_weights(k, activation)
         options.constraints.resolve(m)
-        kind = relaxation_kind(self.relaxation)
-        if kind.needs_beta and not (np.isfinite(self.beta) and self.beta > 0):
-            raise InvalidParameterError(
-                "beta", f"The randomized QP needs beta > 0 (e.g. 1e-4), got beta={self.beta!r}; use relaxation "
-                        "'lp' for beta -> 0.")
+        kind = check_relaxation(self.relaxation, self.beta)
         if data is not None and data.labels is not None and kind.needs_label_range:
             check_labels(activation, data.labels)
         elif data is not None and data.y_min is not None and kind.needs_label_range:
@@ -325,11 +328,8 @@ def check_labels_min(activation: Activation, y_min: float, index: int | None = N
     index : int, optional
         Where it is (named by the message).
     """
-    try:
-        check_labels(activation, np.array([y_min]))
-    except InvalidParameterError as exc:
-        where = "y" if index is None else f"y[{index}]"
-        raise InvalidParameterError(exc.parameter, exc.message.replace("y[0]", where, 1)) from None
+    if not activation.in_range(y_min):
+        raise label_range_error(activation, "y" if index is None else f"y[{index}]", y_min)
 
 
 def price_experiment(spec: PhaseTransitionSpec | RotatedDigitsSpec, limits: Limits) -> int:

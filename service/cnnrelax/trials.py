@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,8 +29,6 @@ from .certificate import (
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
 from .relaxation import (
-    RELAXATIONS,
-    RelaxationKind,
     RelaxationSolution,
     RelaxationSolver,
     SolverSettings,
@@ -64,10 +62,7 @@ class SolveOptions:
     solver: SolverSettings = field(default_factory=SolverSettings)
 
     def validate(self) -> None:
-        if self.relaxation not in RELAXATIONS:
-            raise InvalidParameterError(
-                "relaxation", f"relaxation must be one of {', '.join(RELAXATIONS)}, got {self.relaxation!r}."
-            )
+        relaxation_kind(self.relaxation)
         positive_integer("trials", self.trials)
         non_negative_integer("seed", self.seed)
         if (isinstance(self.coverage_samples, bool) or not isinstance(self.coverage_samples, (int, np.integer))
@@ -263,12 +258,8 @@ def make_solver(problem: ConvProblem, options: SolveOptions, constraints: Resolv
         from .oracle import CvxpyRelaxation
 
         return CvxpyRelaxation(problem, options.relaxation, beta=options.beta, constraints=constraints)
-    return RelaxationSolver(problem, _relaxation_kind(options.relaxation), beta=options.beta, constraints=constraints,
+    return RelaxationSolver(problem, options.relaxation, beta=options.beta, constraints=constraints,
                             settings=options.solver)
-
-
-def _relaxation_kind(name: str) -> RelaxationKind:
-    return cast(RelaxationKind, relaxation_kind(name).name)
 
 
 def solve(

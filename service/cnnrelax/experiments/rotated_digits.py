@@ -400,10 +400,7 @@ def relu_features(X: FloatArray, image_shape: Sequence[int], filter_shape: Seque
             for b in range(q):
                 if kernel[a, b] != 0.0:
                     target += kernel[a, b] * images[:, a:a + R, b:b + C]
-    if activation.is_relu:
-        np.maximum(out, 0.0, out=out)
-    else:
-        out = activation.value(out)
+    out = activation.value(out)
     return out.reshape(images.shape[0], -1)
 
 
