@@ -285,6 +285,7 @@ class _Sub:
     x: FloatArray
     iterations: int
     info: Any = field(repr=False, default=None)
+    t_samples: np.ndarray | None = None  # the samples of the t_i variables, in column order (QP)
 
 
 class RelaxationSolver:
@@ -400,10 +401,10 @@ class RelaxationSolver:
             t_index = np.searchsorted(uniq, samples)
             n_t = len(uniq)
         else:
-            n_t, t_index = 0, None
+            uniq, n_t, t_index = None, 0, None
         cone_block = None
         if cones_of is not None and len(cones_of):
-            t_of = None if samples is None else np.searchsorted(uniq, cones_of) + m + n_u
+            t_of = None if uniq is None else np.searchsorted(uniq, cones_of) + m + n_u
             cone_block = self._cone_block(np.asarray(cones_of, dtype=np.intp), t_of, m + n_u + n_t)
         width = m + n_u + n_t + (0 if cone_block is None else cone_block["width"])
         blocks: list[sp.spmatrix] = []
@@ -490,13 +491,13 @@ class RelaxationSolver:
                 # (Exponential cones end AlmostSolved on most sub-problems, and a retry rarely helps: measured, 2 of
                 # 17 Solved on (5000, 100, 4), at three times the cost.)
                 if fallback is None:
-                    fallback = _Sub(status, np.asarray(sol.x), int(sol.iterations), solver.get_info())
+                    fallback = _Sub(status, np.asarray(sol.x), int(sol.iterations), solver.get_info(), uniq)
                 continue
             if status not in ("InsufficientProgress", "NumericalError"):
                 break
         if fallback is not None and str(sol.status) != "Solved":
             return fallback
-        return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info())
+        return _Sub(str(sol.status), np.asarray(sol.x), int(sol.iterations), solver.get_info(), uniq)
 
     def _age_cones(self, cone_s: np.ndarray | None, excess: FloatArray) -> None:
         """Like the cuts' aging: a sample whose constraint was slack two rounds in a row leaves the working set."""
@@ -676,8 +677,8 @@ class RelaxationSolver:
             u = sub.x[:m]
             t: dict[int, float] | None = None
             slack = rhs - rows @ u
-            if with_t:
-                uniq = self._t_samples(samples, cone_s)
+            if sub.t_samples is not None:
+                uniq = sub.t_samples
                 first_t = m + self._static["n_u"]
                 tv = np.maximum(sub.x[first_t:first_t + len(uniq)], 0.0)
                 t = dict(zip(uniq.tolist(), tv.tolist(), strict=True))
