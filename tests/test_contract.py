@@ -26,6 +26,7 @@ import pytest
 from conftest import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
+PROBLEM_MEDIA = "application/problem+json"
 DATASET = {"X": [[1.0, 0.5, -0.2, 0.3], [0.1, -1.0, 0.4, 2.0], [0.7, 0.2, 0.9, -0.4], [-0.3, 0.8, 0.1, 0.6],
                  [0.5, 0.5, -1.0, 0.2], [1.2, -0.4, 0.3, 0.1]],
            "y": [1.1, 2.0, 0.9, 0.7, 0.4, 1.3]}
@@ -173,15 +174,19 @@ class Contract:
         method, path = answer.request.method, answer.request.url.path
         assert answer.status_code < 500, f"{method} {path} answered {answer.status_code}: {answer.text[:500]}"
         found = self.operation(method, path)
-        if found is None:  # no such operation: the answer must be a documented problem of some operation
+        if found is None:  # no such operation (nothing to document it on): the answer must be a problem document
             assert answer.status_code in (404, 405), (method, path, answer.status_code)
-            found_any = next(iter(self.schema["paths"].items()))
-            template, operation = found_any[0], next(iter(found_any[1].values()))
+            problem = {PROBLEM_MEDIA: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+            template, responses = path, {str(answer.status_code): {"content": problem}}
         else:
             template, operation = found
-        responses = operation["responses"]
+            responses = operation["responses"]
         status = str(answer.status_code)
         assert status in responses, f"{method} {template} answered {status}, not documented ({sorted(responses)})"
+        for name, header in responses[status].get("headers", {}).items():  # documented headers are sent, as stated
+            assert name in answer.headers or not header.get("required"), f"{method} {template} {status}: no {name}"
+            if name in answer.headers and "pattern" in header.get("schema", {}):
+                assert re.search(header["schema"]["pattern"], answer.headers[name]), (name, answer.headers[name])
         media = answer.headers.get("content-type", "").split(";")[0].strip()
         content = responses[status].get("content")
         if not content:
@@ -248,10 +253,13 @@ def test_an_undeclared_member_is_caught() -> None:
     request = httpx.Request("GET", "http://127.0.0.1/v1/datasets")
     body = {"items": [{"id": "a" * 64, "n": 1, "d": 1, "size_bytes": 8, "source": "json",
                        "created_at": "2026-01-01T00:00:00Z"}]}
-    contract.check(httpx.Response(200, json=body, request=request))
+    sent = {"X-Request-ID": "walk-1"}
+    contract.check(httpx.Response(200, json=body, request=request, headers=sent))
+    with pytest.raises(AssertionError, match="X-Request-ID"):  # a documented required header left out is caught
+        contract.check(httpx.Response(200, json=body, request=request))
     body["items"][0]["shape"] = [1, 1]
     with pytest.raises(AssertionError, match="shape"):
-        contract.check(httpx.Response(200, json=body, request=request))
+        contract.check(httpx.Response(200, json=body, request=request, headers=sent))
 
 
 def test_security_is_declared_as_the_server_is_configured(start_server: Callable[..., ServerProcess]) -> None:

@@ -14,6 +14,7 @@ Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention
 ``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
 Workers and Dask: ``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``,
 ``CNNRELAX_DASK_TLS_CERT``, ``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
+Browsers: ``CNNRELAX_CORS_ORIGINS`` (CORS, off when empty), ``CNNRELAX_CONSOLE_SESSION_S``.
 """
 
 from __future__ import annotations
@@ -92,6 +93,19 @@ class Settings(BaseSettings):
                                   "below, the API talks to the scheduler over TLS (a tls:// address).")
     dask_tls_cert: Path | None = Field(default=None, description="The API's client certificate (PEM) for Dask TLS.")
     dask_tls_key: Path | None = Field(default=None, description="The private key (PEM) of dask_tls_cert.")
+    # -- browsers (the API's face, the console) -----------------------------------------------------
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins (e.g. https://app.example.org, or *) whose pages may call the "
+                                          "API (CORS), comma-separated; empty: CORS off.")
+    console_session_s: float = Field(default=8 * 3600.0, gt=0,
+                                     description="How long a console login lasts without use (seconds).")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod

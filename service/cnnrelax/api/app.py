@@ -16,10 +16,13 @@ from starlette.routing import Match
 from .. import __version__
 from ..settings import Settings
 from . import datasets, experiments, operations, solves
+from .cors import install_cors
 from .dependencies import require_api_key
 from .docs import install_docs
 from .middleware import AccessLog, BodySizeLimit
-from .problems import PROBLEM_MEDIA_TYPE, install_problem_handlers
+from .openapi_face import document_errors, document_examples, document_request_id, operation_id
+from .problems import install_problem_handlers
+from .request_id import RequestId
 from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, DatasetJson, Problem
 from .service import Service
 
@@ -28,20 +31,6 @@ DESCRIPTION = (
     "(ICASSP 2019), with certificates of global optimality. Solves and experiments are durable jobs: submit, "
     "then fetch (optionally waiting) until they end. Every error is an RFC 9457 problem document."
 )
-ERROR_STATUSES = {
-    "400": "Malformed request (e.g. invalid JSON).",
-    "401": "Missing or invalid X-API-Key (only when keys are configured).",
-    "404": "No such resource.",
-    "405": "Method not allowed.",
-    "409": "Conflict (Idempotency-Key reused with another body, dataset in use, no figure yet).",
-    "413": "Request body too large.",
-    "415": "Unsupported media type or Content-Encoding.",
-    "422": "Invalid parameter: the problem document names it.",
-    "429": "Queue full: retry after Retry-After seconds.",
-    "500": "Internal error (logged; no details are sent).",
-    "503": "Not ready: retry after Retry-After seconds.",
-    "507": "The server's disk is full: nothing was stored.",
-}
 #: Request models that routes read themselves (off the event loop) rather than as FastAPI body parameters.
 SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest")
 
@@ -141,19 +130,11 @@ def _problem_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     keys_on = bool(settings.api_keys)
     if not keys_on:
         schema["components"].pop("securitySchemes", None)
-    problem_content = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-    for path in schema.get("paths", {}).values():
-        for operation in path.values():
-            if not keys_on:
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
                 operation.pop("security", None)
-            responses = operation.setdefault("responses", {})
-            for code in list(responses):
-                if code.isdigit() and int(code) >= 400:
-                    del responses[code]
-            for code, description in ERROR_STATUSES.items():
-                if code == "401" and "security" not in operation:
-                    continue
-                responses[code] = {"description": description, "content": problem_content}
+    document_errors(schema)
+    document_examples(schema)
     paths = schema.get("paths", {})
     for post_path, codes, links in CREATED_LINKS:
         if post_path not in paths:
@@ -164,6 +145,7 @@ def _problem_openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
                  for name, (method, target, parameter) in links.items() if target in paths}
         for code in codes:
             paths[post_path]["post"]["responses"][code]["links"] = built
+    document_request_id(schema)
     app.openapi_schema = schema
     return schema
 
@@ -206,7 +188,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await loop.run_in_executor(None, service.stop)
 
     app = FastAPI(title="cnnrelax", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  docs_url=None, redoc_url=None)
+                  docs_url=None, redoc_url=None, generate_unique_id_function=operation_id)
     app.state.service = service
     guarded = [Depends(require_api_key)]
     app.include_router(operations.router)
@@ -218,5 +200,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_allow(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AccessLog)
+    install_cors(app, settings.cors_origins)
+    app.add_middleware(RequestId)  # outermost: every answer (CORS preflights too) and every log line carries the id
     app.openapi = lambda: _problem_openapi(app, settings)  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     return app

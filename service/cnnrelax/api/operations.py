@@ -59,5 +59,16 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format."}})
 def metrics(service: Service = Depends(get_service)) -> Response:
-    """Jobs by state, queue depth, jobs in flight, run-time histograms."""
+    """The service's metrics in the Prometheus text format, for a Prometheus server to scrape (behind the API
+    key when keys are configured: the scraper sends `X-API-Key`, e.g. with Prometheus's `http_headers` scrape
+    setting). One process holds them (run one uvicorn worker). The series:
+
+    - `cnnrelax_jobs{kind, state}`: jobs in the store by kind (`solve`, `experiment`) and state (`queued`,
+      `running`, `succeeded`, `failed`, `cancelled`), read at scrape time;
+    - `cnnrelax_queue_depth`: jobs waiting for a worker;
+    - `cnnrelax_jobs_in_flight`: jobs this server's workers are running now;
+    - `cnnrelax_job_run_seconds{kind, status}`: a histogram of finished jobs' run times (seconds);
+    - `cnnrelax_jobs_finished_total{kind, status}`: jobs finished by this server since it started;
+    - `cnnrelax_submissions_rejected_total`: submissions refused because a queue was full (429).
+    """
     return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
