@@ -6,6 +6,7 @@ from __future__ import annotations
 # Service (HTTP server) fixtures: a real `python -m cnnrelax.server` subprocess on a free loopback port
 # ===================================================================================================
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,4 +148,54 @@ def assert_problem(answer: httpx.Response, status: int) -> dict[str, Any]:
 
 # ===================================================================================================
 # end of the service fixtures
+# ===================================================================================================
+
+
+# ===================================================================================================
+# Browser fixtures: Debian's chromium driven by Playwright (tests/test_docs_browser.py, test_console_browser.py)
+# ===================================================================================================
+CHROMIUM = Path(os.environ.get("CNNRELAX_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def install_chromium() -> str | None:
+    """Install Debian's chromium if it is missing; ``None`` on success, else why it could not be.
+
+    Never ``playwright install`` (it downloads a browser build): Debian's package, with ``apt-get`` as root.
+    """
+    if CHROMIUM.exists():
+        return None
+    if shutil.which("apt-get") is None:
+        return f"{CHROMIUM} is missing and there is no apt-get to install it"
+    if os.geteuid() != 0:
+        return f"{CHROMIUM} is missing; install it as root: apt-get install -y chromium"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "install", "-y", "-q", "chromium"],
+                    ["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+        if done.returncode == 0 and CHROMIUM.exists():
+            return None
+    return f"apt-get install -y chromium failed: {done.stderr.strip()[-300:]}"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless chromium (skips, saying why, when playwright or chromium cannot be had)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError as exc:  # the test extra installs it
+        pytest.skip(f"playwright is not installed ({exc}); pip install playwright")
+    reason = install_chromium()
+    if reason is not None:
+        pytest.skip(reason)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+# ===================================================================================================
+# end of the browser fixtures
 # ===================================================================================================
