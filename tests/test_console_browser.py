@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -47,12 +48,14 @@ class Tab:
     foreign: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     navigations: list[str] = field(default_factory=list)
-    expected_errors: set[str] = field(default_factory=set)
+    #: (console message, page URL) of the pages answered with a 4xx on purpose (chromium logs each).
+    expected_errors: set[tuple[str, str]] = field(default_factory=set)
 
     def clean(self) -> None:
         """No request to another host, no console or page error (other than those of expected 4xx pages)."""
         assert self.foreign == [], f"requests to other hosts: {self.foreign}"
-        errors = [error for error in self.errors if not any(url in error for url in self.expected_errors)]
+        errors = [error for error in self.errors if not any(error == f"{expected} at {url}"
+                                                            for expected, url in self.expected_errors)]
         assert errors == [], errors
 
 
@@ -112,6 +115,11 @@ def _login(tab: Tab, server: ServerProcess, key: str) -> None:
     assert tab.page.locator("#jobs").count() == 1
 
 
+def _failed(status: int) -> str:
+    """What chromium logs for a page answered with ``status``."""
+    return f"Failed to load resource: the server responded with a status of {status} ({HTTPStatus(status).phrase})"
+
+
 def _screenshot(page: Any, name: str, tmp_path: Path) -> Path:
     where = Path(os.environ.get("CNNRELAX_SCREENSHOT_DIR") or tmp_path)
     where.mkdir(parents=True, exist_ok=True)
@@ -130,7 +138,7 @@ def test_root_asks_for_a_key_and_refuses_a_wrong_one(tab_a: Tab, keyed_server: S
     page.fill("input[name=api_key]", "not-a-key")
     page.click("form.login button[type=submit]")
     assert "not one the server accepts" in page.locator(".error").inner_text()
-    tab_a.expected_errors.add(f"{keyed_server.url}/console/login")  # the 401 page logs "Failed to load resource"
+    tab_a.expected_errors.add((_failed(401), f"{keyed_server.url}/console/login"))
     assert "not-a-key" not in page.url and "console-key" not in page.url
     _login(tab_a, keyed_server, KEY_A)
     headers = page.request.get(f"{keyed_server.url}/console").headers
@@ -166,7 +174,7 @@ def test_a_tenant_sees_only_its_own_work(tab_a: Tab, tab_b: Tab, keyed_server: S
     assert job_a not in page_b.content()
     answer = page_b.goto(f"{keyed_server.url}/console/solves/{job_a}")
     assert answer is not None and answer.status == 404
-    tab_b.expected_errors.add(f"/console/solves/{job_a}")
+    tab_b.expected_errors.add((_failed(404), f"{keyed_server.url}/console/solves/{job_a}"))
     assert job_a not in page_b.locator("main").inner_text().replace(f"No solve job has the id {job_a}", "")
     figure = page_b.request.get(f"{keyed_server.url}/console/solves/{job_a}/state")
     assert figure.status == 404
@@ -184,6 +192,10 @@ def test_a_planted_solve_submitted_by_the_form_finishes(tab_a: Tab, keyed_server
                                                        tmp_path: Path) -> None:
     page = tab_a.page
     page.goto(f"{keyed_server.url}/console")
+    page.fill("#planted-form input[name=n]", "0")  # refused with the API's sentence, naming the member
+    page.click("#planted-form button[type=submit]")
+    assert "planted.n" in page.locator(".error").inner_text()
+    tab_a.expected_errors.add((_failed(422), f"{keyed_server.url}/console/solves"))
     for name, value in (("n", "200"), ("d", "10"), ("k", "1"), ("seed", "4"), ("trials", "6")):
         page.fill(f"#planted-form input[name={name}]", value)
     page.click("#planted-form button[type=submit]")
