@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 import httpx
 import jsonschema
 import pytest
+
+from cnnrelax.api.request_id import current_request_id, install_log_field
 
 from conftest import ServerProcess, assert_problem
 
@@ -111,8 +115,13 @@ def test_x_request_id_is_echoed_generated_and_bounded(live_server: ServerProcess
     missing = http.get("/v1/solves/" + "0" * 32, headers={"X-Request-ID": "face-test-404"})
     assert_problem(missing, 404)
     assert missing.headers["x-request-id"] == "face-test-404"  # error answers carry it too
-    logged = [json.loads(line) for line in live_server.log_tail(2_000_000).splitlines() if line.startswith("{")]
-    assert any(entry.get("request_id") == "face-test-404" and entry.get("status") == 404 for entry in logged)
+    deadline = time.monotonic() + 10  # the access line is written once the answer has been sent
+    while True:
+        logged = [json.loads(line) for line in live_server.log_tail(2_000_000).splitlines() if line.startswith("{")]
+        if any(entry.get("request_id") == "face-test-404" and entry.get("status") == 404 for entry in logged):
+            break
+        assert time.monotonic() < deadline, "no log line names the request face-test-404"
+        time.sleep(0.1)
     assert not any(entry.get("request_id") == "has space" for entry in logged)
 
 
@@ -160,3 +169,26 @@ def test_metrics_are_documented_as_served(metric_families: set[str]) -> None:
         assert family in description, family
         assert family in guide, family
     assert "/metrics" in guide
+
+
+def test_the_log_filter_names_the_request_and_leaves_an_explicit_id() -> None:
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]  # a handler that keeps what reaches it
+    logger = logging.getLogger("cnnrelax.test_request_id")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        install_log_field(logger)
+        install_log_field(logger)  # idempotent: one filter
+        assert len(handler.filters) == 1
+        logger.warning("outside a request")
+        token = current_request_id.set("req-1")
+        try:
+            logger.warning("inside")
+            logger.warning("explicit", extra={"request_id": "given"})  # no KeyError, the given id kept
+        finally:
+            current_request_id.reset(token)
+    finally:
+        logger.removeHandler(handler)
+    assert [getattr(record, "request_id", None) for record in records] == [None, "req-1", "given"]

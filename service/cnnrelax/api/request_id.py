@@ -4,8 +4,8 @@ A request's own ``X-Request-ID`` is kept when it is a bounded token (1 to :data:
 letters, digits and ``._:-``, the characters of UUIDs, ULIDs and trace ids); any other value, or none, is
 replaced by a fresh random id (32 hex digits), so a client cannot put line breaks, markup or megabytes into
 the logs through it. The id is echoed in the answer's ``X-Request-ID`` header, and held in a context variable
-that a log-record factory copies into every record as ``request_id`` (the JSON log lines show it as a
-member; threads started with the request's context, as ``run_in_threadpool`` does, see it too).
+that a filter on the root logger's handlers copies into every record as ``request_id`` (the JSON log lines
+show it as a member; threads started with the request's context, as ``run_in_threadpool`` does, see it too).
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ TOKEN = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_LENGTH}}}")
 #: The id of the request being answered (``None`` outside a request).
 current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("cnnrelax_request_id", default=None)
 
-_factory_installed = False
-
 
 def request_id_of(value: bytes | None) -> str:
     """The id to use for a request whose ``X-Request-ID`` header is ``value``: it, if a bounded token, else new."""
@@ -41,26 +39,33 @@ def request_id_of(value: bytes | None) -> str:
     return uuid.uuid4().hex
 
 
-def install_log_field() -> None:
-    """Make every log record carry ``request_id`` (the current request's, when there is one); idempotent."""
-    global _factory_installed
-    if _factory_installed:
-        return
-    previous = logging.getLogRecordFactory()
+class RequestIdFilter(logging.Filter):
+    """Give a record the current request's id as ``request_id`` (unless the call set one in ``extra``)."""
 
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = previous(*args, **kwargs)
+    def filter(self, record: logging.LogRecord) -> bool:
         request_id = current_request_id.get()
         if request_id is not None and not hasattr(record, "request_id"):
             record.request_id = request_id
-        return record
+        return True
 
-    logging.setLogRecordFactory(factory)
-    _factory_installed = True
+
+def install_log_field(logger: logging.Logger | None = None) -> None:
+    """Put a :class:`RequestIdFilter` on each handler of ``logger`` (default: the root logger, where every
+    record of the service and of uvicorn ends up); idempotent.
+
+    A handler's filter, not a log-record factory: a factory's attribute would make ``extra={"request_id": ...}``
+    raise ``KeyError`` in ``Logger.makeRecord``.
+    """
+    for handler in (logger or logging.getLogger()).handlers:
+        if not any(isinstance(existing, RequestIdFilter) for existing in handler.filters):
+            handler.addFilter(RequestIdFilter())
 
 
 class RequestId:
-    """ASGI middleware: choose the request's id, expose it to the logs, echo it in ``X-Request-ID``."""
+    """ASGI middleware: choose the request's id, expose it to the logs, echo it in ``X-Request-ID``.
+
+    Built with the app's middleware stack (at its first request, after the server configured logging).
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
