@@ -150,7 +150,7 @@ def test_root_asks_for_a_key_and_refuses_a_wrong_one(tab_a: Tab, keyed_server: S
     tab_a.clean()
 
 
-def test_the_jobs_list_updates_live(tab_a: Tab, keyed_server: ServerProcess) -> None:
+def test_the_jobs_list_updates_live(tab_a: Tab, keyed_server: ServerProcess, tmp_path: Path) -> None:
     page = tab_a.page
     page.goto(f"{keyed_server.url}/console")
     loads = len(tab_a.navigations)
@@ -161,6 +161,7 @@ def test_the_jobs_list_updates_live(tab_a: Tab, keyed_server: ServerProcess) -> 
     page.wait_for_selector(f"#job-{job_id}[data-status=succeeded]", timeout=TIMEOUT_MS)  # ... and finishes
     assert row.locator(".status").inner_text() == "succeeded"
     assert len(tab_a.navigations) == loads, f"the page was reloaded: {tab_a.navigations[loads:]}"
+    _screenshot(page, "console-jobs.png", tmp_path)
     tab_a.clean()
 
 
