@@ -192,3 +192,18 @@ def test_the_log_filter_names_the_request_and_leaves_an_explicit_id() -> None:
     finally:
         logger.removeHandler(handler)
     assert [getattr(record, "request_id", None) for record in records] == [None, "req-1", "given"]
+
+
+def test_statuses_of_any_request_are_listed_on_every_operation(monkeypatch: pytest.MonkeyPatch,
+                                                               tmp_path: Path) -> None:
+    """An edge's statuses (answered before routing) land on every operation, /healthz included, and only there."""
+    from cnnrelax.api import create_app, openapi_face
+    from cnnrelax.settings import Settings
+
+    monkeypatch.setattr(openapi_face, "ANY_REQUEST_ERRORS", {"431": "Request headers too large."})
+    schema = create_app(Settings(data_dir=tmp_path)).openapi()
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            assert operation["responses"]["431"]["description"] == "Request headers too large.", (method, path)
+    healthz = schema["paths"]["/healthz"]["get"]["responses"]
+    assert {code for code in healthz if int(code) >= 400} == {"431"}

@@ -22,6 +22,8 @@ the ``X-Request-ID`` every answer carries.
   507     ``POST /v1/`` operations (they store something; the disk may be full)
   ======  ====================================================================================
 
+  Statuses answered before routing, for any request (an HTTP edge's 408, 414, 431), go in
+  :data:`ANY_REQUEST_ERRORS` and are listed on every operation.
   Job submissions are the operations that take an ``Idempotency-Key`` header. Statuses only a route knows it
   answers (409 when a figure is not made yet, or a dataset is in use; 503 from ``/readyz``) are declared by
   the route (``responses=``) or in :data:`DECLARED_ERRORS`.
@@ -58,7 +60,10 @@ DECLARED_ERRORS: dict[str, dict[str, str]] = {
     "experiment_figure": {"409": "The experiment has not succeeded (yet): there is no figure."},
     "delete_dataset": {"409": "Queued or running jobs still use the dataset."},
 }
-#: Operations that answer a constant (no store, no computation): they list no error.
+#: Statuses answered for any request before it reaches a route (an HTTP edge in front of the app: e.g. 408 for a
+#: slow request, 414 for a long URL, 431 for large headers), listed on every operation; none from the app itself.
+ANY_REQUEST_ERRORS: dict[str, str] = {}
+#: Operations that answer a constant (no store, no computation): they list no error of their own.
 CONSTANT_OPERATIONS = ("healthz",)
 #: Members of a request body that name a stored dataset (a missing one answers 404).
 STORED_REFERENCE_SUFFIX = "dataset_id"
@@ -126,12 +131,12 @@ def _names_stored_resource(schema: dict[str, Any], node: Any, depth: int = 0) ->
 def _error_statuses(schema: dict[str, Any], path: str, method: str, operation: dict[str, Any]) -> set[str]:
     """The error statuses an operation can answer, from its shape (see the module's table)."""
     if operation.get("operationId") in CONSTANT_OPERATIONS:
-        return set()
+        return set(ANY_REQUEST_ERRORS)
     parameters = operation.get("parameters", [])
     body = operation.get("requestBody")
     submits_job = any(parameter.get("in") == "header" and parameter.get("name", "").lower() == "idempotency-key"
                       for parameter in parameters)
-    statuses = {"500"}
+    statuses = {"500", *ANY_REQUEST_ERRORS}
     if body is not None:
         statuses |= {"400", "413", "415", "422"}
         if any(_names_stored_resource(schema, media.get("schema")) for media in body.get("content", {}).values()):
@@ -169,7 +174,8 @@ def document_errors(schema: dict[str, Any]) -> None:
             for code in declared:
                 responses.pop(code, None)
             for code in sorted(_error_statuses(schema, path, method, operation) | set(declared)):
-                description = declared.get(code) or ERROR_DESCRIPTIONS.get(code, "Error.")
+                description = (declared.get(code) or ERROR_DESCRIPTIONS.get(code)
+                               or ANY_REQUEST_ERRORS.get(code, "Error."))
                 responses[code] = {"description": description, "content": problem_content}
 
 
