@@ -16,8 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
-from .core.relaxation import RelaxationSolution
-from .core.trials import SolveResult, TrialRecord
+from .core.records import RelaxationSolution, SolveResult, TrialRecord
 from .specs import RelaxationName as Relaxation
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
@@ -175,10 +174,20 @@ def _vector(value: np.ndarray | None) -> list[float] | None:
     return None if value is None else [float(x) for x in value]
 
 
+#: cvxpy's statuses in Clarabel's words (the cvxpy backend solves with Clarabel, which cvxpy does not name).
+_CVXPY_AS_CLARABEL = {"optimal": "Solved", "optimal_inaccurate": "AlmostSolved", "infeasible": "PrimalInfeasible",
+                      "infeasible_inaccurate": "AlmostPrimalInfeasible", "unbounded": "DualInfeasible",
+                      "unbounded_inaccurate": "AlmostDualInfeasible"}
+
+
 def _solver(solution: RelaxationSolution) -> dict[str, Any]:
     out = asdict(solution)
-    out.pop("w")
-    out.pop("objective")
+    for name in ("w", "objective", "backend", "backend_status", "pool_size"):
+        out.pop(name)
+    out["status"] = str(solution.status)
+    out["working_set"] = solution.pool_size
+    out["clarabel_status"] = solution.backend_status if solution.backend != "cvxpy" else \
+        _CVXPY_AS_CLARABEL.get(solution.backend_status, "NumericalError")
     return out
 
 

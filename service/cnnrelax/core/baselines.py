@@ -43,16 +43,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .problem import ConvProblem, FloatArray, InvalidParameterError
-from .trials import polish as polish_filter
+from ..errors import InvalidParameterError
+from ..types import ShouldStop
+from .polishing import polish as polish_filter
+from .problem import ConvProblem, FloatArray
 from .trials import recovery
-
-ShouldStop = Callable[[], bool]
 
 
 def pseudo_inverse(problem: ConvProblem) -> FloatArray:
@@ -77,38 +77,7 @@ def pseudo_inverse(problem: ConvProblem) -> FloatArray:
             "k", f"The pseudo-inverse baseline needs k = 1 (a single neuron), got k={problem.k}: "
             "with several patches a positive label does not say which patches are active."
         )
-    activation = problem.activation
-    if activation.is_relu:
-        positive = problem.y > 0
-        if not positive.any():
-            raise InvalidParameterError(
-                "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
-            )
-        X_S = problem.patches[positive, 0, :]
-        w, *_ = np.linalg.lstsq(X_S, problem.y[positive], rcond=None)
-        return np.asarray(w, dtype=np.float64)
-    if activation.sign_symmetric:
-        raise InvalidParameterError(
-            "activation", f"The pseudo-inverse baseline cannot invert the activation {activation.name}: a label "
-            "|X_i w| does not say the sign of X_i w. Use the relaxation or gradient descent."
-        )
-    y = problem.y
-    if activation.name == "leaky_relu":
-        assert activation.lo is not None
-        rows = np.ones(problem.n, dtype=bool)
-        targets = np.where(y > 0, y, y / activation.lo)
-    elif activation.name == "squared_relu":
-        rows = y > 0
-        targets = np.sqrt(np.where(rows, y, 0.0))
-    else:  # softplus: sigma^-1(y) = log(e^y - 1) = y + log(1 - e^-y), finite for y > 0
-        rows = y > 0
-        if not rows.all():
-            i = int(np.argmin(rows))
-            raise InvalidParameterError(
-                "y", f"y[{i}] = {y[i]:g}: the pseudo-inverse of softplus needs every label > 0 (softplus is "
-                "always positive)."
-            )
-        targets = y + np.log(-np.expm1(-y))
+    rows, targets = problem.activation.inverse_targets(problem.y)
     if not rows.any():
         raise InvalidParameterError(
             "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
@@ -136,9 +105,8 @@ def lipschitz_constant(problem: ConvProblem) -> float:
     blocks = problem.patches.reshape(-1, problem.m)
     sigma = float(np.linalg.norm(blocks, ord=2))
     bound = problem.k * sigma * sigma / problem.n
-    activation = problem.activation
-    if activation.lo is not None and activation.hi is not None:
-        slope = max(abs(activation.lo), abs(activation.hi))
+    slope = problem.activation.slope_bound
+    if slope is not None:
         bound *= slope * slope
     return bound
 
