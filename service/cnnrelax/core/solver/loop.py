@@ -119,7 +119,7 @@ class _Run:
         return None
 
     def round(self) -> RelaxationSolution | None:
-        """One round; the solution when the solve ends with it."""
+        """One round (reported to ``on_round`` once its sub-problem is solved); the solution when the solve ends."""
         solver = self.solver
         self.outer += 1
         stop = self._limits()
@@ -129,17 +129,20 @@ class _Run:
         self.sub = sub = solver.subproblems.solve(members, self.with_t, self.q_w, self.bound, self.should_stop,
                                                   self.deadline)
         self.iterations += sub.iterations
+        added = 0
         outcome = sub.outcome
         if outcome is Outcome.infeasible:
-            return self._infeasible(members)
-        if outcome is not Outcome.solved:
-            return self.finish.from_outcome(outcome, sub, self.iterations, self.outer)
-        u = sub.x[:solver.data.m]
-        added = self._separate(members, sub, u)
-        self._report(len(members), added, sub.status)
-        if added:
-            return None
-        return self._converged(u, members)
+            verdict = self._infeasible(members)
+        elif outcome is not Outcome.solved:
+            verdict = self.finish.from_outcome(outcome, sub, self.iterations, self.outer)
+        else:
+            u = sub.x[:solver.data.m]
+            added = self._separate(members, sub, u)
+            verdict = None if added else self._converged(u, members)
+        if self.on_round is not None:
+            self.on_round(RoundRecord(self.trial, self.outer, len(members), added, sub.status,
+                                      time.monotonic() - self.start))
+        return verdict
 
     def _separate(self, members: InUse, sub: SubproblemResult, u: FloatArray) -> int:
         solver = self.solver
@@ -151,10 +154,6 @@ class _Run:
         solver.pool.age(members.cut_positions, slack)
         solver.pool.age(members.cone_positions, -violations.excess[members.cone_samples])
         return separate(solver.data, solver.pool, violations, self.tol, solver.batch, solver.kind.hard_fit)
-
-    def _report(self, size: int, added: int, status: str) -> None:
-        if self.on_round is not None:
-            self.on_round(RoundRecord(self.trial, self.outer, size, added, status, time.monotonic() - self.start))
 
     def _infeasible(self, members: InUse) -> RelaxationSolution | None:
         """The sub-problem is infeasible: without the box too (a verdict), or grow the box."""
