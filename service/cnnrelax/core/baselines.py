@@ -353,8 +353,7 @@ def gradient_descent(
         if polish and status != "cancelled":
             outcome = polish_filter(problem, w)
             if outcome.accepted:
-                w_polished = outcome.w
-                loss = problem.loss(w_polished)
+                w_polished, loss = outcome.w, outcome.loss
         error = recovered = recovered_after_polish = None
         if w_star is not None:
             error = recovery(problem, w, w_star)[0]

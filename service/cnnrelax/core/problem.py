@@ -241,12 +241,20 @@ class ConvProblem:
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j sigma(X_ij w)``."""
-        values: FloatArray = self.activation.value(self.preactivations(w)).sum(axis=1)
+        return self.predict_from(self.preactivations(w))
+
+    def predict_from(self, pre: FloatArray) -> FloatArray:
+        """The prediction from pre-activations already computed (no pass)."""
+        values: FloatArray = self.activation.value(pre).sum(axis=1)
         return values
 
     def loss(self, w: FloatArray) -> float:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
-        return float(np.sum((self.y - self.predict(w)) ** 2))
+        return self.loss_from(self.preactivations(w))
+
+    def loss_from(self, pre: FloatArray) -> float:
+        """The loss from pre-activations already computed (no pass)."""
+        return float(np.sum((self.y - self.predict_from(pre)) ** 2))
 
     def gradient_rows(self, w: FloatArray, active: NDArray[np.bool_] | None = None,
                       pre: FloatArray | None = None) -> FloatArray:

@@ -153,14 +153,14 @@ def _trial(context: _Context, t: int) -> TrialRecord:
     r = trial_direction(options.seed, t, problem.m)
     sol = context.backend.solve(r, should_stop=context.should_stop, on_round=context.on_round, trial=t)
     w, w_polished, loss, raw_loss = sol.w, None, None, None
-    if w is not None:
+    if w is not None and options.polish and not context.stopped():
+        outcome = polish(problem, w)
+        raw_loss = loss = outcome.start_loss
+        if (outcome.accepted
+                and context.constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):
+            w_polished, loss = outcome.w, outcome.loss
+    elif w is not None:
         raw_loss = loss = problem.loss(w)
-        if options.polish and not context.stopped():
-            outcome = polish(problem, w)
-            if (outcome.accepted
-                    and context.constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):
-                w_polished = outcome.w
-                loss = problem.loss(w_polished)
     error = polished_error = None
     if w_star is not None and w is not None:
         error = recovery(problem, w, w_star)[0]
