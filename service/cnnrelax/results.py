@@ -174,10 +174,16 @@ def _vector(value: np.ndarray | None) -> list[float] | None:
     return None if value is None else [float(x) for x in value]
 
 
-#: cvxpy's statuses in Clarabel's words (the cvxpy backend solves with Clarabel, which cvxpy does not name).
-_CVXPY_AS_CLARABEL = {"optimal": "Solved", "optimal_inaccurate": "AlmostSolved", "infeasible": "PrimalInfeasible",
-                      "infeasible_inaccurate": "AlmostPrimalInfeasible", "unbounded": "DualInfeasible",
-                      "unbounded_inaccurate": "AlmostDualInfeasible"}
+#: The other backends' statuses in Clarabel's words (the wire's ``clarabel_status``): cvxpy solves with Clarabel,
+#: which it does not name; HiGHS solves the LP working sets when asked for (``backend="highs"``).
+_AS_CLARABEL = {
+    "cvxpy": {"optimal": "Solved", "optimal_inaccurate": "AlmostSolved", "infeasible": "PrimalInfeasible",
+              "infeasible_inaccurate": "AlmostPrimalInfeasible", "unbounded": "DualInfeasible",
+              "unbounded_inaccurate": "AlmostDualInfeasible"},
+    "highs": {"Optimal": "Solved", "Infeasible": "PrimalInfeasible", "Unbounded": "DualInfeasible",
+              "Primal infeasible or unbounded": "PrimalInfeasible", "Time limit reached": "MaxTime",
+              "Iteration limit reached": "MaxIterations", "Interrupted by user": "CallbackTerminated"},
+}
 
 
 def _solver(solution: RelaxationSolution) -> dict[str, Any]:
@@ -186,8 +192,8 @@ def _solver(solution: RelaxationSolution) -> dict[str, Any]:
         out.pop(name)
     out["status"] = str(solution.status)
     out["working_set"] = solution.pool_size
-    out["clarabel_status"] = solution.backend_status if solution.backend != "cvxpy" else \
-        _CVXPY_AS_CLARABEL.get(solution.backend_status, "NumericalError")
+    out["clarabel_status"] = solution.backend_status if solution.backend == "clarabel" else \
+        _AS_CLARABEL[str(solution.backend)].get(solution.backend_status, "NumericalError")
     return out
 
 

@@ -29,4 +29,5 @@ def make_backend(problem: ConvProblem, options: SolveOptions, constraints: Resol
         from ..oracle import CvxpyRelaxation  # cvxpy is slow to import: only when asked for
 
         return CvxpyRelaxation(problem, kind, beta=options.beta, constraints=constraints)
-    return RelaxationSolver(problem, kind, beta=options.beta, constraints=constraints, settings=options.solver)
+    return RelaxationSolver(problem, kind, beta=options.beta, constraints=constraints, settings=options.solver,
+                            backend=options.backend)

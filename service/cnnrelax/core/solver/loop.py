@@ -26,7 +26,7 @@ from ..activations import PiecewiseLinear
 from ..constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from ..options import SolverSettings
 from ..problem import ConvProblem, FloatArray
-from ..records import OnRound, RelaxationSolution, RoundRecord, TrialStatus
+from ..records import Backend, OnRound, RelaxationSolution, RoundRecord, TrialStatus
 from ..relaxations import Relaxation, validate_relaxation
 from ..tolerances import BOX_ACTIVE, BOX_GROWTH, BOX_START, MAX_BOX
 from .crossover import crossover
@@ -34,6 +34,8 @@ from .feasibility import Feasibility
 from .normalised import NormalisedProblem
 from .outcomes import MESSAGES, Finish, unbounded_message
 from .separation import separate
+from .simplex import SimplexSubproblems
+from .simplex import supports as simplex_supports
 from .subproblem import Outcome, SubproblemResult, Subproblems
 from .working_set import InUse, WorkingSet
 
@@ -48,11 +50,13 @@ class RelaxationSolver:
     beta : the QP's dimensionless weight of ``r^T w`` (ignored by the others).
     constraints : convex constraints on ``w`` in the user's units.
     settings : Clarabel's tolerances and the loop's limits.
+    backend : ``"clarabel"`` (every sub-problem by Clarabel), or ``"highs"`` (LP working sets by HiGHS's warm dual
+        simplex, :mod:`.simplex`; Clarabel for the rest).
     """
 
     def __init__(self, problem: ConvProblem, relaxation: str | Relaxation = "lp", *, beta: float = 0.0,
                  constraints: FilterConstraints | ResolvedConstraints | None = None,
-                 settings: SolverSettings | None = None) -> None:
+                 settings: SolverSettings | None = None, backend: Backend | str = Backend.clarabel) -> None:
         self.kind = validate_relaxation(problem, relaxation, beta)
         self.problem = problem
         self.beta = self.kind.effective_beta(beta)
@@ -63,6 +67,9 @@ class RelaxationSolver:
         self.batch = self.settings.batch or max(2 * problem.m, 50)
         self.subproblems = Subproblems(self.data, self.settings)
         self.feasibility = Feasibility(self.data, self.subproblems, self.settings, self.batch)
+        # HiGHS's warm dual simplex for LP working sets when asked for (Clarabel otherwise, and for every cone).
+        use_simplex = Backend(backend) == Backend.highs and simplex_supports(self.data, self.kind)
+        self.simplex = SimplexSubproblems(self.data) if use_simplex else None
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None, on_round: OnRound | None = None,
               trial: int = 0) -> RelaxationSolution:
@@ -126,8 +133,13 @@ class _Run:
         if stop is not None:
             return stop
         members = solver.pool.in_use_members()
-        self.sub = sub = solver.subproblems.solve(members, self.with_t, self.q_w, self.bound, self.should_stop,
-                                                  self.deadline)
+        if solver.simplex is not None:
+            sub = solver.simplex.solve(members, solver.pool.rows, solver.pool.rhs, self.q_w, self.bound,
+                                       self.should_stop, self.deadline)
+        else:
+            sub = solver.subproblems.solve(members, self.with_t, self.q_w, self.bound, self.should_stop,
+                                           self.deadline)
+        self.sub = sub
         self.iterations += sub.iterations
         added = 0
         outcome = sub.outcome
@@ -181,7 +193,7 @@ class _Run:
             if self.bound > MAX_BOX:
                 return self._end(TrialStatus.numerical_error, MESSAGES["growing"])
             return None
-        if solver.kind.hard_fit and isinstance(solver.data.activation, PiecewiseLinear):
+        if solver.kind.hard_fit and isinstance(solver.data.activation, PiecewiseLinear) and solver.simplex is None:
             u = crossover(solver.data, u, self.r, members.rows, members.rhs, self.tol, self.bound)
         return self._end(TrialStatus.optimal, MESSAGES["optimal"], u)
 

@@ -73,8 +73,8 @@ class Evidence:
 
 @dataclass(frozen=True)
 class SubproblemResult:
-    """One sub-problem's status, primal point and iterations; ``t_samples`` are the samples of its ``t_i``
-    columns in order (penalised fit), ``first_t`` the column of the first."""
+    """One sub-problem's backend status (and what it means), primal point and iterations; ``t_samples`` are the
+    samples of its ``t_i`` columns in order (penalised fit), ``first_t`` the column of the first."""
 
     status: str
     x: FloatArray
@@ -82,10 +82,7 @@ class SubproblemResult:
     evidence: Evidence | None
     t_samples: np.ndarray | None
     first_t: int
-
-    @property
-    def outcome(self) -> Outcome:
-        return outcome_of(self.status)
+    outcome: Outcome
 
     def t_values(self) -> FloatArray | None:
         """The ``t_i`` (clipped at 0) in the order of :attr:`t_samples`."""
@@ -261,9 +258,10 @@ class Subproblems:
                 solver.set_termination_callback(lambda _info: bool(should_stop()))
             sol = solver.solve()
             info = solver.get_info()
-            result = SubproblemResult(str(sol.status), np.asarray(sol.x), int(sol.iterations),
+            status = str(sol.status)
+            result = SubproblemResult(status, np.asarray(sol.x), int(sol.iterations),
                                       Evidence(float(info.res_primal), float(info.res_dual), float(info.gap_rel)),
-                                      uniq, first_t)
+                                      uniq, first_t, outcome_of(status))
             if result.status == "AlmostSolved" and retry_almost:
                 # Second-order cones at a degenerate optimum (a patch at the kink of a tight sample) can stop Clarabel
                 # at its reduced accuracy; another step rule often finishes. (Exponential cones end AlmostSolved on
