@@ -68,21 +68,23 @@ def _pass_counter() -> Callable[[], int]:
     return lambda: calls[0] + 2  # + the scales and the patch norms, one pass each (cached)
 
 
-def default_solve(n: int, d: int, k: int, coverage_samples: int | None) -> None:
+def default_solve(n: int, d: int, k: int, coverage_samples: int | None, backend: str | None = None) -> None:
     """The default solve as a user runs it, from ``X`` in memory: time, passes over ``X``, peak memory over ``X``."""
     baseline = _peak_mib()
     planted = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=0))
     X, y, w_star = planted.problem.X, planted.problem.y, planted.w_star
     del planted
     x_mib = X.nbytes / 2**20
-    options = SolveOptions() if coverage_samples is None else SolveOptions(coverage_samples=coverage_samples)
+    changes: dict[str, object] = {} if coverage_samples is None else {"coverage_samples": coverage_samples}
+    options = SolveOptions(**changes) if backend is None else SolveOptions(**changes, backend=backend)
     passes = _pass_counter()
     t0 = time.perf_counter()
     result = solve(make_problem(X, y, k=k), options)
     seconds = time.perf_counter() - t0
     data_peak = _peak_mib() - baseline
     error = float(min(abs(result.w - w_star).max(), abs(result.w + w_star).max())) if result.w is not None else None
-    print(f"default n={n} d={d} k={k} coverage={options.coverage_samples} | {seconds:.3f} s | passes over X "
+    print(f"default n={n} d={d} k={k} coverage={options.coverage_samples} backend={options.backend} | "
+          f"{seconds:.3f} s | passes over X "
           f"{passes()} | trials {len(result.trials)}, rounds {[t.solution.outer_iterations for t in result.trials]} | "
           f"max |w - w*| {error:.1e} | peak RSS above the interpreter's: {data_peak:.0f} MiB = "
           f"{data_peak / x_mib:.2f}x "
@@ -194,9 +196,10 @@ def main() -> None:
                         help="only the default solve at this size (time, passes over X, peak memory)")
     parser.add_argument("--coverage-samples", type=int, default=None, help="with --default: the coverage estimate's "
                         "directions (default: SolveOptions' own)")
+    parser.add_argument("--backend", default=None, help="with --default: the backend (default: SolveOptions' own)")
     args = parser.parse_args()
     if args.default:
-        default_solve(*args.default, args.coverage_samples)
+        default_solve(*args.default, args.coverage_samples, args.backend)
         return
     if args.activations:
         activations(trials=args.trials)
