@@ -53,6 +53,7 @@ from ..types import ShouldStop
 from ..validation import non_negative_integer, positive_integer
 from .polishing import polish as polish_filter
 from .problem import ConvProblem, FloatArray
+from .tolerances import DEFAULT_RECOVERY_TOL, GD_STALL_TOL, GD_TOL
 from .trials import recovery
 
 
@@ -322,10 +323,10 @@ def gradient_descent(
     iterations: int = 2000,
     step: float | None = None,
     seed: int = 0,
-    tol: float = 1e-12,
-    stall_tol: float = 1e-10,
+    tol: float = GD_TOL,
+    stall_tol: float = GD_STALL_TOL,
     w_star: FloatArray | None = None,
-    recovery_tol: float = 1e-4,
+    recovery_tol: float = DEFAULT_RECOVERY_TOL,
     should_stop: ShouldStop | None = None,
     polish: bool = False,
 ) -> GradientDescentResult:

@@ -65,3 +65,12 @@ DEFAULT_OPTIMALITY_TOL = 1e-10
 DEFAULT_CONE_TOL = 1e-6
 DEFAULT_FIT_TOL = 1e-6
 DEFAULT_RECOVERY_TOL = 1e-4
+
+#: Losses within this relative distance of the least are equal (selection takes the first: scale-free).
+SELECTION_RTOL = 1e-9
+#: Gradient descent (the baseline): a restart has converged at a loss of ``GD_TOL * ||y||^2`` and stalled when a
+#: step moves ``w`` by at most ``GD_STALL_TOL * (1 + ||w||)``.
+GD_TOL = 1e-12
+GD_STALL_TOL = 1e-10
+#: The shortest time limit handed to a solver (seconds): a deadline already passed still gets one short try.
+MIN_TIME_LIMIT_S = 1e-3

@@ -33,7 +33,7 @@ from .polishing import polish
 from .problem import ConvProblem, FloatArray
 from .records import SolveResult, TrialRecord, TrialStatus
 from .solver import OnRound, RelaxationBackend, make_backend
-from .tolerances import POLISH_FEASIBILITY_TOL
+from .tolerances import POLISH_FEASIBILITY_TOL, SELECTION_RTOL
 
 
 def trial_direction(seed: int, index: int, m: int) -> FloatArray:
@@ -223,12 +223,12 @@ def _select(finished: list[TrialRecord], threshold: float) -> TrialRecord | None
     """The trial with the least loss; the first one among those within rounding of it, or of zero loss.
 
     Every loss at or below the zero-loss threshold is a certified global minimum, and losses within a
-    relative 1e-9 of each other are the same in any units: taking the first keeps selection scale-free.
+    relative ``SELECTION_RTOL`` of each other are the same in any units: taking the first keeps selection scale-free.
     """
     losses = [rec.loss for rec in finished if rec.loss is not None]
     if not losses:
         return None
-    cutoff = max(threshold, min(losses) * (1.0 + 1e-9))
+    cutoff = max(threshold, min(losses) * (1.0 + SELECTION_RTOL))
     return next(rec for rec in finished if rec.loss is not None and rec.loss <= cutoff)
 
 

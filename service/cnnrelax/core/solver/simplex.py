@@ -22,7 +22,7 @@ from ...types import ShouldStop
 from ..activations import PiecewiseLinear
 from ..problem import FloatArray
 from ..relaxations import Relaxation
-from ..tolerances import HIGHS_VERTEX_TOL
+from ..tolerances import HIGHS_VERTEX_TOL, MIN_TIME_LIMIT_S
 from .normalised import NormalisedProblem
 from .subproblem import Outcome, SubproblemResult
 from .working_set import InUse
@@ -131,7 +131,7 @@ class SimplexSubproblems:
         self._sync_rows(members, pool_rows, pool_rhs)
         self._sync_columns(q_w, bound)
         if deadline is not None:
-            self.highs.setOptionValue("time_limit", max(deadline - time.monotonic(), 1e-3))
+            self.highs.setOptionValue("time_limit", max(deadline - time.monotonic(), MIN_TIME_LIMIT_S))
         self.highs.run()
         status = self.highs.getModelStatus()
         info = self.highs.getInfo()

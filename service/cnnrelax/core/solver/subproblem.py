@@ -23,6 +23,7 @@ from ..activations import ConeBlock, Smooth
 from ..constraints import ResolvedConstraints
 from ..options import SolverSettings
 from ..problem import FloatArray
+from ..tolerances import MIN_TIME_LIMIT_S
 from .normalised import NormalisedProblem
 from .working_set import InUse
 
@@ -240,7 +241,7 @@ class Subproblems:
         for name, value in variant.items():
             setattr(s, name, value)
         if deadline is not None:
-            s.time_limit = max(deadline - time.monotonic(), 1e-3)
+            s.time_limit = max(deadline - time.monotonic(), MIN_TIME_LIMIT_S)
         return s
 
     def _clarabel(self, P: sp.csc_matrix, q: FloatArray, A: sp.csc_matrix, b: FloatArray, cones: list[Any],
