@@ -130,7 +130,7 @@ def bench(n: int, d: int, k: int, relaxation: str, beta: float, trials: int) -> 
         f"mean of {trials} trials sharing cuts {core_time:6.3f} s | cvxpy+Clarabel build+solve {cvx_time:6.2f} s | "
         f"ratio {cvx_time / first_core:5.1f}x (one LP), {cvx_time / core_time:5.1f}x (per trial) | "
         f"rel value diff vs cvxpy+Clarabel {max(diffs):.1e}{accuracy} (trials {compare}) | "
-        f"statuses {[c.status for c in core]} | "
+        f"statuses {[str(c.status) for c in core]} | "
         f"first-trial outer rounds {first.outer_iterations}, cuts {_pool(first)}{cov_note} | "
         f"peak RSS {_peak_mib():.0f} MiB",
         flush=True,
