@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from highs_reference import lp_by_highs
 
 from cnnrelax import FilterConstraints, PlantedSpec, SolveOptions, make_problem, planted_problem, solve
 from cnnrelax.core.records import Backend
 from cnnrelax.core.solver import RelaxationSolver
 from cnnrelax.core.trials import trial_direction
+
+from highs_reference import lp_by_highs
 
 
 def _close(ours: float | None, exact: float | None) -> None:
