@@ -2,7 +2,9 @@
 
 Run: ``python bench/bench_core.py`` (add ``--quick`` for the small size only, ``--big`` for the
 (100000, 400, 4) build-and-trial measurement alone, ``--activations`` for one LP-limit trial of every
-activation at (5000, 100, 4) against ReLU's, with each value checked against cvxpy + Clarabel).
+activation at (5000, 100, 4) against ReLU's, with each value checked against cvxpy + Clarabel, ``--default N D K``
+for the default solve ``solve(make_problem(X, y, k=K), SolveOptions())`` at that size: its time, its passes over
+``X`` and its peak memory as a multiple of ``X``; ``--coverage-samples 0`` leaves the coverage estimate out).
 For each size it solves the same planted instance and direction ``r`` with the core's working-set
 solver and with ``cnnrelax.core.oracle`` (one ``z_ij`` per sample and patch), and prints both times,
 their ratio, the relative difference of the optimal values against cvxpy + Clarabel and against
@@ -23,10 +25,11 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse
 import resource
 import time
+from typing import Callable
 
 import cvxpy as cp
 
-from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction
+from cnnrelax import PlantedSpec, RelaxationSolver, SolveOptions, make_problem, planted_problem, solve, trial_direction
 from cnnrelax.core.certificate import coverage
 from cnnrelax.core.oracle import CvxpyRelaxation
 
@@ -35,6 +38,57 @@ SIZES = [(5000, 100, 4), (10000, 200, 5), (10000, 500, 5)]
 
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _pool(solution: object) -> int:
+    """Constraints pooled by a solve (``pool_size``; ``working_set`` before the core's rebuild)."""
+    return int(getattr(solution, "pool_size", getattr(solution, "working_set", 0)))
+
+
+def _pass_counter() -> Callable[[], int]:
+    """A function returning the passes over the patch tensor since it was made: the core's own counter
+    (``cnnrelax.core.problem.PASSES``), or, on a tree without it, a count of the calls of the problem's methods
+    that read all of it (pre-activations, gradient rows, patch norms, scales)."""
+    from cnnrelax.core import problem as core_problem
+
+    counter = getattr(core_problem, "PASSES", None)
+    if counter is not None:
+        start = counter.count
+        return lambda: int(counter.count) - start
+    calls = [0]
+    cls = core_problem.ConvProblem
+    for name in ("preactivations", "gradient_rows"):
+        method = getattr(cls, name)
+
+        def counted(self: object, *args: object, _method: Callable[..., object] = method, **kwargs: object) -> object:
+            calls[0] += 1
+            return _method(self, *args, **kwargs)
+
+        setattr(cls, name, counted)
+    return lambda: calls[0] + 2  # + the scales and the patch norms, one pass each (cached)
+
+
+def default_solve(n: int, d: int, k: int, coverage_samples: int | None, backend: str | None = None) -> None:
+    """The default solve as a user runs it, from ``X`` in memory: time, passes over ``X``, peak memory over ``X``."""
+    baseline = _peak_mib()
+    planted = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=0))
+    X, y, w_star = planted.problem.X, planted.problem.y, planted.w_star
+    del planted
+    x_mib = X.nbytes / 2**20
+    changes: dict[str, object] = {} if coverage_samples is None else {"coverage_samples": coverage_samples}
+    options = SolveOptions(**changes) if backend is None else SolveOptions(**changes, backend=backend)
+    passes = _pass_counter()
+    t0 = time.perf_counter()
+    result = solve(make_problem(X, y, k=k), options)
+    seconds = time.perf_counter() - t0
+    data_peak = _peak_mib() - baseline
+    error = float(min(abs(result.w - w_star).max(), abs(result.w + w_star).max())) if result.w is not None else None
+    print(f"default n={n} d={d} k={k} coverage={options.coverage_samples} backend={options.backend} | "
+          f"{seconds:.3f} s | passes over X "
+          f"{passes()} | trials {len(result.trials)}, rounds {[t.solution.outer_iterations for t in result.trials]} | "
+          f"max |w - w*| {error:.1e} | peak RSS above the interpreter's: {data_peak:.0f} MiB = "
+          f"{data_peak / x_mib:.2f}x "
+          f"X ({x_mib:.0f} MiB)", flush=True)
 
 
 def bench(n: int, d: int, k: int, relaxation: str, beta: float, trials: int) -> None:
@@ -76,8 +130,8 @@ def bench(n: int, d: int, k: int, relaxation: str, beta: float, trials: int) -> 
         f"mean of {trials} trials sharing cuts {core_time:6.3f} s | cvxpy+Clarabel build+solve {cvx_time:6.2f} s | "
         f"ratio {cvx_time / first_core:5.1f}x (one LP), {cvx_time / core_time:5.1f}x (per trial) | "
         f"rel value diff vs cvxpy+Clarabel {max(diffs):.1e}{accuracy} (trials {compare}) | "
-        f"statuses {[c.status for c in core]} | "
-        f"first-trial outer rounds {first.outer_iterations}, cuts {first.working_set}{cov_note} | "
+        f"statuses {[str(c.status) for c in core]} | "
+        f"first-trial outer rounds {first.outer_iterations}, cuts {_pool(first)}{cov_note} | "
         f"peak RSS {_peak_mib():.0f} MiB",
         flush=True,
     )
@@ -98,7 +152,7 @@ def big(n: int = 100_000, d: int = 400, k: int = 4) -> None:
     trial = time.perf_counter() - t0
     data_peak = _peak_mib() - baseline
     print(f"big   n={n:6d} d={d:4d} k={k} | build {build:.3f} s + one LP trial {trial:.3f} s = {build + trial:.3f} s "
-          f"(status {sol.status}, {sol.outer_iterations} rounds, {sol.working_set} cuts) | X {x_mib:.0f} MiB; peak RSS "
+          f"(status {sol.status}, {sol.outer_iterations} rounds, {_pool(sol)} cuts) | X {x_mib:.0f} MiB; peak RSS "
           f"above the interpreter's {baseline:.0f} MiB: {data_peak:.0f} MiB = {data_peak / x_mib:.2f}x X", flush=True)
 
 
@@ -129,7 +183,7 @@ def activations(n: int = 5000, d: int = 100, k: int = 4, trials: int = 4) -> Non
               f"ReLU's | mean of {trials} sharing the working set {shared:6.3f} s = {shared / reference[1]:4.1f}x | "
               f"cvxpy+Clarabel {cvx:6.2f} s ({cvx / one:5.1f}x slower), rel value diff {diff:.1e} | "
               f"recovered w* (up to sign) in {recovered}/{trials} | rounds {first.outer_iterations}, "
-              f"working set {first.working_set}", flush=True)
+              f"pool {_pool(first)}", flush=True)
 
 
 def main() -> None:
@@ -138,7 +192,15 @@ def main() -> None:
     parser.add_argument("--big", action="store_true", help="only the (100000, 400, 4) build + one trial")
     parser.add_argument("--activations", action="store_true", help="only one LP trial per activation vs ReLU")
     parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--default", type=int, nargs=3, metavar=("N", "D", "K"),
+                        help="only the default solve at this size (time, passes over X, peak memory)")
+    parser.add_argument("--coverage-samples", type=int, default=None, help="with --default: the coverage estimate's "
+                        "directions (default: SolveOptions' own)")
+    parser.add_argument("--backend", default=None, help="with --default: the backend (default: SolveOptions' own)")
     args = parser.parse_args()
+    if args.default:
+        default_solve(*args.default, args.coverage_samples, args.backend)
+        return
     if args.activations:
         activations(trials=args.trials)
         return

@@ -20,7 +20,7 @@ from scipy.optimize import linprog
 from cnnrelax import make_problem, planted_problem
 from cnnrelax.core.planted import PlantedSpec
 from cnnrelax.core.problem import ConvProblem
-from cnnrelax.core.relaxation import RelaxationSolver
+from cnnrelax.core.solver import RelaxationSolver
 from cnnrelax.core.trials import trial_direction
 
 CASES = [("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.1), ("absolute", 0.01)]

@@ -19,9 +19,10 @@ from cnnrelax import FilterConstraints, PlantedSpec, SolveOptions, make_problem,
 from cnnrelax.core.activations import ACTIVATIONS, make_activation
 from cnnrelax.core.certificate import cone_certificate, optimality_cone
 from cnnrelax.core.oracle import CvxpyRelaxation
-from cnnrelax.core.problem import InvalidParameterError
-from cnnrelax.core.relaxation import RelaxationSolver
-from cnnrelax.core.trials import polish, trial_direction
+from cnnrelax.core.polishing import polish
+from cnnrelax.core.solver import RelaxationSolver
+from cnnrelax.core.trials import trial_direction
+from cnnrelax.errors import InvalidParameterError
 from cnnrelax.results import solve_result_json
 
 FORMULAS = {

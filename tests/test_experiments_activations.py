@@ -116,8 +116,9 @@ def test_bad_activation_experiments_are_422_naming_the_parameter(http: httpx.Cli
 
 @pytest.mark.parametrize(("name", "k"), [("leaky_relu", 2), ("absolute", 1), ("softplus", 1)])
 def test_relaxation_cell_agrees_with_the_core_solver_for_other_activations(name: str, k: int) -> None:
-    from cnnrelax.core.relaxation import RelaxationSolver
-    from cnnrelax.core.trials import polish, trial_direction
+    from cnnrelax.core.polishing import polish
+    from cnnrelax.core.solver import RelaxationSolver
+    from cnnrelax.core.trials import trial_direction
 
     d, n = 6 * k, 60
     spec = parse_experiment_spec({"kind": "phase_transition", "k": k, "d": [d], "n": [n], "repetitions": 3,

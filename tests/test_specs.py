@@ -14,8 +14,8 @@ import pytest
 from cnnrelax import PlantedSpec, SolveOptions
 from cnnrelax.api.schemas import SolveRequest
 from cnnrelax.core.activations import ACTIVATIONS
-from cnnrelax.core.problem import InvalidParameterError
-from cnnrelax.core.relaxation import REGISTRY
+from cnnrelax.core.relaxations import REGISTRY
+from cnnrelax.errors import InvalidParameterError
 from cnnrelax.jobs import load_spec, run_solve_job
 from cnnrelax.specs import UNLIMITED, DataShape, LimitExceeded, Limits, SolveSpec
 from cnnrelax.types import JobKind

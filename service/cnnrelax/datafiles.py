@@ -15,7 +15,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .core.problem import FloatArray, InvalidParameterError
+from .core.problem import FloatArray
+from .errors import InvalidParameterError
 
 
 def finite_float(array: Any, name: str) -> FloatArray:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Union
 
-from .core.problem import InvalidParameterError
-from .core.trials import TrialRecord, solve
+from .core.records import TrialRecord
+from .core.trials import solve
+from .errors import InvalidParameterError
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .results import json_safe, solve_result_json
 from .specs import Arrays, SolveSpec

@@ -16,8 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
-from .core.relaxation import RelaxationSolution
-from .core.trials import SolveResult, TrialRecord
+from .core.records import RelaxationSolution, SolveResult, TrialRecord
 from .specs import RelaxationName as Relaxation
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
@@ -175,10 +174,26 @@ def _vector(value: np.ndarray | None) -> list[float] | None:
     return None if value is None else [float(x) for x in value]
 
 
+#: The other backends' statuses in Clarabel's words (the wire's ``clarabel_status``): cvxpy solves with Clarabel,
+#: which it does not name; HiGHS solves the LP working sets when asked for (``backend="highs"``).
+_AS_CLARABEL = {
+    "cvxpy": {"optimal": "Solved", "optimal_inaccurate": "AlmostSolved", "infeasible": "PrimalInfeasible",
+              "infeasible_inaccurate": "AlmostPrimalInfeasible", "unbounded": "DualInfeasible",
+              "unbounded_inaccurate": "AlmostDualInfeasible"},
+    "highs": {"Optimal": "Solved", "Infeasible": "PrimalInfeasible", "Unbounded": "DualInfeasible",
+              "Primal infeasible or unbounded": "PrimalInfeasible", "Time limit reached": "MaxTime",
+              "Iteration limit reached": "MaxIterations", "Interrupted by user": "CallbackTerminated"},
+}
+
+
 def _solver(solution: RelaxationSolution) -> dict[str, Any]:
     out = asdict(solution)
-    out.pop("w")
-    out.pop("objective")
+    for name in ("w", "objective", "backend", "backend_status", "pool_size"):
+        out.pop(name)
+    out["status"] = str(solution.status)
+    out["working_set"] = solution.pool_size
+    out["clarabel_status"] = solution.backend_status if solution.backend == "clarabel" else \
+        _AS_CLARABEL[str(solution.backend)].get(solution.backend_status, "NumericalError")
     return out
 
 

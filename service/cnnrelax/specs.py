@@ -34,18 +34,18 @@ from .core.activations import (
     make_activation,
 )
 from .core.constraints import FilterConstraints
+from .core.options import SolveOptions, SolverSettings
 from .core.planted import PlantedSpec, planted_problem
 from .core.problem import (
     BlockPatching,
     ConvProblem,
     FloatArray,
-    InvalidParameterError,
     Patching,
     make_patching,
     make_problem,
 )
-from .core.relaxation import SolverSettings, check_relaxation
-from .core.trials import SolveOptions
+from .core.relaxations import check_relaxation
+from .errors import InvalidParameterError
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 
 #: The core's defaults, read once: every default of a solve comes from here.

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any, Callable, Literal
 
 
-class _StrEnum(str, Enum):
+class StrEnum(str, Enum):
     """A ``str`` enum whose ``str()`` and f-string form are its value (as ``enum.StrEnum`` of 3.11)."""
 
     def __str__(self) -> str:
@@ -21,7 +21,7 @@ class _StrEnum(str, Enum):
         return format(str(self.value), spec)
 
 
-class JobStatus(_StrEnum):
+class JobStatus(StrEnum):
     """Where a job is: ``queued -> running -> succeeded | failed | cancelled``."""
 
     queued = "queued"
@@ -35,7 +35,7 @@ class JobStatus(_StrEnum):
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
 
 
-class JobKind(_StrEnum):
+class JobKind(StrEnum):
     """What a job runs: one solve, or one of the paper's experiments (a sweep of cells)."""
 
     solve = "solve"

@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ..core.problem import InvalidParameterError
+from ..errors import InvalidParameterError
 from ..experiments.specs import (
     EXPERIMENT_KINDS,
     PhaseTransitionSpec,

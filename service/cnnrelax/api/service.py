@@ -16,7 +16,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from ..core.problem import InvalidParameterError
+from ..errors import InvalidParameterError
 from ..executors import Dispatcher, build_executor
 from ..settings import Settings
 from ..specs import DataShape, Limits, SolveSpec

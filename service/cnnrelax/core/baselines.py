@@ -43,16 +43,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from .problem import ConvProblem, FloatArray, InvalidParameterError
-from .trials import polish as polish_filter
+from ..errors import InvalidParameterError
+from ..types import ShouldStop
+from ..validation import non_negative_integer, positive_integer
+from .polishing import polish as polish_filter
+from .problem import ConvProblem, FloatArray
+from .tolerances import DEFAULT_RECOVERY_TOL, GD_STALL_TOL, GD_TOL
 from .trials import recovery
-
-ShouldStop = Callable[[], bool]
 
 
 def pseudo_inverse(problem: ConvProblem) -> FloatArray:
@@ -77,38 +79,7 @@ def pseudo_inverse(problem: ConvProblem) -> FloatArray:
             "k", f"The pseudo-inverse baseline needs k = 1 (a single neuron), got k={problem.k}: "
             "with several patches a positive label does not say which patches are active."
         )
-    activation = problem.activation
-    if activation.is_relu:
-        positive = problem.y > 0
-        if not positive.any():
-            raise InvalidParameterError(
-                "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
-            )
-        X_S = problem.patches[positive, 0, :]
-        w, *_ = np.linalg.lstsq(X_S, problem.y[positive], rcond=None)
-        return np.asarray(w, dtype=np.float64)
-    if activation.sign_symmetric:
-        raise InvalidParameterError(
-            "activation", f"The pseudo-inverse baseline cannot invert the activation {activation.name}: a label "
-            "|X_i w| does not say the sign of X_i w. Use the relaxation or gradient descent."
-        )
-    y = problem.y
-    if activation.name == "leaky_relu":
-        assert activation.lo is not None
-        rows = np.ones(problem.n, dtype=bool)
-        targets = np.where(y > 0, y, y / activation.lo)
-    elif activation.name == "squared_relu":
-        rows = y > 0
-        targets = np.sqrt(np.where(rows, y, 0.0))
-    else:  # softplus: sigma^-1(y) = log(e^y - 1) = y + log(1 - e^-y), finite for y > 0
-        rows = y > 0
-        if not rows.all():
-            i = int(np.argmin(rows))
-            raise InvalidParameterError(
-                "y", f"y[{i}] = {y[i]:g}: the pseudo-inverse of softplus needs every label > 0 (softplus is "
-                "always positive)."
-            )
-        targets = y + np.log(-np.expm1(-y))
+    rows, targets = problem.activation.inverse_targets(problem.y)
     if not rows.any():
         raise InvalidParameterError(
             "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
@@ -136,9 +107,8 @@ def lipschitz_constant(problem: ConvProblem) -> float:
     blocks = problem.patches.reshape(-1, problem.m)
     sigma = float(np.linalg.norm(blocks, ord=2))
     bound = problem.k * sigma * sigma / problem.n
-    activation = problem.activation
-    if activation.lo is not None and activation.hi is not None:
-        slope = max(abs(activation.lo), abs(activation.hi))
+    slope = problem.activation.slope_bound
+    if slope is not None:
         bound *= slope * slope
     return bound
 
@@ -228,12 +198,6 @@ def restart_start(seed: int, index: int, m: int) -> FloatArray:
     return start
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise InvalidParameterError(name, f"{name} must be a positive integer, got {value!r}.")
-    return int(value)
-
-
 ARMIJO_C = 0.5
 ARMIJO_HALVINGS = 100  # 2^-100 ~ 8e-31: a restart whose step falls that far has stalled
 
@@ -269,6 +233,89 @@ def _armijo(problem: ConvProblem, blocks: FloatArray, W: FloatArray, grad: Float
     return t, pending
 
 
+def _checked(problem: ConvProblem, restarts: int, iterations: int, step: float | None, seed: int, tol: float,
+             stall_tol: float) -> tuple[int, int, float, bool]:
+    """The descent's arguments checked; the step (``1/L`` by default) and whether a line search runs."""
+    restarts = positive_integer("restarts", restarts)
+    iterations = positive_integer("iterations", iterations)
+    non_negative_integer("seed", seed)
+    if not (np.isfinite(tol) and tol >= 0):
+        raise InvalidParameterError("tol", f"tol must be a finite number >= 0, got {tol!r}.")
+    if not (np.isfinite(stall_tol) and stall_tol >= 0):
+        raise InvalidParameterError("stall_tol", f"stall_tol must be a finite number >= 0, got {stall_tol!r}.")
+    line_search = step is None and not problem.activation.piecewise_linear
+    if step is None:
+        lipschitz = lipschitz_constant(problem)
+        step = 1.0 / lipschitz if lipschitz > 0 else 1.0
+    elif not (np.isfinite(step) and step > 0):
+        raise InvalidParameterError("step", f"step must be a positive number, got {step!r}.")
+    return restarts, iterations, float(step), line_search
+
+
+def _descend(problem: ConvProblem, W0: FloatArray, iterations: int, step: float, line_search: bool,
+             threshold: float, stall_tol: float, should_stop: ShouldStop | None
+             ) -> tuple[FloatArray, np.ndarray, np.ndarray, str]:
+    """Every restart (a column of ``W0``) at once until it converges, stalls or runs out of iterations.
+
+    Returns the final filters, the steps each took, which converged, and the status (``cancelled`` or ``solved``).
+    """
+    n, m, restarts = problem.n, problem.m, W0.shape[1]
+    blocks = problem.patches.reshape(n * problem.k, m)
+    y, activation = problem.y, problem.activation
+    W = W0.copy()
+    active = np.ones(restarts, dtype=bool)
+    converged = np.zeros(restarts, dtype=bool)
+    steps_taken = np.zeros(restarts, dtype=np.intp)
+    steps = np.full(restarts, float(step))  # line search: each restart's next trial step
+    for it in range(iterations):
+        if should_stop is not None and it % 50 == 0 and should_stop():
+            return W, steps_taken, converged, "cancelled"
+        cols = np.flatnonzero(active)
+        if cols.size == 0:
+            break
+        Wa = W[:, cols]
+        pre = (blocks @ Wa).reshape(n, problem.k, cols.size)
+        residual = y[:, None] - activation.value(pre).sum(axis=1)  # (n, R)
+        losses = np.einsum("ir,ir->r", residual, residual)
+        done = losses <= threshold
+        converged[cols[done]] = True
+        weights = (activation.derivative(pre) * residual[:, None, :]).reshape(n * problem.k, cols.size)
+        grad = -(blocks.T @ weights) / n
+        if line_search:
+            trial = steps[cols]
+            accepted, stalled = _armijo(problem, blocks, Wa, grad, losses, trial, ~done)
+            steps[cols] = np.where(stalled, trial, 2.0 * accepted)
+            move = grad * accepted[None, :]
+        else:
+            stalled = np.zeros(cols.size, dtype=bool)
+            move = step * grad
+        moved_little = np.linalg.norm(move, axis=0) <= stall_tol * (1.0 + np.linalg.norm(Wa, axis=0))
+        keep = ~done & ~moved_little & ~stalled
+        W[:, cols[keep]] = Wa[:, keep] - move[:, keep]
+        steps_taken[cols[keep]] += 1
+        active[cols[~keep]] = False
+    return W, steps_taken, converged, "solved"
+
+
+def _restart_record(problem: ConvProblem, t: int, w0: FloatArray, w: FloatArray, steps: int, converged: bool,
+                    threshold: float, polish: bool, w_star: FloatArray | None, recovery_tol: float) -> RestartRecord:
+    """Restart ``t``'s record: its loss, its polished filter (when asked for and it helped), its recovery."""
+    raw_loss = loss = problem.loss(w)
+    w_polished = None
+    if polish:
+        outcome = polish_filter(problem, w)
+        if outcome.accepted:
+            w_polished, loss = outcome.w, outcome.loss
+    error = recovered = recovered_after_polish = None
+    if w_star is not None:
+        error = recovery(problem, w, w_star)[0]
+        recovered = bool(error <= recovery_tol)
+        final = w if w_polished is None else w_polished
+        recovered_after_polish = bool(recovery(problem, final, w_star)[0] <= recovery_tol)
+    return RestartRecord(t, w0, w, loss, steps, bool(converged or raw_loss <= threshold), error, recovered,
+                         w_polished=w_polished, raw_loss=raw_loss, recovered_after_polish=recovered_after_polish)
+
+
 def gradient_descent(
     problem: ConvProblem,
     *,
@@ -276,10 +323,10 @@ def gradient_descent(
     iterations: int = 2000,
     step: float | None = None,
     seed: int = 0,
-    tol: float = 1e-12,
-    stall_tol: float = 1e-10,
+    tol: float = GD_TOL,
+    stall_tol: float = GD_STALL_TOL,
     w_star: FloatArray | None = None,
-    recovery_tol: float = 1e-4,
+    recovery_tol: float = DEFAULT_RECOVERY_TOL,
     should_stop: ShouldStop | None = None,
     polish: bool = False,
 ) -> GradientDescentResult:
@@ -318,85 +365,19 @@ def gradient_descent(
         The restart of least loss (``w`` is its final, possibly polished, filter) and every restart's record;
         its ``step`` is the fixed step, or the line search's first trial step.
     """
-    restarts = _positive_int("restarts", restarts)
-    iterations = _positive_int("iterations", iterations)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidParameterError("seed", f"seed must be a non-negative integer, got {seed!r}.")
-    if not (np.isfinite(tol) and tol >= 0):
-        raise InvalidParameterError("tol", f"tol must be a finite number >= 0, got {tol!r}.")
-    if not (np.isfinite(stall_tol) and stall_tol >= 0):
-        raise InvalidParameterError("stall_tol", f"stall_tol must be a finite number >= 0, got {stall_tol!r}.")
-    line_search = step is None and not problem.activation.piecewise_linear
-    if step is None:
-        lipschitz = lipschitz_constant(problem)
-        step = 1.0 / lipschitz if lipschitz > 0 else 1.0
-    elif not (np.isfinite(step) and step > 0):
-        raise InvalidParameterError("step", f"step must be a positive number, got {step!r}.")
+    restarts, iterations, step, line_search = _checked(problem, restarts, iterations, step, seed, tol, stall_tol)
     if w_star is not None:
         w_star = np.asarray(w_star, dtype=np.float64)
         if w_star.shape != (problem.m,):
             raise InvalidParameterError("w_star", f"w_star must have length m={problem.m}, got shape {w_star.shape}.")
     start = time.monotonic()
-    n, m = problem.n, problem.m
-    blocks = problem.patches.reshape(n * problem.k, m)
-    y = problem.y
-    threshold = tol * float(y @ y)
-    W0 = np.stack([restart_start(seed, t, m) for t in range(restarts)], axis=1)  # (m, R)
-    W = W0.copy()
-    active = np.ones(restarts, dtype=bool)
-    converged = np.zeros(restarts, dtype=bool)
-    steps_taken = np.zeros(restarts, dtype=np.intp)
-    status = "solved"
-    activation = problem.activation
-    steps = np.full(restarts, float(step))  # line search: each restart's next trial step
-    for it in range(iterations):
-        if should_stop is not None and it % 50 == 0 and should_stop():
-            status = "cancelled"
-            break
-        cols = np.flatnonzero(active)
-        if cols.size == 0:
-            break
-        Wa = W[:, cols]
-        pre = (blocks @ Wa).reshape(n, problem.k, cols.size)
-        residual = y[:, None] - activation.value(pre).sum(axis=1)  # (n, R)
-        losses = np.einsum("ir,ir->r", residual, residual)
-        done = losses <= threshold
-        converged[cols[done]] = True
-        weights = (activation.derivative(pre) * residual[:, None, :]).reshape(n * problem.k, cols.size)
-        grad = -(blocks.T @ weights) / n
-        if line_search:
-            trial = steps[cols]
-            accepted, stalled = _armijo(problem, blocks, Wa, grad, losses, trial, ~done)
-            steps[cols] = np.where(stalled, trial, 2.0 * accepted)
-            move = grad * accepted[None, :]
-        else:
-            stalled = np.zeros(cols.size, dtype=bool)
-            move = step * grad
-        moved_little = np.linalg.norm(move, axis=0) <= stall_tol * (1.0 + np.linalg.norm(Wa, axis=0))
-        keep = ~done & ~moved_little & ~stalled
-        W[:, cols[keep]] = Wa[:, keep] - move[:, keep]
-        steps_taken[cols[keep]] += 1
-        active[cols[~keep]] = False
-    records: list[RestartRecord] = []
-    for t in range(restarts):
-        w = W[:, t].copy()
-        raw_loss = loss = problem.loss(w)
-        w_polished = None
-        if polish and status != "cancelled":
-            outcome = polish_filter(problem, w)
-            if outcome.accepted:
-                w_polished = outcome.w
-                loss = problem.loss(w_polished)
-        error = recovered = recovered_after_polish = None
-        if w_star is not None:
-            error = recovery(problem, w, w_star)[0]
-            recovered = bool(error <= recovery_tol)
-            final = w if w_polished is None else w_polished
-            recovered_after_polish = bool(recovery(problem, final, w_star)[0] <= recovery_tol)
-        records.append(RestartRecord(t, W0[:, t].copy(), w, loss, int(steps_taken[t]),
-                                     bool(converged[t] or raw_loss <= threshold), error, recovered,
-                                     w_polished=w_polished, raw_loss=raw_loss,
-                                     recovered_after_polish=recovered_after_polish))
+    W0 = np.stack([restart_start(seed, t, problem.m) for t in range(restarts)], axis=1)  # (m, R)
+    W, steps_taken, converged, status = _descend(problem, W0, iterations, step, line_search,
+                                                 tol * float(problem.y @ problem.y), stall_tol, should_stop)
+    records = [_restart_record(problem, t, W0[:, t].copy(), W[:, t].copy(), int(steps_taken[t]), bool(converged[t]),
+                               tol * float(problem.y @ problem.y), polish and status != "cancelled", w_star,
+                               recovery_tol)
+               for t in range(restarts)]
     best = min(records, key=lambda rec: rec.loss)
     best_error = None
     if w_star is not None:

@@ -341,17 +341,9 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     pre = problem.preactivations(w)
     tied = problem.ties(w, pre, tie_tol)
     active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
-    act = problem.activation
     G = problem.gradient_rows(w, active, pre)  # sigma' per patch; at a kink the lower end lo
-    if act.lo is not None and act.hi is not None:
-        spread = act.hi - act.lo  # a tied patch's slope lies in [lo, hi]: lo in G, the rest a multiplier in [0, v_i]
-    else:
-        spread = 1.0
-    if not act.piecewise_linear:
-        # Smooth: sigma' is unique, no ties, except for squared ReLU's samples with no active patch (a zero label):
-        # there sum_j (X_ij w)_+^2 <= 0 is X_ij w <= 0 for each patch, whose tied patches carry free multipliers
-        # (g_i = 0, so lambda_ij in [0, v_i] is any lambda_ij >= 0).
-        tied = tied & ~active.any(axis=1, keepdims=True) if act.name == "squared_relu" else np.zeros_like(tied)
+    # The activation's tie rule: which tied patches carry a multiplier in [0, v_i], and their spread (hi - lo).
+    tied, spread = problem.activation.cone_ties(tied, active)
     tie_i, tie_j = np.nonzero(tied)
     tie_rows = problem.patches[tie_i, tie_j] * spread
     carries = np.any(tie_rows != 0, axis=1)

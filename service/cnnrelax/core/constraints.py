@@ -2,16 +2,22 @@
 
 ``w >= 0``; ``lower <= w <= upper``; ``||w||_1 <= l1_bound``; ``||w||_2 <= l2_bound``;
 ``E w = e``; ``G w <= h``. Any combination.
+
+The linear ones have one form, :class:`LinearForm` (``A_ub u <= b_ub``, ``A_eq u = b_eq``, bounds), and one test
+of which rows are tight at a point, :meth:`LinearForm.tight`: the solver's sub-problems, its HiGHS calls, its
+crossover and recession test, the certificates' active normals and the cvxpy oracle all read them from there.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Mapping
 
 import numpy as np
 
-from .problem import FloatArray, InvalidParameterError
+from ..errors import InvalidParameterError
+from .problem import FloatArray
 
 
 def _vector_or_scalar(value: Any, m: int, parameter: str) -> FloatArray | None:
@@ -128,6 +134,48 @@ class FilterConstraints:
 
 
 @dataclass(frozen=True)
+class LinearForm:
+    """The linear constraints: ``A_ub u <= b_ub``, ``A_eq u = b_eq`` and ``lower <= u <= upper`` (``-inf``/``inf``
+    where a coordinate has no bound), as scipy's ``linprog`` takes them."""
+
+    A_ub: FloatArray
+    b_ub: FloatArray
+    A_eq: FloatArray
+    b_eq: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+
+    @property
+    def bounds(self) -> list[tuple[float | None, float | None]]:
+        """The bounds as ``linprog`` pairs (None where infinite)."""
+        return [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+                for lo, hi in zip(self.lower, self.upper, strict=True)]
+
+    def boxed(self, bound: float) -> "LinearForm":
+        """The same with ``|u| <= bound`` added to the bounds."""
+        return LinearForm(self.A_ub, self.b_ub, self.A_eq, self.b_eq, np.maximum(self.lower, -bound),
+                          np.minimum(self.upper, bound))
+
+    @cached_property
+    def rows(self) -> tuple[FloatArray, FloatArray]:
+        """Every inequality as a row ``a^T u <= b``: finite lower bounds (``-e_i``), finite upper bounds (``e_i``),
+        then ``A_ub``."""
+        m = self.lower.shape[0]
+        eye = np.eye(m)
+        low, high = np.isfinite(self.lower), np.isfinite(self.upper)
+        A = np.vstack([-eye[low], eye[high], self.A_ub])
+        b = np.concatenate([-self.lower[low], self.upper[high], self.b_ub])
+        return A, b
+
+    def tight(self, u: FloatArray, tol: float) -> tuple[FloatArray, FloatArray]:
+        """The inequality rows (of :attr:`rows`) whose slack ``b - a^T u`` is at most ``tol`` at ``u``, and their
+        right-hand sides (an infeasible row counts as tight)."""
+        A, b = self.rows
+        hit = b - A @ u <= tol
+        return A[hit], b[hit]
+
+
+@dataclass(frozen=True)
 class ResolvedConstraints:
     """Constraints as arrays for a filter of length ``m``."""
 
@@ -152,6 +200,16 @@ class ResolvedConstraints:
     @property
     def is_linear(self) -> bool:
         return self.l1_bound is None and self.l2_bound is None
+
+    @cached_property
+    def linear(self) -> LinearForm:
+        """The linear constraints in their one form (the norm bounds are not in it)."""
+        m = self.m
+        G, h = self.inequality if self.inequality is not None else (np.zeros((0, m)), np.zeros(0))
+        E, e = self.equality if self.equality is not None else (np.zeros((0, m)), np.zeros(0))
+        return LinearForm(G, h, E, e,
+                          self.lower if self.lower is not None else np.full(m, -np.inf),
+                          self.upper if self.upper is not None else np.full(m, np.inf))
 
     def in_units(self, kappa: float) -> "ResolvedConstraints":
         """The same constraints on ``u = w / kappa``, with every matrix row scaled to unit norm.
@@ -218,17 +276,8 @@ class ResolvedConstraints:
         At an optimum of ``max r^T w``, ``r`` is a non-negative combination of the cut generators and
         of the one-signed normals, plus any combination of the equality rows.
         """
-        one: list[FloatArray] = []
-        eye = np.eye(self.m)
-        if self.lower is not None:
-            one.extend(-eye[i] for i in np.flatnonzero(np.abs(w - self.lower) <= tol))
-        if self.upper is not None:
-            one.extend(eye[i] for i in np.flatnonzero(np.abs(self.upper - w) <= tol))
-        if self.inequality is not None:
-            G, h = self.inequality
-            one.extend(G[i] for i in np.flatnonzero(np.abs(G @ w - h) <= tol * (1 + np.abs(h))))
-        two = self.equality[0] if self.equality is not None else np.zeros((0, self.m))
-        return (np.array(one).reshape(-1, self.m), two)
+        one, _ = self.linear.tight(w, tol)
+        return one, self.linear.A_eq
 
 
 def resolve_constraints(constraints: "FilterConstraints | ResolvedConstraints | None", m: int) -> ResolvedConstraints:

@@ -10,9 +10,10 @@ from typing import Literal
 
 import numpy as np
 
+from ..errors import InvalidParameterError
 from ..validation import positive_integer
-from .activations import ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, make_activation
-from .problem import ConvProblem, FloatArray, InvalidParameterError, Patching, make_problem
+from .activations import ACTIVATION_REGISTRY, DEFAULT_NEGATIVE_SLOPE, make_activation
+from .problem import ConvProblem, FloatArray, Patching, make_problem
 
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "rademacher", "laplace")
@@ -49,9 +50,10 @@ class PlantedSpec:
                 "distribution",
                 f"planted.distribution must be one of {', '.join(DISTRIBUTIONS)}, got {self.distribution!r}.",
             )
-        if self.activation not in ACTIVATIONS:
+        if self.activation not in ACTIVATION_REGISTRY:
             raise InvalidParameterError(
-                "activation", f"planted.activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}."
+                "activation",
+                f"planted.activation must be one of {', '.join(ACTIVATION_REGISTRY)}, got {self.activation!r}.",
             )
         make_activation(self.activation, self.negative_slope)
 

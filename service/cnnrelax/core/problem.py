@@ -1,15 +1,19 @@
-"""Problem data: the patching of each row into ``k`` patches and the folded output weights.
+"""Problem data: the patching of each row into ``k`` patches, the folded output weights, and the model.
 
-A convolutional ReLU net with one hidden layer predicts ``f_w(x_i) = sum_j c_j (P_j x_i . w)_+``.
-Since ``c (u)_+ = (c u)_+`` for ``c >= 0`` the weights are folded into the patches, and every
-relaxation works on the tensor ``A[i, j, :] = c_j P_j x_i`` of shape ``(n, k, m)``.
+A convolutional net with one hidden layer and a convex activation ``sigma`` (:mod:`cnnrelax.core.activations`)
+predicts ``f_w(x_i) = sum_j c_j sigma(P_j x_i . w)``. For ``sigma`` positively homogeneous of degree ``q``,
+``c sigma(u) = sigma(c^(1/q) u)`` for ``c >= 0``, so the weights are folded into the patches, and every
+relaxation works on the tensor ``A[i, j, :] = c_j^(1/q) P_j x_i`` of shape ``(n, k, m)``.
 
 For non-overlapping blocks with unit output weights (the paper's setting) that tensor is a view of
 ``X`` (``X.reshape(n, k, m)``): no copy is made. Other patchings gather it once.
 
 Units (SPEC 4c): the problems are covariant under ``X -> a X``, ``y -> b y`` (the filter maps to
-``(b/a) w``). :attr:`ConvProblem.scales` gives the two numbers the solvers divide by, the RMS of the
+``b^(1/q)/a w``). :attr:`ConvProblem.scales` gives the two numbers the solvers divide by, the RMS of the
 patch entries and ``max |y|``, so that they work in normalised units without copying the data.
+
+Every full pass over the patch tensor ticks :data:`PASSES` (instrumentation: ``bench/bench_core.py`` reports how
+many passes over ``X`` a solve makes).
 """
 
 from __future__ import annotations
@@ -24,13 +28,31 @@ from numpy.typing import ArrayLike, NDArray
 from ..errors import InvalidParameterError
 from ..validation import positive_integer
 from .activations import DEFAULT_NEGATIVE_SLOPE, RELU, Activation, make_activation
+from .tolerances import TIE_RTOL
 
-__all__ = ["InvalidParameterError", "ConvProblem", "make_problem", "make_patching", "BlockPatching",
-           "StridedPatching", "ImagePatching", "Patching", "FloatArray"]
+__all__ = ["ConvProblem", "make_problem", "make_patching", "BlockPatching", "StridedPatching", "ImagePatching",
+           "Patching", "FloatArray", "PASSES", "PassCounter"]
 
 FloatArray = NDArray[np.float64]
 
 
+@dataclass
+class PassCounter:
+    """Full passes over the patch tensor (``X``) since the last :meth:`reset`."""
+
+    count: int = 0
+
+    def tick(self, passes: int = 1) -> None:
+        self.count += passes
+
+    def reset(self) -> int:
+        """Zero the count and return what it was."""
+        count, self.count = self.count, 0
+        return count
+
+
+#: The process's pass counter (read by ``bench/bench_core.py``).
+PASSES = PassCounter()
 
 
 def _shape_error(parameter: str, message: str) -> InvalidParameterError:
@@ -164,6 +186,7 @@ class ConvProblem:
         divided by them is the same for every choice of units. One pass over the data, no copy.
         """
         flat = self.patches.reshape(-1)
+        PASSES.tick()
         # einsum's own loop, not BLAS: a threaded BLAS sums in an order that depends on the thread count, and
         # the scale must be the same bits in every process (a resumed job equals an uninterrupted one).
         x_scale = float(np.sqrt(np.einsum("i,i->", flat, flat) / max(flat.size, 1)))
@@ -174,17 +197,12 @@ class ConvProblem:
     @property
     def w_scale(self) -> float:
         """The natural size of a filter in the user's units: ``y_scale^(1/q) / x_scale`` for an activation
-        homogeneous of degree ``q`` (``y_scale / x_scale`` for ReLU), ``1 / x_scale`` for softplus."""
-        x_scale, y_scale = self.scales
-        degree = self.activation.degree
-        if degree == 1:
-            return y_scale / x_scale
-        if degree is None:
-            return 1.0 / x_scale
-        return float(y_scale ** (1.0 / degree)) / x_scale
+        homogeneous of degree ``q`` (``y_scale / x_scale`` for ReLU), ``1 / x_scale`` when not homogeneous."""
+        return self.activation.w_scale(*self.scales)
 
     def preactivations(self, w: FloatArray) -> FloatArray:
-        """``X_ij w`` for every sample and patch, shape ``(n, k)``."""
+        """``X_ij w`` for every sample and patch, shape ``(n, k)`` (one pass)."""
+        PASSES.tick()
         return (self.flat @ w).reshape(self.patches.shape[0], self.patches.shape[1])
 
     def patch_norms(self) -> FloatArray:
@@ -193,15 +211,16 @@ class ConvProblem:
 
     @cached_property
     def _patch_norms(self) -> FloatArray:
+        PASSES.tick()
         norms: FloatArray = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
         return norms
 
-    def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
+    def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = TIE_RTOL) -> NDArray[np.bool_]:
         """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (rounding-level values are ties)."""
         pre = self.preactivations(w) if pre is None else pre
         return pre > rtol * float(np.linalg.norm(w)) * self.patch_norms()
 
-    def ties(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = 1e-9) -> NDArray[np.bool_]:
+    def ties(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = TIE_RTOL) -> NDArray[np.bool_]:
         """Patches with ``X_ij w = 0`` up to ``rtol * ||X_ij|| * ||w||`` (blank pixels under the filter), ``(n, k)``.
 
         Parameters
@@ -222,12 +241,20 @@ class ConvProblem:
 
     def predict(self, w: FloatArray) -> FloatArray:
         """``f_w(x_i) = sum_j sigma(X_ij w)``."""
-        values: FloatArray = self.activation.value(self.preactivations(w)).sum(axis=1)
+        return self.predict_from(self.preactivations(w))
+
+    def predict_from(self, pre: FloatArray) -> FloatArray:
+        """The prediction from pre-activations already computed (no pass)."""
+        values: FloatArray = self.activation.value(pre).sum(axis=1)
         return values
 
     def loss(self, w: FloatArray) -> float:
         """Non-convex training loss ``L(w) = sum_i (y_i - f_w(x_i))^2``."""
-        return float(np.sum((self.y - self.predict(w)) ** 2))
+        return self.loss_from(self.preactivations(w))
+
+    def loss_from(self, pre: FloatArray) -> float:
+        """The loss from pre-activations already computed (no pass)."""
+        return float(np.sum((self.y - self.predict_from(pre)) ** 2))
 
     def gradient_rows(self, w: FloatArray, active: NDArray[np.bool_] | None = None,
                       pre: FloatArray | None = None) -> FloatArray:
@@ -235,12 +262,13 @@ class ConvProblem:
 
         For a piecewise-linear activation ``active`` (default ``X_ij w > 0``) picks the slope ``hi`` and every
         other patch gets ``lo`` (for ReLU, ``g_i = sum_{j active} X_ij``, the generators of the cone of
-        eq. (14)); smooth activations use ``sigma'`` and ignore ``active``.
+        eq. (14)); smooth activations use ``sigma'`` and ignore ``active`` (:meth:`Activation.gradient_weights`).
         """
-        if active is not None and self.activation.piecewise_linear:
-            weights = self.activation.slopes(active)
-        else:
-            weights = self.activation.derivative(self.preactivations(w) if pre is None else pre)
+        act = self.activation
+        if pre is None and not (active is not None and act.piecewise_linear):
+            pre = self.preactivations(w)
+        weights = act.gradient_weights(pre, active)
+        PASSES.tick()
         out: FloatArray = np.einsum("ik,ikm->im", weights, self.patches)
         return out
 

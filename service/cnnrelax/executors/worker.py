@@ -15,7 +15,7 @@ import threading
 import time
 from typing import Any
 
-from ..core.problem import InvalidParameterError
+from ..errors import InvalidParameterError
 from ..jobs import classify_outcome, load_spec, run_job, run_solve_job
 from ..specs import SolveSpec
 from ..store import load_dataset_file

@@ -35,9 +35,10 @@ import numpy as np
 
 from ..core.baselines import gradient_descent, pseudo_inverse
 from ..core.planted import PlantedSpec, planted_problem
+from ..core.polishing import polish
 from ..core.problem import ConvProblem, FloatArray
-from ..core.relaxation import RelaxationSolver
-from ..core.trials import polish, recovery, trial_direction
+from ..core.solver import RelaxationSolver
+from ..core.trials import recovery, trial_direction
 from .common import ExperimentCancelled, ShouldStop, check_stop, derived_seed
 from .specs import PhaseTransitionSpec
 

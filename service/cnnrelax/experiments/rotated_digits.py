@@ -49,9 +49,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..core.activations import RELU, Activation, make_activation
-from ..core.problem import FloatArray, InvalidParameterError, make_patching, make_problem
-from ..core.relaxation import RelaxationSolver
+from ..core.problem import FloatArray, make_patching, make_problem
+from ..core.solver import RelaxationSolver
 from ..core.trials import trial_direction
+from ..errors import InvalidParameterError
 from .common import ExperimentCancelled, ShouldStop, check_stop, derived_seed
 from .specs import DIGITS_SOURCE, RotatedDigitsSpec, check_images
 

@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from ..core.activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
-from ..core.trials import DEFAULT_RECOVERY_TOL
+from ..core.tolerances import DEFAULT_RECOVERY_TOL
 from ..errors import InvalidParameterError
 
 __all__ = [
