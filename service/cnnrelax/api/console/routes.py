@@ -26,7 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from ...core.problem import InvalidParameterError
+from ...errors import InvalidParameterError
 from ...store import ANONYMOUS, JobRecord
 from ...types import TERMINAL_STATUSES, JobStatus
 from ..bodies import parse_json_body
