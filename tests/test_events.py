@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from cnnrelax import PlantedSpec, SolveOptions, planted_problem
+from cnnrelax.executors.base import MAX_LOG_EVENTS, BaseJobControl
 
 from conftest import ServerProcess, assert_problem, wait_job
 
@@ -101,6 +102,15 @@ def test_a_solve_streams_one_trial_event_per_trial_and_ends_with_its_status(http
         assert sent["certified"] == (stored["loss"] <= zero_loss)
         assert sent["seconds"] >= 0 and sent["total"] == 5
     assert [trial["done"] for trial in trials] == [1, 2, 3, 4, 5]
+    # a log event per working-set round, before its trial's event; the last round of a trial adds no cut
+    for index, stored in enumerate(expected):
+        rounds = [event for event in events if event.event == "log" and event.data["trial"] == index]
+        trial_id = next(event.id for event in events if event.event == "trial" and event.data["index"] == index)
+        assert rounds and all(event.id < trial_id for event in rounds)
+        assert [event.data["round"] for event in rounds] == list(range(1, len(rounds) + 1))
+        assert len(rounds) <= stored["solver"]["outer_iterations"]
+        assert rounds[-1].data["added"] == 0 and rounds[-1].data["status"] == "Solved"
+        assert all(event.data["working_set"] >= 0 and event.data["seconds"] >= 0 for event in rounds)
     # the selected trial certifies the global optimum, and its event says so
     selected = job["result"]["selected_trial"]
     assert trials[selected]["certified"] is job["result"]["certificate"]["global_optimum"]
@@ -227,3 +237,33 @@ def test_the_stream_is_in_the_openapi_document(http: httpx.Client) -> None:
         assert "text/event-stream" in content
         assert any(p["name"] == "Last-Event-ID" and p["in"] == "header" for p in paths[path]["get"]["parameters"])
 
+
+
+class _Recorder(BaseJobControl):
+    """A job control whose published events and progress are kept in lists (the pacing is the real one)."""
+
+    def __init__(self) -> None:
+        super().__init__(time_limit_s=60)
+        self.published: list[tuple[str, dict[str, Any]]] = []
+        self.progressed: list[tuple[int, int]] = []
+
+    def publish_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        self.published += events
+
+    def publish_progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None:
+        self.progressed.append((done, total))
+
+
+def test_log_events_are_capped_with_a_note_and_flush_publishes_what_the_pacing_held() -> None:
+    control = _Recorder()
+    for round_ in range(MAX_LOG_EVENTS + 50):
+        control.event("log", {"round": round_})
+    control.event("trial", {"index": 0})
+    control.progress(1, 8, {})
+    control.flush()
+    logs = [data for name, data in control.published if name == "log"]
+    assert len(logs) == MAX_LOG_EVENTS + 1
+    assert [data["round"] for data in logs[:-1]] == list(range(MAX_LOG_EVENTS))
+    assert "capped" in logs[-1]["note"] and str(MAX_LOG_EVENTS) in logs[-1]["note"]
+    assert control.published[-1] == ("trial", {"index": 0})  # trials are never capped, order kept
+    assert control.progressed[-1] == (1, 8)  # the last progress, held back by the pacing, is published

@@ -17,6 +17,7 @@ from typing import Any, Mapping, Union
 import numpy as np
 
 from .core.problem import InvalidParameterError
+from .core.records import RoundRecord
 from .core.trials import TrialRecord, solve
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .results import json_safe, solve_result_json
@@ -68,6 +69,13 @@ def trial_event(record: TrialRecord, zero_loss: float, total: int, seconds: floa
         "loss": loss, "recovered": record.recovered, "certified": loss is not None and loss <= zero_loss,
         "seconds": round(seconds, 6), "done": record.index + 1, "total": total,
     }
+
+
+def round_event(record: RoundRecord) -> dict[str, Any]:
+    """The data of a ``log`` event: one working-set round of a trial (the cuts its sub-problem held, the cuts it
+    added, the sub-problem's status, its seconds)."""
+    return {"trial": record.trial, "round": record.round, "working_set": record.working_set, "added": record.added,
+            "status": record.status, "seconds": round(record.seconds, 6)}
 
 
 def cell_event(cell: Mapping[str, Any], done: int, total: int) -> dict[str, Any]:
@@ -135,6 +143,10 @@ def run_solve_job(
 
     clock = [time.monotonic()]
 
+    def on_round(record: RoundRecord) -> None:
+        if events is not None:
+            events("log", round_event(record))
+
     def on_trial(record: TrialRecord) -> None:
         if events is not None:
             now = time.monotonic()
@@ -143,7 +155,8 @@ def run_solve_job(
         if progress is not None:
             progress(record.index + 1, total, {})
 
-    result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
+    result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial,
+                   on_round=None if events is None else on_round)
     return solve_result_json(result)
 
 

@@ -47,6 +47,7 @@ from ..types import ShouldStop
 from .activations import check_labels
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
+from .records import RoundRecord
 
 
 @dataclass(frozen=True)
@@ -615,13 +616,16 @@ class RelaxationSolver:
 
     # -- the working-set loop ---------------------------------------------------------------
 
-    def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None) -> RelaxationSolution:
+    def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None,
+              on_round: Callable[[RoundRecord], None] | None = None, trial: int = 0) -> RelaxationSolution:
         """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention).
 
         Parameters
         ----------
         r : the direction, length ``m``.
         should_stop : polled between rounds and inside Clarabel; True cancels the solve.
+        on_round : called after each round whose sub-problem was solved, with its :class:`RoundRecord`.
+        trial : the trial index the records name.
 
         Returns
         -------
@@ -645,6 +649,7 @@ class RelaxationSolver:
         self.cuts.use_all()
         while True:
             outer += 1
+            round_start = time.monotonic()
             if should_stop is not None and should_stop():
                 return finish("cancelled", "The solve was cancelled.")
             if deadline is not None and time.monotonic() > deadline:
@@ -725,6 +730,9 @@ class RelaxationSolver:
                         added += 1
                         if added >= self._batch:
                             break
+            if on_round is not None:
+                held = int(rows.shape[0]) + (0 if cone_s is None else int(cone_s.size))
+                on_round(RoundRecord(trial, outer, held, added, sub.status, time.monotonic() - round_start))
             if added:
                 continue
             if bound is not None and self.kind.direction != "none" and np.max(np.abs(u)) >= 0.99 * bound:

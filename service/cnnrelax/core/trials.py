@@ -30,6 +30,7 @@ from .certificate import (
 )
 from .constraints import FilterConstraints, ResolvedConstraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
+from .records import RoundRecord
 from .relaxation import (
     RelaxationSolution,
     RelaxationSolver,
@@ -269,8 +270,12 @@ def solve(
     w_star: FloatArray | None = None,
     should_stop: ShouldStop | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
+    on_round: Callable[[RoundRecord], None] | None = None,
 ) -> SolveResult:
-    """Run up to ``options.trials`` seeded trials and return the best filter with its certificate."""
+    """Run up to ``options.trials`` seeded trials and return the best filter with its certificate.
+
+    ``on_trial`` hears each trial's record; ``on_round`` each working-set round's (Clarabel backend).
+    """
     options = options or SolveOptions()
     options.validate()
     constraints = options.constraints.resolve(problem.m)
@@ -291,7 +296,9 @@ def solve(
             status, message = "cancelled", "The solve was cancelled."
             break
         r = trial_direction(options.seed, t, problem.m)
-        sol = solver.solve(r, should_stop=should_stop)
+        rounds = {"on_round": on_round, "trial": t} if on_round is not None and isinstance(solver, RelaxationSolver) \
+            else {}
+        sol = solver.solve(r, should_stop=should_stop, **rounds)
         w, w_polished, loss, raw_loss = sol.w, None, None, None
         if w is not None:
             raw_loss = loss = problem.loss(w)
