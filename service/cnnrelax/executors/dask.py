@@ -452,20 +452,22 @@ class DaskExecutor(Executor):
         """A Dask future finished, errored or was cancelled: resolve the matching outcome future."""
         with self._lock:
             entry = self._outstanding.pop(key, None)
-            if entry is not None:
-                self._finished.append(entry)
         if entry is None:
             return
-        self._relay_kick.set()
+        try:
+            if task.status == "finished" and not entry.outcome.done():
+                self._copy_run_tail(entry)  # its last progress and events reach the store before its outcome
+        finally:
+            with self._lock:  # the relay then removes the run's names (not before its tail was copied)
+                self._finished.append(entry)
+            self._relay_kick.set()
         outcome = entry.outcome
         if outcome.done():
             return
         try:
             status = task.status
             if status == "finished":
-                result = task.result(timeout=30)
-                self._copy_run_tail(entry)  # its last progress and events reach the store before its outcome
-                outcome.set_result(result)
+                outcome.set_result(task.result(timeout=30))
             elif status == "error":
                 outcome.set_exception(task.exception(timeout=30))
             else:  # cancelled or lost with the scheduler
