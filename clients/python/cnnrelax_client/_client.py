@@ -155,16 +155,18 @@ class Client(_BaseClient):
 
     def _follow(self, snapshot: S, fetch: Callable[[], S], timeout: float | None,
                 progress: Callable[[S], None]) -> S:
-        """Feed ``progress`` from the job's events until it ends; return it as fetched at the end."""
+        """Feed ``progress`` from the job's events until it ends (a snapshot whenever its status or progress
+        moves: each trial or cell); return it as fetched at the end."""
         deadline = None if timeout is None else time.monotonic() + timeout
         progress(snapshot)
         if snapshot.done:
             return snapshot
         path, what = events_path(snapshot, "solve")
         for event in self._stream(EventStream(path, deadline=deadline), what):
-            snapshot = apply_event(snapshot, event)
-            if not isinstance(event, EndEvent):
-                progress(snapshot)
+            changed = apply_event(snapshot, event)
+            if changed != snapshot and not isinstance(event, EndEvent):  # a status or progress moved
+                progress(changed)
+            snapshot = changed
         final = fetch()
         progress(final)
         return final
@@ -437,9 +439,10 @@ class AsyncClient(_BaseClient):
             return snapshot
         path, what = events_path(snapshot, "solve")
         async for event in self._stream(EventStream(path, deadline=deadline), what):
-            snapshot = apply_event(snapshot, event)
-            if not isinstance(event, EndEvent):
-                progress(snapshot)
+            changed = apply_event(snapshot, event)
+            if changed != snapshot and not isinstance(event, EndEvent):  # a status or progress moved
+                progress(changed)
+            snapshot = changed
         final: S = await fetch()
         progress(final)
         return final
