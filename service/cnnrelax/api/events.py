@@ -7,7 +7,8 @@ time, then follows it live, and closes after the job's ``end`` event. Events are
 
 Memory per subscriber is its cursor and one wake-up flag: events stay in the store. One :class:`EventFeed`
 per app polls the store for the newest events of *all* jobs (one query per ``FEED_INTERVAL_S`` while anyone
-listens) and wakes only the subscribers of the jobs that got some, which then read their next page.
+listens) and wakes only the subscribers of the jobs that got some, which then read their next page;
+subscribers at the same cursor share one read (a thousand watchers of one job cost one query per page).
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import asyncio
 import logging
 import re
 import sqlite3
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.concurrency import run_in_threadpool
 
-from ..store import Store
+from ..store import JobEvent, Store
 from ..types import TERMINAL_STATUSES, JobKind
 from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
@@ -30,6 +31,7 @@ from .service import Service
 from .solves import JOB_ID, not_found
 
 router = APIRouter()
+T = TypeVar("T")
 log = logging.getLogger("cnnrelax.api")
 
 #: Seconds between two looks of the feed at the store for new events (while anyone listens).
@@ -55,6 +57,7 @@ class EventFeed:
         self.interval_s = interval_s
         self._subscribers: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._reads: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
     @property
     def subscribers(self) -> int:
@@ -67,6 +70,24 @@ class EventFeed:
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run())
         return wake
+
+    async def page(self, job_id: str, after: int) -> list[JobEvent]:
+        """The job's events after ``after`` (a page); subscribers at the same cursor share one read of the store."""
+        return await self._shared(("page", job_id, after), self.store.read_events, job_id, after, PAGE_SIZE)
+
+    async def status(self, job_id: str, kind: str, owner: str | None) -> str | None:
+        """The job's status for ``owner`` (``None``: not there); concurrent identical looks share one read."""
+        return await self._shared(("status", job_id, kind, owner), self.store.get_job_status, job_id, kind,
+                                  owner=owner)
+
+    async def _shared(self, key: tuple[Any, ...], read: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(run_in_threadpool(read, *args, **kwargs))
+            self._reads[key] = pending
+            pending.add_done_callback(lambda _: self._reads.pop(key, None))
+        result: T = await asyncio.shield(pending)  # one subscriber hanging up does not cancel the others' read
+        return result
 
     def unsubscribe(self, job_id: str, wake: asyncio.Event) -> None:
         waiting = self._subscribers.get(job_id)
@@ -114,26 +135,29 @@ def parse_last_event_id(value: Optional[str]) -> int:
     return int(value)
 
 
-async def follow(store: Store, feed: EventFeed, job_id: str, kind: str, owner: str | None,
+async def follow(feed: EventFeed, job_id: str, kind: str, owner: str | None,
                  after: int) -> AsyncIterator[ServerSentEvent]:
     """The job's events after ``after``, from the store, live until its ``end`` event (or the job is gone)."""
     wake = feed.subscribe(job_id)
     try:
         while True:
             wake.clear()
-            # The status first: once it is terminal, the `end` event is in the store (written in the same
-            # transaction), so a page read after it that holds nothing new means the stream is over.
-            status = await run_in_threadpool(store.get_job_status, job_id, kind, owner=owner)
-            page = await run_in_threadpool(store.read_events, job_id, after, PAGE_SIZE)
+            page = await feed.page(job_id, after)
             for event in page:
                 after = event.id
                 yield ServerSentEvent(data=event.data_json, event=event.event, id=str(event.id))
                 if event.event == "end":
                     return
-            if len(page) == PAGE_SIZE:
+            if page:
                 continue
-            if status is None or (status in TERMINAL_STATUSES and not page):
+            # Nothing new: is the job still there, still going? Once its status is terminal its `end` event is
+            # in the store (written in the same transaction), so a page read after that look, still empty,
+            # means the stream is over (the reader resumed after the `end`).
+            status = await feed.status(job_id, kind, owner)
+            if status is None or (status in TERMINAL_STATUSES and not await feed.page(job_id, after)):
                 return
+            if status in TERMINAL_STATUSES:
+                continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=IDLE_RECHECK_S)
             except asyncio.TimeoutError:
@@ -148,7 +172,7 @@ async def _stream(job_id: str, kind: JobKind, last_event_id: Optional[str], serv
     store = service.require_store()
     if await run_in_threadpool(store.get_job_status, job_id, kind, owner=tenant.sees) is None:
         raise not_found(job_id, "solve job" if kind == JobKind.solve else "experiment")
-    return EventSourceResponse(follow(store, feed, job_id, kind, tenant.sees, after),
+    return EventSourceResponse(follow(feed, job_id, kind, tenant.sees, after),
                                ping=service.settings.events_ping_s)
 
 
