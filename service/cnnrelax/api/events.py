@@ -42,9 +42,25 @@ PAGE_SIZE = 200
 IDLE_RECHECK_S = 5.0
 #: The media type of an event stream.
 EVENT_STREAM = "text/event-stream"
-LAST_EVENT_ID = Header(None, alias="Last-Event-ID", max_length=40,
+#: The event names a stream sends (docs/events.md).
+EVENT_NAMES = ("status", "trial", "cell", "log", "end")
+#: An event id as a client sends it back (any other value is a 422 naming the header).
+EVENT_ID_PATTERN = r"^[0-9]{1,18}$"
+#: ``Last-Event-ID``: an event id, or empty (from the first event, as without the header).
+LAST_EVENT_ID = Header("", alias="Last-Event-ID", max_length=40, json_schema_extra={"pattern": r"^([0-9]{1,18})?$"},
                        description="Resume after this event id (the `id` of the last event received).")
-STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {EVENT_STREAM: {"schema": {"type": "string"}}},
+#: One event of the stream, as OpenAPI tools read ``text/event-stream``: its ``event`` name, ``id`` and JSON ``data``.
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["event", "id", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": list(EVENT_NAMES)},
+        "id": {"type": "string", "pattern": EVENT_ID_PATTERN},
+        "data": {"type": "string", "contentMediaType": "application/json",
+                 "description": "A JSON object; its members per event name in docs/events.md."},
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {EVENT_STREAM: {"schema": EVENT_SCHEMA}},
                           "description": "Server-sent events `status`, `trial`, `cell`, `log` and a last `end`, "
                                          "each with an increasing `id` and JSON data (docs/events.md)."}}
 
@@ -166,7 +182,7 @@ async def follow(feed: EventFeed, job_id: str, kind: str, owner: str | None,
         feed.unsubscribe(job_id, wake)
 
 
-async def _stream(job_id: str, kind: JobKind, last_event_id: Optional[str], service: Service, tenant: Tenant,
+async def _stream(job_id: str, kind: JobKind, last_event_id: str, service: Service, tenant: Tenant,
                   feed: EventFeed) -> EventSourceResponse:
     after = parse_last_event_id(last_event_id)
     store = service.require_store()
@@ -178,7 +194,7 @@ async def _stream(job_id: str, kind: JobKind, last_event_id: Optional[str], serv
 
 @router.get("/v1/solves/{job_id}/events", response_class=EventSourceResponse, responses=STREAM_RESPONSES,
             summary="Follow a solve job's events", tags=["solves"])
-async def solve_events(job_id: str = JOB_ID, last_event_id: Optional[str] = LAST_EVENT_ID,
+async def solve_events(job_id: str = JOB_ID, last_event_id: str = LAST_EVENT_ID,
                        service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
                        feed: EventFeed = Depends(get_feed)) -> EventSourceResponse:
     """The job's events as `text/event-stream`: `status` changes, a `trial` event per trial, a `log` event per
@@ -188,7 +204,7 @@ async def solve_events(job_id: str = JOB_ID, last_event_id: Optional[str] = LAST
 
 @router.get("/v1/experiments/{job_id}/events", response_class=EventSourceResponse, responses=STREAM_RESPONSES,
             summary="Follow an experiment's events", tags=["experiments"])
-async def experiment_events(job_id: str = JOB_ID, last_event_id: Optional[str] = LAST_EVENT_ID,
+async def experiment_events(job_id: str = JOB_ID, last_event_id: str = LAST_EVENT_ID,
                             service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
                             feed: EventFeed = Depends(get_feed)) -> EventSourceResponse:
     """The experiment's events as `text/event-stream`: `status` changes, a `cell` event per cell done, and a
