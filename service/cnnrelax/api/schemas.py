@@ -208,10 +208,10 @@ class SolveRequest(_Strict, SolveOptionsBase, ProblemSourceIn):  # the options: 
 # -------------------------------------------------------------------------------------------------
 
 class ProgressOut(_Sent):
-    """How far a job has come: trials of a solve, cells of an experiment."""
+    """How far a job has come: trials run of a solve, cells done of an experiment."""
 
-    done: int = Field(ge=0)
-    total: int = Field(ge=0)
+    done: int = Field(ge=0, description="Trials run (a solve) or cells done (an experiment).")
+    total: int = Field(ge=0, description="Trials asked for, or cells in all.")
 
 
 class JobOut(_Sent):
@@ -224,7 +224,8 @@ class JobOut(_Sent):
     finished_at: Optional[datetime] = Field(description="When it ended.")
     attempts: int = Field(ge=0, description="Runs started (a run interrupted by a restart is run again).")
     cancel_requested: bool = Field(description="A cancellation was asked for.")
-    progress: Optional[ProgressOut] = Field(description="Trials done of the trials asked for.")
+    progress: Optional[ProgressOut] = Field(description="Trials run of the trials asked for: a solve that stops on "
+                                            "a certificate (stop_on_certificate) ends with done below total.")
     error: Optional[str] = Field(description="Why the job failed or was cancelled.")
     result: Optional[SolveResultOut] = Field(description="Set once the job succeeded (or partial).")
 

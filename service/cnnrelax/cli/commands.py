@@ -352,7 +352,7 @@ def solve(
         from pydantic import ValidationError
 
         try:
-            with ProgressBar("trials", enabled=not quiet and not as_json) as bar:
+            with ProgressBar("trials", enabled=not quiet) as bar:
                 result = solve_in_process(X, y, planted_spec, k, weights, options,
                                           progress=lambda done, total, _: bar.update(done, total))
                 asked = asked or default_trials()
