@@ -128,7 +128,8 @@ def run_solve_job(
     time_limit_s : float, optional
         Caps each LP/QP (default: the spec's own ``time_limit_s``).
     events : callable, optional
-        ``events(name, data)``: a ``trial`` event after every trial (:func:`trial_event`).
+        ``events(name, data)``: a ``trial`` event after every trial (:func:`trial_event`), a ``log`` event after
+        every working-set round (:func:`round_event`).
 
     Returns
     -------

@@ -75,10 +75,6 @@ class EventFeed:
         self._task: asyncio.Task[None] | None = None
         self._reads: dict[tuple[Any, ...], asyncio.Future[Any]] = {}
 
-    @property
-    def subscribers(self) -> int:
-        return sum(len(events) for events in self._subscribers.values())
-
     def subscribe(self, job_id: str) -> asyncio.Event:
         """A flag set whenever ``job_id`` gets new events (start the feed if it is idle)."""
         wake = asyncio.Event()
@@ -118,6 +114,9 @@ class EventFeed:
             try:
                 if last is None:
                     last = await run_in_threadpool(self.store.last_event_id)
+                    for waiting in self._subscribers.values():  # events before this start: everyone looks once
+                        for wake in waiting:
+                            wake.set()
                 page = await run_in_threadpool(self.store.read_events, None, last, PAGE_SIZE)
             except sqlite3.Error:  # a busy or failing store: subscribers re-read on their own meanwhile
                 log.warning("the event feed could not read the store", exc_info=True)
