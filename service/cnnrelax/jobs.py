@@ -65,17 +65,17 @@ def trial_event(record: TrialRecord, zero_loss: float, total: int, seconds: floa
     """
     loss = _number(record.loss)
     return {
-        "index": record.index, "status": record.solution.status, "objective": _number(record.objective),
+        "index": record.index, "status": str(record.solution.status), "objective": _number(record.objective),
         "loss": loss, "recovered": record.recovered, "certified": loss is not None and loss <= zero_loss,
         "seconds": round(seconds, 6), "done": record.index + 1, "total": total,
     }
 
 
 def round_event(record: RoundRecord) -> dict[str, Any]:
-    """The data of a ``log`` event: one working-set round of a trial (the cuts its sub-problem held, the cuts it
-    added, the sub-problem's status, its seconds)."""
+    """The data of a ``log`` event: one working-set round of a trial (the constraints its sub-problem held, those
+    it added, the sub-problem's status, the seconds since the trial started)."""
     return {"trial": record.trial, "round": record.round, "working_set": record.working_set, "added": record.added,
-            "status": record.status, "seconds": round(record.seconds, 6)}
+            "status": str(record.status), "seconds": round(record.seconds, 6)}
 
 
 def cell_event(cell: Mapping[str, Any], done: int, total: int) -> dict[str, Any]:

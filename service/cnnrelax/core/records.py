@@ -13,9 +13,10 @@ from dataclasses import dataclass
 class RoundRecord:
     """One working-set round of one trial.
 
-    ``trial`` and ``round`` count from 0 and 1; ``working_set`` is the number of rows (cuts and cone samples)
-    the round's sub-problem held; ``added`` how many the round added for the next one (0: the loop ends or
-    grows its box); ``status`` is the sub-problem solver's own status; ``seconds`` the round's wall time.
+    ``trial`` and ``round`` count from 0 and 1; ``working_set`` is the number of constraints (cuts and cone
+    samples) the round's sub-problem held; ``added`` how many the round added for the next one (0: the loop ends
+    or grows its box); ``status`` is the sub-problem solver's own status; ``seconds`` the time since the trial
+    started.
     """
 
     trial: int

@@ -649,7 +649,6 @@ class RelaxationSolver:
         self.cuts.use_all()
         while True:
             outer += 1
-            round_start = time.monotonic()
             if should_stop is not None and should_stop():
                 return finish("cancelled", "The solve was cancelled.")
             if deadline is not None and time.monotonic() > deadline:
@@ -732,7 +731,7 @@ class RelaxationSolver:
                             break
             if on_round is not None:
                 held = int(rows.shape[0]) + (0 if cone_s is None else int(cone_s.size))
-                on_round(RoundRecord(trial, outer, held, added, sub.status, time.monotonic() - round_start))
+                on_round(RoundRecord(trial, outer, held, added, sub.status, time.monotonic() - start))
             if added:
                 continue
             if bound is not None and self.kind.direction != "none" and np.max(np.abs(u)) >= 0.99 * bound:
