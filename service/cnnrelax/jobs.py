@@ -16,9 +16,9 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 
+from .core import TrialRecord, solve
 from .core.problem import InvalidParameterError
 from .core.records import RoundRecord
-from .core import TrialRecord, solve
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .results import json_safe, solve_result_json
 from .specs import Arrays, SolveSpec
