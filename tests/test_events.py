@@ -158,7 +158,7 @@ def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPro
 def test_streams_are_tenant_scoped_and_send_heartbeats(keyed_server: ServerProcess) -> None:
     a, b = {"X-API-Key": "key-a"}, {"X-API-Key": "key-b"}
     with httpx.Client(base_url=keyed_server.url, timeout=60) as client:
-        job_id = submit(client, {"planted": {"n": 3000, "d": 40, "k": 2, "seed": 5}, "trials": 10,
+        job_id = submit(client, {"planted": {"n": 2000, "d": 40, "k": 2, "seed": 5}, "trials": 6,
                                  "stop_on_certificate": False}, headers=a)
         path = f"/v1/solves/{job_id}/events"
         assert_problem(client.get(path, headers=b), 404)
@@ -209,3 +209,21 @@ def test_log_events_are_capped_with_a_note_and_flush_publishes_what_the_pacing_h
     assert "capped" in logs[-1]["note"] and str(MAX_LOG_EVENTS) in logs[-1]["note"]
     assert control.published[-1] == ("trial", {"index": 0})  # trials are never capped, order kept
     assert control.progressed[-1] == (1, 8)  # the last progress, held back by the pacing, is published
+
+
+def test_a_cancel_shows_in_the_stream_and_it_ends_cancelled(http: httpx.Client) -> None:
+    body = {"planted": {"n": 4000, "d": 60, "k": 3, "seed": 6}, "trials": 60, "stop_on_certificate": False}
+    job_id = submit(http, body)
+    path = f"/v1/solves/{job_id}/events"
+    seen: list[Sse] = []
+    with http.stream("GET", path, timeout=60) as answer:
+        for event in parse_stream(answer.iter_lines()):
+            seen.append(event)
+            if event.event == "trial" and event.data["index"] == 0:
+                assert http.delete(f"/v1/solves/{job_id}").status_code == 202
+    assert_well_formed(seen, "cancelled")
+    requested = [e for e in seen if e.event == "status" and e.data.get("cancel_requested")]
+    assert len(requested) == 1 and requested[0].data["status"] == "running"
+    assert requested[0].id < seen[-1].id
+    assert seen[-1].data["done"] < 60  # it stopped: trials run of those asked
+    assert seen == read_events(http, path)  # the ended job's log, replayed
