@@ -128,3 +128,16 @@ def test_an_experiments_printed_spec_shows_inline_images_by_shape() -> None:
     images = np.zeros((7, 4, 5)).tolist()
     shown = spec_shown({"kind": "rotated_digits", "images": images, "angles": [0.0] * 7, "seed": 1})
     assert shown == {"kind": "rotated_digits", "images": {"shape": [7, 4, 5]}, "angles": {"shape": [7]}, "seed": 1}
+
+
+def test_jobs_watch_and_events(client: Client, live_server: ServerProcess) -> None:
+    job = client.submit(planted={"n": 500, "d": 20, "k": 2, "seed": 1}, trials=4, stop_on_certificate=False)
+    watched = run_cli("jobs", "watch", job.id, "--url", live_server.url)
+    assert watched.exit_code == 0, watched.output
+    assert "4 of 4 trials run" in " ".join(watched.stdout.split()) and "4/4" in watched.stderr.replace(" ", "")
+    printed = run_cli("jobs", "events", job.id, "--url", live_server.url)
+    events = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [e["event"] for e in events].count("trial") == 4 and events[-1]["event"] == "end"
+    assert [e["id"] for e in events] == sorted({e["id"] for e in events})
+    later = run_cli("jobs", "events", job.id, "--after", str(events[1]["id"]), "--url", live_server.url)
+    assert [json.loads(line) for line in later.stdout.splitlines()] == events[2:]

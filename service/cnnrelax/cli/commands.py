@@ -467,6 +467,49 @@ def jobs_show(
     stdout.print(table)
 
 
+@jobs_app.command("watch")
+def jobs_watch(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds (the job keeps running)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the finished job as JSON."),
+) -> None:
+    """Follow a solve job's events with a progress bar of its trials until it ends, then show it."""
+    try:
+        with service_client(url, api_key) as client, ProgressBar("trials", enabled=not quiet) as bar:
+            job = client.wait(job_id, timeout=timeout, progress=lambda snapshot: follow_trials(bar, snapshot))
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json(job.raw)
+    elif job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
+        render_solve_summary(job.raw["result"], job.id, job.progress.total if job.progress else None)
+    else:
+        stdout.print(f"job {job.id} ended {job.status}: {job.error or 'no result'}", highlight=False)
+
+
+@jobs_app.command("events")
+def jobs_events(
+    job_id: str = typer.Argument(..., help="The job's (a solve's, or with --experiment an experiment's) id."),
+    experiment: bool = typer.Option(False, "--experiment", help="The id is an experiment's."),
+    after: Optional[int] = typer.Option(None, "--after", min=0, help="Only the events after this event id."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds."),
+) -> None:
+    """Print a job's events as they happen, one JSON object a line ({"id", "event", "data"}), until its end."""
+    try:
+        with service_client(url, api_key) as client:
+            for event in client.events(job_id, kind="experiment" if experiment else "solve", last_event_id=after,
+                                       timeout=timeout):
+                sys.stdout.write(json.dumps({"id": event.id, "event": event.event, "data": event.data}) + "\n")
+                sys.stdout.flush()
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+
+
 @jobs_app.command("cancel")
 def jobs_cancel(
     job_id: str = typer.Argument(..., help="The job's id."),
