@@ -186,7 +186,7 @@ def test_run_experiment_reports_progress_and_serves_a_png(client: Client) -> Non
 def test_api_key_is_sent_and_a_missing_one_is_a_401(start_server: Callable[..., Any]) -> None:
     guarded = start_server(env={"CNNRELAX_API_KEYS": "client-test-secret"}, workers=1)
     with Client(guarded.url, api_key="client-test-secret") as keyed:
-        assert keyed.list_jobs().jobs == []
+        assert keyed.list_jobs().items == []
     with Client(guarded.url) as anonymous:
         assert anonymous.health() is not None  # health stays open
         with pytest.raises(CnnrelaxError) as info:

@@ -124,6 +124,8 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("a phase transition (leaky ReLU), done", lambda w: w.experiment(PHASE, "phase")),
     ("a rotated-digits experiment, done", lambda w: w.experiment(DIGITS, "digits")),
     ("its figure", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/figure.png")),
+    ("its events, ended", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/events")),
+    ("a solve's events, ended", lambda w: w.http.get(f"/v1/solves/{w.ids['planted']}/events")),
     ("list experiments", lambda w: w.http.get("/v1/experiments", params={"limit": 1})),
     ("list experiments, next page", lambda w: w.http.get("/v1/experiments", params={
         "limit": 1, "cursor": w.http.get("/v1/experiments", params={"limit": 1}).json()["next_cursor"]})),
@@ -311,7 +313,9 @@ def _client_models() -> dict[type, tuple[str, bool, dict[str, str]]]:
         m.SolveResult: ("SolveResultOut", True, {}),
         m.Progress: ("ProgressOut", True, {}),
         m.Job: ("JobOut", True, {}),
-        m.JobPage: ("JobPage", True, {"jobs": "items"}),
+        m.JobPage: ("JobPage", True, {}),
+        m.ExperimentPage: ("ExperimentPage", True, {}),
+        m.DatasetPage: ("DatasetPage", True, {}),
         m.Dataset: ("DatasetOut", True, {}),
         # Experiment specs and results are being typed per kind: only what the client reads is checked.
         m.Experiment: ("ExperimentOut", False, {}),
@@ -319,7 +323,7 @@ def _client_models() -> dict[type, tuple[str, bool, dict[str, str]]]:
 
 
 CLIENT_ONLY = {"raw", "extra"}  # the JSON as received, and members a newer server may add
-ALSO_READS = {"Job": {"JobSummary"}}  # a listing's summaries are read as jobs without a result
+ALSO_READS = {"Job": {"JobSummary"}, "Experiment": {"JobSummary"}}  # listings: summaries read as jobs
 
 
 def _annotation_types(annotation: Any) -> tuple[set[str], bool, Any]:

@@ -1,22 +1,27 @@
 """The job function: what every worker (a local process, a Dask task) and the CLI's in-process path run.
 
 No HTTP, no storage. :func:`run_job` takes a job's typed spec (a :class:`~cnnrelax.specs.SolveSpec`, or an
-experiment's :data:`~cnnrelax.experiments.specs.ExperimentSpec`) and returns a JSON-able dict;
+experiment's :data:`~cnnrelax.experiments.specs.ExperimentSpec`) and returns a JSON-able dict, telling an
+optional event sink what happens meanwhile (a ``trial`` event per trial, a ``log`` event per working-set
+round, a ``cell`` event per experiment cell: :func:`trial_event`, :func:`round_event`, :func:`cell_event`);
 :func:`classify_outcome` turns that dict into the job's final status. :func:`load_spec` reads a stored spec
 back (once per run).
 """
 
 from __future__ import annotations
 
+import math
+import time
 from typing import Any, Mapping, Union
 
-from .core.records import TrialRecord
-from .core.trials import solve
+import numpy as np
+
+from .core import RoundRecord, TrialRecord, solve
 from .errors import InvalidParameterError
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .results import json_safe, solve_result_json
 from .specs import Arrays, SolveSpec
-from .types import JobKind, JobStatus, Progress, ShouldStop
+from .types import EventSink, JobKind, JobStatus, Progress, ShouldStop
 
 #: A job's spec as the worker runs it: a solve's typed spec, or an experiment's (by kind).
 JobSpec = Union[SolveSpec, PhaseTransitionSpec, RotatedDigitsSpec]
@@ -45,6 +50,59 @@ def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 
 
+def _number(value: float | None) -> float | None:
+    """A float for an event's JSON: non-finite values as ``None``."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def trial_event(record: TrialRecord, zero_loss: float, total: int, seconds: float) -> dict[str, Any]:
+    """The data of a ``trial`` event: the trial's ``index``, status, objective, loss, whether it recovered ``w*``
+    (planted problems, else ``None``) and whether its zero loss certifies a global minimum, the ``seconds`` it
+    took (solve and polish), and ``done`` of ``total`` trials run so far.
+
+    ``zero_loss`` is the certificate's threshold ``optimality_tol * ||y||^2`` (SPEC 4.1).
+    """
+    loss = _number(record.loss)
+    return {
+        "index": record.index, "status": str(record.solution.status), "objective": _number(record.objective),
+        "loss": loss, "recovered": record.recovered, "certified": loss is not None and loss <= zero_loss,
+        "seconds": round(seconds, 6), "done": record.index + 1, "total": total,
+    }
+
+
+def round_event(record: RoundRecord) -> dict[str, Any]:
+    """The data of a ``log`` event: one working-set round of a trial (the constraints its sub-problem held, those
+    it added, the sub-problem's status, the seconds since the trial started)."""
+    return {"trial": record.trial, "round": record.round, "working_set": record.working_set, "added": record.added,
+            "status": str(record.status), "seconds": round(record.seconds, 6)}
+
+
+def cell_event(cell: Mapping[str, Any], done: int, total: int) -> dict[str, Any]:
+    """The data of a ``cell`` event: the cell's scalar members (its key and summary; lists left out) and
+    ``done`` of ``total`` cells."""
+    scalars = {str(key): value for key, value in json_safe(dict(cell)).items()
+               if value is None or isinstance(value, (bool, int, float, str))}
+    return {**scalars, "done": done, "total": total}
+
+
+def experiment_progress(progress: Progress | None, events: EventSink | None) -> Progress:
+    """An experiment's progress callback that also sends a ``cell`` event for each cell newly done.
+
+    The first report lists the cells resumed from an earlier run: they are not sent again.
+    """
+    seen: list[int] = []
+
+    def report(done: int, total: int, state: dict[str, Any]) -> None:
+        if events is not None and seen and done > seen[-1]:
+            for cell in state.get("cells", [])[seen[-1] - done:]:
+                events("cell", cell_event(cell, done, total))
+        seen[:] = [done]
+        if progress is not None:
+            progress(done, total, state)
+
+    return report
+
+
 def run_solve_job(
     spec: SolveSpec,
     arrays: Arrays | None,
@@ -52,6 +110,7 @@ def run_solve_job(
     *,
     progress: Progress | None = None,
     time_limit_s: float | None = None,
+    events: EventSink | None = None,
 ) -> dict[str, Any]:
     """Build the spec's problem once and solve it; return the result's wire JSON (``results.solve_result_json``).
 
@@ -67,6 +126,9 @@ def run_solve_job(
         ``progress(done_trials, total_trials, {})``, called after every trial.
     time_limit_s : float, optional
         Caps each LP/QP (default: the spec's own ``time_limit_s``).
+    events : callable, optional
+        ``events(name, data)``: a ``trial`` event after every trial (:func:`trial_event`), a ``log`` event after
+        every working-set round (:func:`round_event`).
 
     Returns
     -------
@@ -77,12 +139,24 @@ def run_solve_job(
     options = spec.options(time_limit_s=limit)
     problem, w_star = spec.build_problem(arrays)
     total = options.trials
+    zero_loss = options.optimality_tol * max(float(problem.y @ problem.y), float(np.finfo(float).tiny))
+
+    clock = [time.monotonic()]
+
+    def on_round(record: RoundRecord) -> None:
+        if events is not None:
+            events("log", round_event(record))
 
     def on_trial(record: TrialRecord) -> None:
+        if events is not None:
+            now = time.monotonic()
+            events("trial", trial_event(record, zero_loss, total, now - clock[0]))
+            clock[0] = now
         if progress is not None:
             progress(record.index + 1, total, {})
 
-    result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
+    result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial,
+                   on_round=None if events is None else on_round)
     return solve_result_json(result)
 
 
@@ -95,23 +169,23 @@ def run_job(
     progress: Progress | None = None,
     resume: dict[str, Any] | None = None,
     time_limit_s: float | None = None,
+    events: EventSink | None = None,
 ) -> dict[str, Any]:
-    """Run one job of ``kind`` and return its JSON-able result.
+    """Run one job of ``kind`` and return its JSON-able result; ``events`` hears its trials, rounds or cells.
 
     An experiment that is asked to stop raises ``cnnrelax.experiments.ExperimentCancelled``.
     """
     if kind == JobKind.solve:
         if not isinstance(spec, SolveSpec):
             raise TypeError("a solve job runs a SolveSpec")
-        return run_solve_job(spec, arrays, should_stop, progress=progress, time_limit_s=time_limit_s)
+        return run_solve_job(spec, arrays, should_stop, progress=progress, time_limit_s=time_limit_s, events=events)
     if kind == JobKind.experiment:
         from . import experiments
 
         if not isinstance(spec, (PhaseTransitionSpec, RotatedDigitsSpec)):
             raise TypeError("an experiment job runs a PhaseTransitionSpec or a RotatedDigitsSpec")
-        report = progress or (lambda done, total, state: None)
         result: dict[str, Any] = json_safe(experiments.run_experiment(
-            spec, progress=report, should_stop=should_stop, resume=resume))
+            spec, progress=experiment_progress(progress, events), should_stop=should_stop, resume=resume))
         return result
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 

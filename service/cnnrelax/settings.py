@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     worker_memory_limit_mb: int = Field(
         default=4096, ge=0, description="Memory limit of each local worker process in MiB (a job past it fails); "
                                         "0: no limit.")
+    events_ping_s: float = Field(default=15.0, gt=0, le=3600,
+                                 description="Seconds between heartbeats (SSE comments) on an idle event stream.")
     dask_tls_ca_file: Path | None = Field(
         default=None, description="CA certificate (PEM) that signed the Dask scheduler's certificate; with the two "
                                   "below, the API talks to the scheduler over TLS (a tls:// address).")

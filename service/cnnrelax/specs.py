@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any, Literal, Optional, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -100,7 +100,59 @@ class DataShape:
     labels: FloatArray | None = None
 
 
-class SolveSpec(BaseModel):
+#: The largest seed: the largest integer every JSON parser reads exactly (an IEEE double holds it).
+MAX_SEED = 2**53 - 1
+#: Stated in the schema; enforced by the core, whose message names the value and the remedy.
+_ITEMS_AT_LEAST_0: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "number", "minimum": 0}},
+                                               {"type": "null"}]}
+_ITEMS_AT_LEAST_1: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 1},
+                                                "minItems": 2, "maxItems": 2}, {"type": "null"}]}
+
+
+class SolveOptionsBase(BaseModel):
+    """The solve options, defined once: the patching of a data source and every option of the trials, with the
+    core's defaults (:class:`~cnnrelax.core.trials.SolveOptions`) and the bounds the service states.
+
+    Inherited by the request schema (:class:`cnnrelax.api.schemas.SolveRequest`, which adds the problem sources
+    and the wire form of the constraints) and by the stored spec (:class:`SolveSpec`, which adds the normalised
+    source and the core's constraints). The thin client types the same names (``cnnrelax_client.SolveOptions``).
+    """
+
+    k: Optional[int] = Field(None, ge=1, description="Patches per row for data sources (d = k*m); default 1.")
+    relaxation: RelaxationName = Field(DEFAULT_RELAXATION, description="'lp' (beta -> 0), 'qp' (beta > 0) or "
+                                                                       "'naive'.")
+    beta: float = Field(CORE_DEFAULTS.beta, ge=0, description="Weight of the random linear term in the QP, "
+                        "dimensionless: applied to the data normalised by their scales (X / RMS of the patch "
+                        "entries, y / max|y|), so the same beta means the same thing in every unit.")
+    trials: int = Field(CORE_DEFAULTS.trials, ge=1, description="Randomized trials (each a seeded direction r).")
+    seed: int = Field(CORE_DEFAULTS.seed, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
+    output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).",
+                                                  json_schema_extra=_ITEMS_AT_LEAST_0)
+    stop_on_certificate: bool = Field(CORE_DEFAULTS.stop_on_certificate, description="Stop at the first trial "
+                                      "certified globally optimal (zero loss): fewer trials then run than asked, "
+                                      "and the job's progress says how many (done of total).")
+    polish: bool = Field(CORE_DEFAULTS.polish, description="Least squares on the activation pattern of each "
+                         "trial's filter.")
+    patch_size: Optional[int] = Field(None, ge=1, description="1-D patches of this length (with `stride`).")
+    stride: Optional[int] = Field(None, ge=1, description="Stride of 1-D or 2-D patches.")
+    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.",
+                                             json_schema_extra=_ITEMS_AT_LEAST_1)
+    filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.",
+                                              json_schema_extra=_ITEMS_AT_LEAST_1)
+    recovery_tol: float = Field(CORE_DEFAULTS.recovery_tol, gt=0, description="Relative error that counts as "
+                                "recovery (planted problems).")
+    time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
+    coverage_samples: int = Field(CORE_DEFAULTS.coverage_samples, ge=0, le=10000, description="Random directions "
+                                  "sampled to estimate certificate.coverage (the per-trial success probability at "
+                                  "the selected filter); 0 skips the estimate.")
+    activation: ActivationName = Field(DEFAULT_ACTIVATION, description="The hidden layer's activation sigma: relu, "
+                                       "leaky_relu (labels may be negative), absolute (recovery up to sign), "
+                                       "squared_relu or softplus. A planted model's labels are drawn with it.")
+    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1, description="leaky_relu's slope for "
+                                  "negative inputs, strictly between 0 and 1 (the other activations ignore it).")
+
+
+class SolveSpec(SolveOptionsBase):
     """A solve job, normalised: one source, the patching, every option with its default.
 
     Parameters
@@ -128,24 +180,7 @@ class SolveSpec(BaseModel):
 
     dataset_id: str | None = None
     planted: PlantedSpec | None = None
-    k: int | None = None
-    relaxation: RelaxationName = DEFAULT_RELAXATION
-    beta: float = CORE_DEFAULTS.beta
-    trials: int = CORE_DEFAULTS.trials
-    seed: int = CORE_DEFAULTS.seed
-    output_weights: list[float] | None = None
-    stop_on_certificate: bool = CORE_DEFAULTS.stop_on_certificate
-    polish: bool = CORE_DEFAULTS.polish
-    patch_size: int | None = None
-    stride: int | None = None
-    image_shape: tuple[int, int] | None = None
-    filter_shape: tuple[int, int] | None = None
     constraints: FilterConstraints = Field(default_factory=FilterConstraints)
-    recovery_tol: float = CORE_DEFAULTS.recovery_tol
-    time_limit_s: float | None = None
-    coverage_samples: int = CORE_DEFAULTS.coverage_samples
-    activation: ActivationName = DEFAULT_ACTIVATION
-    negative_slope: float = DEFAULT_NEGATIVE_SLOPE
 
     @model_validator(mode="before")
     @classmethod

@@ -29,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -258,6 +258,7 @@ class Store:
         for column, kind in (("y_min", "REAL"), ("y_min_index", "INTEGER")):  # from before label checks at upload
             if column not in dataset_columns:
                 db.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
+        db.executescript(_EVENTS_SCHEMA)
         self.remove_temporary_files()
 
     # -- connections ------------------------------------------------------------------------------
@@ -450,7 +451,10 @@ class Store:
         with self._transaction() as db:
             cursor = db.execute(
                 "UPDATE jobs SET status = ?, result = ?, error = ?, finished_at = ?, updated_at = ?, "
-                "progress_done = CASE WHEN ? = 'succeeded' THEN progress_total ELSE progress_done END "
+                # A solve's progress stays the trials it ran (an early stop runs fewer than asked; the run's last
+                # progress is written before its outcome); an experiment that succeeded ran every cell.
+                "progress_done = CASE WHEN ? = 'succeeded' AND kind = 'experiment' THEN progress_total "
+                "ELSE progress_done END "
                 "WHERE id = ? AND status = 'running' AND attempts = ?",
                 (status, result_json, error, now, now, status, job_id, attempt))
             return cursor.rowcount == 1
@@ -495,6 +499,19 @@ class Store:
                 "WHERE id = ? AND status = 'running' AND attempts = ?",
                 (done, total, state, time.time(), job_id, attempt))
             return cursor.rowcount == 1
+
+    # -- events (the job event log: see the events block at the end of this module) ---------------------
+    def append_events(self, job_id: str, attempt: int, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Append a run's ``(name, data)`` events to its job's log (:func:`append_job_events`)."""
+        return append_job_events(self._connection(), job_id, attempt, events, self._write_lock)
+
+    def read_events(self, job_id: str | None, after_id: int = 0, limit: int = 100) -> list[JobEvent]:
+        """Up to ``limit`` events of a job (``None``: of every job) after ``after_id`` (:func:`read_job_events`)."""
+        return read_job_events(self._connection(), job_id, after_id, limit)
+
+    def last_event_id(self) -> int:
+        """The id of the newest event of any job (0: none yet): where a reader of every job's events starts."""
+        return int(self._connection().execute("SELECT coalesce(max(id), 0) FROM job_events").fetchone()[0])
 
     def count_by_status(self) -> dict[tuple[str, str], int]:
         rows = self._connection().execute("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status")
@@ -738,7 +755,98 @@ class JobRunView:
                        "WHERE id = ? AND status = 'running' AND attempts = ?",
                        (done, total, state, time.time(), self.job_id, self.attempt))
 
+    def append_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
+        """Append this run's events to its job's log (dropped once the run is no longer current)."""
+        return append_job_events(self._connection(), self.job_id, self.attempt, events)
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+# ===================================================================================================
+# The job event log (GET /v1/solves/{id}/events, GET /v1/experiments/{id}/events; docs/events.md)
+#
+# One table of events, each with a global increasing ``id`` (so the ids of one job's events increase too and a
+# reader resumes after the last id it saw). ``status`` and ``end`` events are written by SQLite triggers in the
+# same transaction as the job's change of status (every executor, every path: claim, finish, requeue, cancel),
+# so the ``end`` event is always the last of a job's log; a job's events go when the job row goes (retention,
+# DELETE). A worker appends ``trial``, ``cell`` and ``log`` events of its own run only (the attempt guard).
+# ===================================================================================================
+
+_EVENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_events (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id     TEXT NOT NULL,
+    event      TEXT NOT NULL,
+    data       TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS job_events_job ON job_events (job_id, id);
+CREATE TRIGGER IF NOT EXISTS job_events_created AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_events (job_id, event, data, created_at)
+        VALUES (NEW.id, 'status', json_object('status', NEW.status, 'attempt', NEW.attempts), NEW.created_at);
+END;
+CREATE TRIGGER IF NOT EXISTS job_events_status AFTER UPDATE OF status ON jobs
+    WHEN NEW.status IS NOT OLD.status BEGIN
+    INSERT INTO job_events (job_id, event, data, created_at)
+        VALUES (NEW.id, 'status', json_object('status', NEW.status, 'attempt', NEW.attempts, 'error', NEW.error),
+                NEW.updated_at);
+    INSERT INTO job_events (job_id, event, data, created_at)
+        SELECT NEW.id, 'end', json_object('status', NEW.status, 'error', NEW.error, 'done', NEW.progress_done,
+                                          'total', NEW.progress_total), NEW.updated_at
+        WHERE NEW.status IN ('succeeded', 'failed', 'cancelled');
+END;
+CREATE TRIGGER IF NOT EXISTS job_events_cancel_requested AFTER UPDATE OF cancel_requested ON jobs
+    WHEN NEW.cancel_requested AND NOT OLD.cancel_requested AND NEW.status = 'running' BEGIN
+    INSERT INTO job_events (job_id, event, data, created_at)
+        VALUES (NEW.id, 'status', json_object('status', NEW.status, 'attempt', NEW.attempts,
+                                              'cancel_requested', json('true')), NEW.updated_at);
+END;
+CREATE TRIGGER IF NOT EXISTS job_events_gone AFTER DELETE ON jobs BEGIN
+    DELETE FROM job_events WHERE job_id = OLD.id;
+END;
+"""
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of a job's log: its increasing ``id``, its name and its data (JSON text)."""
+
+    id: int
+    job_id: str
+    event: str
+    data_json: str
+    created_at: float
+
+
+def append_job_events(db: sqlite3.Connection, job_id: str, attempt: int,
+                      events: Sequence[tuple[str, dict[str, Any]]], lock: threading.Lock | None = None) -> int:
+    """Append ``(name, data)`` events of run ``attempt`` of a running job, in order; return how many.
+
+    Nothing is written when that run is no longer the job's current run (the job ended, was requeued or
+    deleted), so a late worker cannot write after the job's ``end`` event.
+    """
+    if not events:
+        return 0
+    now = time.time()
+    rows = [(job_id, name, json.dumps(data, separators=(",", ":"), allow_nan=False), now) for name, data in events]
+    with _Transaction(db, lock):
+        current = db.execute("SELECT 1 FROM jobs WHERE id = ? AND status = 'running' AND attempts = ?",
+                             (job_id, attempt)).fetchone()
+        if current is None:
+            return 0
+        db.executemany("INSERT INTO job_events (job_id, event, data, created_at) VALUES (?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def read_job_events(db: sqlite3.Connection, job_id: str | None, after_id: int, limit: int) -> list[JobEvent]:
+    """Up to ``limit`` events with ``id > after_id``, oldest first: of one job, or of every job (``None``)."""
+    if job_id is None:
+        rows = db.execute("SELECT id, job_id, event, data, created_at FROM job_events WHERE id > ? "
+                          "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+    else:
+        rows = db.execute("SELECT id, job_id, event, data, created_at FROM job_events WHERE job_id = ? AND id > ? "
+                          "ORDER BY id LIMIT ?", (job_id, after_id, limit)).fetchall()
+    return [JobEvent(*row) for row in rows]

@@ -52,3 +52,7 @@ ShouldStop = Callable[[], bool]
 #: ``progress(done, total, partial_state)``: trials of a solve, cells of an experiment (``partial_state``
 #: is what a restarted run resumes from; ``{}`` for a solve).
 Progress = Callable[[int, int, dict[str, Any]], None]
+
+#: ``events(name, data)``: one event of a running job for its event log (``trial``, ``cell``, ``log``; data
+#: JSON-able; docs/events.md).
+EventSink = Callable[[str, dict[str, Any]], None]

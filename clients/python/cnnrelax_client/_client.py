@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from importlib.metadata import version
 from types import TracebackType
-from typing import Any, AsyncIterator, Callable, Iterator, Mapping, TypeVar, cast
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Literal, Mapping, TypeVar, cast
 
 import httpx
 import numpy.typing as npt
 
-from ._errors import CnnrelaxConnectionError
-from ._flows import Endpoints, Flow, HttpRequest, Sleep, experiment_body, solve_body
-from ._models import Dataset, Experiment, Job, JobPage, SolveResult
+from ._errors import CnnrelaxConnectionError, CnnrelaxError
+from ._events import EndEvent, EventStream, JobEvent, apply_event
+from ._flows import (
+    Endpoints,
+    Flow,
+    HttpRequest,
+    Sleep,
+    experiment_body,
+    experiment_succeeded,
+    solve_body,
+    solve_succeeded,
+)
+from ._models import Dataset, DatasetPage, Experiment, ExperimentPage, Job, JobPage, SolveResult
+from ._options import SolveOptions, TrialOptions, option_members
+
+if TYPE_CHECKING:
+    from typing import Unpack
 
 __all__ = ["Client", "AsyncClient", "DEFAULT_BASE_URL"]
 
@@ -24,6 +39,21 @@ ExperimentProgress = Callable[[Experiment], None]
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 USER_AGENT = f"cnnrelax-client/{version('cnnrelax-client')}"
+#: Read when no ``base_url`` is given (then ``DEFAULT_BASE_URL``), as the CLI reads it.
+URL_ENV = "CNNRELAX_URL"
+#: Read when no ``api_key`` is given.
+API_KEY_ENV = "CNNRELAX_API_KEY"
+JobKind = Literal["solve", "experiment"]
+S = TypeVar("S", Job, Experiment)
+
+
+def events_path(job: str | Job | Experiment, kind: JobKind) -> tuple[str, str]:
+    """The events path of a job (an :class:`Experiment` or ``kind="experiment"``: an experiment's) and its name."""
+    if isinstance(job, Experiment) or (not isinstance(job, Job) and kind == "experiment"):
+        job_id = job.id if isinstance(job, Experiment) else job
+        return f"/v1/experiments/{job_id}/events", f"experiment {job_id}"
+    job_id = job.id if isinstance(job, Job) else job
+    return f"/v1/solves/{job_id}/events", f"solve {job_id}"
 
 
 class _BaseClient:
@@ -31,7 +61,7 @@ class _BaseClient:
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
@@ -40,6 +70,8 @@ class _BaseClient:
         max_poll_interval: float = 2.0,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        base_url = base_url or os.environ.get(URL_ENV) or DEFAULT_BASE_URL
+        api_key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.poll_interval = poll_interval
@@ -63,19 +95,6 @@ class _BaseClient:
             title="Service unreachable", type="about:blank")
 
     @staticmethod
-    def _options(
-        k: int | None, relaxation: str | None, beta: float | None, trials: int | None, seed: int | None,
-        output_weights: ArrayLike | None, stop_on_certificate: bool | None, polish: bool | None,
-        extra: Mapping[str, Any],
-    ) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "k": k, "relaxation": relaxation, "beta": beta, "trials": trials, "seed": seed,
-            "output_weights": output_weights, "stop_on_certificate": stop_on_certificate, "polish": polish,
-        }
-        options.update(extra)
-        return options
-
-    @staticmethod
     def _planted(n: int, d: int, k: int, seed: int, noise_std: float, distribution: str | None) -> dict[str, Any]:
         planted: dict[str, Any] = {"n": n, "d": d, "k": k, "seed": seed, "noise_std": noise_std}
         if distribution is not None:
@@ -95,7 +114,7 @@ class Client(_BaseClient):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
@@ -109,6 +128,48 @@ class Client(_BaseClient):
                          poll_interval=poll_interval, max_poll_interval=max_poll_interval, headers=headers)
         self._http = httpx.Client(base_url=self.base_url, headers=self._headers, timeout=timeout,
                                   transport=transport)
+
+    def _stream(self, stream: EventStream, what: str) -> Iterator[JobEvent]:
+        """Follow ``stream`` over as many connections as it takes (reconnecting after a failure)."""
+        while not stream.done:
+            request = stream.request()
+            stream.check_deadline(what)
+            try:
+                timeout = httpx.Timeout(self.timeout, read=stream.read_timeout(self.timeout))
+                with self._http.stream(request.method, request.path, headers=request.headers,
+                                       timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise CnnrelaxError.from_response(response)
+                    for line in response.iter_lines():
+                        event = stream.feed(line)
+                        if event is not None:
+                            yield event
+                        if stream.done:
+                            return
+                        stream.check_deadline(what)
+                stream.closed()
+            except httpx.TransportError as error:
+                stream.check_deadline(what)
+                time.sleep(stream.reconnect_delay(self._transport_error(request, error)))
+
+    def _follow(self, snapshot: S, fetch: Callable[[], S], timeout: float | None,
+                progress: Callable[[S], None]) -> S:
+        """Feed ``progress`` from the job's events until it ends (a snapshot whenever its status or progress
+        moves: each trial or cell); return it as fetched at the end."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        progress(snapshot)
+        if snapshot.done:
+            return snapshot
+        path, what = events_path(snapshot, "solve")
+        for event in self._stream(EventStream(path, deadline=deadline), what):
+            changed = apply_event(snapshot, event)
+            if changed != snapshot and not isinstance(event, EndEvent):  # a status or progress moved
+                progress(changed)
+            snapshot = changed
+        final = fetch()
+        progress(final)
+        return final
 
     # -- plumbing -------------------------------------------------------------------------------
     def _run(self, flow: Flow[T]) -> T:
@@ -153,27 +214,16 @@ class Client(_BaseClient):
         *,
         dataset_id: str | None = None,
         planted: Mapping[str, Any] | None = None,
-        k: int | None = None,
-        relaxation: str | None = None,
-        beta: float | None = None,
-        trials: int | None = None,
-        seed: int | None = None,
-        output_weights: ArrayLike | None = None,
-        stop_on_certificate: bool | None = None,
-        polish: bool | None = None,
-        activation: str | None = None,
-        negative_slope: float | None = None,
         idempotency_key: str | None = None,
-        **extra_options: Any,
+        options: SolveOptions | None = None,
+        **option_args: Unpack[SolveOptions],
     ) -> Job:
         """Queue a solve (``POST /v1/solves``) from exactly one source: ``X`` and ``y``, ``dataset_id``,
-        or ``planted`` (a dict with ``n, d, k, seed, noise_std``). Options left ``None`` take the server's
-        defaults. ``activation`` is the hidden layer's (``relu``, ``leaky_relu`` with ``negative_slope`` in
-        (0, 1), ``absolute``, ``squared_relu``, ``softplus``); a planted model's labels are drawn with it.
-        Returns the job as accepted (usually ``queued``)."""
-        body = solve_body(X, y, dataset_id=dataset_id, planted=planted, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
-            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
+        or ``planted`` (a dict with ``n, d, k, seed, noise_std``). The solve options (:class:`SolveOptions`:
+        ``relaxation``, ``beta``, ``trials``, ``seed``, ``stop_on_certificate``, ``activation``, ...) come as
+        keyword arguments and/or ``options``; those left out take the server's defaults. Returns the job as
+        accepted (usually ``queued``)."""
+        body = solve_body(X, y, dataset_id=dataset_id, planted=planted, options=option_members(options, option_args))
         return self._run(self._endpoints.submit(body, idempotency_key))
 
     def get(self, job_id: str, *, wait: float | None = None) -> Job:
@@ -182,20 +232,38 @@ class Client(_BaseClient):
         return self._run(self._endpoints.get(job_id, wait))
 
     def wait(self, job: str | Job, *, timeout: float | None = None, progress: JobProgress | None = None) -> Job:
-        """Poll with exponential backoff until the job is succeeded, failed or cancelled, and return it.
+        """Wait until the job is succeeded, failed or cancelled, and return it.
 
-        ``progress`` is called with every snapshot. Raises :class:`CnnrelaxTimeoutError` after
-        ``timeout`` seconds (the job keeps running on the server)."""
+        With ``progress``, the job's event stream is followed and ``progress`` is called with a snapshot at
+        every event (status, trials run of trials asked in ``.progress``), then with the final job; without
+        it, the job is polled with exponential backoff. Raises :class:`CnnrelaxTimeoutError` after ``timeout``
+        seconds (the job keeps running on the server)."""
         job_id = job.id if isinstance(job, Job) else job
+        if progress is not None:
+            return self._follow(self.get(job_id), lambda: self.get(job_id), timeout, progress)
         return self._run(self._endpoints.wait(job_id, timeout, progress, self.poll_interval,
                                               self.max_poll_interval))
 
+    def events(self, job: str | Job | Experiment, *, kind: JobKind = "solve", last_event_id: int | None = None,
+               timeout: float | None = None) -> Iterator[JobEvent]:
+        """The job's events as they happen (``GET .../events``), typed: :class:`StatusEvent`,
+        :class:`TrialEvent`, :class:`CellEvent`, :class:`LogEvent`, and a last :class:`EndEvent`.
+
+        Replays the events after ``last_event_id`` (all, by default), follows the job live and stops after its
+        end; a dropped connection is resumed where it stopped (``Last-Event-ID``: no repeats). ``kind`` says
+        what a bare id names (an :class:`Experiment` is followed as one). After ``timeout`` seconds,
+        :class:`CnnrelaxTimeoutError`."""
+        path, what = events_path(job, kind)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._stream(EventStream(path, last_event_id, deadline), what)
+
     def cancel(self, job: str | Job) -> Job:
-        """``DELETE /v1/solves/{id}``: cancel a queued or running job; returns its state afterwards."""
+        """``DELETE /v1/solves/{id}``: cancel a queued job, or ask a running one to stop (its
+        ``cancel_requested`` is then true while it stops); returns its state afterwards."""
         return self._run(self._endpoints.cancel(job.id if isinstance(job, Job) else job))
 
     def list_jobs(self, *, status: str | None = None, limit: int | None = None, cursor: str | None = None) -> JobPage:
-        """One page of ``GET /v1/solves`` (newest first), optionally filtered by status."""
+        """One page of ``GET /v1/solves`` (newest first; ``.items``), optionally filtered by status."""
         return self._run(self._endpoints.list_jobs(status, limit, cursor))
 
     def iter_jobs(self, *, status: str | None = None, page_size: int | None = None) -> Iterator[Job]:
@@ -203,8 +271,8 @@ class Client(_BaseClient):
         cursor: str | None = None
         while True:
             page = self.list_jobs(status=status, limit=page_size, cursor=cursor)
-            yield from page.jobs
-            if page.next_cursor is None or not page.jobs:
+            yield from page.items
+            if page.next_cursor is None or not page.items:
                 return
             cursor = page.next_cursor
 
@@ -213,30 +281,19 @@ class Client(_BaseClient):
         X: ArrayLike,
         y: ArrayLike,
         *,
-        k: int = 1,
-        relaxation: str | None = None,
-        beta: float | None = None,
-        trials: int | None = None,
-        seed: int | None = None,
-        output_weights: ArrayLike | None = None,
-        stop_on_certificate: bool | None = None,
-        polish: bool | None = None,
-        activation: str | None = None,
-        negative_slope: float | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
-        **extra_options: Any,
+        options: SolveOptions | None = None,
+        **option_args: Unpack[SolveOptions],
     ) -> SolveResult:
-        """Solve for the filter of ``X`` (n x d) and ``y`` (n) with ``k`` patches, and wait for it.
+        """Solve for the filter of ``X`` (n x d) and ``y`` (n) and wait for it (``k`` patches a row, default 1;
+        the other options as in :meth:`submit`).
 
         Returns the result with numpy arrays and its certificate; raises :class:`JobFailedError` if the
-        job ends failed or cancelled."""
-        body = solve_body(X, y, dataset_id=None, planted=None, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
-            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
-        return self._run(self._endpoints.solve(body, idempotency_key, timeout, progress, self.poll_interval,
-                                               self.max_poll_interval))
+        job ends failed or cancelled. ``progress`` follows the job's events (:meth:`wait`)."""
+        job = self.submit(X, y, idempotency_key=idempotency_key, options=options, **option_args)
+        return solve_succeeded(self.wait(job, timeout=timeout, progress=progress))
 
     def solve_planted(
         self,
@@ -247,29 +304,20 @@ class Client(_BaseClient):
         seed: int = 0,
         noise_std: float = 0.0,
         distribution: str | None = None,
-        relaxation: str | None = None,
-        beta: float | None = None,
-        trials: int | None = None,
         trial_seed: int | None = None,
-        stop_on_certificate: bool | None = None,
-        polish: bool | None = None,
-        activation: str | None = None,
-        negative_slope: float | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
-        **extra_options: Any,
+        options: TrialOptions | None = None,
+        **option_args: Unpack[TrialOptions],
     ) -> SolveResult:
         """Solve a planted problem that the server draws from ``(n, d, k, seed, noise_std)`` and wait.
 
-        ``seed`` seeds the data; ``trial_seed`` seeds the trials' directions (the solve option ``seed``).
-        The result carries ``w_star`` and ``recovery_error``."""
-        body = solve_body(None, None, dataset_id=None, planted=self._planted(n, d, k, seed, noise_std, distribution),
-                          options=self._options(None, relaxation, beta, trials, trial_seed, None,
-                                                stop_on_certificate, polish,
-                                                {"activation": activation, "negative_slope": negative_slope,
-                                                 **extra_options}))
-        return self._run(self._endpoints.solve(body, None, timeout, progress, self.poll_interval,
-                                               self.max_poll_interval))
+        ``seed`` seeds the data; ``trial_seed`` seeds the trials' directions (the solve option ``seed``); the
+        other options as in :meth:`submit`. The result carries ``w_star`` and ``recovery_error``."""
+        planted = self._planted(n, d, k, seed, noise_std, distribution)
+        job = self.submit(planted=planted, options=cast(SolveOptions, {
+            **option_members(options, option_args), "seed": trial_seed}))
+        return solve_succeeded(self.wait(job, timeout=timeout, progress=progress))
 
     # -- datasets -------------------------------------------------------------------------------
     def upload_dataset(self, X: ArrayLike, y: ArrayLike) -> Dataset:
@@ -280,6 +328,10 @@ class Client(_BaseClient):
     def get_dataset(self, dataset_id: str) -> Dataset:
         """``GET /v1/datasets/{id}``: the dataset's metadata."""
         return self._run(self._endpoints.get_dataset(dataset_id))
+
+    def list_datasets(self) -> DatasetPage:
+        """``GET /v1/datasets``: the caller's datasets, newest first (``.items``)."""
+        return self._run(self._endpoints.list_datasets())
 
     def delete_dataset(self, dataset_id: str) -> None:
         """``DELETE /v1/datasets/{id}``."""
@@ -296,10 +348,18 @@ class Client(_BaseClient):
         """``GET /v1/experiments/{id}``: status, progress and, once succeeded, the result."""
         return self._run(self._endpoints.get_experiment(experiment_id, wait))
 
+    def list_experiments(self, *, status: str | None = None, limit: int | None = None,
+                         cursor: str | None = None) -> ExperimentPage:
+        """One page of ``GET /v1/experiments`` (newest first; ``.items`` are summaries without spec or result)."""
+        return self._run(self._endpoints.list_experiments(status, limit, cursor))
+
     def wait_experiment(self, experiment: str | Experiment, *, timeout: float | None = None,
                         progress: ExperimentProgress | None = None) -> Experiment:
-        """Poll with backoff until the experiment ends; ``progress`` sees every snapshot."""
+        """Wait until the experiment ends; ``progress`` follows its events (a snapshot per cell done)."""
         experiment_id = experiment.id if isinstance(experiment, Experiment) else experiment
+        if progress is not None:
+            snapshot = experiment if isinstance(experiment, Experiment) else self.get_experiment(experiment_id)
+            return self._follow(snapshot, lambda: self.get_experiment(experiment_id), timeout, progress)
         return self._run(self._endpoints.wait_experiment(experiment_id, timeout, progress, self.poll_interval,
                                                          self.max_poll_interval))
 
@@ -313,8 +373,8 @@ class Client(_BaseClient):
                        **fields: Any) -> Experiment:
         """Submit an experiment and wait for it; returns the succeeded experiment (``.result`` is the
         service's result dict). ``progress`` is called with each snapshot (``.progress.done/.total``)."""
-        return self._run(self._endpoints.run_experiment(experiment_body(spec, fields), idempotency_key, timeout,
-                                                        progress, self.poll_interval, self.max_poll_interval))
+        experiment = self.submit_experiment(spec, idempotency_key=idempotency_key, **fields)
+        return experiment_succeeded(self.wait_experiment(experiment, timeout=timeout, progress=progress))
 
     def experiment_figure(self, experiment: str | Experiment) -> bytes:
         """``GET /v1/experiments/{id}/figure.png``: the experiment's figure as PNG bytes."""
@@ -331,7 +391,7 @@ class AsyncClient(_BaseClient):
 
     def __init__(
         self,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         *,
         api_key: str | None = None,
         timeout: float = 30.0,
@@ -345,6 +405,47 @@ class AsyncClient(_BaseClient):
                          poll_interval=poll_interval, max_poll_interval=max_poll_interval, headers=headers)
         self._http = httpx.AsyncClient(base_url=self.base_url, headers=self._headers, timeout=timeout,
                                        transport=transport)
+
+    async def _stream(self, stream: EventStream, what: str) -> AsyncIterator[JobEvent]:
+        """See :meth:`Client._stream`."""
+        while not stream.done:
+            request = stream.request()
+            stream.check_deadline(what)
+            try:
+                timeout = httpx.Timeout(self.timeout, read=stream.read_timeout(self.timeout))
+                async with self._http.stream(request.method, request.path, headers=request.headers,
+                                             timeout=timeout) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise CnnrelaxError.from_response(response)
+                    async for line in response.aiter_lines():
+                        event = stream.feed(line)
+                        if event is not None:
+                            yield event
+                        if stream.done:
+                            return
+                        stream.check_deadline(what)
+                stream.closed()
+            except httpx.TransportError as error:
+                stream.check_deadline(what)
+                await asyncio.sleep(stream.reconnect_delay(self._transport_error(request, error)))
+
+    async def _follow(self, snapshot: S, fetch: Callable[[], Any], timeout: float | None,
+                      progress: Callable[[S], None]) -> S:
+        """See :meth:`Client._follow`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        progress(snapshot)
+        if snapshot.done:
+            return snapshot
+        path, what = events_path(snapshot, "solve")
+        async for event in self._stream(EventStream(path, deadline=deadline), what):
+            changed = apply_event(snapshot, event)
+            if changed != snapshot and not isinstance(event, EndEvent):  # a status or progress moved
+                progress(changed)
+            snapshot = changed
+        final: S = await fetch()
+        progress(final)
+        return final
 
     async def _run(self, flow: Flow[T]) -> T:
         try:
@@ -386,23 +487,12 @@ class AsyncClient(_BaseClient):
         *,
         dataset_id: str | None = None,
         planted: Mapping[str, Any] | None = None,
-        k: int | None = None,
-        relaxation: str | None = None,
-        beta: float | None = None,
-        trials: int | None = None,
-        seed: int | None = None,
-        output_weights: ArrayLike | None = None,
-        stop_on_certificate: bool | None = None,
-        polish: bool | None = None,
-        activation: str | None = None,
-        negative_slope: float | None = None,
         idempotency_key: str | None = None,
-        **extra_options: Any,
+        options: SolveOptions | None = None,
+        **option_args: Unpack[SolveOptions],
     ) -> Job:
         """See :meth:`Client.submit`."""
-        body = solve_body(X, y, dataset_id=dataset_id, planted=planted, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
-            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
+        body = solve_body(X, y, dataset_id=dataset_id, planted=planted, options=option_members(options, option_args))
         return await self._run(self._endpoints.submit(body, idempotency_key))
 
     async def get(self, job_id: str, *, wait: float | None = None) -> Job:
@@ -413,8 +503,17 @@ class AsyncClient(_BaseClient):
                    progress: JobProgress | None = None) -> Job:
         """See :meth:`Client.wait`."""
         job_id = job.id if isinstance(job, Job) else job
+        if progress is not None:
+            return await self._follow(await self.get(job_id), lambda: self.get(job_id), timeout, progress)
         return await self._run(self._endpoints.wait(job_id, timeout, progress, self.poll_interval,
                                                     self.max_poll_interval))
+
+    def events(self, job: str | Job | Experiment, *, kind: JobKind = "solve", last_event_id: int | None = None,
+               timeout: float | None = None) -> AsyncIterator[JobEvent]:
+        """See :meth:`Client.events` (``async for event in client.events(job_id)``)."""
+        path, what = events_path(job, kind)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._stream(EventStream(path, last_event_id, deadline), what)
 
     async def cancel(self, job: str | Job) -> Job:
         """See :meth:`Client.cancel`."""
@@ -430,9 +529,9 @@ class AsyncClient(_BaseClient):
         cursor: str | None = None
         while True:
             page = await self.list_jobs(status=status, limit=page_size, cursor=cursor)
-            for job in page.jobs:
+            for job in page.items:
                 yield job
-            if page.next_cursor is None or not page.jobs:
+            if page.next_cursor is None or not page.items:
                 return
             cursor = page.next_cursor
 
@@ -441,27 +540,15 @@ class AsyncClient(_BaseClient):
         X: ArrayLike,
         y: ArrayLike,
         *,
-        k: int = 1,
-        relaxation: str | None = None,
-        beta: float | None = None,
-        trials: int | None = None,
-        seed: int | None = None,
-        output_weights: ArrayLike | None = None,
-        stop_on_certificate: bool | None = None,
-        polish: bool | None = None,
-        activation: str | None = None,
-        negative_slope: float | None = None,
         idempotency_key: str | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
-        **extra_options: Any,
+        options: SolveOptions | None = None,
+        **option_args: Unpack[SolveOptions],
     ) -> SolveResult:
         """See :meth:`Client.solve`."""
-        body = solve_body(X, y, dataset_id=None, planted=None, options=self._options(
-            k, relaxation, beta, trials, seed, output_weights, stop_on_certificate, polish,
-            {"activation": activation, "negative_slope": negative_slope, **extra_options}))
-        return await self._run(self._endpoints.solve(body, idempotency_key, timeout, progress, self.poll_interval,
-                                                     self.max_poll_interval))
+        job = await self.submit(X, y, idempotency_key=idempotency_key, options=options, **option_args)
+        return solve_succeeded(await self.wait(job, timeout=timeout, progress=progress))
 
     async def solve_planted(
         self,
@@ -472,26 +559,17 @@ class AsyncClient(_BaseClient):
         seed: int = 0,
         noise_std: float = 0.0,
         distribution: str | None = None,
-        relaxation: str | None = None,
-        beta: float | None = None,
-        trials: int | None = None,
         trial_seed: int | None = None,
-        stop_on_certificate: bool | None = None,
-        polish: bool | None = None,
-        activation: str | None = None,
-        negative_slope: float | None = None,
         timeout: float | None = None,
         progress: JobProgress | None = None,
-        **extra_options: Any,
+        options: TrialOptions | None = None,
+        **option_args: Unpack[TrialOptions],
     ) -> SolveResult:
         """See :meth:`Client.solve_planted`."""
-        body = solve_body(None, None, dataset_id=None, planted=self._planted(n, d, k, seed, noise_std, distribution),
-                          options=self._options(None, relaxation, beta, trials, trial_seed, None,
-                                                stop_on_certificate, polish,
-                                                {"activation": activation, "negative_slope": negative_slope,
-                                                 **extra_options}))
-        return await self._run(self._endpoints.solve(body, None, timeout, progress, self.poll_interval,
-                                                     self.max_poll_interval))
+        planted = self._planted(n, d, k, seed, noise_std, distribution)
+        job = await self.submit(planted=planted, options=cast(SolveOptions, {
+            **option_members(options, option_args), "seed": trial_seed}))
+        return solve_succeeded(await self.wait(job, timeout=timeout, progress=progress))
 
     async def upload_dataset(self, X: ArrayLike, y: ArrayLike) -> Dataset:
         """See :meth:`Client.upload_dataset`."""
@@ -500,6 +578,10 @@ class AsyncClient(_BaseClient):
     async def get_dataset(self, dataset_id: str) -> Dataset:
         """See :meth:`Client.get_dataset`."""
         return await self._run(self._endpoints.get_dataset(dataset_id))
+
+    async def list_datasets(self) -> DatasetPage:
+        """See :meth:`Client.list_datasets`."""
+        return await self._run(self._endpoints.list_datasets())
 
     async def delete_dataset(self, dataset_id: str) -> None:
         """See :meth:`Client.delete_dataset`."""
@@ -514,10 +596,18 @@ class AsyncClient(_BaseClient):
         """See :meth:`Client.get_experiment`."""
         return await self._run(self._endpoints.get_experiment(experiment_id, wait))
 
+    async def list_experiments(self, *, status: str | None = None, limit: int | None = None,
+                               cursor: str | None = None) -> ExperimentPage:
+        """See :meth:`Client.list_experiments`."""
+        return await self._run(self._endpoints.list_experiments(status, limit, cursor))
+
     async def wait_experiment(self, experiment: str | Experiment, *, timeout: float | None = None,
                               progress: ExperimentProgress | None = None) -> Experiment:
         """See :meth:`Client.wait_experiment`."""
         experiment_id = experiment.id if isinstance(experiment, Experiment) else experiment
+        if progress is not None:
+            snapshot = experiment if isinstance(experiment, Experiment) else await self.get_experiment(experiment_id)
+            return await self._follow(snapshot, lambda: self.get_experiment(experiment_id), timeout, progress)
         return await self._run(self._endpoints.wait_experiment(experiment_id, timeout, progress,
                                                                self.poll_interval, self.max_poll_interval))
 
@@ -530,9 +620,8 @@ class AsyncClient(_BaseClient):
                              progress: ExperimentProgress | None = None, timeout: float | None = None,
                              idempotency_key: str | None = None, **fields: Any) -> Experiment:
         """See :meth:`Client.run_experiment`."""
-        return await self._run(self._endpoints.run_experiment(experiment_body(spec, fields), idempotency_key,
-                                                              timeout, progress, self.poll_interval,
-                                                              self.max_poll_interval))
+        experiment = await self.submit_experiment(spec, idempotency_key=idempotency_key, **fields)
+        return experiment_succeeded(await self.wait_experiment(experiment, timeout=timeout, progress=progress))
 
     async def experiment_figure(self, experiment: str | Experiment) -> bytes:
         """See :meth:`Client.experiment_figure`."""

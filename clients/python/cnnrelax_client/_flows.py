@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import CnnrelaxError, CnnrelaxTimeoutError, JobFailedError
-from ._models import Dataset, Experiment, Job, JobPage, SolveResult
+from ._models import Dataset, DatasetPage, Experiment, ExperimentPage, Job, JobPage, SolveResult
 
 T = TypeVar("T")
 ArrayLike = npt.ArrayLike
@@ -50,8 +50,6 @@ Flow = Generator[Step, Any, T]
 
 #: Statuses after which a request was not accepted and may be sent again once ``Retry-After`` passes.
 RETRYABLE_STATUSES = frozenset({429, 503})
-#: The option names of ``POST /v1/solves`` besides the problem source (SPEC 7).
-SOLVE_OPTION_NAMES = ("k", "relaxation", "beta", "trials", "seed", "output_weights", "stop_on_certificate", "polish")
 
 
 def retry_after_seconds(response: httpx.Response, default: float) -> float:
@@ -185,18 +183,6 @@ class Endpoints:
                                 poll_interval=poll_interval, max_poll_interval=max_poll_interval,
                                 what=f"solve {job_id}"))
 
-    def solve(self, body: dict[str, Any], idempotency_key: str | None, timeout: float | None,
-              progress: Callable[[Job], None] | None, poll_interval: float,
-              max_poll_interval: float) -> Flow[SolveResult]:
-        job = yield from self.submit(body, idempotency_key)
-        if not job.done:
-            job = yield from self.wait(job.id, timeout, progress, poll_interval, max_poll_interval)
-        elif progress is not None:
-            progress(job)
-        if job.status != "succeeded" or job.result is None:
-            raise JobFailedError(f"Solve {job.id} ended {job.status}: {job.error or 'no result'}", job=job)
-        return job.result
-
     # -- datasets -------------------------------------------------------------------------------
     def upload_dataset(self, X: ArrayLike, y: ArrayLike) -> Flow[Dataset]:
         request = HttpRequest("POST", "/v1/datasets", content=npz_bytes(X, y),
@@ -207,6 +193,10 @@ class Endpoints:
     def get_dataset(self, dataset_id: str) -> Flow[Dataset]:
         response = yield from self._send(HttpRequest("GET", f"/v1/datasets/{dataset_id}"))
         return Dataset.from_dict(response.json())
+
+    def list_datasets(self) -> Flow[DatasetPage]:
+        response = yield from self._send(HttpRequest("GET", "/v1/datasets"))
+        return DatasetPage.from_dict(response.json())
 
     def delete_dataset(self, dataset_id: str) -> Flow[None]:
         yield from self._send(HttpRequest("DELETE", f"/v1/datasets/{dataset_id}"))
@@ -230,6 +220,12 @@ class Endpoints:
             return (yield from self.get_experiment(experiment_id))
         return Experiment.from_dict(response.json())
 
+    def list_experiments(self, status: str | None, limit: int | None, cursor: str | None) -> Flow[ExperimentPage]:
+        params = {key: value for key, value in {"status": status, "limit": limit, "cursor": cursor}.items()
+                  if value is not None}
+        response = yield from self._send(HttpRequest("GET", "/v1/experiments", params=params))
+        return ExperimentPage.from_dict(response.json())
+
     def wait_experiment(self, experiment_id: str, timeout: float | None,
                         progress: Callable[[Experiment], None] | None, poll_interval: float,
                         max_poll_interval: float) -> Flow[Experiment]:
@@ -237,27 +233,27 @@ class Endpoints:
                                 progress=progress, poll_interval=poll_interval,
                                 max_poll_interval=max_poll_interval, what=f"experiment {experiment_id}"))
 
-    def run_experiment(self, body: dict[str, Any], idempotency_key: str | None, timeout: float | None,
-                       progress: Callable[[Experiment], None] | None, poll_interval: float,
-                       max_poll_interval: float) -> Flow[Experiment]:
-        experiment = yield from self.submit_experiment(body, idempotency_key)
-        if progress is not None:
-            progress(experiment)
-        if not experiment.done:
-            experiment = yield from self.wait_experiment(experiment.id, timeout, progress, poll_interval,
-                                                         max_poll_interval)
-        if experiment.status != "succeeded":
-            raise JobFailedError(
-                f"Experiment {experiment.id} ended {experiment.status}: {experiment.error or 'no result'}",
-                job=experiment)
-        return experiment
-
     def experiment_figure(self, experiment_id: str) -> Flow[bytes]:
         response = yield from self._send(HttpRequest("GET", f"/v1/experiments/{experiment_id}/figure.png"))
         return response.content
 
 
 J = TypeVar("J", Job, Experiment)
+
+
+def solve_succeeded(job: Job) -> SolveResult:
+    """The result of a finished solve; :class:`JobFailedError` when it ended failed or cancelled."""
+    if job.status != "succeeded" or job.result is None:
+        raise JobFailedError(f"Solve {job.id} ended {job.status}: {job.error or 'no result'}", job=job)
+    return job.result
+
+
+def experiment_succeeded(experiment: Experiment) -> Experiment:
+    """A finished experiment that succeeded; :class:`JobFailedError` when it ended failed or cancelled."""
+    if experiment.status != "succeeded":
+        raise JobFailedError(f"Experiment {experiment.id} ended {experiment.status}: "
+                             f"{experiment.error or 'no result'}", job=experiment)
+    return experiment
 
 
 def poll(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal, Mapping
 
@@ -21,7 +22,9 @@ __all__ = [
     "Job",
     "JobPage",
     "Dataset",
+    "DatasetPage",
     "Experiment",
+    "ExperimentPage",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -375,18 +378,29 @@ class Job:
         return self.status in TERMINAL_STATUSES
 
 
+def _cursor(data: Mapping[str, Any]) -> str | None:
+    cursor = data.get("next_cursor")
+    return None if cursor in (None, "") else str(cursor)
+
+
 @dataclass(frozen=True)
 class JobPage:
-    """One page of ``GET /v1/solves``: the jobs and the cursor of the next page (``None`` at the end)."""
+    """One page of ``GET /v1/solves``: the jobs (``items``, as on the wire) and the cursor of the next page
+    (``None`` at the end)."""
 
-    jobs: list[Job]
+    items: list[Job]
     next_cursor: str | None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobPage:
-        items = data.get("items", data.get("jobs", data.get("solves", [])))
-        cursor = data.get("next_cursor", data.get("cursor"))
-        return cls(jobs=[Job.from_dict(j) for j in items], next_cursor=None if cursor in (None, "") else str(cursor))
+        return cls(items=[Job.from_dict(j) for j in data.get("items", [])], next_cursor=_cursor(data))
+
+    @property
+    def jobs(self) -> list[Job]:
+        """Deprecated: the page's ``items`` (the wire's name)."""
+        warnings.warn("JobPage.jobs is deprecated; use JobPage.items (the name on the wire).", DeprecationWarning,
+                      stacklevel=2)
+        return self.items
 
 
 @dataclass(frozen=True)
@@ -440,3 +454,26 @@ class Experiment:
     def done(self) -> bool:
         """True once the experiment has reached a terminal status."""
         return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class ExperimentPage:
+    """One page of ``GET /v1/experiments``: experiment summaries (no spec or result) and the next cursor."""
+
+    items: list[Experiment]
+    next_cursor: str | None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ExperimentPage:
+        return cls(items=[Experiment.from_dict(e) for e in data.get("items", [])], next_cursor=_cursor(data))
+
+
+@dataclass(frozen=True)
+class DatasetPage:
+    """``GET /v1/datasets``: the caller's datasets, newest first."""
+
+    items: list[Dataset]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DatasetPage:
+        return cls(items=[Dataset.from_dict(d) for d in data.get("items", [])])

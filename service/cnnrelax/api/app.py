@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..settings import Settings
-from . import datasets, experiments, operations, solves
+from . import datasets, events, experiments, operations, solves
 from .console import install_console
 from .cors import install_cors
 from .dependencies import require_api_key
@@ -196,6 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(solves.router, dependencies=guarded)
     app.include_router(datasets.router, dependencies=guarded)
     app.include_router(experiments.router, dependencies=guarded)
+    app.include_router(events.router, dependencies=guarded)
     install_docs(app)
     install_console(app)
     install_problem_handlers(app)

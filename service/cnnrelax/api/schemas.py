@@ -11,7 +11,6 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
-from ..core.activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..results import (  # the result models live below the API, where the worker builds them; named here too
     CertificateOut as CertificateOut,
 )
@@ -25,15 +24,13 @@ from ..results import SolverStatsOut as SolverStatsOut
 from ..results import SolveStatus as SolveStatus
 from ..results import TrialOut as TrialOut
 from ..results import TrialStatus as TrialStatus
-from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveOptions), not repeated
-from ..specs import DEFAULT_ACTIVATION, DEFAULT_RELAXATION, RelaxationName
+from ..specs import MAX_SEED, RelaxationName, SolveOptionsBase
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
 
 Relaxation = RelaxationName  # the registry's names (cnnrelax.core.relaxation.REGISTRY), as specs.py states them
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
-MAX_SEED = 2**53 - 1  # the largest integer every JSON parser reads exactly (an IEEE double holds it)
 
 #: A listing cursor is base64url("seq:" + up to 18 digits), unpadded (``store.encode_cursor``): every
 #: string this pattern matches decodes to a sequence number, so a well-formed cursor is never refused.
@@ -171,13 +168,6 @@ class ConstraintsIn(_Strict):
         return self
 
 
-#: Stated in the schema; enforced by the core, whose message names the value and the remedy.
-_ITEMS_AT_LEAST_0: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "number", "minimum": 0}},
-                                               {"type": "null"}]}
-_ITEMS_AT_LEAST_1: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "integer", "minimum": 1},
-                                                "minItems": 2, "maxItems": 2}, {"type": "null"}]}
-
-
 _SOURCES = ("data", "dataset_id", "planted")
 #: Exactly one source: not (none given, or two given). Stated with `not` rather than a top-level `oneOf`,
 #: which code generators read as a union of partial request types.
@@ -188,46 +178,21 @@ _NOT_ONE_SOURCE: dict[str, Any] = {"anyOf": [
 ]}
 
 
-class SolveRequest(_Strict):
-    """A solve: exactly one problem source (`data`, `dataset_id` or `planted`) and the options."""
-
-    model_config = ConfigDict(json_schema_extra={"not": _NOT_ONE_SOURCE})  # as _one_source checks
+class ProblemSourceIn(BaseModel):
+    """The problem sources of a solve request: exactly one of them is given (``SolveRequest`` checks it)."""
 
     data: Optional[InlineData] = Field(None, description="Inline X and y (small problems).")
     dataset_id: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
                                       description="A dataset uploaded with POST /v1/datasets.")
     planted: Optional[PlantedSpecIn] = Field(None, description="A planted model drawn from its seed.")
-    k: Optional[int] = Field(None, ge=1, description="Patches per row for data sources (d = k*m); default 1.")
-    relaxation: Relaxation = Field(DEFAULT_RELAXATION, description="'lp' (beta -> 0), 'qp' (beta > 0) or 'naive'.")
-    beta: float = Field(_CORE.beta, ge=0, description="Weight of the random linear term in the QP, dimensionless: "
-                        "applied to the data normalised by their scales (X / RMS of the patch entries, y / max|y|), "
-                        "so the same beta means the same thing in every unit.")
-    trials: int = Field(_CORE.trials, ge=1, description="Randomized trials (each a seeded direction r).")
-    seed: int = Field(_CORE.seed, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
-    output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).",
-                                                  json_schema_extra=_ITEMS_AT_LEAST_0)
-    stop_on_certificate: bool = Field(_CORE.stop_on_certificate,
-                                      description="Stop at the first trial certified globally optimal.")
-    polish: bool = Field(_CORE.polish, description="Least squares on the activation pattern of each trial's "
-                         "filter.")
-    patch_size: Optional[int] = Field(None, ge=1, description="1-D patches of this length (with `stride`).")
-    stride: Optional[int] = Field(None, ge=1, description="Stride of 1-D or 2-D patches.")
-    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[H, W] of 2-D rows.",
-                                             json_schema_extra=_ITEMS_AT_LEAST_1)
-    filter_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="[p, q] 2-D filter.",
-                                              json_schema_extra=_ITEMS_AT_LEAST_1)
+
+
+class SolveRequest(_Strict, SolveOptionsBase, ProblemSourceIn):  # the options: specs.SolveOptionsBase, once
+    """A solve: exactly one problem source (`data`, `dataset_id` or `planted`) and the options."""
+
+    model_config = ConfigDict(json_schema_extra={"not": _NOT_ONE_SOURCE})  # as _one_source checks
+
     constraints: Optional[ConstraintsIn] = Field(None, description="Convex constraints on w.")
-    recovery_tol: float = Field(_CORE.recovery_tol, gt=0, description="Relative error that counts as "
-                                "recovery (planted problems).")
-    time_limit_s: Optional[float] = Field(None, gt=0, description="Run-time limit (capped by the server's).")
-    coverage_samples: int = Field(_CORE.coverage_samples, ge=0, le=10000, description="Random directions sampled "
-                                  "to estimate certificate.coverage (the per-trial success probability at the "
-                                  "selected filter); 0 skips the estimate.")
-    activation: ActivationName = Field(DEFAULT_ACTIVATION, description="The hidden layer's activation sigma: relu, "
-                                       "leaky_relu (labels may be negative), absolute (recovery up to sign), "
-                                       "squared_relu or softplus. A planted model's labels are drawn with it.")
-    negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1, description="leaky_relu's slope for "
-                                  "negative inputs, strictly between 0 and 1 (the other activations ignore it).")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SolveRequest":
@@ -243,10 +208,10 @@ class SolveRequest(_Strict):
 # -------------------------------------------------------------------------------------------------
 
 class ProgressOut(_Sent):
-    """How far a job has come: trials of a solve, cells of an experiment."""
+    """How far a job has come: trials run of a solve, cells done of an experiment."""
 
-    done: int = Field(ge=0)
-    total: int = Field(ge=0)
+    done: int = Field(ge=0, description="Trials run (a solve) or cells done (an experiment).")
+    total: int = Field(ge=0, description="Trials asked for, or cells in all.")
 
 
 class JobOut(_Sent):
@@ -259,7 +224,8 @@ class JobOut(_Sent):
     finished_at: Optional[datetime] = Field(description="When it ended.")
     attempts: int = Field(ge=0, description="Runs started (a run interrupted by a restart is run again).")
     cancel_requested: bool = Field(description="A cancellation was asked for.")
-    progress: Optional[ProgressOut] = Field(description="Trials done of the trials asked for.")
+    progress: Optional[ProgressOut] = Field(description="Trials run of the trials asked for: a solve that stops on "
+                                            "a certificate (stop_on_certificate) ends with done below total.")
     error: Optional[str] = Field(description="Why the job failed or was cancelled.")
     result: Optional[SolveResultOut] = Field(description="Set once the job succeeded (or partial).")
 

@@ -17,8 +17,8 @@ from .service import timestamp
 def _progress(job: JobRecord) -> ProgressOut | None:
     if job.progress_total is None:
         return None
-    done = job.progress_total if job.status == JobStatus.succeeded else (job.progress_done or 0)
-    return ProgressOut(done=done, total=job.progress_total)
+    # Trials run (or cells done) of those asked: a solve stopped early on a certificate ran fewer than asked.
+    return ProgressOut(done=job.progress_done or 0, total=job.progress_total)
 
 
 def _common(job: JobRecord) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import numpy as np
 import typer
@@ -21,8 +21,10 @@ from rich.table import Table
 
 from ..datafiles import checked_dataset, read_file, split_labels
 from ..errors import InvalidParameterError
+from ..types import Progress
 from .render import (
     ProgressBar,
+    cancel_sentence,
     fail,
     fail_from_client_error,
     fmt,
@@ -30,10 +32,11 @@ from .render import (
     render_experiment_summary,
     render_solve_summary,
     stdout,
+    trials_sentence,
 )
 
 if TYPE_CHECKING:
-    from cnnrelax_client import Client
+    from cnnrelax_client import Client, SolveOptions
 
 app = typer.Typer(
     name="cnnrelax",
@@ -45,8 +48,13 @@ app = typer.Typer(
 jobs_app = typer.Typer(help="Inspect and cancel the solve jobs of a running service.", no_args_is_help=True)
 experiment_app = typer.Typer(help="The paper's experiments: phase transitions (Fig. 1) and rotated digits "
                                   "(Table 1).", no_args_is_help=True)
+datasets_app = typer.Typer(help="List and inspect the datasets stored in a running service.", no_args_is_help=True)
+experiments_app = typer.Typer(help="List, inspect and cancel the experiments of a running service (run new ones "
+                                   "with `cnnrelax experiment`).", no_args_is_help=True)
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(experiment_app, name="experiment")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(experiments_app, name="experiments")
 
 DEFAULT_SERVICE_URL = "http://127.0.0.1:8000"
 URL_ENV = "CNNRELAX_URL"
@@ -59,6 +67,20 @@ PLANTED_FIELDS: dict[str, Callable[[str], Any]] = {
 def main() -> None:
     """Console-script entry point (``cnnrelax = cnnrelax.cli:main``; ``python -m cnnrelax.cli``)."""
     app()
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        stdout.print(f"cnnrelax {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")) -> None:
+    """Train one-hidden-layer convolutional ReLU nets by randomized convex relaxation, with certificates."""
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -174,7 +196,7 @@ def _client_error_types() -> tuple[type[BaseException], ...]:
 
 def solve_in_process(
     X: np.ndarray | None, y: np.ndarray | None, planted: dict[str, Any] | None, k: int | None,
-    output_weights: list[float] | None, options: dict[str, Any],
+    output_weights: list[float] | None, options: dict[str, Any], progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Build the solve's :class:`~cnnrelax.specs.SolveSpec`, check it, and run the job function the service's
     workers run (:func:`cnnrelax.jobs.run_solve_job`); return its JSON-able result.
@@ -191,6 +213,8 @@ def solve_in_process(
         ``c_j >= 0`` per patch.
     options : dict
         The other solve options (``None``: the default).
+    progress : callable, optional
+        ``progress(done, total, {})`` after every trial.
 
     Returns
     -------
@@ -204,9 +228,9 @@ def solve_in_process(
     spec = SolveSpec.model_validate({key: value for key, value in members.items() if value is not None})
     if X is None or y is None:
         spec.check(None, UNLIMITED)
-        return run_solve_job(spec, None, None)
+        return run_solve_job(spec, None, None, progress=progress)
     spec.check(DataShape(X.shape[0], X.shape[1], labels=y), UNLIMITED)
-    return run_solve_job(spec, (X, y), None)
+    return run_solve_job(spec, (X, y), None, progress=progress)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -263,7 +287,8 @@ def solve(
     seed: Optional[int] = typer.Option(None, help="Seed of the trials' directions (default: 0)."),
     output_weights: Optional[str] = typer.Option(None, help="Output weights c_j >= 0, comma-separated."),
     stop_on_certificate: Optional[bool] = typer.Option(
-        None, "--stop-on-certificate/--no-stop-on-certificate", help="Stop once a trial reaches zero loss."),
+        None, "--stop-on-certificate/--no-stop-on-certificate",
+        help="Stop at the first trial whose zero loss certifies a global minimum (default: on)."),
     polish: Optional[bool] = typer.Option(None, "--polish/--no-polish", help="Polish by least squares."),
     coverage_samples: Optional[int] = typer.Option(
         None, "--coverage-samples", min=0, help="Directions sampled for certificate.coverage (0 skips; default 64)."),
@@ -277,8 +302,12 @@ def solve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help="X-API-Key for the service."),
     timeout: Optional[float] = typer.Option(None, help="Give up waiting for the service after this many seconds."),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON (id, status, result) only."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
-    """Solve for the filter of a dataset or a planted problem, and print it with its certificate."""
+    """Solve for the filter of a dataset or a planted problem, and print it with its certificate.
+
+    By default a solve stops at the first trial whose zero loss certifies a global minimum (fewer trials then
+    run than --trials asks; the summary says so): --no-stop-on-certificate runs them all."""
     if (data is None) == (planted is None):
         fail("give exactly one problem source: a DATA file or --planted n=...,d=...", code=2)
     planted_spec = parse_planted(planted) if planted is not None else None
@@ -295,18 +324,22 @@ def solve(
         X, y = load_problem_data(data, labels)
 
     job_id: str | None = None
+    asked = trials
     if url:
         client = service_client(url, api_key)
+        submitted = {key: value for key, value in {**options, "k": k, "output_weights": weights}.items()
+                     if value is not None}
         try:
-            with client:
+            with client, ProgressBar("trials", enabled=not quiet) as bar:
                 if planted_spec is not None:
-                    job = client.submit(planted=planted_spec, output_weights=weights, **options)
+                    job = client.submit(planted=planted_spec, options=cast("SolveOptions", submitted))
                 else:
                     assert X is not None and y is not None  # a DATA file was read above
                     dataset = client.upload_dataset(X, y)
-                    job = client.submit(dataset_id=dataset.id, k=k, output_weights=weights, **options)
+                    job = client.submit(dataset_id=dataset.id, options=cast("SolveOptions", submitted))
                 job_id = job.id
-                job = client.wait(job, timeout=timeout)
+                job = client.wait(job, timeout=timeout, progress=lambda snapshot: follow_trials(bar, snapshot))
+                asked = job.progress.total if job.progress is not None else asked
         except _client_error_types() as error:
             fail_from_client_error(error)
         envelope = {key: value for key, value in job.raw.items()}
@@ -319,18 +352,39 @@ def solve(
         from pydantic import ValidationError
 
         try:
-            result = solve_in_process(X, y, planted_spec, k, weights, options)
+            with ProgressBar("trials", enabled=not quiet) as bar:
+                result = solve_in_process(X, y, planted_spec, k, weights, options,
+                                          progress=lambda done, total, _: bar.update(done, total))
+                asked = asked or default_trials()
+                bar.describe(trials_sentence(len(result.get("trials") or []), asked,
+                                             (result.get("certificate") or {}).get("global_optimum")))
         except InvalidParameterError as error:
             fail(f"{error.parameter}: {error.message}", code=2)
         except ValidationError as error:
             first = error.errors(include_url=False)[0]
             where = ".".join(str(part) for part in first.get("loc", ()))
-            fail(f"{where}: {first['msg']}", code=2)
+            fail(f"{where}: {first['msg']} (got {first.get('input')!r})", code=2)
         envelope = {"id": None, "status": "succeeded", "result": result}
     if as_json:
         print_json(envelope)
     else:
-        render_solve_summary(result, job_id)
+        render_solve_summary(result, job_id, asked)
+
+
+def default_trials() -> int:
+    """The trials a solve asks for when ``--trials`` is not given (the core's default)."""
+    from ..specs import CORE_DEFAULTS
+
+    return CORE_DEFAULTS.trials
+
+
+def follow_trials(bar: ProgressBar, job: Any) -> None:
+    """A job snapshot (fed from its events) into the trials bar; at its end, trials run against trials asked."""
+    if job.progress is not None:
+        bar.update(job.progress.done, job.progress.total)
+    if job.done and job.result is not None and job.progress is not None:
+        bar.describe(trials_sentence(len(job.result.trials), job.progress.total,
+                                     job.result.certificate.global_optimum if job.result.certificate else None))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -403,7 +457,7 @@ def jobs_show(
         print_json(job.raw)
         return
     if job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
-        render_solve_summary(job.raw["result"], job.id)
+        render_solve_summary(job.raw["result"], job.id, job.progress.total if job.progress else None)
         return
     table = Table(title=f"job {job.id}", show_header=False, title_justify="left")
     table.add_column("field", style="bold")
@@ -411,6 +465,49 @@ def jobs_show(
     for key, value in _job_summary(job.raw).items():
         table.add_row(key, fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value))
     stdout.print(table)
+
+
+@jobs_app.command("watch")
+def jobs_watch(
+    job_id: str = typer.Argument(..., help="The job's id."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds (the job keeps running)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    as_json: bool = typer.Option(False, "--json", help="Print the finished job as JSON."),
+) -> None:
+    """Follow a solve job's events with a progress bar of its trials until it ends, then show it."""
+    try:
+        with service_client(url, api_key) as client, ProgressBar("trials", enabled=not quiet) as bar:
+            job = client.wait(job_id, timeout=timeout, progress=lambda snapshot: follow_trials(bar, snapshot))
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json(job.raw)
+    elif job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
+        render_solve_summary(job.raw["result"], job.id, job.progress.total if job.progress else None)
+    else:
+        stdout.print(f"job {job.id} ended {job.status}: {job.error or 'no result'}", highlight=False)
+
+
+@jobs_app.command("events")
+def jobs_events(
+    job_id: str = typer.Argument(..., help="The job's (a solve's, or with --experiment an experiment's) id."),
+    experiment: bool = typer.Option(False, "--experiment", help="The id is an experiment's."),
+    after: Optional[int] = typer.Option(None, "--after", min=0, help="Only the events after this event id."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds."),
+) -> None:
+    """Print a job's events as they happen, one JSON object a line ({"id", "event", "data"}), until its end."""
+    try:
+        with service_client(url, api_key) as client:
+            for event in client.events(job_id, kind="experiment" if experiment else "solve", last_event_id=after,
+                                       timeout=timeout):
+                sys.stdout.write(json.dumps({"id": event.id, "event": event.event, "data": event.data}) + "\n")
+                sys.stdout.flush()
+    except _client_error_types() as error:
+        fail_from_client_error(error)
 
 
 @jobs_app.command("cancel")
@@ -429,7 +526,150 @@ def jobs_cancel(
     if as_json:
         print_json(job.raw)
     else:
-        stdout.print(f"job {job.id}: {job.status}")
+        stdout.print(cancel_sentence("job", job.id, job.status, job.cancel_requested), highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+# datasets and experiments of a service
+# ---------------------------------------------------------------------------------------------------
+
+def _field_table(title: str, fields: dict[str, Any]) -> None:
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in fields.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else fmt(value))
+    stdout.print(table)
+
+
+@datasets_app.command("list")
+def datasets_list(
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the datasets as a JSON list."),
+) -> None:
+    """List the datasets stored for this API key, newest first."""
+    try:
+        with service_client(url, api_key) as client:
+            datasets = client.list_datasets().items
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json([dataset.raw for dataset in datasets])
+        return
+    table = Table(title=f"datasets at {url}", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=64 if datasets else 8)
+    for name in ("n", "d", "bytes", "source", "created"):
+        table.add_column(name, no_wrap=True, justify="right" if name in ("n", "d", "bytes") else "left")
+    for dataset in datasets:
+        created = str(dataset.created_at or "-").replace("T", " ")[:19]
+        table.add_row(dataset.id, fmt(dataset.n), fmt(dataset.d), fmt(dataset.size_bytes), fmt(dataset.source),
+                      created)
+    stdout.print(table)
+    if not datasets:
+        stdout.print("no datasets")
+
+
+@datasets_app.command("show")
+def datasets_show(
+    dataset_id: str = typer.Argument(..., help="The dataset's id (its sha256)."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the dataset as JSON."),
+) -> None:
+    """Show one dataset's metadata."""
+    try:
+        with service_client(url, api_key) as client:
+            dataset = client.get_dataset(dataset_id)
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json(dataset.raw)
+    else:
+        _field_table(f"dataset {dataset.id}", dataset.raw)
+
+
+@experiments_app.command("list")
+def experiments_list(
+    status: Optional[str] = typer.Option(None, help="Only experiments in this status."),
+    limit: int = typer.Option(20, min=1, max=500, help="At most this many experiments."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the experiments as a JSON list."),
+) -> None:
+    """List the service's experiments, newest first."""
+    try:
+        with service_client(url, api_key) as client:
+            experiments = client.list_experiments(status=status, limit=limit).items
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json([experiment.raw for experiment in experiments])
+        return
+    table = Table(title=f"experiments at {url}", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=len(experiments[0].id) if experiments else 8)
+    for name in ("status", "created", "cells"):
+        table.add_column(name, no_wrap=True)
+    for experiment in experiments:
+        created = str(experiment.raw.get("created_at") or "-").replace("T", " ")[:19]
+        cells = f"{experiment.progress.done}/{experiment.progress.total}" if experiment.progress else "-"
+        table.add_row(experiment.id, experiment.status, created, cells)
+    stdout.print(table)
+    if not experiments:
+        stdout.print("no experiments" + (f" with status {status}" if status else ""))
+
+
+@experiments_app.command("show")
+def experiments_show(
+    experiment_id: str = typer.Argument(..., help="The experiment's id."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False,
+                                       help="Write its figure here (once it has succeeded)."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
+) -> None:
+    """Show one experiment: its status and cells done and, once succeeded, its result."""
+    try:
+        with service_client(url, api_key) as client:
+            experiment = client.get_experiment(experiment_id)
+            figure = client.experiment_figure(experiment) if out is not None and experiment.status == "succeeded" \
+                else None
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if figure is not None and out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(figure)
+    if as_json:
+        print_json(experiment.raw)
+        return
+    spec = experiment.raw.get("spec") or {"kind": experiment.kind}
+    if experiment.status == "succeeded" and experiment.result is not None:
+        render_experiment_summary(spec, experiment.result)
+    else:
+        summary = {key: value for key, value in experiment.raw.items() if key not in ("spec", "result")}
+        _field_table(f"experiment {experiment.id}", summary)
+    if figure is not None:
+        stdout.print(f"figure written to {out}")
+
+
+@experiments_app.command("cancel")
+def experiments_cancel(
+    experiment_id: str = typer.Argument(..., help="The experiment's id."),
+    url: str = UrlOption,
+    api_key: Optional[str] = ApiKeyOption,
+    as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
+) -> None:
+    """Cancel a queued experiment, or ask a running one to stop."""
+    try:
+        with service_client(url, api_key) as client:
+            experiment = client.cancel_experiment(experiment_id)
+    except _client_error_types() as error:
+        fail_from_client_error(error)
+    if as_json:
+        print_json(experiment.raw)
+    else:
+        requested = bool(experiment.raw.get("cancel_requested"))
+        stdout.print(cancel_sentence("experiment", experiment.id, experiment.status, requested), highlight=False)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -488,12 +728,27 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(figure)
     if as_json:
-        print_json({"id": experiment_id, "status": "succeeded", "spec": spec, "result": result})
+        print_json({"id": experiment_id, "status": "succeeded", "spec": spec_shown(spec), "result": result})
         return
     render_experiment_summary(spec, result)
     if out is not None:
         stdout.print(f"figure written to {out}")
 
+
+
+def spec_shown(spec: dict[str, Any]) -> dict[str, Any]:
+    """An experiment's spec as printed: inline ``images`` and ``angles`` as their shapes (as the API shows them),
+    not every number again."""
+    shown = dict(spec)
+    for name in ("images", "angles"):
+        value = shown.get(name)
+        if isinstance(value, list):
+            shape: list[int] = []
+            while isinstance(value, list):
+                shape.append(len(value))
+                value = value[0] if value else None
+            shown[name] = {"shape": shape}
+    return shown
 
 
 def _extra_fields(settings: list[str]) -> dict[str, Any]:

@@ -62,8 +62,28 @@ def fmt_vector(values: list[float] | None, limit: int = 8) -> str:
     return f"[{shown}{', ...' if len(values) > limit else ''}] (m={len(values)})"
 
 
-def render_solve_summary(result: dict[str, Any], job_id: str | None = None) -> None:
-    """A person's view of a solve result: the filter, its loss and certificate, and the trials."""
+def trials_sentence(run: int, asked: int | None, global_optimum: bool | None) -> str:
+    """Trials run against trials asked, and why fewer ran: e.g. ``1 of 8 trials run: stopped on a certificate``."""
+    if asked is None or run >= asked:
+        return f"{run} of {run if asked is None else asked} trials run"
+    if global_optimum:
+        return (f"{run} of {asked} trials run: stopped on a certificate (a trial's zero loss certified a global "
+                "minimum; --no-stop-on-certificate runs them all)")
+    return f"{run} of {asked} trials run: stopped early"
+
+
+def cancel_sentence(kind: str, job_id: str, status: str, cancel_requested: bool | None) -> str:
+    """What ``DELETE`` of a job did: cancelled at once, a cancel requested of a running job, or nothing."""
+    if status == "cancelled":
+        return f"{kind} {job_id}: cancelled."
+    if status in ("queued", "running") and cancel_requested:
+        return (f"{kind} {job_id}: cancel requested; it is {status} and stops at its next check "
+                "(see its status with `show`).")
+    return f"{kind} {job_id} had already ended ({status}); nothing to cancel."
+
+
+def render_solve_summary(result: dict[str, Any], job_id: str | None = None, trials_asked: int | None = None) -> None:
+    """A person's view of a solve result: the filter, its loss and certificate, and the trials (run of asked)."""
     certificate = result.get("certificate") or {}
     cone = certificate.get("cone") or {}
     shape = result.get("shape") or {}
@@ -95,7 +115,8 @@ def render_solve_summary(result: dict[str, Any], job_id: str | None = None) -> N
         table.add_row("coverage", str(coverage.get("reason")))
     if result.get("recovery_error") is not None:
         table.add_row("recovery error", fmt(result.get("recovery_error")))
-    table.add_row("selected trial", f"{fmt(result.get('selected_trial'))} of {len(trials)} run")
+    table.add_row("trials", trials_sentence(len(trials), trials_asked, certificate.get("global_optimum")))
+    table.add_row("selected trial", fmt(result.get("selected_trial")))
     recovered = [t.get("recovered") for t in trials if t.get("recovered") is not None]
     if recovered:
         polished = [t.get("recovered_after_polish") for t in trials if t.get("recovered_after_polish") is not None]
@@ -142,6 +163,10 @@ class ProgressBar:
 
     def update(self, done: int, total: int | None) -> None:
         self._progress.update(self._task, completed=done, total=total or None)
+
+    def describe(self, text: str) -> None:
+        """Replace the bar's description (e.g. why it stopped short of its total)."""
+        self._progress.update(self._task, description=text)
 
     def __enter__(self) -> ProgressBar:
         self._progress.start()

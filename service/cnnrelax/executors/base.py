@@ -21,8 +21,10 @@ from ..types import JobKind, JobStatus, StopReason
 MAX_ATTEMPTS = 5
 #: How often a worker looks for a cancel request (its job's row, a Dask Event) (seconds).
 CANCEL_POLL_S = 0.2
-#: How often a worker publishes progress (seconds).
+#: How often a worker publishes progress and events (seconds).
 PROGRESS_WRITE_S = 0.25
+#: ``log`` events (working-set rounds) one run publishes at most; past it one ``log`` event says they were capped.
+MAX_LOG_EVENTS = 2000
 #: A run asked to stop (cancel, or past its time limit) that is still running this long after is stopped hard.
 STOP_GRACE_S = 1.0
 #: A run the executor cannot say has started is timed from its submission, with this much slack (seconds).
@@ -64,13 +66,17 @@ class JobOutcome:
 
 
 class JobControl(Protocol):
-    """The worker side of a job's control: stop requests, the time limit, progress reports."""
+    """The worker side of a job's control: stop requests, the time limit, progress reports, events."""
 
     stop_reason: StopReason | None
 
     def should_stop(self) -> bool: ...
 
     def progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None: ...
+
+    def event(self, name: str, data: dict[str, Any]) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class BaseJobControl:
@@ -79,7 +85,9 @@ class BaseJobControl:
     ``should_stop`` is true once a stop reason is known: at every call :meth:`stop_now` (a cheap local
     look, e.g. a shared flag), then the deadline (``time_limit``), then at most every ``CANCEL_POLL_S``
     :meth:`poll` (the store, the scheduler). ``progress`` hands at most one report every
-    ``PROGRESS_WRITE_S`` to :meth:`publish_progress`. Subclasses override those three hooks only.
+    ``PROGRESS_WRITE_S`` to :meth:`publish_progress`, ``event`` the events queued meanwhile to
+    :meth:`publish_events`; :meth:`flush` publishes what the pacing held back (the worker calls it before it
+    returns the run's outcome). Subclasses override those four hooks only.
 
     Parameters
     ----------
@@ -93,6 +101,10 @@ class BaseJobControl:
         self.stop_reason: StopReason | None = None
         self._next_poll = now + CANCEL_POLL_S
         self._next_write = now + PROGRESS_WRITE_S
+        self._next_events = now + PROGRESS_WRITE_S
+        self._unpublished_progress: tuple[int, int, dict[str, Any]] | None = None
+        self._events: list[tuple[str, dict[str, Any]]] = []
+        self._log_events = 0
 
     def should_stop(self) -> bool:
         if self.stop_reason is not None:
@@ -110,9 +122,41 @@ class BaseJobControl:
     def progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None:
         now = time.monotonic()
         if now < self._next_write:
+            self._unpublished_progress = (done, total, partial_state)
             return
         self._next_write = now + PROGRESS_WRITE_S
+        self._unpublished_progress = None
         self.publish_progress(done, total, partial_state)
+
+    def event(self, name: str, data: dict[str, Any]) -> None:
+        """Queue one event of this run (``trial``, ``cell``, ``log``); published at most every ``PROGRESS_WRITE_S``.
+
+        ``log`` events stop after ``MAX_LOG_EVENTS``, with one last ``log`` event saying so.
+        """
+        if name == "log":
+            self._log_events += 1
+            if self._log_events > MAX_LOG_EVENTS + 1:
+                return
+            if self._log_events == MAX_LOG_EVENTS + 1:
+                data = {"note": f"log events capped at {MAX_LOG_EVENTS} for this run; later rounds are not "
+                                "logged (trial and status events continue)."}
+        self._events.append((name, data))
+        now = time.monotonic()
+        if now >= self._next_events:
+            self._next_events = now + PROGRESS_WRITE_S
+            self._publish_queued_events()
+
+    def flush(self) -> None:
+        """Publish the progress and events held back by the pacing (at the end of a run, before its outcome)."""
+        if self._unpublished_progress is not None:
+            progress, self._unpublished_progress = self._unpublished_progress, None
+            self.publish_progress(*progress)
+        self._publish_queued_events()
+
+    def _publish_queued_events(self) -> None:
+        events, self._events = self._events, []
+        if events:
+            self.publish_events(events)
 
     # -- hooks ----------------------------------------------------------------------------------------
     def stop_now(self) -> StopReason | None:
@@ -125,6 +169,9 @@ class BaseJobControl:
 
     def publish_progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None:
         """Make progress visible to the web process (paced by :meth:`progress`)."""
+
+    def publish_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """Append events, in order, to the job's event log (paced by :meth:`event`)."""
 
 
 def memory_limit_sentence(limit_bytes: int | None) -> str:

@@ -24,10 +24,13 @@ Workers are independent of the API's filesystem: they may run on any machine tha
   Progress goes into a ``distributed.Variable`` named after the job and attempt (at most every
   ``PROGRESS_WRITE_S``); a thread of the web process reads the Variables of the tickets in flight and
   writes them with :meth:`~cnnrelax.store.Store.set_progress` under the ticket's attempt, as local
-  workers do. The Event and Variable are removed when the ticket finishes. A task announces its start in
-  its Variable, and the dispatcher's hard stop (a run still going 1 s after a cancel request or its time
-  limit, counted from that start) abandons that run alone (:meth:`DaskExecutor.hard_stop`): its outcome is
-  recorded at once, its future cancelled; no other run and no worker is touched.
+  workers do. Events (trials, rounds, cells) go the same way through a ``distributed.Queue`` per run into
+  :meth:`~cnnrelax.store.Store.append_events`; a finished task's last progress and events are copied before
+  its outcome is resolved, so a job's log holds every trial before its ``end`` event. The Event, Variable
+  and Queue are removed when the ticket finishes. A task announces its start in its Variable, and the
+  dispatcher's hard stop (a run still going 1 s after a cancel request or its time limit, counted from that
+  start) abandons that run alone (:meth:`DaskExecutor.hard_stop`): its outcome is recorded at once, its
+  future cancelled; no other run and no worker is touched.
 
 Faults:
 
@@ -128,6 +131,11 @@ def progress_variable_name(job_id: str, attempt: int) -> str:
     return f"cnnrelax-progress-{job_id}-{attempt}"
 
 
+def events_queue_name(job_id: str, attempt: int) -> str:
+    """The ``distributed.Queue`` one run (job and attempt) publishes its events in (batches of JSON text)."""
+    return f"cnnrelax-events-{job_id}-{attempt}"
+
+
 class DaskJobControl(BaseJobControl):
     """Control of a job running as a Dask task: no SQLite, only the scheduler.
 
@@ -198,6 +206,16 @@ class DaskJobControl(BaseJobControl):
                 {"seq": self._seq, "done": int(done), "total": int(total), "state": state})
         except Exception:  # noqa: BLE001 - progress is best effort; the outcome is what counts
             log.debug("could not publish progress to %s", self.progress_name, exc_info=True)
+
+    def publish_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        """One batch into the run's events Queue (JSON text: no float or key survives msgpack differently)."""
+        try:
+            from distributed import Queue
+
+            Queue(events_queue_name(self.ticket.job_id, self.ticket.attempt), client=self._get_client()).put(
+                json.dumps(events, separators=(",", ":"), allow_nan=False))
+        except Exception:  # noqa: BLE001 - events are best effort; the outcome is what counts
+            log.debug("could not publish events of %s", self.ticket.job_id, exc_info=True)
 
 
 def run_dask_ticket(ticket: JobTicket) -> JobOutcome:
@@ -312,6 +330,7 @@ class DaskExecutor(Executor):
         self._relay_thread: threading.Thread | None = None
         self._cancels: set[str] = set()
         self._finished: list[_Run] = []
+        self._events_lock = threading.Lock()
 
     # -- the Executor interface -------------------------------------------------------------------
     @property
@@ -433,11 +452,15 @@ class DaskExecutor(Executor):
         """A Dask future finished, errored or was cancelled: resolve the matching outcome future."""
         with self._lock:
             entry = self._outstanding.pop(key, None)
-            if entry is not None:
-                self._finished.append(entry)
         if entry is None:
             return
-        self._relay_kick.set()
+        try:
+            if task.status == "finished" and not entry.outcome.done():
+                self._copy_run_tail(entry)  # its last progress and events reach the store before its outcome
+        finally:
+            with self._lock:  # the relay then removes the run's names (not before its tail was copied)
+                self._finished.append(entry)
+            self._relay_kick.set()
         outcome = entry.outcome
         if outcome.done():
             return
@@ -470,6 +493,39 @@ class DaskExecutor(Executor):
                 entry.outcome.set_exception(error)
         self._relay_kick.set()
 
+    # -- events: the runs' Queues into the store's event log ----------------------------------------
+    def _drain_events(self, client: Any, run: _Run) -> None:
+        """Move the batches waiting in ``run``'s events Queue into the job's event log, in order (one mover at
+        a time: the relay thread and a task's completion both drain)."""
+        from distributed import Queue
+
+        with self._events_lock:
+            queue = Queue(events_queue_name(run.ticket.job_id, run.ticket.attempt), client=client)
+            for batch in queue.get(batch=True):  # every batch waiting, without waiting for more
+                events = [(str(name), dict(data)) for name, data in json.loads(batch)]
+                self.store.append_events(run.ticket.job_id, run.ticket.attempt, events)
+
+    def _copy_run_tail(self, run: _Run) -> None:
+        """A finished run's last progress and events, copied into the store (best effort) before its outcome is
+        recorded, so the job's log holds every trial before its ``end`` event."""
+        with self._lock:
+            client = self._client if self.state.connected else None
+        if client is None:
+            return
+        try:
+            from distributed import Variable
+
+            value = Variable(progress_variable_name(run.ticket.job_id, run.ticket.attempt), client=client).get(
+                timeout=1)
+            if isinstance(value, dict) and int(value.get("seq", 0)) > run.progress_seq:
+                run.progress_seq = int(value["seq"])
+                state = json.loads(value["state"]) if value.get("state") else None
+                self.store.set_progress(run.ticket.job_id, run.ticket.attempt, int(value["done"]),
+                                        int(value["total"]), state)
+            self._drain_events(client, run)
+        except Exception:  # noqa: BLE001 - the scheduler may be gone: the outcome still counts
+            log.debug("could not copy the last progress and events of %s", run.ticket.job_id, exc_info=True)
+
     # -- the relay: cancel requests out, progress in, clean-up --------------------------------------
     def _relay(self) -> None:
         while not self._stopping.is_set():
@@ -481,8 +537,9 @@ class DaskExecutor(Executor):
             self._relay_kick.clear()
 
     def _relay_step(self) -> None:
-        """Set the stop Events of cancelled runs, copy fresh progress into the store, drop finished runs' names."""
-        from distributed import Event, Variable
+        """Set the stop Events of cancelled runs, copy fresh progress and events into the store, drop finished
+        runs' names."""
+        from distributed import Event, Queue, Variable
 
         with self._lock:
             client = self._client if self.state.connected else None
@@ -510,11 +567,15 @@ class DaskExecutor(Executor):
                 # The same call and attempt guard as a local worker's progress write.
                 self.store.set_progress(run.ticket.job_id, run.ticket.attempt, int(value["done"]),
                                         int(value["total"]), state)
+        for run in running:
+            if run.started is not None:
+                self._drain_events(client, run)
         for run in finished:
             if run.stop_set:
                 Event(stop_event_name(run.ticket.job_id, run.ticket.attempt), client=client).clear()
             # Every run announces its start there, so every run's Variable goes.
             Variable(progress_variable_name(run.ticket.job_id, run.ticket.attempt), client=client).delete()
+            Queue(events_queue_name(run.ticket.job_id, run.ticket.attempt), client=client).close()
 
     # -- the connection ---------------------------------------------------------------------------
     def _unavailable_sentence(self) -> str:

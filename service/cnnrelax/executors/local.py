@@ -45,7 +45,8 @@ class LocalJobControl(BaseJobControl):
 
     On every call the worker's shared stop flag (the web process sets it when the job is cancelled); every
     ``CANCEL_POLL_S`` the job's SQLite row (a cancel request, or this run no longer being the job's current
-    run) and whether the server that started it is still there. Progress goes into the job's row.
+    run) and whether the server that started it is still there. Progress goes into the job's row, events into
+    the job's event log (:meth:`cnnrelax.store.JobRunView.append_events`).
     """
 
     def __init__(self, database_path: str, ticket: JobTicket, parent_pid: int, stop_flag: Any = None) -> None:
@@ -65,6 +66,9 @@ class LocalJobControl(BaseJobControl):
 
     def publish_progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None:
         self.view.write_progress(done, total, partial_state or None)
+
+    def publish_events(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        self.view.append_events(events)
 
     def close(self) -> None:
         self.view.close()

@@ -1,9 +1,10 @@
 """The worker entry point, the same for every executor: a ticket in, the job function run, an outcome out.
 
 :func:`execute_job` reads the ticket's typed spec once (:func:`cnnrelax.jobs.load_spec`), loads its dataset
-if it names one, runs :func:`cnnrelax.jobs.run_job` under the ticket's :class:`~.base.JobControl`, and
-classifies how it ended; it never raises. The helpers below set up a worker process (logs, priority, a
-watch on the parent, a warm-up solve, a memory cap).
+if it names one, runs :func:`cnnrelax.jobs.run_job` under the ticket's :class:`~.base.JobControl` (its
+progress and events flushed before the outcome is returned), and classifies how it ended; it never raises.
+The helpers below set up a worker process (logs, priority, a watch on the parent, a warm-up solve, a
+memory cap).
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def execute_job(ticket: JobTicket, control: JobControl) -> JobOutcome:
         arrays = ticket.arrays
         if arrays is None and ticket.dataset_path is not None:
             arrays = load_dataset_file(ticket.dataset_path)
-        result = run_job(ticket.kind, spec, arrays, should_stop=control.should_stop, progress=control.progress,
-                         resume=ticket.resume, time_limit_s=ticket.time_limit_s)
+        try:
+            result = run_job(ticket.kind, spec, arrays, should_stop=control.should_stop, progress=control.progress,
+                             resume=ticket.resume, time_limit_s=ticket.time_limit_s, events=control.event)
+        finally:  # what the pacing held back reaches the job before its outcome (and its ``end`` event) does
+            control.flush()
     except InvalidParameterError as exc:
         return outcome(JobStatus.failed, None, f"Invalid {exc.parameter}: {exc.message}")
     except FileNotFoundError:
