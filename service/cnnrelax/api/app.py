@@ -216,7 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_docs(app)
     install_problem_handlers(app)
     _install_allow(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, memory_budget=settings.max_body_memory_bytes)
     app.add_middleware(AccessLog)
     app.openapi = lambda: _problem_openapi(app, settings)  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
     return app
