@@ -1,8 +1,9 @@
 """ASGI middleware: request bodies bounded one by one (413) and all together (503), encoded bodies refused (415),
 one log line per request (a client that drops mid-body is one info line, not an error).
 
-The memory budget: a request with a body reserves :data:`BODY_MEMORY_FACTOR` times its length (its
-``Content-Length``, or as a chunked body arrives) from one budget shared by all requests
+The memory budget: a request with a body reserves :data:`BODY_MEMORY_FACTOR` times its length
+(:data:`JSON_BODY_MEMORY_FACTOR` for a JSON body; the length is its ``Content-Length``, or what has arrived of a
+chunked body) from one budget shared by all requests
 (``CNNRELAX_MAX_BODY_MEMORY_BYTES``), and gives it back when its answer is sent. The factor is what the API
 holds per body byte while it reads, decodes and stores an upload (measured, see the constant). A request that
 does not fit is answered 503 with ``Retry-After`` before its body is read; a request is always admitted when no
@@ -29,9 +30,11 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 access_log = logging.getLogger("cnnrelax.access")
 
 #: Bytes of API memory reserved per body byte: a 20 MB .npy upload raised the API's peak RSS by 4.4 times its
-#: length (the streamed chunks, their join, the float64 arrays, the stored copy), a 40 MB JSON solve by 2.0 times
-#: (it is decoded in the parser process).
+#: length (the streamed chunks, their join, the float64 arrays, the stored copy).
 BODY_MEMORY_FACTOR = 5
+#: The same for a JSON body (decoded in the parser process: the API holds the body and the arrays that come back):
+#: a 40 MB JSON solve raised it by 2.0 times.
+JSON_BODY_MEMORY_FACTOR = 3
 #: Seconds a client is asked to wait when the body budget is spent.
 BUDGET_RETRY_AFTER_S = 1
 #: The status logged for a request whose client went away before its answer (nginx's convention).
@@ -116,7 +119,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared: int | None = None
+        factor = BODY_MEMORY_FACTOR
         for name, value in scope.get("headers", []):
+            if name == b"content-type" and value.split(b";")[0].strip().lower().endswith(b"json"):
+                factor = JSON_BODY_MEMORY_FACTOR  # parsed as JSON, in the parser process
             if name == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
                 encoding = value.decode("latin-1")[:40]
                 await self._refuse(scope, send, 415, f"The request body is encoded ({encoding}); this server takes "
@@ -134,10 +140,10 @@ class BodySizeLimit:
         reserved = 0
         budget = self.budget
         if budget is not None and declared:
-            if not budget.reserve(BODY_MEMORY_FACTOR * declared):
-                await self._over_budget(scope, send, over_budget_sentence(budget, BODY_MEMORY_FACTOR * declared))
+            if not budget.reserve(factor * declared):
+                await self._over_budget(scope, send, over_budget_sentence(budget, factor * declared))
                 return
-            reserved = BODY_MEMORY_FACTOR * declared
+            reserved = factor * declared
         received = 0
         started = False
 
@@ -148,7 +154,7 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
-                wanted = BODY_MEMORY_FACTOR * received
+                wanted = factor * received
                 if budget is not None and wanted > reserved:  # a chunked body, or more than it declared
                     if not budget.reserve(wanted - reserved):
                         raise OverBudget(over_budget_sentence(budget, wanted))
