@@ -213,19 +213,27 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- refusals ----------------------------------------------------------------------------------
     def _refuse(self, status: int, detail: str, setting: str | None, limit: float | None, reason: str,
                 linger: bool = True) -> None:
-        """Answer ``status`` (if nothing was answered on this request yet) and close."""
+        """Answer ``status`` and close, unless a response is under way on the connection (then only close).
+
+        In the header phase, ``self.cycle`` is the previous request's (or ``None``); in the body phase it is this
+        request's, which may have been answered already (e.g. 401 before its body was read).
+        """
+        in_body = self._reading_body
         self._cancel_timers()
         self._reading_headers = self._reading_body = False
         if self.transport.is_closing():
             return
         self.state.refusals.record(reason, status, self.client)
-        answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
-        if not answering:  # else the application's answer is under way: it is cut short
+        cycle = self.cycle
+        if in_body:
+            free = cycle is None or not cycle.response_started
+        else:
+            free = cycle is None or cycle.response_complete
+        if free:
             self.transport.write(refusal_bytes(status, detail, setting, limit))
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.cycle.response_complete = True  # the application's own answer, if any, is not written
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+        if cycle is not None and not cycle.response_complete:  # the application gets http.disconnect
+            cycle.disconnected = True
+            cycle.message_event.set()
         if linger:  # half-close, then read and discard what the client is still sending, so that it reads the answer
             if self.transport.can_write_eof():
                 self.transport.write_eof()

@@ -33,13 +33,16 @@ ERROR_STATUSES = {
     "401": "Missing or invalid X-API-Key (only when keys are configured).",
     "404": "No such resource.",
     "405": "Method not allowed.",
+    "408": "The request's headers or body arrived too slowly (the edge's timeouts; the connection is closed).",
     "409": "Conflict (Idempotency-Key reused with another body, dataset in use, no figure yet).",
     "413": "Request body too large.",
+    "414": "The URL is longer than the server takes in one header line.",
     "415": "Unsupported media type or Content-Encoding.",
     "422": "Invalid parameter: the problem document names it.",
+    "431": "Request headers too large (one line, all of them, or too many lines).",
     "429": "Queue full: retry after Retry-After seconds.",
     "500": "Internal error (logged; no details are sent).",
-    "503": "Not ready: retry after Retry-After seconds.",
+    "503": "Not ready, or busy (connections, requests in flight, body memory): retry after Retry-After seconds.",
     "507": "The server's disk is full: nothing was stored.",
 }
 #: Request models that routes read themselves (off the event loop) rather than as FastAPI body parameters.
