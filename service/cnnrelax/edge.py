@@ -162,6 +162,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_counted = 0  # request line + header lines, as parsed
         self._header_lines = 0
         self._header_timer: asyncio.TimerHandle | None = None
+        self._header_started = 0.0
         self._reading_body = False
         self._body_started = self._body_last = 0.0
         self._body_received = 0
@@ -184,7 +185,8 @@ class EdgeProtocol(HttpToolsProtocol):
         self._overflow = verdict == "overflow"
         super().connection_made(transport)
         self.state.idle[self] = None
-        self._arm_header_timer()
+        self._header_started = self.loop.time()
+        self._arm_header_timer()  # a connection that never sends a byte is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.open.discard(self)
@@ -276,6 +278,12 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._reading_headers and self._header_bytes > limits.max_header_bytes:
             self._refuse(431, self._too_many_header_bytes(self._header_bytes), "CNNRELAX_MAX_HEADER_BYTES",
                          limits.max_header_bytes, "max_header_bytes")
+            return
+        # Timers only for a phase that spans reads (most requests arrive whole in one read: no timer at all).
+        if self._reading_headers and self._header_timer is None:
+            self._arm_header_timer()
+        if self._reading_body and self._body_timer is None:
+            self._arm_body_timer()
 
     def _too_many_header_bytes(self, count: int) -> str:
         return (f"The request's headers exceed {self.state.limits.max_header_bytes} bytes (at least {count} "
@@ -286,8 +294,8 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._reading_headers = True
         self._header_counted = self._header_lines = 0
-        if self._header_timer is None:
-            self._arm_header_timer()
+        if self._header_timer is None:  # a kept-alive connection's next request: its headers' clock starts now
+            self._header_started = self.loop.time()
 
     def on_url(self, url: bytes) -> None:
         super().on_url(url)
@@ -327,7 +335,6 @@ class EdgeProtocol(HttpToolsProtocol):
         self._reading_body = True
         self._body_started = self._body_last = self.loop.time()
         self._body_received = 0
-        self._arm_body_timer()
         refusal = self._admission()
         if refusal is None:
             super().on_headers_complete()
@@ -340,10 +347,11 @@ class EdgeProtocol(HttpToolsProtocol):
 
     def _admission(self) -> Any:
         """An app answering 503 when this request may not be served now, else ``None``."""
-        path = httptools.parse_url(self.url).path.decode("latin-1")
-        if path in PROBE_PATHS:
-            return None
         limits = self.state.limits
+        if not self._overflow and len(self.tasks) < limits.max_requests_in_flight:
+            return None
+        if httptools.parse_url(self.url).path.decode("latin-1") in PROBE_PATHS:
+            return None
         if self._overflow:
             self.state.refusals.record("max_connections", 503, self.client)
             return _service_unavailable(f"This server holds its maximum of open connections ({limits.max_connections}"
@@ -377,7 +385,8 @@ class EdgeProtocol(HttpToolsProtocol):
 
     # -- timers ------------------------------------------------------------------------------------
     def _arm_header_timer(self) -> None:
-        self._header_timer = self.loop.call_later(self.state.limits.header_timeout_s, self._header_timeout)
+        self._header_timer = self.loop.call_at(self._header_started + self.state.limits.header_timeout_s,
+                                               self._header_timeout)
 
     def _header_timeout(self) -> None:
         self._header_timer = None
