@@ -171,6 +171,12 @@ def test_a_huge_header_is_cut_off_early_and_costs_no_memory(server: ServerProces
     assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
 
 
+def test_malformed_http_is_a_400_problem(server: ServerProcess) -> None:
+    code, headers, body = exchange(server.port, b"GARBAGE \x00 HTTP/9\r\n\r\n")
+    assert code == 400 and headers["content-type"].startswith("application/problem+json")
+    assert "not valid HTTP/1.1" in json.loads(body)["detail"]
+
+
 # -------------------------------------------------------------------------------------------------
 # slow clients
 # -------------------------------------------------------------------------------------------------

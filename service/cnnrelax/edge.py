@@ -158,6 +158,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self.timeout_keep_alive = limits.keepalive_timeout_s  # type: ignore[assignment]  # call_later takes a float
         self._overflow = False
         self._reading_headers = True
+        self._partial = False  # part of a request (not all its headers) has arrived
         self._header_bytes = 0  # bytes fed while the request's headers are incomplete
         self._header_counted = 0  # request line + header lines, as parsed
         self._header_lines = 0
@@ -199,7 +200,7 @@ class EdgeProtocol(HttpToolsProtocol):
     def evict(self) -> None:
         """Close this idle connection to make room for a new one."""
         self._cancel_timers()
-        if self._header_bytes and not self.transport.is_closing():
+        if self._partial and not self.transport.is_closing():
             self.state.refusals.record("evicted", 503, self.client)
             self.transport.write(refusal_bytes(503, "The server needed this idle connection for another client; "
                                                     "retry.", "CNNRELAX_MAX_CONNECTIONS",
@@ -270,10 +271,8 @@ class EdgeProtocol(HttpToolsProtocol):
                 self._refuse(refusal.status, refusal.detail, refusal.setting, refusal.limit,
                              refusal.setting.removeprefix("CNNRELAX_").lower())
                 return
-            self.logger.warning("Invalid HTTP request received.")
-            self._reading_headers = False
-            self._cancel_timers()
-            self.send_400_response("Invalid HTTP request received.")
+            self._refuse(400, f"The request is not valid HTTP/1.1 ({str(exc)[:100] or type(exc).__name__}).", None,
+                         None, "invalid_request", linger=False)  # a counted info line, not a warning per request
             return
         if self._reading_headers and self._header_bytes > limits.max_header_bytes:
             self._refuse(431, self._too_many_header_bytes(self._header_bytes), "CNNRELAX_MAX_HEADER_BYTES",
@@ -292,7 +291,7 @@ class EdgeProtocol(HttpToolsProtocol):
     # -- parser callbacks --------------------------------------------------------------------------
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._reading_headers = True
+        self._reading_headers = self._partial = True
         self._header_counted = self._header_lines = 0
         if self._header_timer is None:  # a kept-alive connection's next request: its headers' clock starts now
             self._header_started = self.loop.time()
@@ -326,7 +325,7 @@ class EdgeProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
-        self._reading_headers = False
+        self._reading_headers = self._partial = False
         self._header_bytes = 0
         if self._header_timer is not None:
             self._header_timer.cancel()
@@ -392,7 +391,7 @@ class EdgeProtocol(HttpToolsProtocol):
         self._header_timer = None
         if self._reading_headers and not self.transport.is_closing():
             limits = self.state.limits
-            if self._header_bytes == 0 and (self.cycle is None or self.cycle.response_complete):
+            if not self._partial:
                 self.state.refusals.record("header_timeout_s", 408, self.client)
                 self._cancel_timers()
                 self.transport.close()  # nothing was sent: nothing to answer
