@@ -22,7 +22,7 @@ LAYERS = [
     {"jobs"},
     {"executors"},
     {"api"},
-    {"cli", "server"},
+    {"cli", "server", "edge"},
 ]
 
 

@@ -15,6 +15,10 @@ Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention
 Workers and Dask: ``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``,
 ``CNNRELAX_DASK_TLS_CERT``, ``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
 Browsers: ``CNNRELAX_CORS_ORIGINS`` (CORS, off when empty), ``CNNRELAX_CONSOLE_SESSION_S``.
+HTTP edge: ``CNNRELAX_MAX_HEADER_BYTES``, ``CNNRELAX_MAX_HEADER_LINE_BYTES``, ``CNNRELAX_MAX_HEADER_LINES``,
+``CNNRELAX_HEADER_TIMEOUT_S``, ``CNNRELAX_BODY_TIMEOUT_S``, ``CNNRELAX_BODY_MIN_RATE_BYTES_S``,
+``CNNRELAX_KEEPALIVE_TIMEOUT_S``, ``CNNRELAX_MAX_CONNECTIONS``, ``CNNRELAX_MAX_REQUESTS_IN_FLIGHT``,
+``CNNRELAX_MAX_BODY_MEMORY_BYTES`` (see docs/exposing.md).
 """
 
 from __future__ import annotations
@@ -108,6 +112,35 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    # -- the HTTP edge (issue 16): the process holds on its own, without a proxy in front -----------
+    max_header_bytes: int = Field(default=32 * 1024, ge=1024,
+                                  description="Largest request line plus headers of one request (431 past it).")
+    max_header_line_bytes: int = Field(default=8 * 1024, ge=256,
+                                       description="Longest single header line, name and value (431 past it).")
+    max_header_lines: int = Field(default=100, ge=8, description="Most header lines in one request (431 past it).")
+    header_timeout_s: float = Field(default=10.0, gt=0,
+                                    description="Longest time from a connection's first byte (or its opening) to "
+                                                "the end of a request's headers; the connection is then closed.")
+    body_timeout_s: float = Field(default=10.0, gt=0,
+                                  description="Longest pause between the bytes of a request body; also the grace "
+                                              "before body_min_rate_bytes_s applies. The connection is then "
+                                              "closed.")
+    body_min_rate_bytes_s: float = Field(default=1024.0, ge=0,
+                                         description="Slowest average body rate kept after body_timeout_s (bytes/s; "
+                                                     "0: none); a slower client is disconnected.")
+    keepalive_timeout_s: float = Field(default=5.0, gt=0,
+                                       description="How long an idle keep-alive connection is kept between requests.")
+    max_connections: int = Field(default=1000, ge=8,
+                                 description="Open connections past which idle ones are closed to make room, and "
+                                             "new ones get 503 (except /healthz and /readyz) when none is idle.")
+    max_requests_in_flight: int = Field(default=256, ge=1,
+                                        description="Requests served at once past which others get 503 with "
+                                                    "Retry-After (/healthz and /readyz are always answered).")
+    max_body_memory_bytes: int = Field(default=512 * 1024 * 1024, ge=1024 * 1024,
+                                       description="Memory for request bodies being read and decoded at once, all "
+                                                   "requests together (each is charged a multiple of its length); "
+                                                   "503 with Retry-After past it.")
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod

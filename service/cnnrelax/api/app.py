@@ -201,7 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_console(app)
     install_problem_handlers(app)
     _install_allow(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, memory_budget=settings.max_body_memory_bytes)
     app.add_middleware(AccessLog)
     install_cors(app, settings.cors_origins)
     app.add_middleware(RequestId)  # outermost: every answer (CORS preflights too) and every log line carries the id

@@ -51,7 +51,7 @@ ERROR_DESCRIPTIONS = {
     "422": "Invalid parameter: the problem document names it.",
     "429": "Too many queued jobs: retry after Retry-After seconds.",
     "500": "Internal error (logged with a reference; no details are sent).",
-    "503": "Not ready (starting or stopping): retry after Retry-After seconds.",
+    "503": "Not ready, or busy (connections, requests in flight, body memory): retry after Retry-After seconds.",
     "507": "The server's disk is full: nothing was stored.",
 }
 #: Error statuses routes answer that their shape does not show, by operation id (with what they mean there).
@@ -62,7 +62,13 @@ DECLARED_ERRORS: dict[str, dict[str, str]] = {
 }
 #: Statuses answered for any request before it reaches a route (an HTTP edge in front of the app: e.g. 408 for a
 #: slow request, 414 for a long URL, 431 for large headers), listed on every operation; none from the app itself.
-ANY_REQUEST_ERRORS: dict[str, str] = {}
+ANY_REQUEST_ERRORS: dict[str, str] = {
+    "408": "The request's headers or body arrived too slowly (the edge's timeouts; the connection is closed).",
+    "414": "The URL is longer than the server takes in one header line.",
+    "431": "Request headers too large (one line, all of them, or too many lines).",
+}
+#: Operations the edge always serves, even past its connection and in-flight caps (see cnnrelax.edge).
+PROBE_OPERATIONS = ("healthz", "readyz")
 #: Operations that answer a constant (no store, no computation): they list no error of their own.
 CONSTANT_OPERATIONS = ("healthz",)
 #: Members of a request body that name a stored dataset (a missing one answers 404).
@@ -149,8 +155,9 @@ def _error_statuses(schema: dict[str, Any], path: str, method: str, operation: d
         statuses.add("401")
     if submits_job:
         statuses |= {"409", "429"}
+    if operation.get("operationId") not in PROBE_OPERATIONS:
+        statuses.add("503")  # the edge's caps and the body memory budget answer any other request so
     if path.startswith("/v1/"):
-        statuses.add("503")
         if method == "post":
             statuses.add("507")
     return statuses
