@@ -18,7 +18,7 @@ CORE = {"core"}
 LAYERS = [
     BASE,
     CORE,
-    {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments"},
+    {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
     {"jobs"},
     {"executors"},
     {"api"},

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Union
 from .core.problem import InvalidParameterError
 from .core.trials import TrialRecord, solve
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
+from .export.network import network_description
 from .results import json_safe, solve_result_json
 from .specs import Arrays, SolveSpec
 from .types import JobKind, JobStatus, Progress, ShouldStop
@@ -82,7 +83,7 @@ def run_solve_job(
             progress(record.index + 1, total, {})
 
     result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
-    return solve_result_json(result)
+    return solve_result_json(result, network_description(problem))
 
 
 def run_job(

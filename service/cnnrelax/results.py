@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .core.activations import ActivationName
 from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
 from .core.relaxation import RelaxationSolution
 from .core.trials import SolveResult, TrialRecord
@@ -22,7 +23,7 @@ from .specs import RelaxationName as Relaxation
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
            "TrialOut", "ShapeOut", "TrialStatus", "SolveStatus", "ClarabelStatus", "json_safe", "solve_result_out",
-           "solve_result_json"]
+           "solve_result_json", "NetworkOut", "PatchingOut"]
 
 
 def json_safe(value: Any) -> Any:
@@ -146,6 +147,47 @@ class ShapeOut(Sent):
     m: int = Field(ge=1)
 
 
+class BlockPatchingOut(Sent):
+    """Non-overlapping blocks: a row of length d = k*m cut into k patches."""
+
+    kind: Literal["blocks"]
+    k: int = Field(ge=1, description="Patches per row.")
+
+
+class StridedPatchingOut(Sent):
+    """1-D windows of length `size` every `stride` columns."""
+
+    kind: Literal["strided"]
+    size: int = Field(ge=1, description="Patch length.")
+    stride: int = Field(ge=1, description="Step between patches.")
+
+
+class ImagePatchingOut(Sent):
+    """2-D windows of a row-major height x width image, filter_height x filter_width, every `stride` pixels."""
+
+    kind: Literal["image"]
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    filter_height: int = Field(ge=1)
+    filter_width: int = Field(ge=1)
+    stride: int = Field(ge=1)
+
+
+PatchingOut = Annotated[Union[BlockPatchingOut, StridedPatchingOut, ImagePatchingOut], Field(discriminator="kind")]
+
+
+class NetworkOut(Sent):
+    """The fitted network besides its filter: f_w(x) = sum_j c_j sigma(P_j x . w) (what model.onnx and the
+    client's `to_torch` build)."""
+
+    d: int = Field(ge=1, description="Row length the network reads.")
+    m: int = Field(ge=1, description="Filter length.")
+    patching: PatchingOut
+    activation: ActivationName
+    negative_slope: float = Field(description="leaky_relu's slope for negative inputs (ignored by the others).")
+    output_weights: list[float] = Field(description="c_j >= 0, one per patch.")
+
+
 class SolveResultOut(Sent):
     """A solve's result: the selected filter, its loss and certificate, every trial."""
 
@@ -165,6 +207,8 @@ class SolveResultOut(Sent):
     relaxation: Relaxation = Field(description="The relaxation solved.")
     shape: ShapeOut
     solve_time_s: float = Field(description="Wall time of the whole solve.")
+    network: Optional[NetworkOut] = Field(None, description="The network the filter belongs to (patching, "
+                                          "activation, output weights).")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -218,12 +262,13 @@ def _trial(record: TrialRecord) -> dict[str, Any]:
     }
 
 
-def solve_result_out(result: SolveResult) -> SolveResultOut:
+def solve_result_out(result: SolveResult, network: dict[str, Any] | None = None) -> SolveResultOut:
     """The typed wire form of a solve's result (members the core did not fill stay unset).
 
     Parameters
     ----------
     result : the core's result.
+    network : the network's description (:func:`cnnrelax.export.network.network_description`), if known.
 
     Returns
     -------
@@ -239,10 +284,12 @@ def solve_result_out(result: SolveResult) -> SolveResultOut:
         "trials": [_trial(t) for t in result.trials], "relaxation": result.relaxation,
         "shape": {"n": result.n, "d": result.d, "k": result.k, "m": result.m}, "solve_time_s": result.solve_time_s,
     }
+    if network is not None:
+        raw["network"] = network
     return SolveResultOut.model_validate(json_safe(raw))
 
 
-def solve_result_json(result: SolveResult) -> dict[str, Any]:
+def solve_result_json(result: SolveResult, network: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON object of a solve's result, as stored and sent (see :func:`solve_result_out`)."""
-    out: dict[str, Any] = solve_result_out(result).model_dump(mode="json", exclude_unset=True)
+    out: dict[str, Any] = solve_result_out(result, network).model_dump(mode="json", exclude_unset=True)
     return out

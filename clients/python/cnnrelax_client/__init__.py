@@ -28,11 +28,12 @@ from ._models import (
     SolverStats,
     Trial,
 )
+from ._torch import to_torch
 
 __version__ = version("cnnrelax-client")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
     "AsyncClient", "Certificate", "Client", "CnnrelaxConnectionError", "CnnrelaxError", "CnnrelaxTimeoutError",
     "ConeCertificate", "Coverage", "DEFAULT_BASE_URL", "Dataset", "Experiment", "Job", "JobFailedError", "JobPage",
-    "JobStatus", "Progress", "SolveResult", "SolverStats", "TERMINAL_STATUSES", "Trial",
+    "JobStatus", "Progress", "SolveResult", "SolverStats", "TERMINAL_STATUSES", "Trial", "to_torch",
 ]

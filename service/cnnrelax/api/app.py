@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..settings import Settings
-from . import datasets, experiments, operations, solves
+from . import datasets, downloads, experiments, operations, solves
 from .dependencies import require_api_key
 from .docs import install_docs
 from .middleware import AccessLog, BodySizeLimit
@@ -213,6 +213,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(solves.router, dependencies=guarded)
     app.include_router(datasets.router, dependencies=guarded)
     app.include_router(experiments.router, dependencies=guarded)
+    app.include_router(downloads.router, dependencies=guarded)
     install_docs(app)
     install_problem_handlers(app)
     _install_allow(app)
