@@ -10,7 +10,6 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -60,6 +59,7 @@ def test_onnx_and_torch_predict_as_the_network(activation: str, patching: Patchi
     got = session.run(None, {"X": X})[0]
     assert got.dtype == np.float64 and got.shape == (40,)
     assert _relative(got, want) <= 1e-6
+    torch = pytest.importorskip("torch")
     module = to_torch({"w": w.tolist(), "network": description})
     assert isinstance(module, torch.nn.Module)
     with torch.no_grad():
