@@ -19,7 +19,7 @@ LAYERS = [
     BASE,
     CORE,
     {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
-    {"jobs"},
+    {"jobs", "certify"},
     {"executors"},
     {"api"},
     {"cli", "server"},

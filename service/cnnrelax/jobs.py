@@ -15,11 +15,11 @@ from .core.trials import TrialRecord, solve
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
 from .export.network import network_description
 from .results import json_safe, solve_result_json
-from .specs import Arrays, SolveSpec
+from .specs import Arrays, CertifySpec, SolveSpec
 from .types import JobKind, JobStatus, Progress, ShouldStop
 
-#: A job's spec as the worker runs it: a solve's typed spec, or an experiment's (by kind).
-JobSpec = Union[SolveSpec, PhaseTransitionSpec, RotatedDigitsSpec]
+#: A job's spec as the worker runs it: a solve's typed spec, an experiment's (by kind), or a certification's.
+JobSpec = Union[SolveSpec, PhaseTransitionSpec, RotatedDigitsSpec, CertifySpec]
 
 
 def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
@@ -42,6 +42,8 @@ def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
         return SolveSpec.model_validate_json(spec_json)
     if kind == JobKind.experiment:
         return load_experiment_spec(spec_json)
+    if kind == JobKind.certify:
+        return CertifySpec.model_validate_json(spec_json)
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 
 
@@ -100,6 +102,12 @@ def run_job(
 
     An experiment that is asked to stop raises ``cnnrelax.experiments.ExperimentCancelled``.
     """
+    if kind == JobKind.certify:
+        if not isinstance(spec, CertifySpec):
+            raise TypeError("a certify job runs a CertifySpec")
+        from .certify import run_certify_job
+
+        return run_certify_job(spec, arrays, should_stop)
     if kind == JobKind.solve:
         if not isinstance(spec, SolveSpec):
             raise TypeError("a solve job runs a SolveSpec")

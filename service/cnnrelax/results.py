@@ -23,7 +23,7 @@ from .specs import RelaxationName as Relaxation
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
            "TrialOut", "ShapeOut", "TrialStatus", "SolveStatus", "ClarabelStatus", "json_safe", "solve_result_out",
-           "solve_result_json", "NetworkOut", "PatchingOut"]
+           "solve_result_json", "NetworkOut", "PatchingOut", "KKTOut"]
 
 
 def json_safe(value: Any) -> Any:
@@ -105,6 +105,25 @@ class SolverStatsOut(Sent):
     duality_gap: Optional[float] = Field(description="Clarabel's absolute duality gap (null if it did not run).")
 
 
+class KKTOut(Sent):
+    """KKT conditions of a constrained problem at the filter: stationarity of the Lagrangian, complementary
+    slackness, feasibility, and the multipliers of the active constraints (named as `upper[3]`, `lower[0]`,
+    `inequality[2]`, `equality[1]`, `l1_bound`, `l2_bound`)."""
+
+    stationary: bool = Field(description="All three measures within tolerance: a KKT point (first-order optimal "
+                             "within the constraints; not a proof of a global minimum).")
+    residual: float = Field(description="||grad L + N^T mu + E^T lambda|| / (2 ||y|| ||G||_F): 0 at a KKT point.")
+    complementary_slackness: float = Field(description="max_a mu_a |slack_a| / ||y||^2.")
+    violation: float = Field(description="Largest constraint violation, relative (0 when feasible).")
+    tolerance: float = Field(description="The largest residual and complementary slackness that count.")
+    active: list[str] = Field(description="The inequality constraints active at the filter.")
+    multipliers: dict[str, float] = Field(description="mu_a >= 0 of each active inequality (the user's units).")
+    equality_multipliers: dict[str, float] = Field(description="lambda of each equality row.")
+    binding: list[str] = Field(description="Constraints with a positive multiplier: they, not the labels, stop the "
+                               "loss from falling.")
+    reason: str = Field(description="What the outcome means.")
+
+
 class CertificateOut(Sent):
     """What proves (or fails to prove) global optimality of the selected filter."""
 
@@ -119,6 +138,7 @@ class CertificateOut(Sent):
     relative_gradient_norm: Optional[float] = Field(
         None, description="Stationarity of the loss at the selected filter: ||grad L(w)|| relative to its scale.")
     coverage: Optional[CoverageOut] = Field(None, description="Odds that a random trial certifies the filter.")
+    kkt: Optional[KKTOut] = Field(None, description="Constrained problems: the KKT measures at the filter.")
 
 
 class TrialOut(Sent):
@@ -238,7 +258,8 @@ def _coverage(coverage: Coverage | None) -> dict[str, Any] | None:
     return out
 
 
-def _certificate(certificate: Certificate | None) -> dict[str, Any]:
+def certificate_dict(certificate: Certificate | None) -> dict[str, Any]:
+    """The certificate's wire members (before validation); a placeholder when there is no filter."""
     if certificate is None:
         return {
             "global_optimum": False, "loss": None, "loss_threshold": None, "fit_residual": None,
@@ -274,7 +295,7 @@ def solve_result_out(result: SolveResult, network: dict[str, Any] | None = None)
     -------
     The response model; ``model_dump(mode="json", exclude_unset=True)`` is what is stored and sent.
     """
-    certificate = _certificate(result.certificate)
+    certificate = certificate_dict(result.certificate)
     if result.selected_trial is not None:
         certificate["solver"] = _solver(result.trials[result.selected_trial].solution)
     raw = {

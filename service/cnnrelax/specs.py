@@ -313,6 +313,46 @@ class SolveSpec(BaseModel):
                                   "output weights with it.")
 
 
+class CertifySpec(SolveSpec):
+    """A certification job (``POST /v1/certificates``): a solve's problem and options, and the filter ``w`` to certify.
+
+    Parameters
+    ----------
+    w : list of float
+        The filter, of the problem's filter length ``m``.
+    r : list of float, optional
+        One direction to run the cone test for (default: the directions of trials ``0 .. trials-1`` with ``seed``).
+    """
+
+    w: list[float]
+    r: list[float] | None = None
+
+    def check(self, data: DataShape | None, limits: Limits) -> int:
+        """:meth:`SolveSpec.check`, and ``w`` (and ``r``) of the filter's length ``m``, finite."""
+        entries = super().check(data, limits)
+        m = self.filter_length(data)
+        for name in ("w", "r"):
+            vector = getattr(self, name)
+            if vector is None:
+                continue
+            if len(vector) != m:
+                raise InvalidParameterError(name, f"{name} has {len(vector)} entries but the filter has length m={m} "
+                                                  "(the patch length of this problem); send one number per entry.")
+            if not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
+                raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
+        return entries
+
+    def filter_length(self, data: DataShape | None) -> int:
+        """``m``, the filter's length, from shapes alone (call after :meth:`SolveSpec.check` has passed)."""
+        patching = self.patching()
+        d = self.planted.d if self.planted is not None else (data.d if data is not None else 1)
+        if patching is not None:
+            return patching.shape(d)[1]
+        if self.planted is not None:
+            return d // self.planted.k
+        return BlockPatching(self.k or 1).shape(d)[1]
+
+
 def check_labels_min(activation: Activation, y_min: float, index: int | None = None) -> None:
     """The core's label check (:func:`cnnrelax.core.activations.check_labels`) knowing only the smallest label.
 

@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..settings import Settings
-from . import datasets, downloads, experiments, operations, solves
+from . import certificates, datasets, downloads, experiments, operations, solves
 from .dependencies import require_api_key
 from .docs import install_docs
 from .middleware import AccessLog, BodySizeLimit
@@ -43,7 +43,7 @@ ERROR_STATUSES = {
     "507": "The server's disk is full: nothing was stored.",
 }
 #: Request models that routes read themselves (off the event loop) rather than as FastAPI body parameters.
-SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest")
+SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest", "CertifyRequest")
 
 
 def _self_parsed_components() -> dict[str, Any]:
@@ -214,6 +214,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router, dependencies=guarded)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(downloads.router, dependencies=guarded)
+    app.include_router(certificates.router, dependencies=guarded)
     install_docs(app)
     install_problem_handlers(app)
     _install_allow(app)
