@@ -39,6 +39,9 @@ from .results import CertificateOut, certificate_dict, json_safe
 from .specs import Arrays, CertifySpec
 from .types import ShouldStop
 
+#: The largest relative gradient norm of a given filter that counts as a stationary point.
+STATIONARY_TOL = 1e-6
+
 
 def checked_filter(problem: ConvProblem, w: Any, parameter: str = "w") -> FloatArray:
     """``w`` as a finite float64 vector of the problem's filter length ``m`` (422 naming ``parameter`` otherwise)."""
@@ -76,8 +79,8 @@ def certify_filter(problem: ConvProblem, w: FloatArray, options: SolveOptions, r
     if cone_not_applicable(problem, w, constraints, options.fit_tol) is not None:
         base = certify(problem, w, directions[0], constraints=constraints, optimality_tol=options.optimality_tol,
                        cone_tol=options.cone_tol, fit_tol=options.fit_tol)
-        return replace(base, coverage=coverage(problem, w, samples=0, constraints=constraints,
-                                               fit_tol=options.fit_tol))
+        skipped = coverage(problem, w, samples=0, constraints=constraints, fit_tol=options.fit_tol)
+        return replace(base, coverage=skipped, summary=given_filter_summary(base, base.cone, skipped, r is not None))
     cone, ties = optimality_cone(problem, w, constraints)  # built once, for every direction below
     base = certify(problem, w, directions[0], constraints=constraints, optimality_tol=options.optimality_tol,
                    cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
@@ -110,8 +113,17 @@ def certify_filter(problem: ConvProblem, w: FloatArray, options: SolveOptions, r
 def given_filter_summary(base: Certificate, cone: ConeCertificate, estimate: Coverage, one_direction: bool) -> str:
     """The sentence of a given filter: zero loss with what the relaxation would do with it, or the solve's wording
     (noisy labels, constraints that stop the fit, no stationarity) when the loss is not zero."""
-    if not base.global_optimum:
+    if not base.global_optimum and base.kkt is not None:
         return summary(False, base.loss, base.loss_threshold, cone, base.relative_gradient_norm, base.kkt)
+    if not base.global_optimum:
+        gradient = base.relative_gradient_norm or 0.0
+        text = (f"w does not reach zero loss (L = {base.loss:.3g} > {base.loss_threshold:.3g}), so zero loss cannot "
+                "certify it as a global minimum, and the cone test applies only to a filter that fits y. ")
+        if gradient <= STATIONARY_TOL:
+            return text + (f"It is a stationary point of the loss (relative gradient norm {gradient:.3g}): the labels "
+                           "are noisy, or w is a local minimum; a solve tells which (zero loss elsewhere, or not).")
+        return text + (f"It is not even a stationary point (relative gradient norm {gradient:.3g} > "
+                       f"{STATIONARY_TOL:g}): it is no minimum at all, and a solve (or w_init = w) lowers the loss.")
     text = (f"Zero loss (L = {base.loss:.3g} <= {base.loss_threshold:.3g}): w is a global minimum of the non-convex "
             "training loss.")
     if one_direction:

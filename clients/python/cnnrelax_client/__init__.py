@@ -14,6 +14,7 @@ from importlib.metadata import version
 from ._client import DEFAULT_BASE_URL, AsyncClient, Client
 from ._errors import CnnrelaxConnectionError, CnnrelaxError, CnnrelaxTimeoutError, JobFailedError
 from ._models import (
+    KKT,
     TERMINAL_STATUSES,
     Certificate,
     ConeCertificate,
@@ -35,5 +36,5 @@ __version__ = version("cnnrelax-client")  # from VERSION at the repository root,
 __all__ = [
     "AsyncClient", "Certificate", "Client", "CnnrelaxConnectionError", "CnnrelaxError", "CnnrelaxTimeoutError",
     "ConeCertificate", "Coverage", "DEFAULT_BASE_URL", "Dataset", "Experiment", "Job", "JobFailedError", "JobPage",
-    "JobStatus", "Progress", "SolveResult", "SolverStats", "TERMINAL_STATUSES", "Trial", "to_torch",
+    "JobStatus", "KKT", "Progress", "SolveResult", "SolverStats", "TERMINAL_STATUSES", "Trial", "to_torch",
 ]
