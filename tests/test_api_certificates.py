@@ -120,17 +120,18 @@ def test_the_client_certifies_and_downloads(server: ServerProcess) -> None:
 
 
 def test_certify_answers_within_five_trials_of_the_same_size() -> None:
-    """The issue's budget for an answer at once: at most 5x one relaxation trial (alternating, best of 3 each)."""
+    """The issue's budget for an answer at once: at most 5x one relaxation trial. CPU time of this process (the
+    machine is shared: wall time would measure the neighbours), alternating, the least of 5 each."""
     drawn = planted_problem(PlantedSpec(n=2000, d=40, k=2, seed=0))
     problem, options = drawn.problem, SolveOptions()
     trial, certify = [], []
-    for _ in range(3):
-        started = time.perf_counter()
+    for _ in range(5):
+        started = time.process_time()
         RelaxationSolver(problem, "lp").solve(trial_direction(0, 0, problem.m))
-        trial.append(time.perf_counter() - started)
-        started = time.perf_counter()
+        trial.append(time.process_time() - started)
+        started = time.process_time()
         certify_filter(problem, drawn.w_star, options)
-        certify.append(time.perf_counter() - started)
+        certify.append(time.process_time() - started)
     assert min(certify) <= 5 * min(trial), (certify, trial)
 
 
@@ -172,3 +173,13 @@ def test_cli_out_writes_the_format_its_suffix_names(server: ServerProcess, tmp_p
             assert content.startswith(b"%PDF-") and content.rstrip().endswith(b"%%EOF")
     refused = runner.invoke(app, [*grid, "--out", str(tmp_path / "figure.gif")], catch_exceptions=False)
     assert refused.exit_code == 2 and ".svg" in refused.output
+
+
+def test_a_solve_takes_a_warm_start(http: httpx.Client) -> None:
+    w = _w_star(LARGE)
+    answer = http.post("/v1/solves", json={"planted": LARGE, "w_init": w})
+    assert answer.status_code == 202, answer.text
+    result = wait_job(http, answer.headers["location"])["result"]
+    assert result["trials"] == [] and result["warm_start"]["certified"] and result["certificate"]["global_optimum"]
+    refused = assert_problem(http.post("/v1/solves", json={"planted": LARGE, "w_init": [0.0]}), 422)
+    assert refused["parameter"] == "w_init"

@@ -19,7 +19,7 @@ LAYERS = [
     BASE,
     CORE,
     {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
-    {"jobs", "certify"},
+    {"jobs", "certify", "warm_start"},
     {"executors"},
     {"api"},
     {"cli", "server"},

@@ -84,6 +84,12 @@ def run_solve_job(
         if progress is not None:
             progress(record.index + 1, total, {})
 
+    if spec.w_init is not None:
+        from .warm_start import solve_from
+
+        result, warm = solve_from(problem, spec.w_init, options, w_star=w_star, should_stop=should_stop,
+                                  on_trial=on_trial)
+        return solve_result_json(result, network_description(problem), warm)
     result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
     return solve_result_json(result, network_description(problem))
 

@@ -23,7 +23,7 @@ from .specs import RelaxationName as Relaxation
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
            "TrialOut", "ShapeOut", "TrialStatus", "SolveStatus", "ClarabelStatus", "json_safe", "solve_result_out",
-           "solve_result_json", "NetworkOut", "PatchingOut", "KKTOut"]
+           "solve_result_json", "NetworkOut", "PatchingOut", "KKTOut", "WarmStartOut"]
 
 
 def json_safe(value: Any) -> Any:
@@ -208,6 +208,18 @@ class NetworkOut(Sent):
     output_weights: list[float] = Field(description="c_j >= 0, one per patch.")
 
 
+class WarmStartOut(Sent):
+    """What became of the solve's warm start `w_init`."""
+
+    w_init: list[float] = Field(description="The filter as given.")
+    w: list[float] = Field(description="After polishing (w_init itself when polishing did not lower the loss).")
+    polished: bool = Field(description="Polishing lowered the loss (within the constraints).")
+    loss: float = Field(description="The non-convex loss of w.")
+    certified: bool = Field(description="w has zero loss: a certified global minimum (then no trial ran, with "
+                            "stop_on_certificate).")
+    selected: bool = Field(description="The result's filter is this one (certified, or better than every trial).")
+
+
 class SolveResultOut(Sent):
     """A solve's result: the selected filter, its loss and certificate, every trial."""
 
@@ -229,6 +241,7 @@ class SolveResultOut(Sent):
     solve_time_s: float = Field(description="Wall time of the whole solve.")
     network: Optional[NetworkOut] = Field(None, description="The network the filter belongs to (patching, "
                                           "activation, output weights).")
+    warm_start: Optional[WarmStartOut] = Field(None, description="Solves with w_init: what became of it.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -283,13 +296,15 @@ def _trial(record: TrialRecord) -> dict[str, Any]:
     }
 
 
-def solve_result_out(result: SolveResult, network: dict[str, Any] | None = None) -> SolveResultOut:
+def solve_result_out(result: SolveResult, network: dict[str, Any] | None = None,
+                     warm_start: dict[str, Any] | None = None) -> SolveResultOut:
     """The typed wire form of a solve's result (members the core did not fill stay unset).
 
     Parameters
     ----------
     result : the core's result.
     network : the network's description (:func:`cnnrelax.export.network.network_description`), if known.
+    warm_start : the ``warm_start`` member of a solve from ``w_init`` (:mod:`cnnrelax.warm_start`).
 
     Returns
     -------
@@ -307,10 +322,14 @@ def solve_result_out(result: SolveResult, network: dict[str, Any] | None = None)
     }
     if network is not None:
         raw["network"] = network
+    if warm_start is not None:
+        raw["warm_start"] = warm_start
     return SolveResultOut.model_validate(json_safe(raw))
 
 
-def solve_result_json(result: SolveResult, network: dict[str, Any] | None = None) -> dict[str, Any]:
+def solve_result_json(result: SolveResult, network: dict[str, Any] | None = None,
+                      warm_start: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON object of a solve's result, as stored and sent (see :func:`solve_result_out`)."""
-    out: dict[str, Any] = solve_result_out(result, network).model_dump(mode="json", exclude_unset=True)
+    out: dict[str, Any] = solve_result_out(result, network, warm_start).model_dump(mode="json",
+                                                                                   exclude_unset=True)
     return out

@@ -120,6 +120,9 @@ class SolveSpec(BaseModel):
         drawn with it.
     negative_slope : float
         Leaky ReLU's slope for negative inputs, in ``(0, 1)`` (the others ignore it).
+    w_init : list of float, optional
+        A warm start (e.g. a PyTorch filter): polished and certified first; trials run only when it is not
+        certified a global minimum (with ``stop_on_certificate``).
     time_limit_s : float, optional
         The caller's run-time limit (the server caps it).
     """
@@ -146,6 +149,7 @@ class SolveSpec(BaseModel):
     coverage_samples: int = CORE_DEFAULTS.coverage_samples
     activation: ActivationName = DEFAULT_ACTIVATION
     negative_slope: float = DEFAULT_NEGATIVE_SLOPE
+    w_init: list[float] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -289,7 +293,31 @@ class SolveSpec(BaseModel):
             check_labels(activation, data.labels)
         elif data is not None and data.y_min is not None and kind.needs_label_range:
             check_labels_min(activation, data.y_min, data.y_min_index)
+        self.check_filters(data, ("w_init",))
         return entries
+
+    def filter_length(self, data: DataShape | None) -> int:
+        """``m``, the filter's length, from shapes alone (once :meth:`check` has passed the patching)."""
+        patching = self.patching()
+        d = self.planted.d if self.planted is not None else (data.d if data is not None else 1)
+        if patching is not None:
+            return patching.shape(d)[1]
+        if self.planted is not None:
+            return d // self.planted.k
+        return BlockPatching(self.k or 1).shape(d)[1]
+
+    def check_filters(self, data: DataShape | None, names: tuple[str, ...]) -> None:
+        """The filter-sized members ``names`` (e.g. ``w_init``) have the filter's length ``m`` and finite entries."""
+        m = self.filter_length(data)
+        for name in names:
+            vector = getattr(self, name)
+            if vector is None:
+                continue
+            if len(vector) != m:
+                raise InvalidParameterError(name, f"{name} has {len(vector)} entries but the filter has length m={m} "
+                                                  "(the patch length of this problem); send one number per entry.")
+            if not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
+                raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
 
     def _check_output_weights(self, k: int, activation: Activation) -> None:
         weights = self.output_weights
@@ -330,27 +358,8 @@ class CertifySpec(SolveSpec):
     def check(self, data: DataShape | None, limits: Limits) -> int:
         """:meth:`SolveSpec.check`, and ``w`` (and ``r``) of the filter's length ``m``, finite."""
         entries = super().check(data, limits)
-        m = self.filter_length(data)
-        for name in ("w", "r"):
-            vector = getattr(self, name)
-            if vector is None:
-                continue
-            if len(vector) != m:
-                raise InvalidParameterError(name, f"{name} has {len(vector)} entries but the filter has length m={m} "
-                                                  "(the patch length of this problem); send one number per entry.")
-            if not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
-                raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
+        self.check_filters(data, ("w", "r"))
         return entries
-
-    def filter_length(self, data: DataShape | None) -> int:
-        """``m``, the filter's length, from shapes alone (call after :meth:`SolveSpec.check` has passed)."""
-        patching = self.patching()
-        d = self.planted.d if self.planted is not None else (data.d if data is not None else 1)
-        if patching is not None:
-            return patching.shape(d)[1]
-        if self.planted is not None:
-            return d // self.planted.k
-        return BlockPatching(self.k or 1).shape(d)[1]
 
 
 def check_labels_min(activation: Activation, y_min: float, index: int | None = None) -> None:

@@ -278,7 +278,8 @@ class SolveResult:
     """A finished solve: the selected filter ``w`` (numpy), its loss and certificate, and every trial.
 
     ``network`` describes the fitted network beside ``w`` (patching, activation, output weights): what
-    :func:`to_torch` builds a ``torch.nn.Module`` from.
+    :func:`to_torch` builds a ``torch.nn.Module`` from. ``warm_start`` says what became of ``w_init`` (a solve
+    started from a filter of the caller's): polished, certified, selected.
 
     ``trial_directions``, ``trial_filters`` and ``trial_losses`` stack the per-trial values into arrays
     (a trial without a filter, e.g. an unbounded LP, gives a row of NaN and a NaN loss).
@@ -298,6 +299,7 @@ class SolveResult:
     relaxation: str | None = None
     recovery_sign: int | None = None
     network: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -317,6 +319,7 @@ class SolveResult:
             relaxation=_opt_str(data.get("relaxation")),
             recovery_sign=None if data.get("recovery_sign") is None else int(data["recovery_sign"]),
             network=dict(data["network"]) if isinstance(data.get("network"), Mapping) else None,
+            warm_start=dict(data["warm_start"]) if isinstance(data.get("warm_start"), Mapping) else None,
             raw=dict(data),
         )
 

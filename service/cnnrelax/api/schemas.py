@@ -228,6 +228,9 @@ class SolveRequest(_Strict):
                                        "squared_relu or softplus. A planted model's labels are drawn with it.")
     negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1, description="leaky_relu's slope for "
                                   "negative inputs, strictly between 0 and 1 (the other activations ignore it).")
+    w_init: Optional[list[StrictFloat]] = Field(None, min_length=1, description="A warm start (length m, e.g. a "
+                                                "PyTorch filter): polished and certified first; trials run only when "
+                                                "it is not certified (with stop_on_certificate).")
 
     @model_validator(mode="after")
     def _one_source(self) -> "SolveRequest":

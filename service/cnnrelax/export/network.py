@@ -55,8 +55,8 @@ class Network:
     @property
     def negative_slope(self) -> float:
         """Leaky ReLU's slope for negative inputs (the others have none: their default is reported)."""
-        return float(self.activation.lo) if self.activation.name == "leaky_relu" and self.activation.lo is not None \
-            else DEFAULT_NEGATIVE_SLOPE
+        slope = getattr(self.activation, "lo", None)  # a piecewise-linear activation's lower slope
+        return float(slope) if self.activation.name == "leaky_relu" and slope is not None else DEFAULT_NEGATIVE_SLOPE
 
     def predict(self, X: Any) -> FloatArray:
         """``f_w(x_i)`` for the rows of ``X`` (``n x d``)."""
