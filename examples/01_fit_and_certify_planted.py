@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from cnnrelax.certify import certify_filter
+from cnnrelax.certification import certify_filter
 from cnnrelax.core import PlantedSpec, SolveOptions, planted_problem, solve
 from cnnrelax.export.network import network_of
 from cnnrelax.export.onnx import onnx_bytes

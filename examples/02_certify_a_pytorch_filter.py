@@ -21,7 +21,7 @@ except ImportError:
     print("This example needs PyTorch: pip install torch")
     sys.exit(0)
 
-from cnnrelax.certify import certify_filter
+from cnnrelax.certification import certify_filter
 from cnnrelax.core import PlantedSpec, SolveOptions, planted_problem
 from cnnrelax.warm_start import solve_from
 

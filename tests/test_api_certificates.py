@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cnnrelax.certify import certificate_json, certify_filter
+from cnnrelax.certification import certificate_json, certify_filter
 from cnnrelax.cli import app
 from cnnrelax.core import PlantedSpec, SolveOptions, planted_problem
 from cnnrelax.core.relaxation import RelaxationSolver

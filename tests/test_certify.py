@@ -1,4 +1,4 @@
-"""Certificates of a given filter (``cnnrelax.certify``) and the KKT measures of constrained problems.
+"""Certificates of a given filter (``cnnrelax.certification``) and the KKT measures of constrained problems.
 
 - A filter trained by PyTorch's L-BFGS (``Conv1d``, float64, as bench/bench_peers.py trains it) is certified a global
   optimum; the same filter moved by 1e-3 is not, and the certificate says why.
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy.optimize import minimize
 
-from cnnrelax.certify import certify_filter
+from cnnrelax.certification import certify_filter
 from cnnrelax.core import FilterConstraints, PlantedSpec, SolveOptions, planted_problem, polish
 from cnnrelax.core.certificates.kkt import kkt_certificate
 from cnnrelax.core.problem import ConvProblem

@@ -19,7 +19,7 @@ LAYERS = [
     BASE,
     CORE,
     {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
-    {"jobs", "certify", "warm_start"},
+    {"jobs", "certification", "warm_start", "constrained"},
     {"executors"},
     {"api"},
     {"cli", "server"},

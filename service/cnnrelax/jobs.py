@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Union
 
+from .constrained import finish
 from .core.problem import InvalidParameterError
 from .core.trials import TrialRecord, solve
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
@@ -84,14 +85,16 @@ def run_solve_job(
         if progress is not None:
             progress(record.index + 1, total, {})
 
+    warm = None
     if spec.w_init is not None:
         from .warm_start import solve_from
 
         result, warm = solve_from(problem, spec.w_init, options, w_star=w_star, should_stop=should_stop,
                                   on_trial=on_trial)
-        return solve_result_json(result, network_description(problem), warm)
-    result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
-    return solve_result_json(result, network_description(problem))
+    else:
+        result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial)
+    result = finish(problem, result, options, w_star)  # constrained solves: a KKT point, certified again
+    return solve_result_json(result, network_description(problem), warm)
 
 
 def run_job(
@@ -111,7 +114,7 @@ def run_job(
     if kind == JobKind.certify:
         if not isinstance(spec, CertifySpec):
             raise TypeError("a certify job runs a CertifySpec")
-        from .certify import run_certify_job
+        from .certification import run_certify_job
 
         return run_certify_job(spec, arrays, should_stop)
     if kind == JobKind.solve:

@@ -2,7 +2,7 @@
 
 ``w_init`` is polished first (least squares on its activation pattern, or Gauss-Newton for a smooth activation;
 kept only when it lowers the loss and stays within the constraints) and certified
-(:func:`cnnrelax.certify.certify_filter`). When it is a certified global minimum (zero loss) and
+(:func:`cnnrelax.certification.certify_filter`). When it is a certified global minimum (zero loss) and
 ``stop_on_certificate`` holds, no trial runs: the result is the warm filter with its certificate. Otherwise the
 trials run as in any solve, and the warm filter is selected only when its loss is below every trial's. The result
 says what happened in ``warm_start``.
@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
-from .certify import certify_filter, checked_filter
+from .certification import certify_filter, checked_filter
 from .core.certificate import Certificate
 from .core.problem import ConvProblem, FloatArray
 from .core.trials import POLISH_FEASIBILITY_TOL, SolveOptions, SolveResult, TrialRecord, polish, recovery, solve

@@ -1,4 +1,4 @@
-"""``/v1/certificates``: the certificate of a filter the caller already has (:mod:`cnnrelax.certify`).
+"""``/v1/certificates``: the certificate of a filter the caller already has (:mod:`cnnrelax.certification`).
 
 A small problem (at most ``certify_inline_entries`` patch entries) is certified at once and answered 200 with the
 certificate object; a larger one is queued as a job of kind ``certify`` and answered 202 with the job, whose
@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..certify import run_certify_job
+from ..certification import run_certify_job
 from ..specs import Arrays, CertifySpec
 from ..store import JobRecord
 from ..types import JobKind

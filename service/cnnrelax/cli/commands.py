@@ -610,7 +610,7 @@ def read_filter(text: str) -> list[float]:
 def certify_in_process(X: np.ndarray | None, y: np.ndarray | None, members: dict[str, Any]) -> dict[str, Any]:
     """Build the :class:`~cnnrelax.specs.CertifySpec`, check it and certify in this process (the job function a
     worker runs); return the certificate's JSON."""
-    from ..certify import run_certify_job
+    from ..certification import run_certify_job
     from ..specs import UNLIMITED, CertifySpec, DataShape
 
     spec = CertifySpec.model_validate({key: value for key, value in members.items() if value is not None})
