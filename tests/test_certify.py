@@ -15,6 +15,8 @@ from __future__ import annotations
 import cvxpy as cp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 from cnnrelax.certification import certify_filter
@@ -171,3 +173,31 @@ def test_the_summary_says_the_labels_are_noisy() -> None:
     unconstrained = certify_filter(problem, w, SolveOptions(coverage_samples=0))
     assert unconstrained.kkt is None and "stationary point" in unconstrained.summary
     assert "the labels are noisy" in unconstrained.summary
+
+
+# ---- units (SPEC 4c) --------------------------------------------------------------------------------------------
+
+@settings(max_examples=12, deadline=None)
+@given(a_exp=st.floats(-6, 6), b_exp=st.floats(-6, 6))
+def test_certificates_and_kkt_do_not_depend_on_units(a_exp: float, b_exp: float) -> None:
+    """``X -> a X``, ``y -> b y``, ``w -> (b/a) w`` (and the box with it): every verdict, every name and the
+    scale-free measures are unchanged."""
+    from cnnrelax.core.constrained_polish import polish_within
+    from cnnrelax.core.problem import make_problem
+
+    a, b = 10.0 ** a_exp, 10.0 ** b_exp
+    drawn = planted_problem(PlantedSpec(n=200, d=8, k=2, seed=3))
+    base = drawn.problem
+    box = FilterConstraints(lower=-BOX, upper=BOX)
+    w = polish_within(base, np.clip(drawn.w_star, -BOX, BOX), box.resolve(base.m)).w
+    scaled = make_problem(a * base.X, b * base.y, k=2)
+    scaled_box = FilterConstraints(lower=-BOX * b / a, upper=BOX * b / a)
+    results = [certify_filter(problem, filt, SolveOptions(constraints=c, coverage_samples=16))
+               for problem, filt, c in ((base, w, box), (scaled, w * b / a, scaled_box))]
+    one, two = results
+    assert one.kkt is not None and two.kkt is not None and one.kkt.stationary
+    assert (one.global_optimum, one.kkt.stationary, one.kkt.binding, one.kkt.active) == \
+           (two.global_optimum, two.kkt.stationary, two.kkt.binding, two.kkt.active)
+    assert two.kkt.residual <= 1e-8 and two.loss == pytest.approx(b * b * one.loss, rel=1e-9)
+    for name, value in one.kkt.multipliers.items():  # mu has the units of loss / w: b^2 / (b / a) = a b
+        assert two.kkt.multipliers[name] == pytest.approx(a * b * value, rel=1e-6)
