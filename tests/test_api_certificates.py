@@ -183,3 +183,10 @@ def test_a_solve_takes_a_warm_start(http: httpx.Client) -> None:
     assert result["trials"] == [] and result["warm_start"]["certified"] and result["certificate"]["global_optimum"]
     refused = assert_problem(http.post("/v1/solves", json={"planted": LARGE, "w_init": [0.0]}), 422)
     assert refused["parameter"] == "w_init"
+
+
+def test_many_directions_queue_a_small_problem(http: httpx.Client) -> None:
+    """Coverage samples and trials are work: 240 entries x (8 + 4000) / 72 directions is past the inline budget."""
+    answer = http.post("/v1/certificates", json={"planted": SMALL, "w": _w_star(SMALL), "coverage_samples": 4000})
+    assert answer.status_code == 202, answer.text
+    assert wait_job(http, answer.headers["location"])["result"]["coverage"]["directions"] == 4000

@@ -159,3 +159,13 @@ def test_figures_in_svg_and_pdf(alice: httpx.Client, bob: httpx.Client) -> None:
         body = assert_problem(alice.get(f"{location}/{route}", params={"dpi": 5000}), 422)
         assert "dpi" in str(body)
         assert_problem(bob.get(f"{location}/{route}"), 404)
+
+
+def test_a_solve_without_a_filter_has_no_filter_or_model(alice: httpx.Client) -> None:
+    answer = alice.post("/v1/solves", json={"planted": {"n": 3, "d": 12, "k": 1, "seed": 1}, "trials": 2})
+    job = wait_job(alice, answer.headers["location"])
+    assert job["status"] == "succeeded" and job["result"]["w"] is None  # the LP is unbounded: no filter
+    for name in ("filter.npy", "model.onnx"):
+        assert "no filter" in assert_problem(alice.get(f"/v1/solves/{job['id']}/{name}"), 409)["detail"]
+    with np.load(io.BytesIO(alice.get(f"/v1/solves/{job['id']}/result.npz").content)) as archive:
+        assert "w" not in archive.files and np.isnan(archive["trial_w"]).all() and archive["r"].shape == (2, 12)

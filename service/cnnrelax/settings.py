@@ -69,7 +69,8 @@ class Settings(BaseSettings):
                                                     "repetitions*n*k*m (422 past it).")
     # -- certificates of given filters (POST /v1/certificates) ---------------------------------------
     certify_inline_entries: int = Field(default=500_000, ge=0,
-                                        description="Problems of at most this many patch entries (n*k*m) are "
+                                        description="Problems of at most this many patch entries (n*k*m, scaled "
+                                                    "by trials + coverage_samples over the defaults' 72) are "
                                                     "certified at once (200); larger ones are queued as a job (202).")
     # -- tenants ------------------------------------------------------------------------------------
     admin_api_keys: Annotated[list[str], NoDecode] = Field(

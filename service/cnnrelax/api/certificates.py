@@ -1,6 +1,7 @@
 """``/v1/certificates``: the certificate of a filter the caller already has (:mod:`cnnrelax.certification`).
 
-A small problem (at most ``certify_inline_entries`` patch entries) is certified at once and answered 200 with the
+A small problem (at most ``certify_inline_entries`` patch entries, scaled by the directions it tests:
+:func:`inline_work`) is certified at once and answered 200 with the
 certificate object; a larger one is queued as a job of kind ``certify`` and answered 202 with the job, whose
 ``result`` is that certificate once it succeeded (``GET /v1/certificates/{id}``, ``DELETE`` to cancel).
 """
@@ -14,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ..certification import run_certify_job
-from ..specs import Arrays, CertifySpec
+from ..specs import CORE_DEFAULTS, Arrays, CertifySpec
 from ..store import JobRecord
 from ..types import JobKind
 from .bodies import read_body, require_json
@@ -32,12 +33,22 @@ CERTIFY_BODY = {"required": True,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CertifyRequest"}}}}
 
 
+#: The directions a default certification tests (the default trials and coverage samples): the unit of its work.
+DEFAULT_DIRECTIONS = CORE_DEFAULTS.trials + CORE_DEFAULTS.coverage_samples
+
+
+def inline_work(spec: CertifySpec, entries: int) -> float:
+    """The patch entries a certification is priced at: ``n*k*m`` scaled by the directions it tests (cone tests for
+    ``trials`` directions, ``coverage_samples`` for the coverage) relative to the defaults'."""
+    return entries * max(1.0, (spec.trials + spec.coverage_samples) / DEFAULT_DIRECTIONS)
+
+
 def _certify_now_or_queue(service: Service, tenant: Tenant, spec: CertifySpec, arrays: Arrays | None,
                           idempotency_key: Optional[str]) -> tuple[dict[str, object] | None, JobRecord | None, bool]:
     """Certify a small problem here (the certificate's JSON), or queue a large one (the job and whether it is new)."""
     data = service.data_shape(spec, arrays, tenant.sees)
     entries = spec.check(data, service.limits)
-    if entries <= service.settings.certify_inline_entries:
+    if inline_work(spec, entries) <= service.settings.certify_inline_entries:
         if arrays is None and spec.dataset_id is not None:
             arrays = service.require_store().load_dataset(spec.dataset_id)
         return run_certify_job(spec, arrays), None, False

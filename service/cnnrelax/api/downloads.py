@@ -55,8 +55,12 @@ def succeeded_result(service: Service, job_id: str, owner: Optional[str]) -> dic
             responses=_binary(NPY_MEDIA_TYPE, "The selected filter w, a float64 vector of length m."))
 def download_filter(job_id: str = JOB_ID, service: Service = Depends(get_service),
                     tenant: Tenant = Depends(get_tenant)) -> Response:
-    """The selected filter `w` as a `.npy` file (`numpy.load` reads it)."""
-    return _attachment(filter_npy(succeeded_result(service, job_id, tenant.sees)), NPY_MEDIA_TYPE, f"{job_id}.npy")
+    """The selected filter `w` as a `.npy` file (`numpy.load` reads it); 409 when the solve produced none."""
+    result = succeeded_result(service, job_id, tenant.sees)
+    if result.get("w") is None:
+        raise ApiError(409, f"This solve produced no filter (status {result.get('status')}), so there is nothing to "
+                            "download.", title="No filter")
+    return _attachment(filter_npy(result), NPY_MEDIA_TYPE, f"{job_id}.npy")
 
 
 @router.get("/v1/solves/{job_id}/result.npz", response_class=Response, summary="Download the result's arrays (.npz)",
@@ -73,7 +77,7 @@ def _model(result: dict[str, Any]) -> bytes:
 
     if result.get("w") is None:
         raise ApiError(409, f"This solve produced no filter (status {result.get('status')}), so there is no model.",
-                       title="No model")
+                       title="No filter")
     if result.get("network") is None:
         raise ApiError(409, "This result was stored before results described their network; solve again to export "
                             "its model.", title="No model")
