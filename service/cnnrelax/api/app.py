@@ -108,12 +108,13 @@ def _cursor_parameters(schema: dict[str, Any]) -> None:
 
 def _server_limits(components: dict[str, Any], settings: Settings) -> None:
     """The limits this server is configured with, stated where the request schemas take the values."""
-    solve = components["SolveRequest"]["properties"]
-    solve["trials"]["maximum"] = settings.max_trials
+    for request in ("SolveRequest", "CertifyRequest"):  # a certification's body is a solve's and w
+        solve = components[request]["properties"]
+        solve["trials"]["maximum"] = settings.max_trials
+        solve["k"]["anyOf"][0]["maximum"] = settings.max_matrix_entries
     planted = components["PlantedSpecIn"]["properties"]
     for name in ("n", "d", "k"):
         planted[name]["maximum"] = settings.max_matrix_entries
-    solve["k"]["anyOf"][0]["maximum"] = settings.max_matrix_entries
     inline = components["InlineData"]["properties"]
     inline["X"]["maxItems"] = inline["y"]["maxItems"] = settings.max_matrix_entries
     inline["X"]["items"]["maxItems"] = settings.max_matrix_entries
