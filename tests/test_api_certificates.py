@@ -190,3 +190,17 @@ def test_many_directions_queue_a_small_problem(http: httpx.Client) -> None:
     answer = http.post("/v1/certificates", json={"planted": SMALL, "w": _w_star(SMALL), "coverage_samples": 4000})
     assert answer.status_code == 202, answer.text
     assert wait_job(http, answer.headers["location"])["result"]["coverage"]["directions"] == 4000
+
+
+async def test_the_async_client_certifies_and_downloads(server: ServerProcess) -> None:
+    from cnnrelax_client import AsyncClient
+
+    async with AsyncClient(server.url) as client:
+        small = await client.certify(_w_star(SMALL), planted=SMALL)
+        large = await client.certify(_w_star(LARGE), planted=LARGE, timeout=60)
+        assert small.raw == _core(SMALL, _w_star(SMALL)) and large.global_optimum
+        result = await client.solve_planted(n=80, d=6, k=2, seed=2, trials=2)
+        job = (await client.list_jobs()).jobs[0]
+        assert np.array_equal(await client.download_filter(job), result.w)
+        assert np.array_equal((await client.download_result(job))["w"], result.w)
+        assert len(await client.download_model(job)) > 100
