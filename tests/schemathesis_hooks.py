@@ -32,6 +32,10 @@ JOB_PATHS = ("/v1/solves/", "/v1/experiments/")
 PATCHING = ("patch_size", "stride", "image_shape", "filter_shape")
 CONSTRAINT_VECTORS = ("lower", "upper")
 CONSTRAINT_PAIRS = ("equality", "inequality")
+#: Members of the filter's length m: a warm start, and the filter and direction of a certification.
+FILTER_VECTORS = ("w_init", "w", "r")
+#: The operations whose bodies describe a problem as a solve does (the rules below apply to both).
+PROBLEM_BODIES = (("POST", "/v1/solves"), ("POST", "/v1/certificates"))
 #: Experiment requests are being typed per kind (api/schemas_experiments.py); until that lands their schema
 #: is one free-form object, so refusals of schema-valid specs are not checked. Set False when it lands.
 EXPERIMENT_REQUESTS_UNTYPED = True
@@ -97,14 +101,16 @@ def _constraints(constraints: dict[str, Any] | None, m: int) -> set[str]:
 
 
 def _ragged(constraints: Any) -> set[str]:
-    """Constraint matrices whose rows differ in length: refused by the request model before anything else
-    (the dataset's existence included), whatever ``m`` is."""
+    """Constraint matrices whose rows differ in length, or whose row count differs from their vector's: refused
+    by the request model before anything else (the dataset's existence included), whatever ``m`` is."""
     broken: set[str] = set()
     if isinstance(constraints, dict):
         for name in CONSTRAINT_PAIRS:
-            matrix = constraints.get(f"{name}_matrix")
+            matrix, vector = constraints.get(f"{name}_matrix"), constraints.get(f"{name}_vector")
             if isinstance(matrix, list) and len({len(row) for row in matrix if isinstance(row, list)}) > 1:
                 broken |= {f"{name}_matrix", "constraints"}
+            if isinstance(matrix, list) and isinstance(vector, list) and len(matrix) != len(vector):
+                broken |= {f"{name}_matrix", f"{name}_vector", "constraints"}
     return broken
 
 
@@ -140,13 +146,14 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
             broken.add("X")
         if len(data["y"]) != n:
             broken.add("y")
-        if body.get("relaxation", "lp") == "lp" and any(value < 0 for value in data["y"]):
+        if body.get("relaxation", "lp") == "lp" and any(_out_of_range(body, value) for value in data["y"]):
             broken.add("y")
     elif dataset_shape is None:
         return {"dataset_id"} | _ragged(body.get("constraints"))
     else:
         (n, d), k, source = dataset_shape, body.get("k") or 1, "data"
-        if body.get("relaxation", "lp") == "lp" and UPLOADED_MIN_LABEL.get(body["dataset_id"], 0.0) < 0:
+        smallest = UPLOADED_MIN_LABEL.get(body["dataset_id"], 1.0)
+        if body.get("relaxation", "lp") == "lp" and _out_of_range(body, smallest):
             broken.add("y")
     if n * d > MAX_ENTRIES:
         broken.add(source)
@@ -159,7 +166,17 @@ def broken_rules(body: dict[str, Any], dataset_shape: tuple[int, int] | None) ->
         if weights is not None and planted is None and len(weights) != count:
             broken.add("output_weights")
         broken |= _constraints(body.get("constraints"), m)
+        broken |= {name for name in FILTER_VECTORS if body.get(name) is not None and len(body[name]) != m}
     return broken | _ragged(body.get("constraints"))
+
+
+def _out_of_range(body: dict[str, Any], label: float) -> bool:
+    """A label the LP limit refuses for the request's activation: below 0, or at 0 for softplus (whose sums are
+    positive); leaky ReLU takes every real."""
+    activation = body.get("activation", "relu")
+    if activation == "leaky_relu":
+        return False
+    return label <= 0 if activation == "softplus" else label < 0
 
 
 #: Smallest label of each dataset this run uploaded, by id (recorded by ``after_call``).
@@ -233,7 +250,7 @@ def _keep(failure: Any, case: Any, response: Any) -> bool:
         return False
     if operation == ("POST", "/v1/datasets"):
         return not dataset_refusal_explained(case.body, case.media_type)
-    if operation != ("POST", "/v1/solves") or not isinstance(case.body, dict):
+    if operation not in PROBLEM_BODIES or not isinstance(case.body, dict):
         return True
     shape = None
     if case.body.get("dataset_id") is not None:

@@ -36,6 +36,9 @@ PHASE = {"kind": "phase_transition", "k": 1, "d": [4], "n": [12, 24], "repetitio
          "activation": "leaky_relu", "negative_slope": 0.1}
 DIGITS = {"kind": "rotated_digits", "seeds": 1, "filter_shapes": [[3, 3]], "filters": 1, "fit_samples": 20,
           "max_images": 60}
+CERTIFY = {"planted": {"n": 60, "d": 4, "k": 2, "seed": 0}}
+#: Over the default CNNRELAX_CERTIFY_INLINE_ENTRIES (500,000 patch entries): queued as a job.
+CERTIFY_LARGE = {"planted": {"n": 51_000, "d": 10, "k": 1, "seed": 0}, "w": [0.1] * 10, "coverage_samples": 0}
 #: Operations of the schema no exchange reaches yet, with the reason.
 NOT_WALKED: dict[tuple[str, str], str] = {}
 
@@ -67,6 +70,13 @@ class Walk:
             if answer.json()["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
                 return answer
 
+    def certification(self) -> httpx.Response:
+        """Queue a large certification; remember its id under ``certify``."""
+        answer = self.http.post("/v1/certificates", json=CERTIFY_LARGE)
+        assert answer.status_code == 202, answer.text
+        self.ids["certify"] = answer.json()["id"]
+        return answer
+
     def job(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Submit a solve and wait for it to end; remember its id under ``name``."""
         self.submit(body, name)
@@ -92,6 +102,14 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("inline data, QP", lambda w: (w.job({"data": DATASET, "k": 2, "relaxation": "qp", "trials": 2,
                                           "constraints": {"l2_bound": 10.0}}, "inline"),
                                    w.http.get(f"/v1/solves/{w.ids['inline']}"))[1]),
+    # downloads and certificates (issue 18 item 3, issue 19)
+    ("its filter (.npy)", lambda w: w.http.get(f"/v1/solves/{w.ids['planted']}/filter.npy")),
+    ("its arrays (.npz)", lambda w: w.http.get(f"/v1/solves/{w.ids['planted']}/result.npz")),
+    ("its model (.onnx)", lambda w: w.http.get(f"/v1/solves/{w.ids['planted']}/model.onnx")),
+    ("certify a filter at once", lambda w: w.http.post("/v1/certificates", json={**CERTIFY, "w": [0.3, -0.2]})),
+    ("certify a large problem, queued", lambda w: w.certification()),
+    ("the certification job", lambda w: w.http.get(f"/v1/certificates/{w.ids['certify']}", params={"wait": 10})),
+    ("cancel the certification", lambda w: w.http.delete(f"/v1/certificates/{w.ids['certify']}")),
     ("a running job", lambda w: w.submit({"planted": {"n": 400, "d": 40, "k": 1, "seed": 3}, "trials": 50,
                                           "stop_on_certificate": False}, "running")),
     ("cancel it", lambda w: w.http.delete(f"/v1/solves/{w.ids['running']}")),
@@ -107,6 +125,8 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("solve a dataset", lambda w: (w.job({"dataset_id": w.http.post("/v1/datasets", json=DATASET).json()["id"],
                                           "k": 2, "trials": 2}, "dataset"),
                                    w.http.get(f"/v1/solves/{w.ids['dataset']}"))[1]),
+    ("download a dataset (.npz)", lambda w: w.http.get(
+        f"/v1/datasets/{w.http.post('/v1/datasets', json=DATASET).json()['id']}/data.npz")),
     ("delete a dataset", lambda w: w.http.delete(w.http.post("/v1/datasets", json=DATASET).headers["location"])),
     ("404: no such job", lambda w: w.http.get("/v1/solves/" + "0" * 32)),
     ("404: no such dataset", lambda w: w.http.get("/v1/datasets/" + "0" * 64)),
@@ -126,6 +146,9 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("its figure", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/figure.png")),
     ("its events, ended", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/events")),
     ("a solve's events, ended", lambda w: w.http.get(f"/v1/solves/{w.ids['planted']}/events")),
+    ("its figure as SVG", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/figure.svg")),
+    ("its figure as PDF at 50 dpi", lambda w: w.http.get(f"/v1/experiments/{w.ids['phase']}/figure.pdf",
+                                                         params={"dpi": 50})),
     ("list experiments", lambda w: w.http.get("/v1/experiments", params={"limit": 1})),
     ("list experiments, next page", lambda w: w.http.get("/v1/experiments", params={
         "limit": 1, "cursor": w.http.get("/v1/experiments", params={"limit": 1}).json()["next_cursor"]})),
@@ -309,6 +332,7 @@ def _client_models() -> dict[type, tuple[str, bool, dict[str, str]]]:
         m.Coverage: ("CoverageOut", True, {}),
         m.SolverStats: ("SolverStatsOut", True, {}),
         m.Certificate: ("CertificateOut", True, {}),
+        m.KKT: ("KKTOut", True, {}),
         m.Trial: ("TrialOut", True, {}),
         m.SolveResult: ("SolveResultOut", True, {}),
         m.Progress: ("ProgressOut", True, {}),

@@ -18,8 +18,8 @@ CORE = {"core"}
 LAYERS = [
     BASE,
     CORE,
-    {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments"},
-    {"jobs"},
+    {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
+    {"jobs", "certification", "warm_start", "constrained"},
     {"executors"},
     {"api"},
     {"cli", "server", "edge"},

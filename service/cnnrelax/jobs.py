@@ -16,15 +16,17 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 
+from .constrained import finish
 from .core import RoundRecord, TrialRecord, solve
 from .errors import InvalidParameterError
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
+from .export.network import network_description
 from .results import json_safe, solve_result_json
-from .specs import Arrays, SolveSpec
+from .specs import Arrays, CertifySpec, SolveSpec
 from .types import EventSink, JobKind, JobStatus, Progress, ShouldStop
 
-#: A job's spec as the worker runs it: a solve's typed spec, or an experiment's (by kind).
-JobSpec = Union[SolveSpec, PhaseTransitionSpec, RotatedDigitsSpec]
+#: A job's spec as the worker runs it: a solve's typed spec, an experiment's (by kind), or a certification's.
+JobSpec = Union[SolveSpec, PhaseTransitionSpec, RotatedDigitsSpec, CertifySpec]
 
 
 def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
@@ -47,6 +49,8 @@ def load_spec(kind: JobKind | str, spec_json: str) -> JobSpec:
         return SolveSpec.model_validate_json(spec_json)
     if kind == JobKind.experiment:
         return load_experiment_spec(spec_json)
+    if kind == JobKind.certify:
+        return CertifySpec.model_validate_json(spec_json)
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
 
 
@@ -155,9 +159,17 @@ def run_solve_job(
         if progress is not None:
             progress(record.index + 1, total, {})
 
-    result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial,
-                   on_round=None if events is None else on_round)
-    return solve_result_json(result)
+    rounds = None if events is None else on_round
+    warm = None
+    if spec.w_init is not None:
+        from .warm_start import solve_from
+
+        result, warm = solve_from(problem, spec.w_init, options, w_star=w_star, should_stop=should_stop,
+                                  on_trial=on_trial, on_round=rounds)
+    else:
+        result = solve(problem, options, w_star=w_star, should_stop=should_stop, on_trial=on_trial, on_round=rounds)
+    result = finish(problem, result, options, w_star)  # constrained solves: a KKT point, certified again
+    return solve_result_json(result, network_description(problem), warm)
 
 
 def run_job(
@@ -175,6 +187,12 @@ def run_job(
 
     An experiment that is asked to stop raises ``cnnrelax.experiments.ExperimentCancelled``.
     """
+    if kind == JobKind.certify:
+        if not isinstance(spec, CertifySpec):
+            raise TypeError("a certify job runs a CertifySpec")
+        from .certification import run_certify_job
+
+        return run_certify_job(spec, arrays, should_stop)
     if kind == JobKind.solve:
         if not isinstance(spec, SolveSpec):
             raise TypeError("a solve job runs a SolveSpec")

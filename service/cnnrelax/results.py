@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from .core.activations import ActivationName
 from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
 from .core.records import RelaxationSolution, SolveResult, TrialRecord
 from .specs import RelaxationName as Relaxation
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
            "TrialOut", "ShapeOut", "TrialStatus", "SolveStatus", "ClarabelStatus", "json_safe", "solve_result_out",
-           "solve_result_json"]
+           "solve_result_json", "NetworkOut", "PatchingOut", "KKTOut", "WarmStartOut"]
 
 
 def json_safe(value: Any) -> Any:
@@ -103,6 +104,25 @@ class SolverStatsOut(Sent):
     duality_gap: Optional[float] = Field(description="Clarabel's absolute duality gap (null if it did not run).")
 
 
+class KKTOut(Sent):
+    """KKT conditions of a constrained problem at the filter: stationarity of the Lagrangian, complementary
+    slackness, feasibility, and the multipliers of the active constraints (named as `upper[3]`, `lower[0]`,
+    `inequality[2]`, `equality[1]`, `l1_bound`, `l2_bound`)."""
+
+    stationary: bool = Field(description="All three measures within tolerance: a KKT point (first-order optimal "
+                             "within the constraints; not a proof of a global minimum).")
+    residual: float = Field(description="||grad L + N^T mu + E^T lambda|| / (2 ||y|| ||G||_F): 0 at a KKT point.")
+    complementary_slackness: float = Field(description="max_a mu_a |slack_a| / ||y||^2.")
+    violation: float = Field(description="Largest constraint violation, relative (0 when feasible).")
+    tolerance: float = Field(description="The largest residual and complementary slackness that count.")
+    active: list[str] = Field(description="The inequality constraints active at the filter.")
+    multipliers: dict[str, float] = Field(description="mu_a >= 0 of each active inequality (the user's units).")
+    equality_multipliers: dict[str, float] = Field(description="lambda of each equality row.")
+    binding: list[str] = Field(description="Constraints with a positive multiplier: they, not the labels, stop the "
+                               "loss from falling.")
+    reason: str = Field(description="What the outcome means.")
+
+
 class CertificateOut(Sent):
     """What proves (or fails to prove) global optimality of the selected filter."""
 
@@ -117,6 +137,7 @@ class CertificateOut(Sent):
     relative_gradient_norm: Optional[float] = Field(
         None, description="Stationarity of the loss at the selected filter: ||grad L(w)|| relative to its scale.")
     coverage: Optional[CoverageOut] = Field(None, description="Odds that a random trial certifies the filter.")
+    kkt: Optional[KKTOut] = Field(None, description="Constrained problems: the KKT measures at the filter.")
 
 
 class TrialOut(Sent):
@@ -145,6 +166,59 @@ class ShapeOut(Sent):
     m: int = Field(ge=1)
 
 
+class BlockPatchingOut(Sent):
+    """Non-overlapping blocks: a row of length d = k*m cut into k patches."""
+
+    kind: Literal["blocks"]
+    k: int = Field(ge=1, description="Patches per row.")
+
+
+class StridedPatchingOut(Sent):
+    """1-D windows of length `size` every `stride` columns."""
+
+    kind: Literal["strided"]
+    size: int = Field(ge=1, description="Patch length.")
+    stride: int = Field(ge=1, description="Step between patches.")
+
+
+class ImagePatchingOut(Sent):
+    """2-D windows of a row-major height x width image, filter_height x filter_width, every `stride` pixels."""
+
+    kind: Literal["image"]
+    height: int = Field(ge=1)
+    width: int = Field(ge=1)
+    filter_height: int = Field(ge=1)
+    filter_width: int = Field(ge=1)
+    stride: int = Field(ge=1)
+
+
+PatchingOut = Annotated[Union[BlockPatchingOut, StridedPatchingOut, ImagePatchingOut], Field(discriminator="kind")]
+
+
+class NetworkOut(Sent):
+    """The fitted network besides its filter: f_w(x) = sum_j c_j sigma(P_j x . w) (what model.onnx and the
+    client's `to_torch` build)."""
+
+    d: int = Field(ge=1, description="Row length the network reads.")
+    m: int = Field(ge=1, description="Filter length.")
+    patching: PatchingOut
+    activation: ActivationName
+    negative_slope: float = Field(description="leaky_relu's slope for negative inputs (ignored by the others).")
+    output_weights: list[float] = Field(description="c_j >= 0, one per patch.")
+
+
+class WarmStartOut(Sent):
+    """What became of the solve's warm start `w_init`."""
+
+    w_init: list[float] = Field(description="The filter as given.")
+    w: list[float] = Field(description="After polishing (w_init itself when polishing did not lower the loss).")
+    polished: bool = Field(description="Polishing lowered the loss (within the constraints).")
+    loss: float = Field(description="The non-convex loss of w.")
+    certified: bool = Field(description="w has zero loss: a certified global minimum (then no trial ran, with "
+                            "stop_on_certificate).")
+    selected: bool = Field(description="The result's filter is this one (certified, or better than every trial).")
+
+
 class SolveResultOut(Sent):
     """A solve's result: the selected filter, its loss and certificate, every trial."""
 
@@ -164,6 +238,9 @@ class SolveResultOut(Sent):
     relaxation: Relaxation = Field(description="The relaxation solved.")
     shape: ShapeOut
     solve_time_s: float = Field(description="Wall time of the whole solve.")
+    network: Optional[NetworkOut] = Field(None, description="The network the filter belongs to (patching, "
+                                          "activation, output weights).")
+    warm_start: Optional[WarmStartOut] = Field(None, description="Solves with w_init: what became of it.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -209,7 +286,8 @@ def _coverage(coverage: Coverage | None) -> dict[str, Any] | None:
     return out
 
 
-def _certificate(certificate: Certificate | None) -> dict[str, Any]:
+def certificate_dict(certificate: Certificate | None) -> dict[str, Any]:
+    """The certificate's wire members (before validation); a placeholder when there is no filter."""
     if certificate is None:
         return {
             "global_optimum": False, "loss": None, "loss_threshold": None, "fit_residual": None,
@@ -233,18 +311,21 @@ def _trial(record: TrialRecord) -> dict[str, Any]:
     }
 
 
-def solve_result_out(result: SolveResult) -> SolveResultOut:
+def solve_result_out(result: SolveResult, network: dict[str, Any] | None = None,
+                     warm_start: dict[str, Any] | None = None) -> SolveResultOut:
     """The typed wire form of a solve's result (members the core did not fill stay unset).
 
     Parameters
     ----------
     result : the core's result.
+    network : the network's description (:func:`cnnrelax.export.network.network_description`), if known.
+    warm_start : the ``warm_start`` member of a solve from ``w_init`` (:mod:`cnnrelax.warm_start`).
 
     Returns
     -------
     The response model; ``model_dump(mode="json", exclude_unset=True)`` is what is stored and sent.
     """
-    certificate = _certificate(result.certificate)
+    certificate = certificate_dict(result.certificate)
     if result.selected_trial is not None:
         certificate["solver"] = _solver(result.trials[result.selected_trial].solution)
     raw = {
@@ -254,10 +335,16 @@ def solve_result_out(result: SolveResult) -> SolveResultOut:
         "trials": [_trial(t) for t in result.trials], "relaxation": result.relaxation,
         "shape": {"n": result.n, "d": result.d, "k": result.k, "m": result.m}, "solve_time_s": result.solve_time_s,
     }
+    if network is not None:
+        raw["network"] = network
+    if warm_start is not None:
+        raw["warm_start"] = warm_start
     return SolveResultOut.model_validate(json_safe(raw))
 
 
-def solve_result_json(result: SolveResult) -> dict[str, Any]:
+def solve_result_json(result: SolveResult, network: dict[str, Any] | None = None,
+                      warm_start: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON object of a solve's result, as stored and sent (see :func:`solve_result_out`)."""
-    out: dict[str, Any] = solve_result_out(result).model_dump(mode="json", exclude_unset=True)
+    out: dict[str, Any] = solve_result_out(result, network, warm_start).model_dump(mode="json",
+                                                                                   exclude_unset=True)
     return out

@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     max_experiment_entries: int = Field(default=400_000_000, ge=1,
                                         description="Largest sum over an experiment's cells of "
                                                     "repetitions*n*k*m (422 past it).")
+    # -- certificates of given filters (POST /v1/certificates) ---------------------------------------
+    certify_inline_entries: int = Field(default=500_000, ge=0,
+                                        description="Problems of at most this many patch entries (n*k*m, scaled "
+                                                    "by trials + coverage_samples over the defaults' 72) are "
+                                                    "certified at once (200); larger ones are queued as a job (202).")
     # -- tenants ------------------------------------------------------------------------------------
     admin_api_keys: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="X-API-Key values that may see and cancel every tenant's jobs and data.")

@@ -126,6 +126,9 @@ class SolveOptionsBase(BaseModel):
                         "entries, y / max|y|), so the same beta means the same thing in every unit.")
     trials: int = Field(CORE_DEFAULTS.trials, ge=1, description="Randomized trials (each a seeded direction r).")
     seed: int = Field(CORE_DEFAULTS.seed, ge=0, le=MAX_SEED, description="Seed of the trial directions.")
+    w_init: Optional[list[float]] = Field(None, min_length=1, description="A warm start (length m, e.g. a PyTorch "
+                                          "filter): polished and certified first; trials run only when it is not "
+                                          "certified (with stop_on_certificate).")
     output_weights: Optional[list[float]] = Field(None, description="c_j >= 0, one per patch (default ones).",
                                                   json_schema_extra=_ITEMS_AT_LEAST_0)
     stop_on_certificate: bool = Field(CORE_DEFAULTS.stop_on_certificate, description="Stop at the first trial "
@@ -172,6 +175,9 @@ class SolveSpec(SolveOptionsBase):
         drawn with it.
     negative_slope : float
         Leaky ReLU's slope for negative inputs, in ``(0, 1)`` (the others ignore it).
+    w_init : list of float, optional
+        A warm start (e.g. a PyTorch filter): polished and certified first; trials run only when it is not
+        certified a global minimum (with ``stop_on_certificate``).
     time_limit_s : float, optional
         The caller's run-time limit (the server caps it).
     """
@@ -324,7 +330,31 @@ class SolveSpec(SolveOptionsBase):
             check_labels(activation, data.labels)
         elif data is not None and data.y_min is not None and kind.needs_label_range:
             check_labels_min(activation, data.y_min, data.y_min_index)
+        self.check_filters(data, ("w_init",))
         return entries
+
+    def filter_length(self, data: DataShape | None) -> int:
+        """``m``, the filter's length, from shapes alone (once :meth:`check` has passed the patching)."""
+        patching = self.patching()
+        d = self.planted.d if self.planted is not None else (data.d if data is not None else 1)
+        if patching is not None:
+            return patching.shape(d)[1]
+        if self.planted is not None:
+            return d // self.planted.k
+        return BlockPatching(self.k or 1).shape(d)[1]
+
+    def check_filters(self, data: DataShape | None, names: tuple[str, ...]) -> None:
+        """The filter-sized members ``names`` (e.g. ``w_init``) have the filter's length ``m`` and finite entries."""
+        m = self.filter_length(data)
+        for name in names:
+            vector = getattr(self, name)
+            if vector is None:
+                continue
+            if len(vector) != m:
+                raise InvalidParameterError(name, f"{name} has {len(vector)} entries but the filter has length m={m} "
+                                                  "(the patch length of this problem); send one number per entry.")
+            if not np.isfinite(np.asarray(vector, dtype=np.float64)).all():
+                raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
 
     def _check_output_weights(self, k: int, activation: Activation) -> None:
         weights = self.output_weights
@@ -346,6 +376,27 @@ class SolveSpec(SolveOptionsBase):
                 "output_weights", f"The activation {activation.name} is not positively homogeneous, so output "
                                   "weights cannot be folded into the patches (c*sigma(u) != sigma(c*u)); use unit "
                                   "output weights with it.")
+
+
+class CertifySpec(SolveSpec):
+    """A certification job (``POST /v1/certificates``): a solve's problem and options, and the filter ``w`` to certify.
+
+    Parameters
+    ----------
+    w : list of float
+        The filter, of the problem's filter length ``m``.
+    r : list of float, optional
+        One direction to run the cone test for (default: the directions of trials ``0 .. trials-1`` with ``seed``).
+    """
+
+    w: list[float]
+    r: list[float] | None = None
+
+    def check(self, data: DataShape | None, limits: Limits) -> int:
+        """:meth:`SolveSpec.check`, and ``w`` (and ``r``) of the filter's length ``m``, finite."""
+        entries = super().check(data, limits)
+        self.check_filters(data, ("w", "r"))
+        return entries
 
 
 def check_labels_min(activation: Activation, y_min: float, index: int | None = None) -> None:

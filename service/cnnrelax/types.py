@@ -36,10 +36,12 @@ TERMINAL_STATUSES: frozenset[JobStatus] = frozenset({JobStatus.succeeded, JobSta
 
 
 class JobKind(StrEnum):
-    """What a job runs: one solve, or one of the paper's experiments (a sweep of cells)."""
+    """What a job runs: one solve, one of the paper's experiments (a sweep of cells), or the certificate of a given
+    filter."""
 
     solve = "solve"
     experiment = "experiment"
+    certify = "certify"
 
 
 #: Why a run stopped before its end: a cancel request, its time limit, the server that started it went

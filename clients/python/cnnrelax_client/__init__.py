@@ -18,6 +18,7 @@ from ._client import API_KEY_ENV, DEFAULT_BASE_URL, URL_ENV, AsyncClient, Client
 from ._errors import CnnrelaxConnectionError, CnnrelaxError, CnnrelaxTimeoutError, JobFailedError
 from ._events import CellEvent, EndEvent, JobEvent, LogEvent, StatusEvent, TrialEvent
 from ._models import (
+    KKT,
     TERMINAL_STATUSES,
     Certificate,
     ConeCertificate,
@@ -35,13 +36,14 @@ from ._models import (
     Trial,
 )
 from ._options import SolveOptions, TrialOptions
+from ._torch import to_torch
 
 __version__ = version("cnnrelax-client")  # from VERSION at the repository root, via the package metadata
 
 __all__ = [
     "API_KEY_ENV", "AsyncClient", "CellEvent", "Certificate", "Client", "CnnrelaxConnectionError", "CnnrelaxError",
     "CnnrelaxTimeoutError", "ConeCertificate", "Coverage", "DEFAULT_BASE_URL", "Dataset", "DatasetPage", "EndEvent",
-    "Experiment", "ExperimentPage", "Job", "JobEvent", "JobFailedError", "JobPage", "JobStatus", "LogEvent",
+    "Experiment", "ExperimentPage", "Job", "JobEvent", "JobFailedError", "JobPage", "JobStatus", "KKT", "LogEvent",
     "Progress", "SolveOptions", "SolveResult", "SolverStats", "StatusEvent", "TERMINAL_STATUSES", "Trial",
-    "TrialEvent", "TrialOptions", "URL_ENV",
+    "TrialEvent", "TrialOptions", "URL_ENV", "to_torch",
 ]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Iterator, Litera
 import httpx
 import numpy.typing as npt
 
+from ._downloads import certify as certify_flow
+from ._downloads import certify_body, download, figure_path, load_npy, load_npz
 from ._errors import CnnrelaxConnectionError, CnnrelaxError
 from ._events import EndEvent, EventStream, JobEvent, apply_event
 from ._flows import (
@@ -24,7 +26,17 @@ from ._flows import (
     solve_body,
     solve_succeeded,
 )
-from ._models import Dataset, DatasetPage, Experiment, ExperimentPage, Job, JobPage, SolveResult
+from ._models import (
+    Certificate,
+    Dataset,
+    DatasetPage,
+    Experiment,
+    ExperimentPage,
+    FloatArray,
+    Job,
+    JobPage,
+    SolveResult,
+)
 from ._options import SolveOptions, TrialOptions, option_members
 
 if TYPE_CHECKING:
@@ -54,6 +66,10 @@ def events_path(job: str | Job | Experiment, kind: JobKind) -> tuple[str, str]:
         return f"/v1/experiments/{job_id}/events", f"experiment {job_id}"
     job_id = job.id if isinstance(job, Job) else job
     return f"/v1/solves/{job_id}/events", f"solve {job_id}"
+
+
+def _job_id(job: str | Job) -> str:
+    return job.id if isinstance(job, Job) else job
 
 
 class _BaseClient:
@@ -382,6 +398,44 @@ class Client(_BaseClient):
         return self._run(self._endpoints.experiment_figure(experiment_id))
 
 
+    # -- certificates and downloads ---------------------------------------------------------------
+    def certify(self, w: ArrayLike, X: ArrayLike | None = None, y: ArrayLike | None = None, *,
+                dataset_id: str | None = None, planted: Mapping[str, Any] | None = None,
+                timeout: float | None = None, **options: Any) -> Certificate:
+        """``POST /v1/certificates``: what is proven about the filter ``w`` (zero loss, the cone test and coverage,
+        stationarity, KKT under constraints, a summary) for the data ``X``, ``y`` (or ``dataset_id``, or
+        ``planted``) and a solve's options (``k``, ``activation``, ``constraints``, ``trials``, ``seed``, ...).
+        A large problem is queued by the server: this waits for it (up to ``timeout`` seconds)."""
+        body = certify_body(w, X, y, dataset_id, planted, options)
+        return self._run(certify_flow(body, max_retries=self._endpoints.max_retries, timeout=timeout,
+                                      poll_interval=self.poll_interval, max_poll_interval=self.max_poll_interval))
+
+    def _download(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        return self._run(download(path, max_retries=self._endpoints.max_retries, params=params))
+
+    def download_filter(self, job: str | Job) -> FloatArray:
+        """``GET /v1/solves/{id}/filter.npy``: the selected filter."""
+        return load_npy(self._download(f"/v1/solves/{_job_id(job)}/filter.npy"))
+
+    def download_result(self, job: str | Job) -> dict[str, FloatArray]:
+        """``GET /v1/solves/{id}/result.npz``: ``w``, ``w_star`` (planted), ``r`` and ``trial_w`` (trials x m), the
+        trials' losses and objectives (NaN where the JSON has null)."""
+        return load_npz(self._download(f"/v1/solves/{_job_id(job)}/result.npz"))
+
+    def download_model(self, job: str | Job) -> bytes:
+        """``GET /v1/solves/{id}/model.onnx``: the fitted network as ONNX bytes (input ``X`` (N, d) float64)."""
+        return self._download(f"/v1/solves/{_job_id(job)}/model.onnx")
+
+    def download_dataset(self, dataset_id: str) -> tuple[FloatArray, FloatArray]:
+        """``GET /v1/datasets/{id}/data.npz``: the dataset's ``X`` and ``y``."""
+        arrays = load_npz(self._download(f"/v1/datasets/{dataset_id}/data.npz"))
+        return arrays["X"], arrays["y"]
+
+    def download_figure(self, experiment: str | Experiment, format: str = "png", dpi: int | None = None) -> bytes:
+        """An experiment's figure as ``format`` bytes (png, svg or pdf), at ``dpi`` dots per inch if given."""
+        experiment_id = experiment.id if isinstance(experiment, Experiment) else experiment
+        return self._download(figure_path(experiment_id, format), None if dpi is None else {"dpi": dpi})
+
 class AsyncClient(_BaseClient):
     """The awaitable twin of :class:`Client`: the same methods, as coroutines.
 
@@ -627,3 +681,39 @@ class AsyncClient(_BaseClient):
         """See :meth:`Client.experiment_figure`."""
         experiment_id = experiment.id if isinstance(experiment, Experiment) else experiment
         return await self._run(self._endpoints.experiment_figure(experiment_id))
+
+    # -- certificates and downloads ---------------------------------------------------------------
+    async def certify(self, w: ArrayLike, X: ArrayLike | None = None, y: ArrayLike | None = None, *,
+                      dataset_id: str | None = None, planted: Mapping[str, Any] | None = None,
+                      timeout: float | None = None, **options: Any) -> Certificate:
+        """See :meth:`Client.certify`."""
+        body = certify_body(w, X, y, dataset_id, planted, options)
+        return await self._run(certify_flow(body, max_retries=self._endpoints.max_retries, timeout=timeout,
+                                            poll_interval=self.poll_interval,
+                                            max_poll_interval=self.max_poll_interval))
+
+    async def _download(self, path: str, params: Mapping[str, Any] | None = None) -> bytes:
+        return await self._run(download(path, max_retries=self._endpoints.max_retries, params=params))
+
+    async def download_filter(self, job: str | Job) -> FloatArray:
+        """See :meth:`Client.download_filter`."""
+        return load_npy(await self._download(f"/v1/solves/{_job_id(job)}/filter.npy"))
+
+    async def download_result(self, job: str | Job) -> dict[str, FloatArray]:
+        """See :meth:`Client.download_result`."""
+        return load_npz(await self._download(f"/v1/solves/{_job_id(job)}/result.npz"))
+
+    async def download_model(self, job: str | Job) -> bytes:
+        """See :meth:`Client.download_model`."""
+        return await self._download(f"/v1/solves/{_job_id(job)}/model.onnx")
+
+    async def download_dataset(self, dataset_id: str) -> tuple[FloatArray, FloatArray]:
+        """See :meth:`Client.download_dataset`."""
+        arrays = load_npz(await self._download(f"/v1/datasets/{dataset_id}/data.npz"))
+        return arrays["X"], arrays["y"]
+
+    async def download_figure(self, experiment: str | Experiment, format: str = "png",
+                              dpi: int | None = None) -> bytes:
+        """See :meth:`Client.download_figure`."""
+        experiment_id = experiment.id if isinstance(experiment, Experiment) else experiment
+        return await self._download(figure_path(experiment_id, format), None if dpi is None else {"dpi": dpi})

@@ -15,6 +15,7 @@ __all__ = [
     "ConeCertificate",
     "Certificate",
     "Coverage",
+    "KKT",
     "SolverStats",
     "Trial",
     "SolveResult",
@@ -161,6 +162,41 @@ class SolverStats:
 
 
 @dataclass(frozen=True)
+class KKT:
+    """KKT conditions of a constrained problem at the filter (``certificate.kkt``).
+
+    ``stationary`` when the Lagrangian's relative ``residual``, the ``complementary_slackness`` and the
+    ``violation`` are within ``tolerance``: a first-order optimum within the constraints. ``multipliers`` of the
+    ``active`` inequalities (e.g. ``upper[3]``), ``binding`` those with a positive one: they stop the fit.
+    """
+
+    stationary: bool
+    residual: float
+    complementary_slackness: float
+    violation: float
+    tolerance: float
+    active: list[str]
+    multipliers: dict[str, float]
+    binding: list[str]
+    reason: str
+    equality_multipliers: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> KKT | None:
+        if not data:
+            return None
+        return cls(
+            stationary=bool(data.get("stationary", False)), residual=float(data.get("residual", np.nan)),
+            complementary_slackness=float(data.get("complementary_slackness", np.nan)),
+            violation=float(data.get("violation", np.nan)), tolerance=float(data.get("tolerance", np.nan)),
+            active=[str(name) for name in data.get("active") or []],
+            multipliers={str(k): float(v) for k, v in (data.get("multipliers") or {}).items()},
+            binding=[str(name) for name in data.get("binding") or []], reason=str(data.get("reason") or ""),
+            equality_multipliers={str(k): float(v) for k, v in (data.get("equality_multipliers") or {}).items()},
+        )
+
+
+@dataclass(frozen=True)
 class Certificate:
     """What proves (or fails to prove) that the selected filter is a global optimum.
 
@@ -179,6 +215,8 @@ class Certificate:
     summary: str | None = None
     relative_gradient_norm: float | None = None
     coverage: Coverage | None = None
+    kkt: KKT | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Certificate:
@@ -193,6 +231,8 @@ class Certificate:
             summary=_opt_str(data.get("summary")),
             relative_gradient_norm=_float(data.get("relative_gradient_norm")),
             coverage=Coverage.from_dict(data.get("coverage")),
+            kkt=KKT.from_dict(data.get("kkt")),
+            raw=dict(data),
         )
 
 
@@ -240,6 +280,10 @@ class Trial:
 class SolveResult:
     """A finished solve: the selected filter ``w`` (numpy), its loss and certificate, and every trial.
 
+    ``network`` describes the fitted network beside ``w`` (patching, activation, output weights): what
+    :func:`to_torch` builds a ``torch.nn.Module`` from. ``warm_start`` says what became of ``w_init`` (a solve
+    started from a filter of the caller's): polished, certified, selected.
+
     ``trial_directions``, ``trial_filters`` and ``trial_losses`` stack the per-trial values into arrays
     (a trial without a filter, e.g. an unbounded LP, gives a row of NaN and a NaN loss).
     """
@@ -257,6 +301,8 @@ class SolveResult:
     solve_time_s: float | None = None
     relaxation: str | None = None
     recovery_sign: int | None = None
+    network: dict[str, Any] | None = None
+    warm_start: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -275,6 +321,8 @@ class SolveResult:
             solve_time_s=_float(data.get("solve_time_s")),
             relaxation=_opt_str(data.get("relaxation")),
             recovery_sign=None if data.get("recovery_sign") is None else int(data["recovery_sign"]),
+            network=dict(data["network"]) if isinstance(data.get("network"), Mapping) else None,
+            warm_start=dict(data["warm_start"]) if isinstance(data.get("warm_start"), Mapping) else None,
             raw=dict(data),
         )
 

@@ -52,6 +52,8 @@ class SolveOptions(TrialOptions, total=False):
 
     #: Patches per row of a data source (d = k*m); default 1.
     k: int
+    #: A warm start of length m (e.g. a PyTorch filter): polished and certified first; trials run only if it is not.
+    w_init: Sequence[float] | Any
     #: Seed of the trials' directions.
     seed: int
     #: c_j >= 0, one per patch (data sources).

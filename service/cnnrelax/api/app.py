@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..settings import Settings
-from . import datasets, events, experiments, operations, solves
+from . import certificates, datasets, downloads, events, experiments, operations, solves
 from .console import install_console
 from .cors import install_cors
 from .dependencies import require_api_key
@@ -33,7 +33,7 @@ DESCRIPTION = (
     "then fetch (optionally waiting) until they end. Every error is an RFC 9457 problem document."
 )
 #: Request models that routes read themselves (off the event loop) rather than as FastAPI body parameters.
-SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest")
+SELF_PARSED_MODELS = ("SolveRequest", "ExperimentRequest", "CertifyRequest")
 
 
 def _self_parsed_components() -> dict[str, Any]:
@@ -98,12 +98,13 @@ def _cursor_parameters(schema: dict[str, Any]) -> None:
 
 def _server_limits(components: dict[str, Any], settings: Settings) -> None:
     """The limits this server is configured with, stated where the request schemas take the values."""
-    solve = components["SolveRequest"]["properties"]
-    solve["trials"]["maximum"] = settings.max_trials
+    for request in ("SolveRequest", "CertifyRequest"):  # a certification's body is a solve's and w
+        solve = components[request]["properties"]
+        solve["trials"]["maximum"] = settings.max_trials
+        solve["k"]["anyOf"][0]["maximum"] = settings.max_matrix_entries
     planted = components["PlantedSpecIn"]["properties"]
     for name in ("n", "d", "k"):
         planted[name]["maximum"] = settings.max_matrix_entries
-    solve["k"]["anyOf"][0]["maximum"] = settings.max_matrix_entries
     inline = components["InlineData"]["properties"]
     inline["X"]["maxItems"] = inline["y"]["maxItems"] = settings.max_matrix_entries
     inline["X"]["items"]["maxItems"] = settings.max_matrix_entries
@@ -197,6 +198,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(datasets.router, dependencies=guarded)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(events.router, dependencies=guarded)
+    app.include_router(downloads.router, dependencies=guarded)
+    app.include_router(certificates.router, dependencies=guarded)
     install_docs(app)
     install_console(app)
     install_problem_handlers(app)

@@ -37,7 +37,7 @@ from ..experiments.specs import (
     invalid_parameter,
     parse_experiment_spec,
 )
-from ..specs import LimitExceeded, SolveSpec
+from ..specs import CertifySpec, LimitExceeded, SolveSpec
 from .problems import ApiError
 
 #: Bodies larger than this are parsed in the helper process (bytes).
@@ -101,7 +101,8 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
     body : bytes
         The raw request body.
     model : str
-        ``"solve"`` (:class:`~cnnrelax.api.schemas.SolveRequest`), ``"experiment"``
+        ``"solve"`` (:class:`~cnnrelax.api.schemas.SolveRequest`), ``"certify"``
+        (:class:`~cnnrelax.api.schemas.CertifyRequest`), ``"experiment"``
         (:class:`~cnnrelax.api.schemas.ExperimentRequest`, returned as its typed spec) or ``"dataset"``
         (:class:`~cnnrelax.api.schemas.DatasetJson`).
     max_numbers : int
@@ -119,8 +120,12 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
         ``("invalid", errors)`` with pydantic's errors, or ``("parameter", name, message, limit, setting)``.
     """
     from ..experiments.specs import RotatedDigitsRequest
-    from .schemas import DatasetJson, SolveRequest
+    from .schemas import CertifyRequest, DatasetJson, SolveRequest
     from .schemas_experiments import ExperimentRequest, PhaseTransitionRequest
+
+    #: Bodies that describe a problem as a solve does: their request model and typed spec.
+    SOLVE_LIKE: dict[str, tuple[type[SolveRequest], type[SolveSpec]]] = {
+        "solve": (SolveRequest, SolveSpec), "certify": (CertifyRequest, CertifySpec)}
 
     numbers = body.count(b",") + 1
     if numbers > max_numbers:
@@ -132,8 +137,9 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
                                      "server decodes from JSON; upload large data as a .npz dataset (POST "
                                      "/v1/datasets) and solve it by dataset_id.", max_numbers, None)
     try:
-        if model == "solve":
-            request = SolveRequest.model_validate_json(body)
+        if model in SOLVE_LIKE:
+            request_model, spec_model = SOLVE_LIKE[model]
+            request = request_model.model_validate_json(body)
             counts = _option_numbers(request)
             if max_constraint_numbers is not None and sum(counts.values()) > max_constraint_numbers:
                 largest = max(counts, key=counts.__getitem__)
@@ -141,7 +147,7 @@ def parse_json_body(body: bytes, model: str, max_numbers: int, max_constraint_nu
                         f"The options hold {sum(counts.values())} numbers ({largest}: {counts[largest]}), more than "
                         "this server takes in one solve's constraints and output_weights.", max_constraint_numbers,
                         "CNNRELAX_MAX_CONSTRAINT_NUMBERS")
-            spec = SolveSpec.model_validate(request.model_dump(exclude_none=True, exclude={"data"}))
+            spec = spec_model.model_validate(request.model_dump(exclude_none=True, exclude={"data"}))
             if request.data is None:
                 return ("ok", spec, None, None)
             X, y = _matrix(request.data.X, "X"), np.array(request.data.y, dtype=np.float64)

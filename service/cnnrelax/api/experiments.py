@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..experiments import list_cells
+from ..experiments.common import MAX_DPI, MIN_DPI
 from ..experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 from ..specs import price_experiment
 from ..store import JobRecord, encode_cursor
@@ -67,7 +68,9 @@ async def get_experiment(job_id: str = JOB_ID, service: Service = Depends(get_se
     return await run_in_threadpool(experiment_view, job)
 
 
-def _figure(service: Service, job_id: str, owner: str | None) -> bytes:
+def figure_bytes(service: Service, job_id: str, owner: str | None, format: str = "png",
+                 dpi: int | None = None) -> bytes:
+    """The figure of a succeeded experiment as ``format`` bytes at ``dpi`` (the default PNG is cached on disk)."""
     store = service.require_store()
     job = store.get_job(job_id, "experiment", owner=owner)
     if job is None:
@@ -75,11 +78,14 @@ def _figure(service: Service, job_id: str, owner: str | None) -> bytes:
     if job.status != JobStatus.succeeded or job.result is None:
         raise ApiError(409, f"The experiment is {job.status}; its figure exists once it has succeeded.",
                        title="No figure yet")
+    from ..experiments import render_figure
+
+    if format != "png" or dpi is not None:  # rendered on demand: only the default PNG is kept
+        with _RENDER_LOCK:  # pyplot keeps global state: one figure at a time
+            return render_figure(job.result, format, dpi)
     path = store.data_dir / "figures" / f"{job.id}.png"
     if path.exists():
         return path.read_bytes()
-    from ..experiments import render_figure
-
     with _RENDER_LOCK:  # pyplot keeps global state: one figure at a time
         if path.exists():
             return path.read_bytes()
@@ -97,13 +103,19 @@ def _figure(service: Service, job_id: str, owner: str | None) -> bytes:
     return png
 
 
+#: The figure's resolution (dots per inch), bounded; absent: the default PNG, cached.
+FIGURE_DPI = Query(None, ge=MIN_DPI, le=MAX_DPI, description=f"Resolution in dots per inch ({MIN_DPI} to "
+                   f"{MAX_DPI}; for SVG and PDF, of their embedded raster images); default 100.")
+
+
 @router.get("/{job_id}/figure.png", response_class=Response, summary="The experiment's figure",
             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "A PNG image."}})
 def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                      tenant: Tenant = Depends(get_tenant)) -> Response:
-    """The figure of a succeeded experiment (heatmaps like the paper's Fig. 1, or the digits comparison)."""
-    return Response(_figure(service, job_id, tenant.sees), media_type="image/png")
+                      tenant: Tenant = Depends(get_tenant), dpi: Optional[int] = FIGURE_DPI) -> Response:
+    """The figure of a succeeded experiment (heatmaps like the paper's Fig. 1, or the digits comparison); also as
+    `figure.svg` and `figure.pdf`."""
+    return Response(figure_bytes(service, job_id, tenant.sees, "png", dpi), media_type="image/png")
 
 
 @router.delete("/{job_id}", response_model=ExperimentOut,

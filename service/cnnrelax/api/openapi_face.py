@@ -54,10 +54,17 @@ ERROR_DESCRIPTIONS = {
     "503": "Not ready, or busy (connections, requests in flight, body memory): retry after Retry-After seconds.",
     "507": "The server's disk is full: nothing was stored.",
 }
+_NO_FIGURE = {"409": "The experiment has not succeeded (yet): there is no figure."}
+_NO_FILTER = {"409": "The solve has not succeeded (yet), or it produced no filter."}
 #: Error statuses routes answer that their shape does not show, by operation id (with what they mean there).
 DECLARED_ERRORS: dict[str, dict[str, str]] = {
     "readyz": {"503": "Not ready: the problem document's `checks` say which check failed."},
-    "experiment_figure": {"409": "The experiment has not succeeded (yet): there is no figure."},
+    "experiment_figure": _NO_FIGURE,
+    "experiment_figure_svg": _NO_FIGURE,
+    "experiment_figure_pdf": _NO_FIGURE,
+    "download_filter": _NO_FILTER,
+    "download_result": _NO_FILTER,
+    "download_model": _NO_FILTER,
     "delete_dataset": {"409": "Queued or running jobs still use the dataset."},
 }
 #: Statuses answered for any request before it reaches a route (an HTTP edge in front of the app: e.g. 408 for a

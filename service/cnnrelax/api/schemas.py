@@ -203,6 +203,16 @@ class SolveRequest(_Strict, SolveOptionsBase, ProblemSourceIn):  # the options: 
         return self
 
 
+class CertifyRequest(SolveRequest):
+    """A filter to certify (`POST /v1/certificates`): the problem as in a solve (one source, patching, activation,
+    output weights, constraints) and `w`. `trials` and `seed` name the directions the cone test is run for (those
+    of a solve with these options), unless `r` gives one."""
+
+    w: list[StrictFloat] = Field(min_length=1, description="The filter to certify (length m, the patch length).")
+    r: Optional[list[StrictFloat]] = Field(None, min_length=1, description="One direction for the cone test "
+                                           "(default: the directions of trials 0..trials-1 with `seed`).")
+
+
 # -------------------------------------------------------------------------------------------------
 # results and jobs
 # -------------------------------------------------------------------------------------------------
@@ -228,6 +238,13 @@ class JobOut(_Sent):
                                             "a certificate (stop_on_certificate) ends with done below total.")
     error: Optional[str] = Field(description="Why the job failed or was cancelled.")
     result: Optional[SolveResultOut] = Field(description="Set once the job succeeded (or partial).")
+
+
+class CertificationJobOut(JobOut):
+    """A queued certification (`POST /v1/certificates` of a large problem): a job whose result is the certificate."""
+
+    result: Optional[CertificateOut] = Field(  # type: ignore[assignment]  # a certification's result is a certificate
+        description="The certificate, once the job succeeded.")
 
 
 class JobSummary(_Sent):

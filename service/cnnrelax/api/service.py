@@ -203,7 +203,8 @@ class Service:
         return job, created
 
     def accept_solve(self, spec: SolveSpec, arrays: tuple[Any, Any] | None, *, owner: str,
-                     sees: str | None, idempotency_key: str | None) -> tuple[JobRecord, bool]:
+                     sees: str | None, idempotency_key: str | None,
+                     kind: JobKind = JobKind.solve) -> tuple[JobRecord, bool]:
         """Check a solve once, from shapes alone, and queue it (blocking: call from a worker thread).
 
         Inline ``arrays`` (``X``, ``y`` parsed from ``data``) become a dataset of ``owner``: the stored spec
@@ -221,6 +222,8 @@ class Service:
             The caller's tenant, and whose datasets it may name.
         idempotency_key : str, optional
             The request's ``Idempotency-Key``.
+        kind : JobKind
+            ``solve``, or ``certify`` for a :class:`~cnnrelax.specs.CertifySpec`.
 
         Returns
         -------
@@ -228,23 +231,29 @@ class Service:
             The job and whether it is new.
         """
         store = self.require_store()
-        data: DataShape | None = None
+        data = self.data_shape(spec, arrays, sees)
         if arrays is not None:
-            data = DataShape(int(arrays[0].shape[0]), int(arrays[0].shape[1]), labels=arrays[1])
             spec = spec.model_copy(update={"dataset_id": dataset_digest(*arrays)})
-        elif spec.dataset_id is not None:
-            record = store.get_dataset(spec.dataset_id, owner=sees)
-            if record is None:
-                raise InvalidParameterError("dataset_id", f"No dataset {spec.dataset_id} is stored; upload it "
-                                                          "with POST /v1/datasets first.")
-            data = DataShape(record.n, record.d, record.y_min, record.y_min_index)
         spec.check(data, self.limits)
         if arrays is not None:  # stored once, as the tenant's dataset; the job names it
             self.require_space(int(arrays[0].nbytes + arrays[1].nbytes))
             store.put_dataset(arrays[0], arrays[1], "inline", owner=owner)
-        return self.submit(JobKind.solve, spec.model_dump_json(), idempotency_key=idempotency_key,
+        return self.submit(kind, spec.model_dump_json(), idempotency_key=idempotency_key,
                            dataset_id=spec.dataset_id, time_limit_s=spec.time_limit_s, progress_total=spec.trials,
                            owner=owner)
+
+    def data_shape(self, spec: SolveSpec, arrays: tuple[Any, Any] | None, sees: str | None) -> DataShape | None:
+        """What the boundary knows of a spec's data: inline ``arrays``, or the stored dataset's metadata that ``sees``
+        may read (422 naming ``dataset_id`` when there is none); ``None`` for a planted problem."""
+        if arrays is not None:
+            return DataShape(int(arrays[0].shape[0]), int(arrays[0].shape[1]), labels=arrays[1])
+        if spec.dataset_id is None:
+            return None
+        record = self.require_store().get_dataset(spec.dataset_id, owner=sees)
+        if record is None:
+            raise InvalidParameterError("dataset_id", f"No dataset {spec.dataset_id} is stored; upload it "
+                                                      "with POST /v1/datasets first.")
+        return DataShape(record.n, record.d, record.y_min, record.y_min_index)
 
     async def wait_for(self, job_id: str, kind: str, wait: float, *, owner: str | None = None,
                        with_request: bool = True) -> JobRecord | None:

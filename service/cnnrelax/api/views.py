@@ -10,7 +10,16 @@ from fastapi import Response
 from ..experiments.specs import load_experiment_spec
 from ..store import DatasetRecord, JobRecord
 from ..types import JobStatus
-from .schemas import DatasetOut, ExperimentOut, JobOut, JobSummary, ProgressOut, SolveResultOut
+from .schemas import (
+    CertificateOut,
+    CertificationJobOut,
+    DatasetOut,
+    ExperimentOut,
+    JobOut,
+    JobSummary,
+    ProgressOut,
+    SolveResultOut,
+)
 from .service import timestamp
 
 
@@ -33,6 +42,13 @@ def job_view(job: JobRecord) -> JobOut:
     result = job.result
     return JobOut(**_common(job), cancel_requested=job.cancel_requested,
                   result=None if result is None else SolveResultOut.model_validate(result))
+
+
+def certification_view(job: JobRecord) -> CertificationJobOut:
+    """A certification job (``POST /v1/certificates`` of a large problem): its result is the certificate object."""
+    result = job.result
+    return CertificationJobOut(**_common(job), cancel_requested=job.cancel_requested,
+                               result=None if result is None else CertificateOut.model_validate(result))
 
 
 def job_summary(job: JobRecord) -> JobSummary:

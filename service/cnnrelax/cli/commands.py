@@ -679,7 +679,10 @@ def experiments_cancel(
 
 def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | None, api_key: str | None,
                            timeout: float | None, as_json: bool, quiet: bool) -> None:
-    """Run an experiment against a service or in-process, with a progress bar; save its figure."""
+    """Run an experiment against a service or in-process, with a progress bar; save its figure in the format its
+    suffix names (png, svg or pdf)."""
+    if out is not None:
+        figure_format(out)  # a wrong suffix is refused before any work
     label = str(spec["kind"]).replace("_", " ")
     figure: bytes | None = None
     experiment_id: str | None = None
@@ -695,7 +698,7 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
                 experiment_id = experiment.id
                 result = experiment.result or {}
                 if out is not None:
-                    figure = client.experiment_figure(experiment)
+                    figure = client.download_figure(experiment, figure_format(out))
         except _client_error_types() as error:
             fail_from_client_error(error)
     else:
@@ -723,7 +726,7 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
             except ValueError as error:
                 fail(str(error), code=2)
         if out is not None:
-            figure = render_figure(result)
+            figure = render_figure(result, figure_format(out))
     if figure is not None and out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(figure)
@@ -749,6 +752,14 @@ def spec_shown(spec: dict[str, Any]) -> dict[str, Any]:
                 value = value[0] if value else None
             shown[name] = {"shape": shape}
     return shown
+def figure_format(path: Path) -> str:
+    """The figure format ``path``'s suffix names: png, svg or pdf (exit 2 for another)."""
+    from ..experiments.common import FIGURE_MEDIA_TYPES
+
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in FIGURE_MEDIA_TYPES:
+        fail(f"--out {path}: the suffix names the figure's format; use .png, .svg or .pdf.", code=2)
+    return suffix
 
 
 def _extra_fields(settings: list[str]) -> dict[str, Any]:
@@ -776,7 +787,8 @@ def experiment_phase_transition(
     trials: Optional[int] = typer.Option(None, min=1, help="Relaxation trials per repetition."),
     seed: int = typer.Option(0, help="Seed of the whole sweep."),
     extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the heatmaps here (PNG)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False,
+                                       help="Write the heatmaps here (.png, .svg or .pdf)."),
     url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
                                       help="Service URL; without it the sweep runs in this process."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV),
@@ -806,7 +818,8 @@ def experiment_digits(
     images: Optional[Path] = typer.Option(None, "--images", dir_okay=False,
                                           help="Your own images: .npz with 'images' (N x H x W), optional 'angles'."),
     extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False, help="Write the figure here (PNG)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False,
+                                       help="Write the figure here (.png, .svg or .pdf)."),
     url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
                                       help="Service URL; without it the experiment runs in this process."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV),
@@ -829,3 +842,119 @@ def experiment_digits(
             spec["angles"] = archive["angles"].tolist()
     spec.update(_extra_fields(extra))
     run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet)
+
+
+# ---------------------------------------------------------------------------------------------------
+# certify
+# ---------------------------------------------------------------------------------------------------
+
+def read_filter(text: str) -> list[float]:
+    """``--w``: comma-separated numbers, or a ``.npy`` / ``.npz`` (array ``w``) / ``.csv`` file holding them."""
+    path = Path(text)
+    if path.suffix.lower() in (".npy", ".npz", ".csv") and path.exists():
+        loaded = load_array(path)
+        array = loaded["w"] if isinstance(loaded, dict) and "w" in loaded else loaded
+        if isinstance(array, dict):
+            fail(f"--w {path}: expected an .npz archive with an array named 'w'.", code=2)
+        return [float(value) for value in np.asarray(array, dtype=np.float64).reshape(-1)]
+    return parse_number_list(text, "--w")
+
+
+def certify_in_process(X: np.ndarray | None, y: np.ndarray | None, members: dict[str, Any]) -> dict[str, Any]:
+    """Build the :class:`~cnnrelax.specs.CertifySpec`, check it and certify in this process (the job function a
+    worker runs); return the certificate's JSON."""
+    from ..certification import run_certify_job
+    from ..specs import UNLIMITED, CertifySpec, DataShape
+
+    spec = CertifySpec.model_validate({key: value for key, value in members.items() if value is not None})
+    data = None if X is None or y is None else DataShape(X.shape[0], X.shape[1], labels=y)
+    spec.check(data, UNLIMITED)
+    return run_certify_job(spec, None if X is None or y is None else (X, y))
+
+
+def render_certificate(certificate: dict[str, Any]) -> None:
+    """A person's view of a certificate: the summary, then each measure."""
+    table = Table(title="cnnrelax certificate", show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold")
+    table.add_row("summary", str(certificate.get("summary")))
+    table.add_row("global optimum", fmt(certificate.get("global_optimum")))
+    table.add_row("loss L(w)", f"{fmt(certificate.get('loss'))} (zero below {fmt(certificate.get('loss_threshold'))})")
+    cone = certificate.get("cone") or {}
+    table.add_row("cone", str(cone.get("reason")))
+    coverage = certificate.get("coverage") or {}
+    table.add_row("coverage", str(coverage.get("reason")))
+    table.add_row("relative gradient norm", fmt(certificate.get("relative_gradient_norm")))
+    kkt = certificate.get("kkt")
+    if kkt:
+        table.add_row("KKT", str(kkt.get("reason")))
+        if kkt.get("multipliers"):
+            named = ", ".join(f"{name}={fmt(value)}" for name, value in kkt["multipliers"].items())
+            table.add_row("multipliers", named)
+    stdout.print(table)
+
+
+@app.command()
+def certify(
+    data: Optional[Path] = typer.Argument(
+        None, help="Data file: .npz with arrays X and y, or .npy / .csv with y in the last column.", dir_okay=False),
+    w: str = typer.Option(..., "--w", help="The filter to certify: comma-separated numbers, or a .npy/.npz/.csv file."),
+    labels: Optional[Path] = typer.Option(None, "--labels", "-y", dir_okay=False,
+                                          help="Labels in their own .npy / .csv file (then DATA is all X)."),
+    planted: Optional[str] = typer.Option(None, "--planted", help="A planted problem instead of a file, "
+                                          "e.g. n=2000,d=20,k=1,seed=0."),
+    k: Optional[int] = typer.Option(None, "--k", "-k", min=1, help="Patches per row (d = k*m) (default: 1)."),
+    trials: Optional[int] = typer.Option(None, min=1, help="Test the directions of this many trials (default: 8)."),
+    seed: Optional[int] = typer.Option(None, help="Seed of the trials' directions and of the coverage (default: 0)."),
+    output_weights: Optional[str] = typer.Option(None, help="Output weights c_j >= 0, comma-separated."),
+    coverage_samples: Optional[int] = typer.Option(None, "--coverage-samples", min=0,
+                                                   help="Directions sampled for the coverage (0 skips; default 64)."),
+    activation: Optional[str] = typer.Option(None, "--activation", help="relu (default), leaky_relu, absolute, "
+                                             "squared_relu or softplus."),
+    negative_slope: Optional[float] = typer.Option(None, "--negative-slope", help="leaky_relu's slope (0, 1)."),
+    constraints: Optional[str] = typer.Option(None, "--constraints", help="Constraints on w as JSON, e.g. "
+                                              "'{\"lower\": -0.3, \"upper\": 0.3}'."),
+    url: Optional[str] = typer.Option(None, "--url", envvar=URL_ENV,
+                                      help="Service URL; without it the certificate is computed in this process."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar=API_KEY_ENV, help="X-API-Key for the service."),
+    timeout: Optional[float] = typer.Option(None, help="Give up waiting for the service after this many seconds."),
+    as_json: bool = typer.Option(False, "--json", help="Print the certificate as JSON only."),
+) -> None:
+    """Certify a filter you already have (from PyTorch or anywhere): zero loss, the cone test and its coverage,
+    stationarity and, under constraints, the KKT conditions; one sentence says what is proven."""
+    if (data is None) == (planted is None):
+        fail("give exactly one problem source: a DATA file or --planted n=...,d=...", code=2)
+    members: dict[str, Any] = {
+        "w": read_filter(w), "planted": parse_planted(planted) if planted is not None else None, "k": k,
+        "trials": trials, "seed": seed, "coverage_samples": coverage_samples, "activation": activation,
+        "negative_slope": negative_slope,
+        "output_weights": parse_number_list(output_weights, "--output-weights") if output_weights else None,
+        "constraints": json.loads(constraints) if constraints else None,
+    }
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    if data is not None:
+        X, y = load_problem_data(data, labels)
+    if url:
+        try:
+            with service_client(url, api_key) as client:
+                options = {key: value for key, value in members.items() if key not in ("w", "planted")}
+                answer = client.certify(members["w"], X, y, planted=members["planted"], timeout=timeout,
+                                        **{key: value for key, value in options.items() if value is not None})
+        except _client_error_types() as error:
+            fail_from_client_error(error)
+        certificate = answer.raw
+    else:
+        from pydantic import ValidationError
+
+        try:
+            certificate = certify_in_process(X, y, members)
+        except InvalidParameterError as error:
+            fail(f"{error.parameter}: {error.message}", code=2)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            fail(f"{'.'.join(str(part) for part in first.get('loc', ()))}: {first['msg']}", code=2)
+    if as_json:
+        print_json(certificate)
+    else:
+        render_certificate(certificate)

@@ -42,6 +42,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import nnls
 
+from .certificates.kkt import KKTCertificate, constrained_summary, imposes_nothing, kkt_certificate
 from .constraints import ResolvedConstraints
 from .problem import ConvProblem, FloatArray
 
@@ -99,6 +100,7 @@ class Certificate:
     summary: str = ""
     relative_gradient_norm: float | None = None
     coverage: Coverage | None = None
+    kkt: KKTCertificate | None = None  # constrained problems only
 
 
 # -------------------------------------------------------------------------------------------------
@@ -492,8 +494,8 @@ def coverage(
 
 
 def summary(global_optimum: bool, loss: float, threshold: float, cone: ConeCertificate,
-            gradient: float | None) -> str:
-    """One sentence on what the certificate proves about the selected filter."""
+            gradient: float | None, kkt: KKTCertificate | None = None) -> str:
+    """One sentence on what the certificate proves about the selected filter (``kkt``: constrained problems)."""
     if global_optimum:
         text = (f"Zero loss (L = {loss:.3g} <= {threshold:.3g}): the selected filter is a global minimum of the "
                 "non-convex training loss.")
@@ -501,6 +503,8 @@ def summary(global_optimum: bool, loss: float, threshold: float, cone: ConeCerti
             text += (" No direction tried makes it the relaxation's optimum (it came from polishing), which "
                      "does not weaken the zero-loss certificate.")
         return text
+    if kkt is not None:
+        return constrained_summary(loss, threshold, kkt)
     text = (f"No filter reached zero loss (L = {loss:.3g} > {threshold:.3g}): zero loss cannot certify a global "
             "minimum here (labels no filter fits, e.g. noisy ones), and the cone test applies only to a filter "
             "that fits y.")
@@ -538,7 +542,9 @@ def certify(
     tested = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol, cone=cone)
     optimum = bool(loss <= threshold)
     gradient = relative_gradient_norm(problem, w)
+    kkt = None if constraints is None or imposes_nothing(constraints) else kkt_certificate(problem, w, constraints)
     return Certificate(
         global_optimum=optimum, loss=loss, loss_threshold=threshold, fit_residual=fit_residual(problem, w),
-        cone=tested, summary=summary(optimum, loss, threshold, tested, gradient), relative_gradient_norm=gradient,
+        cone=tested, summary=summary(optimum, loss, threshold, tested, gradient, kkt), relative_gradient_norm=gradient,
+        kkt=kkt,
     )

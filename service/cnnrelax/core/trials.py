@@ -278,4 +278,4 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
                         tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, should_stop=should_stop)
     return replace(base, cone=cone_cert, coverage=estimate,
                    summary=summary(base.global_optimum, base.loss, base.loss_threshold, cone_cert,
-                                   base.relative_gradient_norm))
+                                   base.relative_gradient_norm, base.kkt))

@@ -15,7 +15,7 @@ Contract (the service's job runner relies on it):
   :class:`ExperimentCancelled` soon after ``should_stop()`` turns true. ``map_cells(run, cells)`` may run
   ``run(cell)`` elsewhere (a process pool, Dask) and yield results as they finish; without it cells run
   here, one after the other, and a cell stops mid-way when asked.
-- ``render_figure(result) -> bytes``: a PNG (matplotlib is imported only then).
+- ``render_figure(result, format, dpi) -> bytes``: a PNG, SVG or PDF (matplotlib is imported only then).
 """
 
 from __future__ import annotations
@@ -52,11 +52,13 @@ __all__ = [
 ]
 
 
-def render_figure(result: dict[str, Any]) -> bytes:
-    """PNG bytes of the result's figure (matplotlib is imported on the first call)."""
+def render_figure(result: dict[str, Any], format: str = "png", dpi: int | None = None) -> bytes:
+    """The result's figure as ``format`` bytes (png, svg or pdf) at ``dpi`` (default the PNG's); matplotlib is
+    imported on the first call."""
+    from .figures import DPI, ImageFormat
     from .figures import render_figure as render
 
-    return render(result)
+    return render(result, ImageFormat(format, DPI if dpi is None else dpi))
 
 
 def figure_size_px(result: dict[str, Any]) -> tuple[int, int]:

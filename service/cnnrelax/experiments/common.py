@@ -25,3 +25,8 @@ def check_stop(should_stop: ShouldStop | None) -> None:
 def derived_seed(*parts: int) -> int:
     """A 31-bit seed derived from integer parts (``numpy.random.SeedSequence``), stable across processes."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, dtype=np.uint32)[0] >> 1)
+
+#: The formats an experiment's figure is written in, with their media types.
+FIGURE_MEDIA_TYPES = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf"}
+#: The resolutions a figure may be asked for (dots per inch): a PNG's pixel count grows with the square.
+MIN_DPI, MAX_DPI = 36, 300

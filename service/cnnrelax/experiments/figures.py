@@ -9,6 +9,7 @@ with 95% intervals beside the paper's numbers, the paired differences, and the l
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib
@@ -36,9 +37,21 @@ def figure_size_px(result: dict[str, Any]) -> tuple[int, int]:
     return int(round(DIGITS_SIZE_IN[0] * DPI)), int(round(DIGITS_SIZE_IN[1] * DPI))
 
 
-def _png(fig: Any) -> bytes:
+@dataclass(frozen=True)
+class ImageFormat:
+    """How a figure is written: ``format`` (a key of :data:`~.common.FIGURE_MEDIA_TYPES`) at ``dpi`` dots per
+    inch (for SVG and PDF, the resolution of their embedded raster images)."""
+
+    format: str = "png"
+    dpi: int = DPI
+
+
+PNG = ImageFormat()
+
+
+def _png(fig: Any, image: ImageFormat = PNG) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.savefig(buffer, format=image.format, dpi=image.dpi)
     plt.close(fig)
     return buffer.getvalue()
 
@@ -64,7 +77,7 @@ def _activation_label(result: dict[str, Any]) -> str:
     return f", {name}"
 
 
-def render_phase_transition(result: dict[str, Any]) -> bytes:
+def render_phase_transition(result: dict[str, Any], image: ImageFormat = PNG) -> bytes:
     """Min-error heatmaps on one colour scale shared by every method (top) and per-trial success rates (bottom)."""
     methods, ds, ns = result["methods"], result["d"], result["n"]
     width, height = figure_size_px(result)
@@ -105,7 +118,7 @@ def render_phase_transition(result: dict[str, Any]) -> bytes:
                     ax.legend(loc="upper left", fontsize=7)
     fig.colorbar(images[0], ax=list(axes[0, :]), fraction=0.046, pad=0.02, label="one scale for every method")
     fig.colorbar(images[1], ax=list(axes[1, :]), fraction=0.046, pad=0.02)
-    return _png(fig)
+    return _png(fig, image)
 
 
 def _mean_interval(values: list[float]) -> tuple[float, float]:
@@ -118,7 +131,7 @@ def _mean_interval(values: list[float]) -> tuple[float, float]:
     return float(arr.mean()), float(student.ppf(0.975, arr.size - 1) * arr.std(ddof=1) / np.sqrt(arr.size))
 
 
-def render_rotated_digits(result: dict[str, Any]) -> bytes:
+def render_rotated_digits(result: dict[str, Any], image: ImageFormat = PNG) -> bytes:
     """Per-seed test RMSEs with 95% intervals beside the paper's numbers, the paired differences per filter
     shape, and the learned filters of the first seed."""
     width, height = figure_size_px(result)
@@ -208,14 +221,14 @@ def render_rotated_digits(result: dict[str, Any]) -> bytes:
         sub.set_yticks([])
         sub.set_title(f"{shape[0]}x{shape[1]} #{i} (seed {seeds[0]})", fontsize=6)
     fig.tight_layout()
-    return _png(fig)
+    return _png(fig, image)
 
 
-def render_figure(result: dict[str, Any]) -> bytes:
-    """PNG bytes of the result's figure (size given by :func:`figure_size_px`)."""
+def render_figure(result: dict[str, Any], image: ImageFormat = PNG) -> bytes:
+    """The bytes of the result's figure in ``image``'s format (PNG size given by :func:`figure_size_px`)."""
     kind = result.get("kind") if isinstance(result, dict) else None
     if kind == "phase_transition":
-        return render_phase_transition(result)
+        return render_phase_transition(result, image)
     if kind == "rotated_digits":
-        return render_rotated_digits(result)
+        return render_rotated_digits(result, image)
     raise InvalidParameterError("kind", f"No figure for an experiment of kind {kind!r}.")

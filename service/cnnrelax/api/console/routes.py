@@ -362,9 +362,9 @@ def experiment_fragment(request: Request, job_id: str, service: Annotated[Servic
 def experiment_figure(job_id: str, service: Annotated[Service, Depends(get_service)],
                       viewer_: Annotated[Viewer, Depends(viewer)]) -> Response:
     """The figure of ``GET /v1/experiments/{id}/figure.png``, for the session's tenant (an ``<img>`` sends no key)."""
-    from ..experiments import _figure  # the API route's own renderer and cache, scoped the same way
+    from ..experiments import figure_bytes  # the API route's own renderer and cache, scoped the same way
 
-    png = _figure(service, job_id[:64], viewer_.tenant.sees)
+    png = figure_bytes(service, job_id[:64], viewer_.tenant.sees)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
