@@ -132,7 +132,7 @@ def test_an_experiment_is_priced_by_its_cells(server: ServerProcess, http: httpx
     assert problem["parameter"] == "n" and problem["setting"] == "CNNRELAX_MAX_MATRIX_ENTRIES"
     many = {"kind": "phase_transition", "d": [1000, 2000], "n": [5000, 10000], "repetitions": 10000}
     problem, _, _ = priced(server, lambda: http.post("/v1/experiments", json=many))
-    assert problem["parameter"] == "repetitions" and problem["setting"] == "CNNRELAX_MAX_EXPERIMENT_ENTRIES"
+    assert problem["parameter"] == "repetitions" and problem["setting"] == "CNNRELAX_JOB_TIME_LIMIT_S"
     assert http.get("/v1/experiments").json()["items"] == []
 
 

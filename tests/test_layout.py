@@ -19,6 +19,7 @@ LAYERS = [
     BASE,
     CORE,
     {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments"},
+    {"pricing"},  # prices specs (cnnrelax.specs, cnnrelax.experiments.specs) from calibrated data
     {"jobs"},
     {"executors"},
     {"api"},
