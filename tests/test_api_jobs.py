@@ -104,6 +104,10 @@ def test_cancel_a_queued_job_is_immediate(start_server) -> None:
     server = start_server(workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         blocker = submit(http, LONG).json()
+        deadline = time.monotonic() + 30
+        while http.get(f"/v1/solves/{blocker['id']}").json()["status"] == "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         queued = submit(http, PLANTED).json()
         answer = http.delete(f"/v1/solves/{queued['id']}")
         assert answer.status_code == 200

@@ -378,7 +378,7 @@ def test_a_hundred_long_polls_on_a_big_job_are_cheap(tmp_path_factory: pytest.Te
     server = ServerProcess(tmp_path_factory.mktemp("polls"), workers=1).start()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            blocker = client.post("/v1/solves", json={"planted": {"n": 3000, "d": 300, "k": 1}, "trials": 200,
+            blocker = client.post("/v1/solves", json={"planted": {"n": 3000, "d": 300, "k": 1}, "trials": 60,
                                                       "stop_on_certificate": False, "polish": False})
             assert blocker.status_code == 202
             big = client.post("/v1/solves", content=_big_body(seed=4), headers={"content-type": "application/json"})

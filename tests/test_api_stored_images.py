@@ -17,7 +17,7 @@ from cnnrelax.experiments.rotated_digits import upsampled_digits
 
 from conftest import assert_problem, wait_job
 
-FAST = {"kind": "rotated_digits", "seeds": 1, "filters": 1, "filter_shapes": [[4, 4]], "fit_samples": 100}
+FAST = {"kind": "rotated_digits", "seeds": 1, "filters": 1, "filter_shapes": [[3, 3]], "fit_samples": 60}
 
 
 def npz_bytes(**arrays: np.ndarray) -> bytes:
@@ -34,19 +34,19 @@ def upload(http: httpx.Client, body: bytes) -> dict[str, Any]:
 
 def test_rotated_digits_on_an_uploaded_image_set_equals_the_in_process_run(http: httpx.Client,
                                                                            tmp_path: Path) -> None:
-    images = upsampled_digits(120, seed=1).astype(np.uint8)
+    images = (np.random.default_rng(1).random((80, 12, 10)) * 255).astype(np.uint8)
     body = npz_bytes(images=images)
     dataset = upload(http, body)
-    assert dataset["image_shape"] == [28, 28] and dataset["angles_given"] is False and dataset["n"] == 120
+    assert dataset["image_shape"] == [12, 10] and dataset["angles_given"] is False and dataset["n"] == 80
     answer = http.post("/v1/experiments", json={**FAST, "images_dataset_id": dataset["id"]})
     assert answer.status_code == 202, answer.text
-    assert answer.json()["spec"]["image_shape"] == [28, 28] and answer.json()["spec"]["image_count"] == 120
+    assert answer.json()["spec"]["image_shape"] == [12, 10] and answer.json()["spec"]["image_count"] == 80
     done = wait_job(http, answer.headers["location"], timeout=120)
     assert done["status"] == "succeeded", done
     path = tmp_path / "images.npz"
     path.write_bytes(body)
     local = run_experiment({**FAST, "images_path": str(path)}, progress=lambda *a: None, should_stop=lambda: False)
-    assert done["result"]["images"] == 120
+    assert done["result"]["images"] == 80 and done["result"]["source"] == f"dataset {dataset['id']}"
     assert done["result"]["rmse_raw_per_seed"] == pytest.approx(local["rmse_raw_per_seed"], rel=1e-9)
     assert done["result"]["rmse_filter"] == pytest.approx(local["rmse_filter"], rel=1e-6)
     assert http.delete(f"/v1/datasets/{dataset['id']}").status_code == 204  # the job is over: it may go
