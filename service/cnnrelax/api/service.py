@@ -132,7 +132,7 @@ class Service:
         jobs, datasets = store.purge(jobs_before=now - self.settings.job_retention_s,
                                      datasets_before=now - self.settings.dataset_retention_s)
         for job_id in jobs:
-            (store.data_dir / "figures" / f"{job_id}.png").unlink(missing_ok=True)
+            self._remove_figures(job_id)
         if jobs or datasets:
             log.info("purged expired jobs and datasets", extra={"jobs": len(jobs), "datasets": len(datasets)})
         return jobs, datasets
@@ -309,11 +309,15 @@ class Service:
         cancelled = self.cancel(job_id, kind, owner)
         return None if cancelled is None else (cancelled, False)
 
+    def _remove_figures(self, job_id: str) -> None:
+        """Delete a job's rendered figures, every format (``<data_dir>/figures/<id>.*``)."""
+        for path in (self.require_store().data_dir / "figures").glob(f"{job_id}.*"):
+            path.unlink(missing_ok=True)
+
     def _forget(self, job: JobRecord) -> None:
         """What goes with a removed job: its figures (every format) and its inline dataset no one else uses."""
         store = self.require_store()
-        for path in (store.data_dir / "figures").glob(f"{job.id}.*"):
-            path.unlink(missing_ok=True)
+        self._remove_figures(job.id)
         if job.dataset_id is not None:
             store.release_inline_dataset(job.dataset_id, job.owner)
         self.waiters.notify(job.id)
