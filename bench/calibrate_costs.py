@@ -9,6 +9,7 @@ are run in process and their measured CPU compared with the estimate (``checks``
 
     nice python bench/calibrate_costs.py                      # writes service/cnnrelax/pricing/costs.json
     python bench/calibrate_costs.py --out /tmp/costs.json --quick
+    python bench/calibrate_costs.py --estimates               # prices the issue's and the README's jobs
 
 It takes about two minutes of CPU (``--quick``: about half). Timings on a shared machine are noisy: the fit
 uses the least of ``--repeat`` runs of each point (noise only ever adds time).
@@ -242,6 +243,36 @@ def run_checks() -> list[dict[str, Any]]:
     return checks
 
 
+#: The jobs the issue and the README name, priced by ``--estimates`` (nothing is run).
+PRICED_JOBS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("README solve (planted n=500 d=20 k=2, 8 trials)", {"planted": {"n": 500, "d": 20, "k": 2, "seed": 0},
+                                                          "trials": 8, "seed": 0}),
+    ("default phase transition (k=1, 20 repetitions)", {"kind": "phase_transition"}),
+    *((f"paper grid k={k} (repetitions 100, both methods)", {"kind": "phase_transition", "k": k, "repetitions": 100})
+      for k in (1, 2, 5)),
+    ("default rotated digits (8x8)", {"kind": "rotated_digits"}),
+    ("issue 16 bomb: phase transition 10,000 repetitions x 1000 trials",
+     {"kind": "phase_transition", "k": 1, "d": [2], "n": [8], "repetitions": 10000, "trials": 1000}),
+    ("issue 16 bomb: planted solve n*d = 2e7, 1000 trials, 10,000 coverage samples",
+     {"planted": {"n": 1_000_000, "d": 20}, "trials": 1000, "coverage_samples": 10000}),
+)
+
+
+def print_estimates() -> None:
+    """The estimates of :data:`PRICED_JOBS` and of MNIST-sized stored images, from the package's coefficients."""
+    for label, members in PRICED_JOBS:
+        if "kind" in members:
+            estimate = estimate_cost(parse_experiment_spec(members))
+        else:
+            spec = SolveSpec.model_validate(members)
+            estimate = estimate_cost(spec, spec.size(None))
+        print(f"{estimate.cpu_s:12.1f} CPU-s  {label}")
+    stored = parse_experiment_spec({"kind": "rotated_digits", "images_dataset_id": "0" * 64})
+    for count in (5000, 8000):
+        estimate = estimate_cost(stored.with_dataset((28, 28), count, False))
+        print(f"{estimate.cpu_s:12.1f} CPU-s  rotated digits on {count} stored images of 28x28 (defaults)")
+
+
 def machine() -> dict[str, Any]:
     model = ""
     try:
@@ -261,7 +292,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="Fewer sizes (about half the time).")
     parser.add_argument("--repeat", type=int, default=2, help="Runs of each point; the least is kept.")
     parser.add_argument("--no-checks", action="store_true", help="Skip the whole-job checks.")
+    parser.add_argument("--estimates", action="store_true",
+                        help="Measure nothing: print the estimates of the issue's and the README's jobs.")
     args = parser.parse_args()
+    if args.estimates:
+        print_estimates()
+        return
     started = time.process_time()
     data = calibrate(args.quick, args.repeat)
     data.update(date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), machine=machine(),
