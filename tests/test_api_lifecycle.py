@@ -120,3 +120,26 @@ def test_booleans_are_not_numbers(http: httpx.Client, path: str, body: dict[str,
     problem = assert_problem(http.post(path, json=body), 422)
     named = problem.get("parameter") or ".".join(problem["errors"][0]["location"].split(".")[1:])
     assert named == parameter, problem
+
+
+def test_a_run_stopped_hard_shows_the_cells_its_progress_recorded(tmp_path: Any) -> None:
+    """No result was written (the worker was killed past its grace period): the view assembles the recorded cells."""
+    from cnnrelax.api.views import experiment_view
+    from cnnrelax.experiments import list_cells, parse_experiment_spec, run_cell
+    from cnnrelax.store import Store
+
+    spec = parse_experiment_spec(SMALL_EXPERIMENT)
+    cells = [run_cell(spec, cell) for cell in list_cells(spec)[:2]]
+    store = Store(tmp_path)
+    job, _ = store.create_job("experiment", spec.model_dump_json(), progress_total=len(list_cells(spec)))
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == job.id
+    store.set_progress(job.id, claimed.attempts, 2, 4, {"kind": spec.kind, "cells": cells})
+    store.finish_job(job.id, claimed.attempts, "cancelled", error="The job was cancelled; it did not stop.")
+    record = store.get_job(job.id)
+    assert record is not None and record.result is None
+    shown = experiment_view(record).model_dump(mode="json")
+    assert shown["status"] == "cancelled" and shown["result"]["partial"] is True
+    assert shown["result"]["cells_total"] == 4
+    assert sorted((c["method"], c["n"]) for c in shown["result"]["cells"]) == sorted(
+        (c["method"], c["n"]) for c in cells)
