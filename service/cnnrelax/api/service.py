@@ -298,16 +298,21 @@ class Service:
         job = store.get_job(job_id, kind, owner=owner, with_request=False)
         if job is None:
             return None
-        if job.status != JobStatus.running:
-            removed = store.delete_job(job_id)
+        for _ in range(2):  # a job that starts, or ends, between the read and the write is looked at once more
+            removed = store.delete_job(job_id) if job.status != JobStatus.running else None
             if removed is not None:
                 self._forget(removed)
                 if removed.status == JobStatus.queued:
                     removed = dataclasses.replace(removed, status=JobStatus.cancelled, cancel_requested=True,
                                                   error="Deleted before it started.", finished_at=time.time())
                 return removed, True
-        cancelled = self.cancel(job_id, kind, owner)
-        return None if cancelled is None else (cancelled, False)
+            cancelled = self.cancel(job_id, kind, owner)
+            if cancelled is None:
+                return None
+            if not cancelled.terminal:
+                return cancelled, False
+            job = cancelled
+        return job, False
 
     def _remove_figures(self, job_id: str) -> None:
         """Delete a job's rendered figures, every format (``<data_dir>/figures/<id>.*``)."""
