@@ -450,8 +450,10 @@ class RotatedDigitsSpec(_DigitsFields):
                                                              f"take at least {MIN_IMAGES} images of at most "
                                                              f"{MAX_PIXELS} pixels.")
         members = self.model_dump(exclude={"source", "image_shape", "image_count", "angles_given", "images", "angles"})
-        return parse_experiment_spec({**members, "image_shape": list(image_shape), "image_count": image_count,
-                                      "angles_given": angles_given})  # type: ignore[return-value]  # a digits spec
+        resolved = parse_experiment_spec({**members, "image_shape": list(image_shape), "image_count": image_count,
+                                          "angles_given": angles_given})
+        assert isinstance(resolved, RotatedDigitsSpec)  # its kind is this spec's
+        return resolved
 
     def with_images(self, images: np.ndarray, angles: np.ndarray | None) -> RotatedDigitsSpec:
         """This spec holding its stored dataset's arrays (on the worker; nothing is checked again)."""
