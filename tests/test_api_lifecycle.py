@@ -17,8 +17,8 @@ from cnnrelax.store import dataset_digest
 from conftest import ServerProcess, assert_problem, wait_job
 
 #: Many cells of a fraction of a second each: long enough to cancel part-way.
-MANY_CELLS = {"kind": "phase_transition", "k": 1, "d": [20, 40], "n": [800, 1600, 2400, 3200, 4000],
-              "repetitions": 4, "methods": ["relaxation"], "trials": 2, "seed": 15}
+MANY_CELLS = {"kind": "phase_transition", "k": 1, "d": [10, 20], "n": [400, 800, 1200, 1600, 2000],
+              "repetitions": 8, "methods": ["relaxation"], "trials": 2, "seed": 15}
 SMALL_EXPERIMENT = {"kind": "phase_transition", "k": 1, "d": [6], "n": [30, 60], "repetitions": 2,
                     "methods": ["relaxation", "pseudo_inverse"], "seed": 3}
 
@@ -102,7 +102,7 @@ def test_a_cancelled_experiment_keeps_the_cells_it_finished(http: httpx.Client) 
     assert result is not None and result["partial"] is True
     assert result["cells_total"] == 10 and 2 <= len(result["cells"]) < 10
     for cell in result["cells"]:
-        assert cell["repetitions"] == 4 and cell["trials_run"] == 8
+        assert cell["repetitions"] == 8 and cell["trials_run"] == 16
     assert_problem(http.get(location + "/figure.png"), 409)
     assert http.delete(location).status_code == 200
     assert_problem(http.get(location), 404)
