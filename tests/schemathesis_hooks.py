@@ -8,9 +8,13 @@ contract violation, but only when the refusal is explained: the hook below recom
 request itself, independently of the service's code, and drops a "schema-valid request rejected" failure
 only when the 422 names a member whose rule the request does break. Any other refusal still fails the run.
 
-One more rule is the API's own: DELETE of a job cancels it (SPEC 7's fixed contract), so the job is still
-there afterwards; a "deleted resource still available" failure is dropped for a GET that answers that very
-job. Datasets, which DELETE removes, keep the check.
+One more rule is the API's own: DELETE of a *running* job asks it to stop (202), so the job is still there
+afterwards; a "deleted resource still available" failure is dropped for a GET that answers that very job with
+its cancel requested. DELETE of a queued or finished job, and of a dataset, removes it: those keep the check.
+
+A solve priced past the job time limit (``setting: CNNRELAX_JOB_TIME_LIMIT_S``) is refused whatever its schema
+says: the refusal is explained when the package's cost model (``cnnrelax.pricing``, its calibrated data) prices
+the request past the server's limit.
 
 Loaded by the schemathesis CLI through ``SCHEMATHESIS_HOOKS=schemathesis_hooks``.
 """
@@ -28,6 +32,7 @@ import numpy as np
 import schemathesis
 
 MAX_ENTRIES = int(os.environ.get("CNNRELAX_MAX_MATRIX_ENTRIES", "20000000"))
+LIMIT_S = float(os.environ.get("CNNRELAX_JOB_TIME_LIMIT_S", "3600"))
 JOB_PATHS = ("/v1/solves/", "/v1/experiments/")
 PATCHING = ("patch_size", "stride", "image_shape", "filter_shape")
 CONSTRAINT_VECTORS = ("lower", "upper")
@@ -239,9 +244,9 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
 
 def _keep(failure: Any, case: Any, response: Any) -> bool:
     if getattr(failure, "code", None) == "ST301" and case.operation.path.startswith(JOB_PATHS):
-        # DELETE of a job cancels it (SPEC 7's fixed contract): the job stays, and GET answers it.
-        return not (response.status_code == 200 and json.loads(response.content).get("id")
-                    == case.path_parameters.get("job_id"))
+        # DELETE of a running job asks it to stop: the job stays, its cancel requested, and GET answers it.
+        answered = json.loads(response.content) if response.status_code == 200 else {}
+        return not (answered.get("id") == case.path_parameters.get("job_id") and answered.get("cancel_requested"))
     if getattr(failure, "code", None) != "ST202" or response.status_code != 422:
         return True
     operation = (case.operation.method.upper(), case.operation.path)
@@ -258,4 +263,21 @@ def _keep(failure: Any, case: Any, response: Any) -> bool:
         found = httpx.get(f"{base}/v1/datasets/{case.body['dataset_id']}", headers=dict(case.headers or {}))
         shape = (found.json()["n"], found.json()["d"]) if found.status_code == 200 else None
     named = str(problem.get("parameter") or "").split(".")[-1].split("[")[0]
+    if problem.get("setting") == "CNNRELAX_JOB_TIME_LIMIT_S":
+        return not priced_past_the_limit(case.body, shape)
     return named not in broken_rules(case.body, shape)
+
+
+def priced_past_the_limit(body: dict[str, Any], dataset_shape: tuple[int, int] | None) -> bool:
+    """Does the cost model price this solve past the server's job time limit?"""
+    from cnnrelax.pricing import estimate_cost
+    from cnnrelax.specs import DataShape, SolveSpec
+
+    try:
+        spec = SolveSpec.model_validate({key: _integers(value) for key, value in body.items() if key != "data"})
+        data = body.get("data")
+        shape = (DataShape(len(data["X"]), len(data["X"][0])) if data is not None
+                 else None if dataset_shape is None else DataShape(*dataset_shape))
+        return estimate_cost(spec, spec.size(shape)).cpu_s > LIMIT_S
+    except ValueError:
+        return False

@@ -75,7 +75,7 @@ def test_delete_removes_the_dataset(http: httpx.Client) -> None:
     assert http.delete(f"/v1/datasets/{dataset_id}").status_code == 204
     assert_problem(http.get(f"/v1/datasets/{dataset_id}"), 404)
     assert_problem(http.delete(f"/v1/datasets/{dataset_id}"), 404)
-    problem = assert_problem(http.post("/v1/solves", json={"dataset_id": dataset_id}), 422)
+    problem = assert_problem(http.post("/v1/solves", json={"dataset_id": dataset_id}), 404)  # a missing resource
     assert problem["parameter"] == "dataset_id"
 
 

@@ -75,8 +75,9 @@ def test_cancel_a_running_experiment(http: httpx.Client) -> None:
     done = wait_job(http, f"/v1/experiments/{job['id']}", timeout=30)
     assert done["status"] == "cancelled"
     assert done["progress"]["done"] < done["progress"]["total"]
-    again = http.delete(f"/v1/experiments/{job['id']}")  # a finished experiment is answered as it is, spec and all
+    again = http.delete(f"/v1/experiments/{job['id']}")  # a finished experiment is removed, answered as it was
     assert again.status_code == 200 and again.json()["spec"]["kind"] == MANY_CELLS["kind"], again.text
+    assert http.get(f"/v1/experiments/{job['id']}").status_code == 404
 
 
 def test_a_killed_experiment_resumes_from_its_cells_and_ends_as_an_uninterrupted_one(start_server, tmp_path) -> None:

@@ -94,22 +94,27 @@ def test_cancel_a_running_job_stops_it_promptly(http: httpx.Client) -> None:
     assert done["status"] == "cancelled", done
     assert time.monotonic() - start < 3
     assert done["error"]
-    # cancelling again leaves the job as it is
+    # DELETE of the finished job removes it
     again = http.delete(f"/v1/solves/{job['id']}")
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    assert_problem(http.get(f"/v1/solves/{job['id']}"), 404)
 
 
 def test_cancel_a_queued_job_is_immediate(start_server) -> None:
     server = start_server(workers=1)
     with httpx.Client(base_url=server.url, timeout=30) as http:
         blocker = submit(http, LONG).json()
+        deadline = time.monotonic() + 30
+        while http.get(f"/v1/solves/{blocker['id']}").json()["status"] == "queued":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
         queued = submit(http, PLANTED).json()
         answer = http.delete(f"/v1/solves/{queued['id']}")
         assert answer.status_code == 200
         assert answer.json()["status"] == "cancelled"
         http.delete(f"/v1/solves/{blocker['id']}")
         assert wait_job(http, f"/v1/solves/{blocker['id']}")["status"] == "cancelled"
-        assert http.get(f"/v1/solves/{queued['id']}").json()["status"] == "cancelled"
+        assert_problem(http.get(f"/v1/solves/{queued['id']}"), 404)  # a queued job DELETEd is removed
 
 
 def test_list_filters_by_status_and_pages_with_a_cursor(http: httpx.Client) -> None:

@@ -132,7 +132,7 @@ def test_an_experiment_is_priced_by_its_cells(server: ServerProcess, http: httpx
     assert problem["parameter"] == "n" and problem["setting"] == "CNNRELAX_MAX_MATRIX_ENTRIES"
     many = {"kind": "phase_transition", "d": [1000, 2000], "n": [5000, 10000], "repetitions": 10000}
     problem, _, _ = priced(server, lambda: http.post("/v1/experiments", json=many))
-    assert problem["parameter"] == "repetitions" and problem["setting"] == "CNNRELAX_MAX_EXPERIMENT_ENTRIES"
+    assert problem["parameter"] == "repetitions" and problem["setting"] == "CNNRELAX_JOB_TIME_LIMIT_S"
     assert http.get("/v1/experiments").json()["items"] == []
 
 
@@ -378,7 +378,7 @@ def test_a_hundred_long_polls_on_a_big_job_are_cheap(tmp_path_factory: pytest.Te
     server = ServerProcess(tmp_path_factory.mktemp("polls"), workers=1).start()
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            blocker = client.post("/v1/solves", json={"planted": {"n": 3000, "d": 300, "k": 1}, "trials": 200,
+            blocker = client.post("/v1/solves", json={"planted": {"n": 3000, "d": 300, "k": 1}, "trials": 60,
                                                       "stop_on_certificate": False, "polish": False})
             assert blocker.status_code == 202
             big = client.post("/v1/solves", content=_big_body(seed=4), headers={"content-type": "application/json"})

@@ -79,12 +79,13 @@ def test_old_rows_read_back_as_the_typed_spec_of_their_request(kind: str, old: d
     assert load_experiment_spec(spec.model_dump_json()).model_dump_json() == spec.model_dump_json()
 
 
-def test_the_price_is_read_from_the_typed_spec() -> None:
+def test_the_memory_price_is_read_from_the_typed_spec() -> None:
+    """The largest cell's n*d bounds memory; the time a sweep takes is the cost model's (tests/test_pricing.py)."""
     spec = parse_experiment_spec({"kind": "phase_transition", "d": [10, 20], "n": [40, 80], "repetitions": 3})
-    assert price_experiment(spec, Limits()) == 3 * 2 * (40 + 80) * (10 + 20)
+    assert price_experiment(spec, Limits()) == 80 * 20
     with pytest.raises(LimitExceeded) as info:
-        price_experiment(spec, Limits(max_experiment_entries=3 * 2 * 120 * 30 - 1))
-    assert info.value.parameter == "repetitions" and info.value.setting == "CNNRELAX_MAX_EXPERIMENT_ENTRIES"
+        price_experiment(spec, Limits(max_matrix_entries=80 * 20 - 1))
+    assert info.value.parameter == "n" and info.value.setting == "CNNRELAX_MAX_MATRIX_ENTRIES"
     assert price_experiment(parse_experiment_spec({"kind": "rotated_digits"}), Limits()) == 0
 
 

@@ -39,6 +39,7 @@ from cnnrelax.experiments.rotated_digits import (
     run_cell as digits_cell,
 )
 from cnnrelax.experiments.specs import (
+    DIGITS_COUNT,
     DIGITS_SHAPE,
     DIGITS_SOURCE,
     PhaseTransitionSpec,
@@ -95,6 +96,7 @@ def test_spec_fills_defaults_and_its_json_reads_back_the_same() -> None:
     from sklearn.datasets import load_digits
 
     assert load_digits().images.shape[1:] == DIGITS_SHAPE  # the default images' shape, known without loading them
+    assert load_digits().images.shape[0] == DIGITS_COUNT == digits.image_count  # and their count (pricing reads it)
 
 
 def test_grids_are_sorted_and_methods_ordered_once() -> None:
@@ -213,7 +215,7 @@ def test_progress_moves_to_the_total(small_run: tuple[dict, list]) -> None:
 def test_phase_transition_figure_is_a_png_of_the_stated_size(small_run: tuple[dict, list]) -> None:
     result, _ = small_run
     data = render_figure(result)
-    assert _png_size(data) == figure_size_px(result) == (3 * 450, 800)
+    assert _png_size(data) == figure_size_px(result) == (3 * 520, 1300)
 
 
 def test_resume_skips_done_cells_and_gives_the_same_result(small_run: tuple[dict, list]) -> None:
@@ -294,7 +296,7 @@ def test_digits_split_is_by_image_and_angles_are_in_range() -> None:
 
 
 def test_digits_figure_is_a_png_of_the_stated_size(digits_run: dict) -> None:
-    assert _png_size(render_figure(digits_run)) == figure_size_px(digits_run) == (1500, 500)
+    assert _png_size(render_figure(digits_run)) == figure_size_px(digits_run) == (1700, 650)
 
 
 def test_user_image_sets_from_npz_and_from_arrays(tmp_path: Path) -> None:

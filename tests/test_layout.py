@@ -19,6 +19,7 @@ LAYERS = [
     BASE,
     CORE,
     {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
+    {"pricing"},  # prices specs (cnnrelax.specs, cnnrelax.experiments.specs) from calibrated data
     {"jobs", "certification", "warm_start", "constrained"},
     {"executors"},
     {"api"},

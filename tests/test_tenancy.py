@@ -84,7 +84,7 @@ def test_datasets_belong_to_their_key(server: ServerProcess) -> None:
         assert_problem(bob.get(f"/v1/datasets/{dataset_id}"), 404)
         assert dataset_id not in {item["id"] for item in bob.get("/v1/datasets").json()["items"]}
         assert_problem(bob.delete(f"/v1/datasets/{dataset_id}"), 404)
-        problem = assert_problem(bob.post("/v1/solves", json={"dataset_id": dataset_id, "trials": 1}), 422)
+        problem = assert_problem(bob.post("/v1/solves", json={"dataset_id": dataset_id, "trials": 1}), 404)
         assert problem["parameter"] == "dataset_id"
         # bob uploading the same content holds his own copy; deleting it leaves alice's
         assert bob.post("/v1/datasets", content=_npz(X, y),

@@ -69,6 +69,33 @@ def npz_arrays(archive: Mapping[str, Any], names: tuple[str, ...]) -> tuple[Any,
     return archive["X"], archive["y"]
 
 
+def image_set(images: Any, angles: Any | None) -> tuple[FloatArray, FloatArray, tuple[int, int], bool]:
+    """An image set (rotated digits on stored images) as a dataset: one flattened image a row, the angles as labels.
+
+    Parameters
+    ----------
+    images : array_like
+        ``N x H x W``, real and finite.
+    angles : array_like, optional
+        One angle per image (degrees); without them the labels are zeros (the experiment rotates the images).
+
+    Returns
+    -------
+    tuple
+        ``X`` (N x H W), ``y`` (N), ``(H, W)`` and whether angles were given.
+    """
+    stack = finite_float(images, "images")
+    if stack.ndim != 3 or 0 in stack.shape:
+        raise InvalidParameterError("images", f"images must be a non-empty N x H x W array, got shape {stack.shape}.")
+    count, height, width = stack.shape
+    if angles is None:
+        return stack.reshape(count, height * width), np.zeros(count), (int(height), int(width)), False
+    labels = finite_float(angles, "angles").reshape(-1)
+    if labels.shape[0] != count:
+        raise InvalidParameterError("angles", f"angles must hold one angle per image ({count}), got {labels.shape[0]}.")
+    return stack.reshape(count, height * width), labels, (int(height), int(width)), True
+
+
 def read_csv(path: Path) -> FloatArray:
     """A numeric CSV file as a float64 matrix (a header line is skipped)."""
     with path.open(newline="") as handle:

@@ -202,17 +202,37 @@ def run_job(
 
         if not isinstance(spec, (PhaseTransitionSpec, RotatedDigitsSpec)):
             raise TypeError("an experiment job runs a PhaseTransitionSpec or a RotatedDigitsSpec")
-        result: dict[str, Any] = json_safe(experiments.run_experiment(
-            spec, progress=experiment_progress(progress, events), should_stop=should_stop, resume=resume))
+        if isinstance(spec, RotatedDigitsSpec) and spec.images_dataset_id is not None:
+            spec = stored_images(spec, arrays)
+        try:
+            result: dict[str, Any] = json_safe(experiments.run_experiment(
+                spec, progress=experiment_progress(progress, events), should_stop=should_stop, resume=resume))
+        except experiments.ExperimentCancelled as stopped:
+            if stopped.partial is None:
+                raise
+            return dict(json_safe(stopped.partial))  # the cells it finished: classify_outcome says cancelled
         return result
     raise InvalidParameterError("kind", f"kind must be one of {', '.join(JobKind)}, got {kind!r}.")
+
+
+def stored_images(spec: RotatedDigitsSpec, arrays: Arrays | None) -> RotatedDigitsSpec:
+    """A rotated-digits spec on a stored image set, holding the set's images (and angles) read by the worker."""
+    if arrays is None:
+        raise InvalidParameterError("images_dataset_id", f"The image set {spec.images_dataset_id} was not supplied "
+                                                         "to the job.")
+    rows, labels = arrays
+    height, width = spec.image_shape
+    return spec.with_images(rows.reshape(-1, height, width), labels if spec.angles_given else None)
 
 
 def classify_outcome(kind: JobKind | str, result: Mapping[str, Any]) -> tuple[JobStatus, str | None]:
     """The job status (``succeeded``, ``failed`` or ``cancelled``) and error sentence of a finished result.
 
-    A solve whose LP is unbounded or infeasible has *succeeded*: its result says so (SPEC 2).
+    A solve whose LP is unbounded or infeasible has *succeeded*: its result says so (SPEC 2). An experiment's
+    partial result (``partial: true``: it was asked to stop) is *cancelled*, its finished cells kept.
     """
+    if kind == JobKind.experiment and result.get("partial"):
+        return JobStatus.cancelled, "The experiment was cancelled; its result holds the cells it finished."
     if kind == JobKind.solve:
         status = result.get("status")
         if status == "cancelled":

@@ -9,7 +9,8 @@ Request pricing (every request is priced from its shapes before it is accepted):
 ``CNNRELAX_MAX_PATCH_ENTRIES`` (n*k*m of the patch tensor), ``CNNRELAX_MAX_INLINE_NUMBERS`` (numbers in one
 JSON body), ``CNNRELAX_MAX_CONSTRAINT_NUMBERS``, ``CNNRELAX_MAX_EXPERIMENT_NUMBERS`` (numbers in an
 experiment's body, e.g. inline images),
-``CNNRELAX_MAX_EXPERIMENT_ENTRIES`` (an experiment's cells times their sizes).
+Work is priced in estimated CPU-seconds (:mod:`cnnrelax.pricing`): a job estimated past
+``CNNRELAX_JOB_TIME_LIMIT_S`` is refused; ``CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY`` caps a tenant's queued estimates.
 Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
 ``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
 Workers and Dask: ``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``,
@@ -69,9 +70,6 @@ class Settings(BaseSettings):
     max_experiment_numbers: int = Field(default=500_000, ge=1,
                                         description="Most numbers in an experiment's JSON body (inline images); "
                                                     "the spec is kept and answered whole, so it is kept small.")
-    max_experiment_entries: int = Field(default=400_000_000, ge=1,
-                                        description="Largest sum over an experiment's cells of "
-                                                    "repetitions*n*k*m (422 past it).")
     # -- certificates of given filters (POST /v1/certificates) ---------------------------------------
     certify_inline_entries: int = Field(default=500_000, ge=0,
                                         description="Problems of at most this many patch entries (n*k*m, scaled "
@@ -82,6 +80,10 @@ class Settings(BaseSettings):
         default_factory=list, description="X-API-Key values that may see and cancel every tenant's jobs and data.")
     max_queued_per_key: int = Field(default=200, ge=1,
                                     description="Queued jobs of one API key past which its submissions get 429.")
+    # -- pricing (cnnrelax.pricing) -----------------------------------------------------------------
+    max_queued_cpu_s_per_key: float = Field(
+        default=21600.0, gt=0, description="Most estimated CPU-seconds one tenant's queued jobs may hold together "
+                                           "(429 with Retry-After past it); six job time limits by default.")
     # -- retention ----------------------------------------------------------------------------------
     job_retention_s: float = Field(default=7 * 86400.0, gt=0,
                                    description="Finished jobs (results, inline data, figures) are deleted this "

@@ -63,8 +63,8 @@ DEFAULT_ACTIVATION = cast(ActivationName, PlantedSpec(n=1, d=1).activation)
 class LimitExceeded(InvalidParameterError):
     """A request priced over one of the server's limits (a 422 naming the parameter, the limit and its setting)."""
 
-    def __init__(self, parameter: str, message: str, *, limit: int, setting: str) -> None:
-        super().__init__(parameter, f"{message} Limit: {limit} ({setting}).")
+    def __init__(self, parameter: str, message: str, *, limit: int | float, setting: str) -> None:
+        super().__init__(parameter, f"{message} Limit: {limit:g} ({setting}).")
         self.limit = limit
         self.setting = setting
 
@@ -76,11 +76,26 @@ class Limits:
     max_matrix_entries: int = 20_000_000
     max_patch_entries: int = 20_000_000
     max_trials: int = 1000
-    max_experiment_entries: int = 400_000_000
 
 
 #: No limits: the CLI's in-process solves (the machine is the caller's own).
-UNLIMITED = Limits(max_matrix_entries=2**62, max_patch_entries=2**62, max_trials=2**62, max_experiment_entries=2**62)
+UNLIMITED = Limits(max_matrix_entries=2**62, max_patch_entries=2**62, max_trials=2**62)
+
+
+@dataclass(frozen=True)
+class ProblemSize:
+    """A solve's problem from its shapes: the source, ``n`` samples of length ``d``, ``k`` patches of length ``m``."""
+
+    source: str
+    n: int
+    d: int
+    k: int
+    m: int
+
+    @property
+    def entries(self) -> int:
+        """``n * k * m``, the entries of the patch tensor (8 bytes each)."""
+        return self.n * self.k * self.m
 
 
 @dataclass(frozen=True)
@@ -257,6 +272,46 @@ class SolveSpec(SolveOptionsBase):
         return problem, None
 
     # -- the boundary's check -------------------------------------------------------------------------
+    def size(self, data: DataShape | None) -> ProblemSize:
+        """The problem's ``n``, ``d``, patches ``k`` and filter length ``m``, from shapes alone (what pricing reads).
+
+        Parameters
+        ----------
+        data : DataShape, optional
+            ``n`` and ``d`` of the dataset; ``None`` for a planted problem.
+
+        Returns
+        -------
+        ProblemSize
+
+        Raises
+        ------
+        InvalidParameterError
+            A planted spec that contradicts the solve's options, or no source at all.
+        """
+        patching = self.patching()
+        if self.planted is not None:
+            self.planted.validate()
+            if self.output_weights is not None:
+                raise InvalidParameterError("output_weights", "output_weights apply to data and datasets; a planted "
+                                                              "problem uses c = 1.")
+            if self.k is not None and patching is None and self.k != self.planted.k:
+                raise InvalidParameterError("k", f"k={self.k} contradicts planted.k={self.planted.k}; "
+                                                 "set k inside planted.")
+            source, n, d = "planted", self.planted.n, self.planted.d
+        elif data is not None:
+            source, n, d = "dataset_id", data.n, data.d
+        else:
+            raise InvalidParameterError("dataset_id", "Give exactly one problem source among data, dataset_id and "
+                                                      "planted.")
+        if patching is not None:
+            k, m = patching.shape(d)
+        elif self.planted is not None:
+            k, m = self.planted.k, d // self.planted.k
+        else:
+            k, m = BlockPatching(self.k or 1).shape(d)
+        return ProblemSize(source, n, d, k, m)
+
     def check(self, data: DataShape | None, limits: Limits) -> int:
         """Check the spec and price it against ``limits`` from shapes alone; return the patch-tensor entries.
 
@@ -287,34 +342,12 @@ class SolveSpec(SolveOptionsBase):
         if self.trials > limits.max_trials:
             raise LimitExceeded("trials", f"trials={self.trials} is more than this server runs in one job.",
                                 limit=limits.max_trials, setting="CNNRELAX_MAX_TRIALS")
-        patching = self.patching()
-        source: str
-        if self.planted is not None:
-            source = "planted"
-            self.planted.validate()
-            if self.output_weights is not None:
-                raise InvalidParameterError("output_weights", "output_weights apply to data and datasets; a planted "
-                                                              "problem uses c = 1.")
-            if self.k is not None and patching is None and self.k != self.planted.k:
-                raise InvalidParameterError("k", f"k={self.k} contradicts planted.k={self.planted.k}; "
-                                                 "set k inside planted.")
-            n, d = self.planted.n, self.planted.d
-        elif data is not None:
-            source = "dataset_id"
-            n, d = data.n, data.d
-        else:
-            raise InvalidParameterError("dataset_id", "Give exactly one problem source among data, dataset_id and "
-                                                      "planted.")
+        size = self.size(data)
+        source, n, d, k, m = size.source, size.n, size.d, size.k, size.m
         if n * d > limits.max_matrix_entries:
             raise LimitExceeded(source, f"The problem has n*d = {n}*{d} = {n * d} entries, more than this server "
                                         "takes.", limit=limits.max_matrix_entries,
                                 setting="CNNRELAX_MAX_MATRIX_ENTRIES")
-        if patching is not None:
-            k, m = patching.shape(d)
-        elif self.planted is not None:
-            k, m = self.planted.k, d // self.planted.k
-        else:
-            k, m = BlockPatching(self.k or 1).shape(d)
         entries = n * k * m
         if entries > limits.max_patch_entries:
             parameter = next((name for name in ("patch_size", "filter_shape") if getattr(self, name) is not None),
@@ -419,7 +452,9 @@ def check_labels_min(activation: Activation, y_min: float, index: int | None = N
 
 
 def price_experiment(spec: PhaseTransitionSpec | RotatedDigitsSpec, limits: Limits) -> int:
-    """Price an experiment's typed spec from its shapes: every cell's size, and the sum of cells times repetitions.
+    """Check an experiment's memory from its shapes: the largest problem one of its cells draws.
+
+    What the whole sweep costs in time is the cost model's (:mod:`cnnrelax.pricing`), not an entry count.
 
     Parameters
     ----------
@@ -431,26 +466,19 @@ def price_experiment(spec: PhaseTransitionSpec | RotatedDigitsSpec, limits: Limi
     Returns
     -------
     int
-        The sum over cells of ``repetitions * n * d`` (the entries of every problem drawn); 0 for kinds
-        whose size is fixed by their data.
+        The entries ``n * d`` of the largest problem a cell draws (a phase transition's largest cell); 0 for
+        kinds whose size is fixed by their data.
 
     Raises
     ------
     LimitExceeded
-        Naming ``n`` (a cell too large) or ``repetitions`` (the whole sweep too large), and the limit.
+        Naming ``n`` (a cell too large to hold), and the limit.
     """
     if not isinstance(spec, PhaseTransitionSpec):
         return 0
-    repetitions, methods, ns, ds = spec.repetitions, len(spec.methods), spec.n, spec.d
-    largest = max(ns) * max(ds)
+    largest = max(spec.n) * max(spec.d)
     if largest > limits.max_matrix_entries:
-        raise LimitExceeded("n", f"The largest cell draws n*d = {max(ns)}*{max(ds)} = {largest} entries, more than "
-                                 "this server takes in one problem.",
+        raise LimitExceeded("n", f"The largest cell draws n*d = {max(spec.n)}*{max(spec.d)} = {largest} entries, more "
+                                 "than this server takes in one problem.",
                             limit=limits.max_matrix_entries, setting="CNNRELAX_MAX_MATRIX_ENTRIES")
-    total = repetitions * methods * sum(ns) * sum(ds)
-    if total > limits.max_experiment_entries:
-        raise LimitExceeded("repetitions", f"The experiment draws repetitions*methods*sum(n)*sum(d) = {repetitions}*"
-                                           f"{methods}*{sum(ns)}*{sum(ds)} = {total} entries over its cells, more "
-                                           "than this server runs in one job.",
-                            limit=limits.max_experiment_entries, setting="CNNRELAX_MAX_EXPERIMENT_ENTRIES")
-    return total
+    return largest

@@ -102,8 +102,9 @@ INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_a
 """
 
 #: The columns of a :class:`DatasetRecord` (as a tenant sees it: its own upload time).
-_DATASET_COLUMNS = "id, n, d, size_bytes, source, created_at, y_min, y_min_index"
-_OWNED_DATASET_COLUMNS = "d.id, d.n, d.d, d.size_bytes, d.source, o.created_at, d.y_min, d.y_min_index"
+_DATASET_COLUMNS = "id, n, d, size_bytes, source, created_at, y_min, y_min_index, image_shape, angles_given"
+_OWNED_DATASET_COLUMNS = ("d.id, d.n, d.d, d.size_bytes, d.source, o.created_at, d.y_min, d.y_min_index, "
+                          "d.image_shape, d.angles_given")
 
 #: The owner of everything made while API keys are off.
 ANONYMOUS = "anonymous"
@@ -123,6 +124,17 @@ class QueueFull(Exception):
         super().__init__(f"The queue is full ({depth} jobs waiting).")
         self.depth = depth
         self.per_owner = per_owner
+
+
+class QueuedWorkFull(Exception):
+    """An owner's queued jobs already hold ``queued_cpu_s`` estimated CPU-seconds; another ``needed`` would pass
+    ``limit``."""
+
+    def __init__(self, queued_cpu_s: float, needed: float, limit: float) -> None:
+        super().__init__(f"{queued_cpu_s:.0f} s of work queued; {needed:.0f} s more passes {limit:.0f} s.")
+        self.queued_cpu_s = queued_cpu_s
+        self.needed = needed
+        self.limit = limit
 
 
 class IdempotencyConflict(Exception):
@@ -166,6 +178,7 @@ class JobRecord:
     finished_at: float | None
     updated_at: float
     owner: str = ANONYMOUS
+    estimated_cpu_s: float | None = None
 
     @property
     def request(self) -> dict[str, Any]:
@@ -199,6 +212,10 @@ class DatasetRecord:
     #: that a solve's label check needs no decode.
     y_min: float | None = None
     y_min_index: int | None = None
+    #: An image set (an ``.npz`` of ``images``, optional ``angles``): ``(H, W)``, its rows the flattened images,
+    #: ``y`` the angles when ``angles_given`` (else zeros). ``None`` for a dataset of ``X`` and ``y``.
+    image_shape: tuple[int, int] | None = None
+    angles_given: bool = False
 
 
 def request_hash(request: Any) -> str:
@@ -207,10 +224,13 @@ def request_hash(request: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def dataset_digest(X: np.ndarray, y: np.ndarray) -> str:
-    """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y``."""
+def dataset_digest(X: np.ndarray, y: np.ndarray, image_shape: tuple[int, int] | None = None) -> str:
+    """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y`` (an image
+    set's over its image shape too, so it never shares an address with a dataset of the same numbers)."""
     digest = hashlib.sha256()
     digest.update(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
+    if image_shape is not None:
+        digest.update(f"images:{image_shape[0]}x{image_shape[1]}:".encode())
     for array in (X, y):  # no copy of a float64 array
         digest.update(memoryview(np.ascontiguousarray(array, dtype="<f8").data).cast("B"))
     return digest.hexdigest()
@@ -254,8 +274,11 @@ class Store:
         if "owner" not in columns:  # a data dir from before tenants: everything in it was anonymous
             db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{ANONYMOUS}'")
         db.executescript(_OWNER_SCHEMA)
+        if "estimated_cpu_s" not in columns:  # -- pricing: a job's estimated CPU-seconds (null before pricing)
+            db.execute("ALTER TABLE jobs ADD COLUMN estimated_cpu_s REAL")
         dataset_columns = {row[1] for row in db.execute("PRAGMA table_info(datasets)")}
-        for column, kind in (("y_min", "REAL"), ("y_min_index", "INTEGER")):  # from before label checks at upload
+        for column, kind in (("y_min", "REAL"), ("y_min_index", "INTEGER"),  # from before label checks at upload
+                             ("image_shape", "TEXT"), ("angles_given", "INTEGER")):  # -- pricing: image sets
             if column not in dataset_columns:
                 db.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
         db.executescript(_EVENTS_SCHEMA)
@@ -321,8 +344,13 @@ class Store:
         progress_total: int | None = None,
         owner: str = ANONYMOUS,
         max_queued_per_owner: int | None = None,
+        estimated_cpu_s: float | None = None,
+        max_queued_cpu_s_per_owner: float | None = None,
     ) -> tuple[JobRecord, bool]:
         """Insert a queued job of ``owner``; return it and whether it is new.
+
+        ``estimated_cpu_s`` is kept with the job; past ``max_queued_cpu_s_per_owner`` estimated CPU-seconds in
+        this owner's queued jobs (this one included), :class:`QueuedWorkFull`.
 
         With an ``idempotency_key`` this owner already used for this ``kind``: the same request returns the
         first job (``created == False``), another request raises :class:`IdempotencyConflict` (keys of other
@@ -352,19 +380,62 @@ class Store:
                                    (owner,)).fetchone()[0]
                 if depth >= max_queued_per_owner:
                     raise QueueFull(depth, per_owner=True)
+            if max_queued_cpu_s_per_owner is not None and estimated_cpu_s is not None:
+                queued = self._queued_cpu_s(db, owner)
+                if queued + estimated_cpu_s > max_queued_cpu_s_per_owner:
+                    raise QueuedWorkFull(queued, estimated_cpu_s, max_queued_cpu_s_per_owner)
             job_id = uuid.uuid4().hex
             db.execute(
                 "INSERT INTO jobs (id, kind, status, request, request_hash, idempotency_key, dataset_id, "
-                "time_limit_s, progress_done, progress_total, created_at, updated_at, owner) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "time_limit_s, progress_done, progress_total, created_at, updated_at, owner, estimated_cpu_s) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (job_id, kind, body, digest, idempotency_key, dataset_id, time_limit_s,
-                 0 if progress_total is not None else None, progress_total, now, now, owner),
+                 0 if progress_total is not None else None, progress_total, now, now, owner, estimated_cpu_s),
             )
             if dataset_id is not None:
                 db.execute("UPDATE dataset_owners SET last_used_at = ? WHERE dataset_id = ? AND owner = ?",
                            (now, dataset_id, owner))
             row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row), True
+
+    # -- pricing: queued work and deletion ------------------------------------------------------------
+    @staticmethod
+    def _queued_cpu_s(db: sqlite3.Connection, owner: str) -> float:
+        return float(db.execute("SELECT coalesce(sum(estimated_cpu_s), 0) FROM jobs WHERE status = 'queued' "
+                                "AND owner = ?", (owner,)).fetchone()[0])
+
+    def queued_cpu_s(self, owner: str) -> float:
+        """The sum of the estimated CPU-seconds of ``owner``'s queued jobs."""
+        return self._queued_cpu_s(self._connection(), owner)
+
+    def delete_job(self, job_id: str) -> JobRecord | None:
+        """Delete a queued or finished job (its row, request and result); return it as it was, else ``None``.
+
+        A running job is not deleted (``None``: ask it to stop instead). The dataset it read is the caller's to
+        release (:meth:`release_inline_dataset`); its figures are the caller's too.
+        """
+        with self._transaction() as db:
+            row = db.execute("DELETE FROM jobs WHERE id = ? AND status != 'running' RETURNING *",
+                             (job_id,)).fetchone()
+        return None if row is None else _job(row)
+
+    def release_inline_dataset(self, dataset_id: str, owner: str) -> bool:
+        """Drop ``owner``'s hold on a dataset made from a solve's inline ``data`` once no job of theirs names it.
+
+        Only a dataset whose record says ``inline`` is released (an upload is the owner's to delete); the file
+        goes with its last holder (:meth:`delete_dataset`). Return whether the hold was dropped.
+        """
+        db = self._connection()
+        record = self.get_dataset(dataset_id, owner=owner)
+        if record is None or record.source != "inline":
+            return False
+        if db.execute("SELECT 1 FROM jobs WHERE dataset_id = ? AND owner = ? LIMIT 1",
+                      (dataset_id, owner)).fetchone() is not None:
+            return False
+        try:
+            return self.delete_dataset(dataset_id, owner=owner)
+        except DatasetInUse:
+            return False
 
     def get_job(self, job_id: str, kind: str | None = None, *, owner: str | None = None,
                 with_request: bool = True) -> JobRecord | None:
@@ -526,16 +597,20 @@ class Store:
             raise KeyError(dataset_id)
         return self.dataset_dir / f"{dataset_id}.npz"
 
-    def put_dataset(self, X: np.ndarray, y: np.ndarray, source: str,
-                    owner: str = ANONYMOUS) -> tuple[DatasetRecord, bool]:
+    def put_dataset(self, X: np.ndarray, y: np.ndarray, source: str, owner: str = ANONYMOUS, *,
+                    image_shape: tuple[int, int] | None = None,
+                    angles_given: bool = False) -> tuple[DatasetRecord, bool]:
         """Store ``X`` and ``y`` under their content address for ``owner``; return the record and whether it is new.
+
+        An image set (``image_shape``) is stored the same way, one flattened image a row (see
+        :attr:`DatasetRecord.image_shape`).
 
         The file is written zip-deflated to a temporary name and renamed; a failed write (a full disk) leaves no
         temporary file behind and raises the ``OSError``.
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
-        dataset_id = dataset_digest(X, y)
+        dataset_id = dataset_digest(X, y, image_shape)
         path = self.dataset_path(dataset_id)
         existing = self.get_dataset(dataset_id)
         if existing is None or not path.exists():
@@ -550,12 +625,14 @@ class Store:
                 temporary.unlink(missing_ok=True)
             y_index = int(np.argmin(y)) if y.size else None
             existing = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), path.stat().st_size, source,
-                                     time.time(), None if y_index is None else float(y[y_index]), y_index)
+                                     time.time(), None if y_index is None else float(y[y_index]), y_index,
+                                     image_shape, angles_given)
             with self._transaction() as db:
                 db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at, y_min, "
-                           "y_min_index) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           "y_min_index, image_shape, angles_given) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            (existing.id, existing.n, existing.d, existing.size_bytes, existing.source,
-                            existing.created_at, existing.y_min, existing.y_min_index))
+                            existing.created_at, existing.y_min, existing.y_min_index,
+                            None if image_shape is None else f"{image_shape[0]}x{image_shape[1]}", int(angles_given)))
         now = time.time()
         with self._transaction() as db:
             created = db.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
@@ -577,7 +654,7 @@ class Store:
                 f"SELECT {_OWNED_DATASET_COLUMNS} FROM datasets AS d "
                 "JOIN dataset_owners AS o ON o.dataset_id = d.id WHERE d.id = ? AND o.owner = ?",
                 (dataset_id, owner)).fetchone()
-        return None if row is None else DatasetRecord(*row)
+        return None if row is None else _dataset(row)
 
     def list_datasets(self, limit: int = 1000, *, owner: str | None = None) -> list[DatasetRecord]:
         if owner is None:
@@ -588,7 +665,7 @@ class Store:
                 f"SELECT {_OWNED_DATASET_COLUMNS} FROM datasets AS d "
                 "JOIN dataset_owners AS o ON o.dataset_id = d.id WHERE o.owner = ? "
                 "ORDER BY o.created_at DESC LIMIT ?", (owner, limit)).fetchall()
-        return [DatasetRecord(*row) for row in rows]
+        return [_dataset(row) for row in rows]
 
     def load_dataset(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
         return load_dataset_file(self.dataset_path(dataset_id))
@@ -706,7 +783,18 @@ class _Transaction:
 _COLUMNS_WITHOUT_REQUEST = (
     "seq, id, kind, status, '{}' AS request, request_hash, idempotency_key, dataset_id, time_limit_s, result, "
     "error, progress_done, progress_total, partial_state, cancel_requested, attempts, created_at, started_at, "
-    "finished_at, updated_at, owner")
+    "finished_at, updated_at, owner, estimated_cpu_s")
+
+
+def _dataset(row: sqlite3.Row) -> DatasetRecord:
+    """A datasets row (the columns of ``_DATASET_COLUMNS``) as its record; ``image_shape`` is stored as ``"HxW"``."""
+    (dataset_id, n, d, size_bytes, source, created_at, y_min, y_min_index, image_shape, angles_given) = tuple(row)
+    shape = None
+    if image_shape is not None:
+        height, width = str(image_shape).split("x")
+        shape = (int(height), int(width))
+    return DatasetRecord(dataset_id, n, d, size_bytes, source, created_at, y_min, y_min_index, shape,
+                         bool(angles_given))
 
 
 def _job(row: sqlite3.Row) -> JobRecord:
@@ -718,6 +806,7 @@ def _job(row: sqlite3.Row) -> JobRecord:
         partial_state_json=row["partial_state"], cancel_requested=bool(row["cancel_requested"]),
         attempts=row["attempts"], created_at=row["created_at"], started_at=row["started_at"],
         finished_at=row["finished_at"], updated_at=row["updated_at"], owner=row["owner"],
+        estimated_cpu_s=row["estimated_cpu_s"],
     )
 
 

@@ -402,6 +402,7 @@ class Job:
     finished_at: str | None = None
     attempts: int | None = None
     cancel_requested: bool | None = None
+    estimated_cpu_s: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Job:
@@ -418,6 +419,7 @@ class Job:
             finished_at=_opt_str(data.get("finished_at")),
             attempts=_opt_int(data.get("attempts")),
             cancel_requested=_opt_bool(data.get("cancel_requested")),
+            estimated_cpu_s=_float(data.get("estimated_cpu_s")),
         )
 
     @property
@@ -462,12 +464,18 @@ class Dataset:
     size_bytes: int | None = None
     source: str | None = None
     created_at: str | None = None
+    #: An image set (``images`` in an ``.npz``, for rotated digits' ``images_dataset_id``): ``[H, W]``.
+    image_shape: list[int] | None = None
+    angles_given: bool | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Dataset:
+        shape = data.get("image_shape")
         return cls(id=str(data["id"]), n=_opt_int(data.get("n")), d=_opt_int(data.get("d")), raw=dict(data),
                    size_bytes=_opt_int(data.get("size_bytes")), source=_opt_str(data.get("source")),
-                   created_at=_opt_str(data.get("created_at")))
+                   created_at=_opt_str(data.get("created_at")),
+                   image_shape=None if shape is None else [int(v) for v in shape],
+                   angles_given=_opt_bool(data.get("angles_given")))
 
 
 @dataclass(frozen=True)
@@ -481,6 +489,7 @@ class Experiment:
     result: dict[str, Any] | None
     error: str | None
     raw: dict[str, Any] = field(repr=False)
+    estimated_cpu_s: float | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
@@ -496,6 +505,7 @@ class Experiment:
             result=dict(result) if isinstance(result, Mapping) else None,
             error=_error_text(data),
             raw=dict(data),
+            estimated_cpu_s=_float(data.get("estimated_cpu_s")),
         )
 
     @property

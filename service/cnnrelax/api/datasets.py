@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from ..datafiles import checked_dataset, npz_arrays, split_labels
+from ..datafiles import checked_dataset, image_set, npz_arrays, split_labels
 from ..errors import InvalidParameterError
 from ..specs import LimitExceeded
 from ..store import DatasetInUse
@@ -37,7 +37,8 @@ ZIP_MAGIC = b"PK\x03\x04"
 UPLOAD_BODY = {
     "required": True,
     "description": "`.npz` with arrays `X` (n x d) and `y` (n); or `.npy` of one n x (d+1) array whose last "
-                   "column is `y`; or JSON `{\"X\": [[...]], \"y\": [...]}`.",
+                   "column is `y`; or JSON `{\"X\": [[...]], \"y\": [...]}`; or, for rotated digits "
+                   "(`images_dataset_id`), `.npz` with `images` (N x H x W) and optional `angles` (N).",
     "content": {
         "application/x-npz": {"schema": {"type": "string", "format": "binary"}},
         "application/x-npy": {"schema": {"type": "string", "format": "binary"}},
@@ -110,7 +111,7 @@ def _check_npz(body: bytes, max_entries: int) -> None:
         shapes: dict[str, tuple[tuple[int, ...], np.dtype[Any]]] = {}
         for member in members:
             name = member.filename.removesuffix(".npy")
-            if name not in ("X", "y"):
+            if name not in ("X", "y", "images", "angles"):
                 continue
             if member.flag_bits & 0x1:
                 raise InvalidParameterError("body", "Encrypted .npz members are not accepted.")
@@ -219,15 +220,36 @@ def parse_dataset(body: bytes, content_type: str, max_entries: int | None = None
     return X, y, source
 
 
+def _image_npz(body: bytes, max_entries: int) -> tuple[np.ndarray, np.ndarray, tuple[int, int], bool] | None:
+    """An ``.npz`` of ``images`` (and optional ``angles``), priced by its headers first, as a dataset; else None."""
+    if not body.startswith(ZIP_MAGIC):
+        return None
+    try:
+        with zipfile.ZipFile(io.BytesIO(body)) as archive:
+            if "images.npy" not in archive.namelist():
+                return None
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return None  # parse_dataset says what is wrong with it
+    _check_npz(body, max_entries)
+    try:
+        with np.load(io.BytesIO(body), allow_pickle=False) as archive:
+            return image_set(archive["images"], archive["angles"] if "angles" in archive.files else None)
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise InvalidParameterError("body", f"The image set could not be read ({str(exc)[:200]}).") from None
+
+
 def _store_upload(service: Service, body: bytes, content_type: str, owner: str,
                   parsed: ParsedBody | None) -> tuple[DatasetOut, bool]:
     limit = service.settings.max_matrix_entries
-    X, y, source = parse_dataset(body, content_type, limit, parsed)
+    images = _image_npz(body, limit)  # rotated digits on stored images: an .npz of `images` (and `angles`)
+    image_shape, angles_given = (None, False) if images is None else images[2:]
+    X, y, source = parse_dataset(body, content_type, limit, parsed) if images is None else (*images[:2], "npz")
     if X.size > limit:
         raise LimitExceeded("X", f"X has {X.size} entries, more than this server takes.", limit=limit,
                             setting="CNNRELAX_MAX_MATRIX_ENTRIES")
     service.require_space(int(X.nbytes + y.nbytes))
-    record, created = service.require_store().put_dataset(X, y, source, owner=owner)
+    record, created = service.require_store().put_dataset(X, y, source, owner=owner, image_shape=image_shape,
+                                                          angles_given=angles_given)
     return dataset_view(record), created
 
 

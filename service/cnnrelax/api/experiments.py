@@ -8,6 +8,7 @@ from typing import Optional
 from fastapi import APIRouter, Depends, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from ..errors import InvalidParameterError
 from ..experiments import list_cells
 from ..experiments.common import MAX_DPI, MIN_DPI
 from ..experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
@@ -18,7 +19,7 @@ from .bodies import read_body, require_json
 from .dependencies import Tenant, get_service, get_tenant
 from .problems import ApiError
 from .schemas import ExperimentOut, ExperimentPage, JobStatus
-from .service import MAX_WAIT_S, Service
+from .service import MAX_WAIT_S, Service, dataset_not_found
 from .solves import IDEMPOTENCY_KEY, JOB_ID, not_found, parse_cursor
 from .views import experiment_view, job_summary, mark_accepted
 
@@ -28,10 +29,24 @@ _RENDER_LOCK = threading.Lock()
 
 def _accept_experiment(service: Service, tenant: Tenant, spec: PhaseTransitionSpec | RotatedDigitsSpec,
                        idempotency_key: Optional[str]) -> tuple[JobRecord, bool]:
-    """Price the typed spec from its shapes and queue it (its JSON is what the worker reads back)."""
+    """Resolve stored images, check memory and price the typed spec from its shapes, and queue it (its JSON is what
+    the worker reads back; a job on stored images names their dataset, which then stays while it is queued)."""
+    dataset_id = None
+    if isinstance(spec, RotatedDigitsSpec) and spec.images_dataset_id is not None:
+        dataset_id = spec.images_dataset_id
+        record = service.require_store().get_dataset(dataset_id, owner=tenant.sees)
+        if record is None:
+            raise dataset_not_found("images_dataset_id", dataset_id)
+        if record.image_shape is None:
+            raise InvalidParameterError("images_dataset_id", f"The dataset {dataset_id} holds X and y, not images: "
+                                                             "upload a .npz with an `images` array (N x H x W) and "
+                                                             "optional `angles`.")
+        spec = spec.with_dataset(record.image_shape, record.n, record.angles_given)
     price_experiment(spec, service.limits)
+    estimated_cpu_s = service.price(spec)
     return service.submit(JobKind.experiment, spec.model_dump_json(), idempotency_key=idempotency_key,
-                          progress_total=len(list_cells(spec)), owner=tenant.owner)
+                          progress_total=len(list_cells(spec)), owner=tenant.owner, dataset_id=dataset_id,
+                          estimated_cpu_s=estimated_cpu_s)
 
 
 #: The request body of ``POST /v1/experiments`` (read by the route itself, so that it is parsed off the event loop).
@@ -120,14 +135,16 @@ def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_servi
 
 @router.delete("/{job_id}", response_model=ExperimentOut,
                responses={202: {"model": ExperimentOut, "description": "Cancellation requested."}},
-               summary="Cancel an experiment")
+               summary="Delete or cancel an experiment")
 def cancel_experiment(response: Response, job_id: str = JOB_ID,
                       service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> ExperimentOut:
-    """Cancel a queued experiment (200) or ask a running one to stop (202)."""
-    job = service.cancel(job_id, "experiment", owner=tenant.sees)
-    if job is None:
+    """Remove a queued experiment (answered as cancelled) or a finished one (answered as it was) with its figures:
+    200, then 404. Ask a running one to stop: 202 (it keeps the cells it finished; DELETE it again to remove it)."""
+    deleted = service.delete(job_id, "experiment", owner=tenant.sees)
+    if deleted is None:
         raise not_found(job_id, "experiment")
-    response.status_code = 202 if job.status == JobStatus.running else 200
+    job, removed = deleted
+    response.status_code = 200 if removed else 202
     return experiment_view(job)
 
 

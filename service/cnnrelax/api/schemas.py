@@ -237,6 +237,9 @@ class JobOut(_Sent):
     progress: Optional[ProgressOut] = Field(description="Trials run of the trials asked for: a solve that stops on "
                                             "a certificate (stop_on_certificate) ends with done below total.")
     error: Optional[str] = Field(description="Why the job failed or was cancelled.")
+    estimated_cpu_s: Optional[float] = Field(None, description="What the job is estimated to cost, in CPU-seconds of "
+                                             "this server (its cost model, cnnrelax.pricing); null for a job "
+                                             "stored before jobs were priced.")
     result: Optional[SolveResultOut] = Field(description="Set once the job succeeded (or partial).")
 
 
@@ -258,6 +261,9 @@ class JobSummary(_Sent):
     attempts: int = Field(ge=0)
     progress: Optional[ProgressOut]
     error: Optional[str]
+    estimated_cpu_s: Optional[float] = Field(None, description="What the job is estimated to cost, in CPU-seconds of "
+                                             "this server (its cost model, cnnrelax.pricing); null for a job "
+                                             "stored before jobs were priced.")
 
 
 class JobPage(_Sent):
@@ -289,6 +295,10 @@ class DatasetOut(_Sent):
     source: Literal["npy", "npz", "json", "inline"] = Field(
         description="The upload format (`inline`: the `data` of a solve, kept as a dataset of its caller).")
     created_at: datetime
+    image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="An image set "
+                                             "(`images` in a .npz, for rotated digits' `images_dataset_id`): "
+                                             "[H, W]; its rows are the flattened images. Null for X and y.")
+    angles_given: Optional[bool] = Field(None, description="An image set: it holds one angle per image.")
 
 
 class DatasetPage(_Sent):
@@ -322,6 +332,9 @@ class ExperimentOut(BaseModel):
     cancel_requested: bool = False
     progress: Optional[ProgressOut] = None
     error: Optional[str] = None
+    estimated_cpu_s: Optional[float] = Field(None, description="What the job is estimated to cost, in CPU-seconds of "
+                                             "this server (its cost model, cnnrelax.pricing); null for a job "
+                                             "stored before jobs were priced.")
     spec: ExperimentSpec = Field(description="The normalised spec, defaults filled in (inline images as their shape).")
     result: Optional[ExperimentResult] = None
     figure_url: Optional[str] = Field(None, description="Where the PNG figure is, once succeeded.")

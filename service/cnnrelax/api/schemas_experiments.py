@@ -63,7 +63,9 @@ class RotatedDigitsSpec(_Sent):
     alphas: list[float]
     source: str = Field(description="Where the images came from.")
     image_shape: list[int] = Field(min_length=2, max_length=2, description="[H, W].")
+    image_count: int = Field(description="How many images the set holds (before max_images).")
     angles_given: bool = Field(description="The images came with their angles (nothing was rotated).")
+    images_dataset_id: Optional[str] = Field(None, description="The stored dataset the images were read from.")
     images: Optional[ImagesShape] = Field(None, description="The shape of inline images, when they were sent.")
     images_path: Optional[str] = Field(None, description="The .npz file read (in-process runs only).")
     activation: ActivationName = Field("relu", description="The hidden layer's activation (filters and features).")
@@ -123,6 +125,9 @@ class PhaseTransitionResult(_Sent):
     transition: dict[str, list[TransitionRow]] = Field(description="Per method.")
     time_s: float
     cell_time_s: float
+    partial: bool = Field(False, description="The run was cancelled (or stopped by its time limit): the result "
+                                             "holds the cells it finished.")
+    cells_total: Optional[int] = Field(None, description="A partial result: the cells the whole run has.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -242,31 +247,35 @@ class RotatedDigitsResult(_Sent):
     spec: RotatedDigitsSpec
     activation: ActivationName = Field("relu", description="The activation of the filters and the features.")
     seed: int
-    seeds: list[int]
-    rmse_raw: float = Field(description="Mean test RMSE on pixels (degrees).")
-    rmse_raw_std: Optional[float]
-    rmse_filter: float = Field(description="Mean test RMSE with one learned filter (first shape).")
-    rmse_filter_std: Optional[float]
-    rmse_random: float = Field(description="Mean test RMSE with one random filter of the same norm.")
-    rmse_random_std: Optional[float]
-    learned_minus_raw: Comparison
-    learned_minus_random: Comparison
-    filter_helps: bool = Field(description="The learned - raw interval lies below zero.")
-    filter_beats_random: bool = Field(description="The learned - random interval lies below zero.")
-    verdict: str
-    filter: Optional[list[list[float]]] = Field(description="The first seed's first learned filter (unit norm; "
-                                                            "softplus: the norm it was learned with).")
-    filter_shape: list[int]
+    seeds: list[int] = Field(description="The seeds whose every cell ran (a partial result: perhaps none; then "
+                                         "the summaries below are null).")
+    rmse_raw: Optional[float] = Field(None, description="Mean test RMSE on pixels (degrees).")
+    rmse_raw_std: Optional[float] = None
+    rmse_filter: Optional[float] = Field(None, description="Mean test RMSE with one learned filter (first shape).")
+    rmse_filter_std: Optional[float] = None
+    rmse_random: Optional[float] = Field(None, description="Mean test RMSE with one random filter of the same norm.")
+    rmse_random_std: Optional[float] = None
+    learned_minus_raw: Optional[Comparison] = None
+    learned_minus_random: Optional[Comparison] = None
+    filter_helps: Optional[bool] = Field(None, description="The learned - raw interval lies below zero.")
+    filter_beats_random: Optional[bool] = Field(None, description="The learned - random interval lies below zero.")
+    verdict: Optional[str] = None
+    filter: Optional[list[list[float]]] = Field(None, description="The first seed's first learned filter (unit norm; "
+                                                                  "softplus: the norm it was learned with).")
+    filter_shape: Optional[list[int]] = None
     rmse_raw_per_seed: list[float]
     alpha_raw: list[float]
-    samples: Samples
-    images: int
-    source: str
+    samples: Optional[Samples] = None
+    images: Optional[int] = None
+    source: Optional[str] = None
     variants: list[DigitsVariant]
     cells: list[DigitsCell]
     paper: PaperNumbers
     time_s: float
     cell_time_s: float
+    partial: bool = Field(False, description="The run was cancelled (or stopped by its time limit): the result "
+                                             "holds the cells it finished.")
+    cells_total: Optional[int] = Field(None, description="A partial result: the cells the whole run has.")
 
 
 ExperimentResult = Annotated[Union[PhaseTransitionResult, RotatedDigitsResult], Field(discriminator="kind")]

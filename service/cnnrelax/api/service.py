@@ -7,6 +7,7 @@ caller's owner (tenant); reads take ``sees`` (the owner, or ``None`` for an admi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import threading
@@ -16,11 +17,12 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import InvalidParameterError
 from ..executors import Dispatcher, build_executor
+from ..experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
+from ..pricing import check_time_limit, estimate_cost
 from ..settings import Settings
-from ..specs import DataShape, Limits, SolveSpec
-from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueueFull, Store, dataset_digest
+from ..specs import DataShape, Limits, ProblemSize, SolveSpec
+from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueuedWorkFull, QueueFull, Store, dataset_digest
 from ..types import TERMINAL_STATUSES, JobKind, JobStatus
 from .bodies import BodyParser
 from .metrics import ServiceMetrics
@@ -81,8 +83,7 @@ class Service:
         self.dispatcher: Dispatcher | None = None
         self.parser = BodyParser(settings.max_inline_numbers, max_constraint_numbers=settings.max_constraint_numbers)
         self.limits = Limits(max_matrix_entries=settings.max_matrix_entries,
-                             max_patch_entries=settings.max_patch_entries, max_trials=settings.max_trials,
-                             max_experiment_entries=settings.max_experiment_entries)
+                             max_patch_entries=settings.max_patch_entries, max_trials=settings.max_trials)
         self._purge_stop = threading.Event()
         self._purger: threading.Thread | None = None
 
@@ -131,7 +132,7 @@ class Service:
         jobs, datasets = store.purge(jobs_before=now - self.settings.job_retention_s,
                                      datasets_before=now - self.settings.dataset_retention_s)
         for job_id in jobs:
-            (store.data_dir / "figures" / f"{job_id}.png").unlink(missing_ok=True)
+            self._remove_figures(job_id)
         if jobs or datasets:
             log.info("purged expired jobs and datasets", extra={"jobs": len(jobs), "datasets": len(datasets)})
         return jobs, datasets
@@ -165,12 +166,21 @@ class Service:
         return self.store
 
     # -- jobs -------------------------------------------------------------------------------------
+    def price(self, spec: SolveSpec | PhaseTransitionSpec | RotatedDigitsSpec, size: ProblemSize | None = None
+              ) -> float:
+        """The job's estimated CPU-seconds (:mod:`cnnrelax.pricing`); 422 when past the job time limit."""
+        estimate = estimate_cost(spec, size)
+        check_time_limit(spec, estimate, self.settings.job_time_limit_s)
+        return round(estimate.cpu_s, 3)
+
     def submit(self, kind: JobKind, request: dict[str, Any] | str, *, idempotency_key: str | None,
                dataset_id: str | None = None, time_limit_s: float | None = None,
-               progress_total: int | None = None, owner: str = ANONYMOUS) -> tuple[JobRecord, bool]:
+               progress_total: int | None = None, owner: str = ANONYMOUS,
+               estimated_cpu_s: float | None = None) -> tuple[JobRecord, bool]:
         """Queue a checked job of ``owner`` (blocking: call from a worker thread); return it and whether it is new.
 
-        ``request`` is the job's spec: a typed spec's JSON text (stored as it is), or a normalised dict.
+        ``request`` is the job's spec: a typed spec's JSON text (stored as it is), or a normalised dict;
+        ``estimated_cpu_s`` its price (:meth:`price`), counted against the owner's queued work.
         """
         store = self.require_store()
         if self.dispatcher is None or not self.dispatcher.alive():
@@ -183,7 +193,8 @@ class Service:
             job, created = store.create_job(kind, request, idempotency_key=idempotency_key, dataset_id=dataset_id,
                                             time_limit_s=time_limit_s, max_queue_depth=self.settings.max_queue_depth,
                                             progress_total=progress_total, owner=owner,
-                                            max_queued_per_owner=per_owner)
+                                            max_queued_per_owner=per_owner, estimated_cpu_s=estimated_cpu_s,
+                                            max_queued_cpu_s_per_owner=self.settings.max_queued_cpu_s_per_key)
         except IdempotencyConflict as exc:
             raise ApiError(409, "This Idempotency-Key was already used with a different request body (for job "
                                 f"{exc.job_id}); use a new key for a new request.", title="Idempotency-Key reused",
@@ -197,6 +208,9 @@ class Service:
                                headers={"Retry-After": "5"}, limit=self.settings.max_queued_per_key) from None
             raise ApiError(429, f"The queue is full ({exc.depth} jobs waiting); retry after a few seconds.",
                            title="Queue full", headers={"Retry-After": "2"}) from None
+        except QueuedWorkFull as exc:
+            self.metrics.rejected.inc()
+            raise queued_work_error(exc, self.settings.workers) from None
         if created:
             log.info("job queued", extra={"job_id": job.id, "kind": kind})
             self.dispatcher.wake()
@@ -235,24 +249,24 @@ class Service:
         if arrays is not None:
             spec = spec.model_copy(update={"dataset_id": dataset_digest(*arrays)})
         spec.check(data, self.limits)
+        estimated_cpu_s = self.price(spec, spec.size(data))
         if arrays is not None:  # stored once, as the tenant's dataset; the job names it
             self.require_space(int(arrays[0].nbytes + arrays[1].nbytes))
             store.put_dataset(arrays[0], arrays[1], "inline", owner=owner)
         return self.submit(kind, spec.model_dump_json(), idempotency_key=idempotency_key,
                            dataset_id=spec.dataset_id, time_limit_s=spec.time_limit_s, progress_total=spec.trials,
-                           owner=owner)
+                           owner=owner, estimated_cpu_s=estimated_cpu_s)
 
     def data_shape(self, spec: SolveSpec, arrays: tuple[Any, Any] | None, sees: str | None) -> DataShape | None:
         """What the boundary knows of a spec's data: inline ``arrays``, or the stored dataset's metadata that ``sees``
-        may read (422 naming ``dataset_id`` when there is none); ``None`` for a planted problem."""
+        may read (404 naming ``dataset_id`` when there is none); ``None`` for a planted problem."""
         if arrays is not None:
             return DataShape(int(arrays[0].shape[0]), int(arrays[0].shape[1]), labels=arrays[1])
         if spec.dataset_id is None:
             return None
         record = self.require_store().get_dataset(spec.dataset_id, owner=sees)
         if record is None:
-            raise InvalidParameterError("dataset_id", f"No dataset {spec.dataset_id} is stored; upload it "
-                                                      "with POST /v1/datasets first.")
+            raise dataset_not_found("dataset_id", spec.dataset_id)
         return DataShape(record.n, record.d, record.y_min, record.y_min_index)
 
     async def wait_for(self, job_id: str, kind: str, wait: float, *, owner: str | None = None,
@@ -282,6 +296,47 @@ class Service:
             finally:
                 self.waiters.unregister(job_id, event)
 
+    def delete(self, job_id: str, kind: str, owner: str | None = None) -> tuple[JobRecord, bool] | None:
+        """DELETE of a job (blocking): a queued or finished job is removed, a running one asked to stop.
+
+        A removed job takes its figures with it, and the dataset made from its inline ``data`` when no other job
+        of its owner names it. Return the job (a removed queued job as cancelled, a finished one as it was, a
+        running one with its cancel request) and whether it was removed; ``None`` when ``owner`` has no such job.
+        """
+        store = self.require_store()
+        job = store.get_job(job_id, kind, owner=owner, with_request=False)
+        if job is None:
+            return None
+        for _ in range(2):  # a job that starts, or ends, between the read and the write is looked at once more
+            removed = store.delete_job(job_id) if job.status != JobStatus.running else None
+            if removed is not None:
+                self._forget(removed)
+                if removed.status == JobStatus.queued:
+                    removed = dataclasses.replace(removed, status=JobStatus.cancelled, cancel_requested=True,
+                                                  error="Deleted before it started.", finished_at=time.time())
+                return removed, True
+            cancelled = self.cancel(job_id, kind, owner)
+            if cancelled is None:
+                return None
+            if not cancelled.terminal:
+                return cancelled, False
+            job = cancelled
+        return job, False
+
+    def _remove_figures(self, job_id: str) -> None:
+        """Delete a job's rendered figures, every format (``<data_dir>/figures/<id>.*``)."""
+        for path in (self.require_store().data_dir / "figures").glob(f"{job_id}.*"):
+            path.unlink(missing_ok=True)
+
+    def _forget(self, job: JobRecord) -> None:
+        """What goes with a removed job: its figures (every format) and its inline dataset no one else uses."""
+        store = self.require_store()
+        self._remove_figures(job.id)
+        if job.dataset_id is not None:
+            store.release_inline_dataset(job.dataset_id, job.owner)
+        self.waiters.notify(job.id)
+        log.info("job deleted", extra={"job_id": job.id, "status": job.status})
+
     def cancel(self, job_id: str, kind: str, owner: str | None = None) -> JobRecord | None:
         """Cancel a queued job of ``owner`` (``None``: anyone's), or ask a running one to stop (blocking)."""
         store = self.require_store()
@@ -296,6 +351,26 @@ class Service:
         if job is not None:
             log.info("cancel requested", extra={"job_id": job_id, "status": job.status})
         return job
+
+
+def dataset_not_found(parameter: str, dataset_id: str) -> ApiError:
+    """The 404 of a request naming a dataset this tenant does not hold (a missing resource, not a bad value)."""
+    return ApiError(404, f"No dataset {dataset_id} is stored ({parameter}); upload it with POST /v1/datasets "
+                         "first.", title="Dataset not found", parameter=parameter)
+
+
+def queued_work_error(exc: QueuedWorkFull, workers: int) -> ApiError:
+    """The 429 of a tenant whose queued jobs already hold their share of estimated CPU-seconds.
+
+    ``Retry-After`` is the time the excess takes to drain on ``workers`` workers (at least 5 s, at most an hour).
+    """
+    excess = exc.queued_cpu_s + exc.needed - exc.limit
+    retry = int(min(3600, max(5, excess / max(workers, 1))))
+    return ApiError(429, f"This API key's queued jobs are estimated at {exc.queued_cpu_s:.0f} CPU-seconds; this one "
+                         f"({exc.needed:.0f} s) would pass the {exc.limit:g} s one key may queue "
+                         f"(CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY); retry when some have started.",
+                    title="Too much queued work", headers={"Retry-After": str(retry)}, limit=exc.limit,
+                    setting="CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY")
 
 
 def disk_full_error(reason: str) -> ApiError:

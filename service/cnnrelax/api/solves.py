@@ -81,14 +81,16 @@ async def get_solve(job_id: str = JOB_ID, service: Service = Depends(get_service
 
 @router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut, "description":
                                                                      "Cancellation requested of a running job."}},
-               summary="Cancel a solve job")
+               summary="Delete or cancel a solve job")
 def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = Depends(get_service),
                  tenant: Tenant = Depends(get_tenant)) -> JobOut:
-    """Cancel a queued job at once (200), or ask a running one to stop (202); a finished job is left as is."""
-    job = service.cancel(job_id, "solve", owner=tenant.sees)
-    if job is None:
+    """Remove a queued job (answered as cancelled) or a finished one (answered as it was), with its inline data
+    no other job uses: 200, then 404. Ask a running job to stop: 202 (once it has stopped, DELETE removes it)."""
+    deleted = service.delete(job_id, "solve", owner=tenant.sees)
+    if deleted is None:
         raise not_found(job_id)
-    response.status_code = 202 if job.status == JobStatus.running else 200
+    job, removed = deleted
+    response.status_code = 200 if removed else 202
     return job_view(job)
 
 

@@ -9,12 +9,13 @@ Contract (the service's job runner relies on it):
 - ``list_cells(spec) -> list[dict]`` and ``run_cell(spec, cell) -> dict``: top-level, picklable (the spec is
   a pydantic model, a cell a plain dict); a cell's result carries the cell's own keys, so results may arrive
   in any order (e.g. from Dask tasks).
-- ``run_experiment(spec, *, progress, should_stop, resume=None, map_cells=None) -> dict``: runs the cells
-  not already in ``resume["cells"]``, calls ``progress(done, total, partial_state)`` after each one
-  (``partial_state = {"kind", "cells"}`` is what to pass back as ``resume`` after a restart), and raises
-  :class:`ExperimentCancelled` soon after ``should_stop()`` turns true. ``map_cells(run, cells)`` may run
-  ``run(cell)`` elsewhere (a process pool, Dask) and yield results as they finish; without it cells run
-  here, one after the other, and a cell stops mid-way when asked.
+- ``run_experiment(spec, *, progress, should_stop, resume=None, map_cells=None) -> dict``: runs the cells not
+  already in ``resume["cells"]``, calls ``progress(done, total, partial_state)`` after each one (``partial_state =
+  {"kind", "cells"}`` is what to pass back as ``resume`` after a restart), and raises :class:`ExperimentCancelled`
+  soon after ``should_stop()`` turns true, its ``partial`` the result of the cells finished
+  (:func:`partial_result`: ``partial: true``; an assembled result of every cell has no such mark). ``map_cells(run,
+  cells)`` may run ``run(cell)`` elsewhere (a process pool, Dask) and yield results as they finish; without it
+  cells run here, one after the other, and a cell stops mid-way when asked.
 - ``render_figure(result, format, dpi) -> bytes``: a PNG, SVG or PDF (matplotlib is imported only then).
 """
 
@@ -48,7 +49,7 @@ SpecLike = PhaseTransitionSpec | RotatedDigitsSpec | Mapping[str, Any]
 
 __all__ = [
     "ExperimentCancelled", "ExperimentSpec", "KINDS", "PhaseTransitionSpec", "RotatedDigitsSpec", "figure_size_px",
-    "list_cells", "parse_experiment_spec", "render_figure", "run_cell", "run_experiment",
+    "list_cells", "parse_experiment_spec", "partial_result", "render_figure", "run_cell", "run_experiment",
 ]
 
 
@@ -82,6 +83,13 @@ def run_cell(spec: PhaseTransitionSpec | RotatedDigitsSpec, cell: dict[str, Any]
              should_stop: ShouldStop | None = None) -> dict[str, Any]:
     """Run one cell of a typed spec (picklable: a Dask task or a pool worker can call it)."""
     return _module(spec).run_cell(spec, cell, should_stop)
+
+
+def partial_result(spec: PhaseTransitionSpec | RotatedDigitsSpec, cells: list[dict[str, Any]],
+                   elapsed: float) -> dict[str, Any]:
+    """The result of the cells finished so far (any subset), marked ``partial: true`` with ``cells_total``."""
+    module = _module(spec)
+    return {**module.assemble(spec, cells, elapsed), "partial": True, "cells_total": len(module.list_cells(spec))}
 
 
 def run_experiment(
@@ -132,24 +140,28 @@ def run_experiment(
     def state() -> dict[str, Any]:
         return {"kind": typed.kind, "cells": list(done.values())}
 
-    progress(len(done), total, state())
-    if todo:
-        check_stop(should_stop)
-    if map_cells is None:
-        for cell in todo:
-            result = module.run_cell(typed, cell, should_stop)
-            done[module.cell_key(result)] = result
-            progress(len(done), total, state())
+    try:
+        progress(len(done), total, state())
+        if todo:
             check_stop(should_stop)
-    elif todo:
-        results: Iterable[dict[str, Any]] = map_cells(functools.partial(run_cell, typed), todo)
-        try:
-            for result in results:
+        if map_cells is None:
+            for cell in todo:
+                result = module.run_cell(typed, cell, should_stop)
                 done[module.cell_key(result)] = result
                 progress(len(done), total, state())
                 check_stop(should_stop)
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()
+        elif todo:
+            results: Iterable[dict[str, Any]] = map_cells(functools.partial(run_cell, typed), todo)
+            try:
+                for result in results:
+                    done[module.cell_key(result)] = result
+                    progress(len(done), total, state())
+                    check_stop(should_stop)
+            finally:
+                close = getattr(results, "close", None)
+                if close is not None:
+                    close()
+    except ExperimentCancelled as stopped:
+        stopped.partial = partial_result(typed, list(done.values()), time.monotonic() - start)
+        raise
     return module.assemble(typed, list(done.values()), time.monotonic() - start)

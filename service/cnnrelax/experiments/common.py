@@ -13,7 +13,13 @@ MapCells = Callable[[CellRunner, list[dict[str, Any]]], Iterable[dict[str, Any]]
 
 
 class ExperimentCancelled(Exception):
-    """Raised inside an experiment when ``should_stop()`` turned true; the partial state stays valid."""
+    """Raised inside an experiment when ``should_stop()`` turned true; the partial state stays valid.
+
+    :func:`cnnrelax.experiments.run_experiment` sets ``partial`` to the result assembled from the cells finished
+    so far (marked ``partial: true``) before the exception leaves it.
+    """
+
+    partial: dict[str, Any] | None = None
 
 
 def check_stop(should_stop: ShouldStop | None) -> None:

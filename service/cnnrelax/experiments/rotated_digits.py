@@ -645,8 +645,16 @@ def assemble(spec: RotatedDigitsSpec, cells: list[dict[str, Any]], elapsed: floa
     """Per-seed RMSEs, their means and spreads, and the paired comparisons; the primary variant is the first
     filter shape with one learned filter (Table 1's row)."""
     _CACHE.clear()  # the run is over: do not keep its images in a long-lived worker
-    seeds = replicate_seeds(spec)
     raw = {c["seed"]: c for c in cells if c["part"] == "raw"}
+    shaped = {(c["seed"], tuple(c["filter_shape"])) for c in cells if c["part"] == "filter"}
+    # The seeds whose every cell is done (all of them, unless the run was cancelled: a partial result).
+    seeds = [s for s in replicate_seeds(spec) if s in raw and all((s, shape) in shaped for shape in spec.shapes)]
+    order = {cell_key(c): i for i, c in enumerate(list_cells(spec))}
+    ordered = sorted(cells, key=lambda c: order.get(cell_key(c), len(order)))
+    if not seeds:
+        return {"kind": "rotated_digits", "spec": spec.public(), "activation": spec.activation, "seed": spec.seed,
+                "seeds": [], "rmse_raw_per_seed": [], "alpha_raw": [], "variants": [], "cells": ordered,
+                "paper": PAPER_RMSE, "time_s": elapsed, "cell_time_s": float(sum(c["time_s"] for c in cells))}
     raw_rmse = [raw[s]["rmse"] for s in seeds]
     variants = []
     for shape in spec.shapes:
@@ -667,7 +675,6 @@ def assemble(spec: RotatedDigitsSpec, cells: list[dict[str, Any]], elapsed: floa
     primary = variants[0]
     helps, versus_random = primary["one_minus_raw"], primary["one_minus_random"]
     first_raw = raw[seeds[0]]
-    order = {cell_key(c): i for i, c in enumerate(list_cells(spec))}
     return {
         "kind": "rotated_digits",
         "spec": spec.public(),
@@ -691,7 +698,7 @@ def assemble(spec: RotatedDigitsSpec, cells: list[dict[str, Any]], elapsed: floa
         "alpha_raw": [raw[s]["alpha"] for s in seeds],
         "samples": first_raw["samples"], "images": first_raw["images"], "source": first_raw["source"],
         "variants": variants,
-        "cells": sorted(cells, key=lambda c: order.get(cell_key(c), len(order))),
+        "cells": ordered,
         "paper": PAPER_RMSE,
         "time_s": elapsed,
         "cell_time_s": float(sum(c["time_s"] for c in cells)),

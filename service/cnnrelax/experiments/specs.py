@@ -19,7 +19,8 @@ parameter, which pydantic carries in its error (:func:`invalid_parameter` takes 
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal, Optional, Union, cast
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Optional, Union, cast, get_args
 
 import numpy as np
 from pydantic import (
@@ -86,6 +87,9 @@ MIN_IMAGES = 10
 #: Where the default images come from, and their shape (``tests/test_experiments.py`` checks it is sklearn's).
 DIGITS_SOURCE = "sklearn.datasets.load_digits"
 DIGITS_SHAPE: tuple[int, int] = (8, 8)
+#: How many images scikit-learn's digits hold (``tests/test_experiments.py`` checks it).
+DIGITS_COUNT = 1797
+DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"
 
 GridD = Annotated[int, Field(ge=1, le=MAX_D)]
 GridN = Annotated[int, Field(ge=1, le=MAX_N)]
@@ -95,9 +99,42 @@ FilterShape = Annotated[list[Side], Field(min_length=2, max_length=2)]
 
 
 class _Strict(BaseModel):
-    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite."""
+    """Unknown members are an error (a typo must not be silently ignored); numbers must be finite; a boolean is not
+    a number (``"seed": false`` is refused, not read as 0)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in _numeric_members(cls):
+                value = data.get(name)
+                if _holds_boolean(value):
+                    raise InvalidParameterError(name, f"{name}={value!r} holds a boolean where numbers go; give "
+                                                      f"{name} as numbers (true and false are not 1 and 0 here).")
+        return data
+
+
+def _mentions_number(annotation: Any) -> bool:
+    """Whether a field's type is, or holds, ``int`` or ``float`` (``Optional``, lists, tuples, ``Annotated``)."""
+    if annotation in (int, float):
+        return True
+    return any(_mentions_number(arg) for arg in get_args(annotation) if not isinstance(arg, (str, int, float)))
+
+
+@lru_cache(maxsize=None)
+def _numeric_members(model: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(name for name, info in model.model_fields.items() if _mentions_number(info.annotation))
+
+
+def _holds_boolean(value: Any) -> bool:
+    """A boolean, or a (nested) list or tuple holding one; arrays (already numbers) are not looked into."""
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, (list, tuple)):
+        return any(_holds_boolean(item) for item in value)
+    return False
 
 
 # -------------------------------------------------------------------------------------------------
@@ -231,6 +268,10 @@ class _DigitsFields(_Strict):
                             "filters at the learned ones' norms).")
     negative_slope: float = Field(DEFAULT_NEGATIVE_SLOPE, gt=0, lt=1,
                                   description="leaky_relu's slope for negative inputs (ignored by the others).")
+    images_dataset_id: Optional[str] = Field(
+        None, pattern=DATASET_ID_PATTERN,
+        description="A dataset uploaded as a .npz with `images` (N x H x W) and optional `angles` (POST "
+                    "/v1/datasets): the images of large sets (MNIST), instead of inline `images`.")
 
 
 class RotatedDigitsRequest(_DigitsFields):
@@ -313,6 +354,7 @@ class RotatedDigitsSpec(_DigitsFields):
     images_path: Optional[str] = None
     source: str = DIGITS_SOURCE
     image_shape: tuple[int, int] = DIGITS_SHAPE
+    image_count: int = DIGITS_COUNT
     angles_given: bool = False
 
     @model_validator(mode="before")
@@ -323,32 +365,48 @@ class RotatedDigitsSpec(_DigitsFields):
             return data
         data = dict(data)
         images, angles, path = data.get("images"), data.get("angles"), data.get("images_path")
-        if images is not None:
+        stored = data.get("images_dataset_id")
+        if stored is not None and (images is not None or path is not None or angles is not None):
+            raise InvalidParameterError("images_dataset_id", "Give the images once: images_dataset_id, or inline "
+                                                             "images (with angles), not both.")
+        if stored is not None:
+            # The dataset's shape comes from its record (the API resolves it, :meth:`with_dataset`); until then the
+            # spec is unresolved: nothing that depends on the images is filled in or checked.
+            if data.get("image_shape") is None:
+                return {**data, "source": f"dataset {stored}", "image_shape": (0, 0), "image_count": 0}
+            data.setdefault("source", f"dataset {stored}")
+            source, shape = data["source"], tuple(data["image_shape"])
+            count = int(data.get("image_count") or 0)
+            given = bool(data.get("angles_given"))
+        elif images is not None:
             images, angles = check_images(images, angles)
             data["images"], data["angles"], source = images, angles, "user images"
-            shape = images.shape[1:]
+            shape, count, given = images.shape[1:], images.shape[0], angles is not None
         elif path is not None:
             read, read_angles = _npz_images(path)
-            _, given = check_images(read, read_angles if angles is None else angles)
-            angles = given
+            _, checked = check_images(read, read_angles if angles is None else angles)
+            angles = checked
             data["images_path"], source, shape = str(path), str(path), read.shape[1:]
+            count, given = read.shape[0], angles is not None
         else:
             if angles is not None:
                 raise InvalidParameterError("angles", "angles need images (one angle per image): send images too, "
                                                       "or leave angles out.")
-            source, shape = DIGITS_SOURCE, DIGITS_SHAPE
+            source, shape, count, given = DIGITS_SOURCE, DIGITS_SHAPE, DIGITS_COUNT, False
         H, W = int(shape[0]), int(shape[1])
         if data.get("filter_shapes") is None:
             data["filter_shapes"] = ([list(s) for s in DEFAULT_FILTER_SHAPES if s[0] <= H and s[1] <= W]
                                      or [[min(H, 2), min(W, 2)]])
         if data.get("alphas") is None:
             data["alphas"] = list(DEFAULT_ALPHAS)
-        data.update(source=source, image_shape=(H, W), angles_given=angles is not None)
+        data.update(source=source, image_shape=(H, W), image_count=int(count), angles_given=given)
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RotatedDigitsSpec:
         """The checks that need several members."""
+        if not self.resolved:
+            return self
         H, W = self.image_shape
         shapes: list[list[int]] = []
         for p, q in self.filter_shapes or []:
@@ -365,6 +423,43 @@ class RotatedDigitsSpec(_DigitsFields):
 
     # -- what the experiment reads ------------------------------------------------------------------------
     @property
+    def resolved(self) -> bool:
+        """False for a spec naming ``images_dataset_id`` whose dataset's shape is not filled in yet."""
+        return self.images_dataset_id is None or self.image_count > 0
+
+    def with_dataset(self, image_shape: tuple[int, int], image_count: int, angles_given: bool) -> RotatedDigitsSpec:
+        """This spec with its stored images' shape, count and angles filled in, checked as a whole again.
+
+        Parameters
+        ----------
+        image_shape : pair of int
+            ``(H, W)`` of the dataset's images.
+        image_count : int
+            ``N``.
+        angles_given : bool
+            The dataset holds one angle per image.
+
+        Returns
+        -------
+        RotatedDigitsSpec
+        """
+        if image_count < MIN_IMAGES or image_shape[0] * image_shape[1] > MAX_PIXELS:
+            raise InvalidParameterError("images_dataset_id", f"The dataset holds {image_count} images of "
+                                                             f"{image_shape[0]}x{image_shape[1]} pixels; rotated "
+                                                             "digits "
+                                                             f"take at least {MIN_IMAGES} images of at most "
+                                                             f"{MAX_PIXELS} pixels.")
+        members = self.model_dump(exclude={"source", "image_shape", "image_count", "angles_given", "images", "angles"})
+        resolved = parse_experiment_spec({**members, "image_shape": list(image_shape), "image_count": image_count,
+                                          "angles_given": angles_given})
+        assert isinstance(resolved, RotatedDigitsSpec)  # its kind is this spec's
+        return resolved
+
+    def with_images(self, images: np.ndarray, angles: np.ndarray | None) -> RotatedDigitsSpec:
+        """This spec holding its stored dataset's arrays (on the worker; nothing is checked again)."""
+        return self.model_copy(update={"images": images, "angles": angles})
+
+    @property
     def shapes(self) -> list[tuple[int, int]]:
         """The filter shapes (distinct, in the given order)."""
         return [(int(s[0]), int(s[1])) for s in self.filter_shapes or []]
@@ -377,7 +472,8 @@ class RotatedDigitsSpec(_DigitsFields):
     def public(self) -> dict[str, Any]:
         """The spec as the API shows it: inline images replaced by ``{"shape": [N, H, W]}``, angles left out."""
         out: dict[str, Any] = self.model_dump(mode="json", exclude={"images", "angles"})
-        out["images"] = None if self.images is None else {"shape": [int(v) for v in self.images.shape]}
+        inline = self.images is not None and self.images_dataset_id is None
+        out["images"] = {"shape": [int(v) for v in self.images.shape]} if inline and self.images is not None else None
         return out
 
 
