@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..problem import InvalidParameterError
+from ..core.problem import InvalidParameterError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("cnnrelax.api")
