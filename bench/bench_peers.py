@@ -111,7 +111,7 @@ def run_cnnrelax(n: int, d: int, k: int, seed: int, with_coverage: bool) -> Run:
 
 def _coverage_over_trial(problem: Any, result: Any, options: Any) -> float | None:
     """The coverage estimate at the selected filter, timed alone, over the mean time of the solve's trials."""
-    from cnnrelax.certificate import coverage, optimality_cone
+    from cnnrelax.core.certificates import coverage, optimality_cone
 
     if result.w is None or not result.trials:
         return None

@@ -15,7 +15,7 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
+from .core.certificates import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
 from .core.relaxation import RelaxationSolution
 from .core.trials import SolveResult, TrialRecord
 from .specs import RelaxationName as Relaxation

@@ -3,7 +3,7 @@ trials, the baselines and the cvxpy oracle. It knows nothing of HTTP or storage.
 
 from .activations import ACTIVATIONS, Activation, make_activation
 from .baselines import GradientDescentResult, gradient_descent, pseudo_inverse
-from .certificate import Certificate, ConeCertificate, certify, cone_certificate
+from .certificates import Certificate, ConeCertificate, certify, cone_certificate
 from .constraints import FilterConstraints
 from .planted import PlantedProblem, PlantedSpec, planted_problem
 from .problem import (

@@ -15,8 +15,9 @@ import numpy as np
 
 from ..types import ShouldStop
 from ..validation import non_negative_integer, positive_integer
-from .certificate import (
+from .certificates import (
     DEFAULT_CONE_TOL,
+    DEFAULT_COVERAGE_SAMPLES,
     DEFAULT_FIT_TOL,
     DEFAULT_OPTIMALITY_TOL,
     Certificate,
@@ -38,7 +39,6 @@ from .relaxation import (
 )
 
 DEFAULT_RECOVERY_TOL = 1e-4
-DEFAULT_COVERAGE_SAMPLES = 64
 POLISH_FEASIBILITY_TOL = 1e-9  # relative (ResolvedConstraints.relative_violation)
 
 
