@@ -48,6 +48,8 @@ SLICE_COSINE_FLOOR = 1e-1
 POLAR_TOL = 1e-10
 #: Column generation enters generators whose gain exceeds this times ``||r||``.
 ENTERING_TOL = 1e-12
+#: Column generation enters about this many columns per dimension a round.
+BATCH_PER_DIMENSION = 2
 #: Column generation prices a pool of this many generators per dimension before all of them.
 POOL_PER_DIMENSION = 32
 
@@ -107,13 +109,16 @@ class OptimalityCone:
             projected_axis = self._project(np.asarray(axis, dtype=np.float64)[None, :])[0]
             axis_norm = float(np.linalg.norm(projected_axis))
             unit_axis = projected_axis / axis_norm if axis_norm > 0 else None
+        norms = _row_norms(G)
+        factors = np.ones(G.shape[0])
         if unit_axis is not None and G.shape[0]:
-            factors = _slice_factors(G, unit_axis)  # any positive factor per sample leaves the cone unchanged
-            G = G * factors[:, None]
-            T = T * factors[owner][:, None] if T.shape[0] else T
-        scale = max(float(np.max(np.linalg.norm(G, axis=1), initial=0.0)),
-                    float(np.max(np.linalg.norm(T, axis=1), initial=0.0)), np.finfo(float).tiny)
-        self.G, self.T = G / scale, T / scale
+            factors = _slice_factors(G, norms, unit_axis)  # any positive factor per sample leaves the cone unchanged
+        tie_factors = factors[owner] if T.shape[0] else np.ones(0)
+        scale = max(float(np.max(norms * factors, initial=0.0)), float(np.max(_row_norms(T) * tie_factors,
+                                                                                  initial=0.0)), np.finfo(float).tiny)
+        self.G = G * (factors / scale)[:, None]  # the largest row has norm 1
+        self.T = T * (tie_factors / scale)[:, None]
+        self._batch = BATCH_PER_DIMENSION * m + 10  # columns that enter per column-generation round
         self.owner = owner
         self.has_ties = self.T.shape[0] > 0
         self.separators: list[FloatArray] = []
@@ -166,7 +171,7 @@ class OptimalityCone:
         return self._tied_residual(r, gains, enough) if self.has_ties else self._nnls(r, gains, enough)
 
     def _first_columns(self, gains: FloatArray) -> NDArray[np.intp]:
-        return _top(gains, 2 * self.m + 10)
+        return _top(gains, self._batch)
 
     def _nnls(self, r: FloatArray, gains: FloatArray, enough: float) -> tuple[float, int, FloatArray]:
         """Lawson-Hanson NNLS with column generation over the generators (exact, active-set).
@@ -176,7 +181,7 @@ class OptimalityCone:
         """
         G = self.G
         count, m = G.shape
-        batch = 2 * m + 10
+        batch = self._batch
         threshold = ENTERING_TOL * max(float(np.linalg.norm(r)), 1e-300)
         pool = _top(gains, POOL_PER_DIMENSION * m)  # indices into G
         in_pool = G[pool]
@@ -215,7 +220,7 @@ class OptimalityCone:
         current residual ``e`` (the KKT condition it would violate).
         """
         count, m = self.G.shape
-        batch = 2 * m + 10
+        batch = self._batch
         rnorm = max(float(np.linalg.norm(r)), 1e-300)
         chosen = self._first_columns(gains)
         residual, v = r, np.zeros(0)
@@ -307,9 +312,10 @@ class OptimalityCone:
         ``tol ||r||``; outside when a polar vector proves ``rho > tol``. ``should_stop`` is polled between
         directions; when it answers True the remaining verdicts stay False.
         """
+        R = np.asarray(R, dtype=np.float64)
         verdicts = np.zeros(R.shape[0], dtype=bool)
-        norms = np.linalg.norm(R, axis=1)
-        projected = self._project(np.asarray(R, dtype=np.float64))
+        norms = _row_norms(R)
+        projected = self._project(R)
         open_rows = np.flatnonzero(norms > 0)
         verdicts[norms == 0] = True
         if self.separators and open_rows.size:
@@ -340,10 +346,14 @@ def _top(values: FloatArray, count: int) -> NDArray[np.intp]:
     return np.argsort(-values)
 
 
-def _slice_factors(G: FloatArray, unit_axis: FloatArray) -> FloatArray:
+def _row_norms(M: FloatArray) -> FloatArray:
+    """The Euclidean norm of each row (one pass, no temporary of ``M``'s size)."""
+    return np.sqrt(np.einsum("ij,ij->i", M, M))
+
+
+def _slice_factors(G: FloatArray, norms: FloatArray, unit_axis: FloatArray) -> FloatArray:
     """Per row, ``1 / (max(cos(g, axis), floor) ||g||)``: rows with ``g^T axis > 0`` land on the slice
     ``g^T axis = 1`` (up to the floor); the rest are made unit; zero rows stay zero."""
-    norms = np.linalg.norm(G, axis=1)
     safe = np.where(norms > 0, norms, 1.0)
     cosines = (G @ unit_axis) / safe
     return 1.0 / (np.maximum(cosines, SLICE_COSINE_FLOOR) * safe)
