@@ -348,7 +348,8 @@ def _top(values: FloatArray, count: int) -> NDArray[np.intp]:
 
 def _row_norms(M: FloatArray) -> FloatArray:
     """The Euclidean norm of each row (one pass, no temporary of ``M``'s size)."""
-    return np.sqrt(np.einsum("ij,ij->i", M, M))
+    norms: FloatArray = np.sqrt(np.einsum("ij,ij->i", M, M))
+    return norms
 
 
 def _slice_factors(G: FloatArray, norms: FloatArray, unit_axis: FloatArray) -> FloatArray:
