@@ -10,7 +10,15 @@ This face is what the rest of the package imports.
 """
 
 from .assembly import Certificate, ConeCertificate, ConeStatus, certify, cone_certificate, summary, tied_note
-from .cone import OptimalityCone, TieRule, cone_not_applicable, nnls_distance, optimality_cone, tie_rule
+from .cone import (
+    OptimalityCone,
+    TieRule,
+    cone_not_applicable,
+    cone_ties,
+    nnls_distance,
+    optimality_cone,
+    tie_rule,
+)
 from .coverage import (
     COVERAGE_CONFIDENCE,
     DEFAULT_COVERAGE_HALF_WIDTH,
@@ -36,7 +44,7 @@ __all__ = [
     "COVERAGE_CONFIDENCE", "DEFAULT_CONE_TOL", "DEFAULT_COVERAGE_HALF_WIDTH", "DEFAULT_COVERAGE_SAMPLES",
     "DEFAULT_FIT_TOL", "DEFAULT_OPTIMALITY_TOL", "DEFAULT_TIE_TOL", "Certificate", "ConeCertificate", "ConeStatus",
     "Coverage", "CoverageStatus", "OptimalityCone", "TieRule", "certify", "clopper_pearson_interval",
-    "cone_certificate", "cone_not_applicable", "coverage", "fit_residual", "loss_threshold", "nnls_distance",
-    "optimality_cone", "relative_gradient_norm", "summary", "tie_rule", "tied_note", "trials_needed",
+    "cone_certificate", "cone_not_applicable", "cone_ties", "coverage", "fit_residual", "loss_threshold",
+    "nnls_distance", "optimality_cone", "relative_gradient_norm", "summary", "tie_rule", "tied_note", "trials_needed",
     "wilson_interval",
 ]

@@ -78,6 +78,22 @@ def tie_rule(activation: Activation) -> TieRule:
                          f"{activation.name!r}: add it to SMOOTH_TIE_RULES") from None
 
 
+def cone_ties(activation: Activation, tied: NDArray[np.bool_],
+              active: NDArray[np.bool_]) -> tuple[NDArray[np.bool_], float]:
+    """The tied patches that carry a multiplier in ``[0, v_i]`` in the cone, and their spread (module docstring).
+
+    Piecewise linear: every tied patch, spread ``hi - lo`` (the subdifferential's width at the kink). Squared
+    ReLU: only the patches of samples with no active patch, where ``sum_j (X_ij w)_+^2 <= 0`` is ``X_ij w <= 0``
+    patch by patch (``g_i = 0``, so ``lambda_ij in [0, v_i]`` is any ``lambda_ij >= 0``). Softplus: none.
+    """
+    rule = tie_rule(activation)
+    if rule is TieRule.KINK and activation.lo is not None and activation.hi is not None:
+        return tied, activation.hi - activation.lo
+    if rule is TieRule.ZERO_LABEL:
+        return tied & ~active.any(axis=1, keepdims=True), 1.0
+    return np.zeros_like(tied), 1.0
+
+
 class OptimalityCone:
     """The cone of directions ``r`` for which a filter is LP-optimal (module docstring), ready for many ``r``.
 
@@ -386,18 +402,8 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     pre = problem.preactivations(w)
     tied = problem.ties(w, pre, tie_tol)
     active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
-    act = problem.activation
     G = problem.gradient_rows(w, active, pre)  # sigma' per patch; at a kink the lower end lo
-    rule = tie_rule(act)
-    spread = 1.0
-    if rule is TieRule.KINK and act.lo is not None and act.hi is not None:
-        spread = act.hi - act.lo  # a tied patch's slope lies in [lo, hi]: lo in G, the rest a multiplier in [0, v_i]
-    elif rule is TieRule.ZERO_LABEL:
-        # Only samples with no active patch: there the constraint is X_ij w <= 0 per patch, whose tied patches
-        # carry free multipliers (g_i = 0, so lambda_ij in [0, v_i] is any lambda_ij >= 0).
-        tied = tied & ~active.any(axis=1, keepdims=True)
-    elif rule is TieRule.NONE:
-        tied = np.zeros_like(tied)
+    tied, spread = cone_ties(problem.activation, tied, active)
     tie_i, tie_j = np.nonzero(tied)
     tie_rows = problem.patches[tie_i, tie_j] * spread
     carries = np.any(tie_rows != 0, axis=1)
