@@ -149,12 +149,17 @@ def test_the_sequential_interval_keeps_its_confidence(p: float) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(st.integers(0, 64).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
-def test_clopper_pearson_contains_wilson_and_the_estimate(pair: tuple[int, int]) -> None:
+def test_clopper_pearson_is_the_beta_quantiles_and_holds_the_estimate(pair: tuple[int, int]) -> None:
+    from scipy.stats import beta
+
     successes, total = pair
     low, high = clopper_pearson_interval(successes, total)
     assert 0.0 <= low <= high <= 1.0
     if total:
         assert low <= successes / total <= high
+        expected_low = 0.0 if successes == 0 else beta.ppf(0.025, successes, total - successes + 1)
+        expected_high = 1.0 if successes == total else beta.ppf(0.975, successes + 1, total - successes)
+        assert low == pytest.approx(expected_low, abs=1e-12) and high == pytest.approx(expected_high, abs=1e-12)
 
 
 def test_an_activation_the_certificates_do_not_know_fails_loudly() -> None:
