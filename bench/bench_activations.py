@@ -26,7 +26,7 @@ prediction of the relaxation's unpolished per-trial rate, printed beside the mea
 
 Outputs: ``docs/bench_activations.json`` (every cell, the cone measurements, the command, the wall time),
 one figure per activation ``docs/activations_<name>.png`` (per-trial success against ``n / m``), and a
-Markdown table of the per-trial success rates on stdout (the README's).
+Markdown table of the per-trial success rates on stdout (the one in docs/experiments.md).
 
 Run: ``nice python bench/bench_activations.py`` (about 10 minutes on one core of the 2-core machine);
 ``--quick`` for 3 ratios and 5 repetitions; ``--workers 2`` runs two experiments at a time.

@@ -30,7 +30,7 @@ from typing import Callable
 import cvxpy as cp
 
 from cnnrelax import PlantedSpec, RelaxationSolver, SolveOptions, make_problem, planted_problem, solve, trial_direction
-from cnnrelax.core.certificate import coverage
+from cnnrelax.core.certificates import coverage
 from cnnrelax.core.oracle import CvxpyRelaxation
 
 SIZES = [(5000, 100, 4), (10000, 200, 5), (10000, 500, 5)]

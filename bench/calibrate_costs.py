@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from cnnrelax.core.activations import make_activation
 from cnnrelax.core.baselines import gradient_descent, pseudo_inverse
-from cnnrelax.core.certificate import coverage
+from cnnrelax.core.certificates import coverage
 from cnnrelax.core.planted import PlantedSpec, planted_problem
 from cnnrelax.experiments import run_experiment
 from cnnrelax.experiments.rotated_digits import DigitsData, Split, _rotate, relu_features, ridge_test_rmse

@@ -17,7 +17,7 @@ from scipy.optimize import linprog
 
 from cnnrelax import FilterConstraints, PlantedSpec, SolveOptions, make_problem, planted_problem, solve
 from cnnrelax.core.activations import ACTIVATIONS, make_activation
-from cnnrelax.core.certificate import cone_certificate, optimality_cone
+from cnnrelax.core.certificates import cone_certificate, optimality_cone
 from cnnrelax.core.oracle import CvxpyRelaxation
 from cnnrelax.core.polishing import polish
 from cnnrelax.core.solver import RelaxationSolver

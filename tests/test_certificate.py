@@ -97,7 +97,7 @@ def test_an_active_norm_bound_makes_the_cone_test_not_applicable() -> None:
 def test_column_generation_nnls_equals_the_full_nnls_on_many_generators() -> None:
     from scipy.optimize import nnls
 
-    from cnnrelax.core.certificate import _nnls_residual
+    from cnnrelax.core.certificates import nnls_distance
 
     pp = planted_problem(PlantedSpec(n=3000, d=40, k=4, seed=12))
     G = pp.problem.gradient_rows(pp.w_star)
@@ -105,5 +105,5 @@ def test_column_generation_nnls_equals_the_full_nnls_on_many_generators() -> Non
     for t in range(6):
         r = trial_direction(1, t, pp.problem.m)
         _, full = nnls(G.T, r, maxiter=50 * max(G.shape))
-        ours, _ = _nnls_residual(G, np.zeros((0, pp.problem.m)), r)
+        ours, _ = nnls_distance(G, np.zeros((0, pp.problem.m)), r)
         assert ours == pytest.approx(full, rel=1e-9, abs=1e-12)

@@ -1,7 +1,7 @@
 """What can be checked of the container files without a Docker engine.
 
 - ``compose.yaml`` parses and wires the API, one Dask scheduler and two Dask workers from one image,
-  with the ports, volume and environment variables the README documents.
+  with the ports, volume and environment variables docs/operations.md documents.
 - ``Dockerfile`` is multi-stage, runs as a non-root user, has a HEALTHCHECK on ``/healthz`` that needs
   no curl, keeps the data dir in a VOLUME and starts ``cnnrelax serve --host 0.0.0.0``.
 - ``requirements.lock`` pins every run-time dependency, consistently with ``pyproject.toml``.
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE = ROOT / "compose.yaml"
 LOCK = ROOT / "requirements.lock"
-README = ROOT / "README.md"
+OPERATIONS = ROOT / "docs" / "operations.md"  # the README's operations part
 IMAGE_DATA_DIR = "/data"
 API_PORT = 8000
 SCHEDULER_PORT = 8786
@@ -301,16 +301,16 @@ def test_compose_workers_join_the_scheduler_with_one_thread_each() -> None:
             compile(probe[3], "<compose healthcheck>", "exec")
 
 
-def test_readme_documents_the_container_names_ports_and_settings() -> None:
-    text = README.read_text()
-    assert "\n## Scale-out and containers\n" in text, "README.md must have a 'Scale-out and containers' section"
+def test_operations_document_the_container_names_ports_and_settings() -> None:
+    text = OPERATIONS.read_text()
+    assert "\n## Scale-out and containers\n" in text, "docs/operations.md needs a 'Scale-out and containers' section"
     section = text[text.index("\n## Scale-out and containers\n") + 1:]
     next_heading = re.search(r"\n## ", section)
     section = section[: next_heading.start()] if next_heading else section
     for needle in ("docker build", "docker compose up", "api", "scheduler", *WORKER_SERVICES, str(API_PORT),
                    str(SCHEDULER_PORT), DATA_VOLUME, IMAGE_DATA_DIR, "CNNRELAX_DASK_SCHEDULER", "--dask-scheduler",
                    "/readyz"):
-        assert needle in section, f"README's 'Scale-out and containers' section should mention {needle!r}"
+        assert needle in section, f"docs/operations.md's 'Scale-out and containers' section should mention {needle!r}"
 
 
 # ---- the image's install steps, replayed in a fresh venv (slow, opt-in) ------------------------------

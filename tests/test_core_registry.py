@@ -17,7 +17,7 @@ from cnnrelax.core.activations import (
     make_activation,
     register_activation,
 )
-from cnnrelax.core.certificate import cone_certificate
+from cnnrelax.core.certificates import cone_certificate
 from cnnrelax.core.oracle import CvxpyRelaxation
 from cnnrelax.core.polishing import polish
 from cnnrelax.core.records import RoundRecord

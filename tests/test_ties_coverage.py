@@ -15,7 +15,7 @@ from cnnrelax import (
     solve,
     trial_direction,
 )
-from cnnrelax.core.certificate import coverage, optimality_cone, trials_needed, wilson_interval
+from cnnrelax.core.certificates import coverage, optimality_cone, trials_needed, wilson_interval
 
 from highs_reference import lp_by_highs
 
@@ -83,7 +83,7 @@ def test_coverage_agrees_with_the_measured_per_trial_rate() -> None:
     """Planted Gaussian, k = 1: the Monte Carlo coverage at w* against 300 real LP trials, seeded."""
     pp = planted_problem(PlantedSpec(n=600, d=8, k=1, seed=3))
     problem, w_star = pp.problem, pp.w_star
-    estimate = coverage(problem, w_star, samples=600, seed=11)
+    estimate = coverage(problem, w_star, samples=600, seed=11, half_width=None)
     solver = RelaxationSolver(problem, "lp")
     trials = 300
     recovered = 0
@@ -103,8 +103,8 @@ def test_coverage_agrees_with_the_measured_per_trial_rate() -> None:
 
 def test_coverage_is_seeded_and_the_sample_count_is_an_option() -> None:
     pp = planted_problem(PlantedSpec(n=300, d=6, k=1, seed=1))
-    first = coverage(pp.problem, pp.w_star, samples=50, seed=4)
-    assert first == coverage(pp.problem, pp.w_star, samples=50, seed=4)
+    first = coverage(pp.problem, pp.w_star, samples=50, seed=4, half_width=None)
+    assert first == coverage(pp.problem, pp.w_star, samples=50, seed=4, half_width=None)
     assert first.directions == 50
     assert not coverage(pp.problem, pp.w_star, samples=0).applicable
     assert not coverage(pp.problem, pp.w_star * 1.1, samples=50).applicable  # does not fit y

@@ -1,6 +1,6 @@
 """Certify a filter the caller already has (``POST /v1/certificates``): what is proven about a given ``w``.
 
-The answer is the certificate a solve's result carries (:class:`cnnrelax.core.certificate.Certificate`), for the
+The answer is the certificate a solve's result carries (:class:`cnnrelax.core.certificates.Certificate`), for the
 caller's ``w`` instead of a selected trial's:
 
 - zero loss, ``L(w) <= optimality_tol * ||y||^2``, proves a global minimum of the non-convex loss;
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .core.certificate import (
+from .core.certificates import (
     Certificate,
     ConeCertificate,
     Coverage,

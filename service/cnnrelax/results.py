@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from .core.activations import ActivationName
-from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
+from .core.certificates import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
 from .core.records import RelaxationSolution, SolveResult, TrialRecord
 from .specs import RelaxationName as Relaxation
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .certification import certify_filter, checked_filter
-from .core.certificate import Certificate
+from .core.certificates import Certificate
 from .core.options import SolveOptions
 from .core.polishing import polish
 from .core.problem import ConvProblem, FloatArray

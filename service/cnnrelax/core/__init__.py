@@ -11,9 +11,9 @@ from .activations import (
     register_activation,
 )
 from .baselines import GradientDescentResult, gradient_descent, pseudo_inverse
-from .certificate import Certificate, ConeCertificate, certify, cone_certificate
+from .certificates import DEFAULT_COVERAGE_SAMPLES, Certificate, ConeCertificate, certify, cone_certificate
 from .constraints import FilterConstraints
-from .options import DEFAULT_COVERAGE_SAMPLES, SolveOptions, SolverSettings
+from .options import SolveOptions, SolverSettings
 from .planted import PlantedProblem, PlantedSpec, planted_problem
 from .polishing import polish
 from .problem import (

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..validation import non_negative_integer, positive_integer
+from .certificates.coverage import DEFAULT_COVERAGE_SAMPLES
 from .constraints import FilterConstraints
 from .records import Backend
 from .relaxations import relaxation_kind
@@ -21,9 +22,6 @@ from .tolerances import (
     DEFAULT_OPTIMALITY_TOL,
     DEFAULT_RECOVERY_TOL,
 )
-
-#: Directions of the coverage estimate (SPEC 4.2) in a default solve; 0 skips it.
-DEFAULT_COVERAGE_SAMPLES = 64
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from ..types import StrEnum
 from .problem import FloatArray
 
 if TYPE_CHECKING:
-    from .certificate import Certificate
+    from .certificates import Certificate
 
 
 class TrialStatus(StrEnum):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidParameterError
 from ..types import ShouldStop
-from .certificate import (
+from .certificates import (
     Certificate,
     ConeCertificate,
     OptimalityCone,

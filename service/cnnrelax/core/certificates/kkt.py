@@ -16,7 +16,7 @@ non-negative least squares on the active set (constraints within ``active_tol`` 
 SPEC 4c), equality multipliers split into two non-negative parts. Every measure is scale-free:
 
 - ``residual`` = ``||grad L + N^T mu + E^T lambda|| / (2 ||y|| ||G||_F)``: without constraints it is the relative
-  gradient norm of :func:`cnnrelax.core.certificate.relative_gradient_norm`;
+  gradient norm of :func:`cnnrelax.core.certificates.relative_gradient_norm`;
 - ``complementary_slackness`` = ``max_a mu_a |slack_a| / ||y||^2`` (a multiplier times a slack is a loss);
 - ``violation`` = the largest violation relative to ``1 + max |w| / w_scale``.
 
