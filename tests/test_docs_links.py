@@ -45,3 +45,15 @@ def test_the_readme_is_a_front_door() -> None:
         assert f"`{activation}`" in text
     for document in ("concepts", "api", "architecture", "operations", "testing", "experiments"):
         assert f"(docs/{document}.md)" in text
+
+
+def test_every_setting_is_in_the_configuration_table_and_no_other() -> None:
+    """docs/operations.md's table lists each ``Settings`` field as its ``CNNRELAX_`` variable, and nothing else."""
+    from cnnrelax.settings import Settings
+
+    table = (ROOT / "docs" / "operations.md").read_text()
+    listed = set(re.findall(r"^\| `(CNNRELAX_[A-Z0-9_]+)`", table, flags=re.M))
+    listed |= set(re.findall(r"`(CNNRELAX_DASK_TLS_[A-Z_]+)`", table))  # one row names the three TLS files
+    fields = {f"CNNRELAX_{name.upper()}" for name in Settings.model_fields}
+    assert fields - listed == set(), "settings missing from docs/operations.md's table"
+    assert listed - fields == set(), "docs/operations.md's table lists settings that do not exist"
