@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from .dependencies import get_service, require_api_key
+from .dependencies import Tenant, get_service, get_tenant, require_api_key
 from .problems import ApiError
 from .schemas import Health, Readiness, ReadinessChecks
 from .service import Service
@@ -21,12 +21,15 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness")
 def readyz(service: Service = Depends(get_service)) -> Readiness:
-    """200 when the store answers, the job dispatcher and its workers are up and the data dir has room; else 503."""
+    """200 when the store answers and takes writes, the job dispatcher and its workers are up and the data dir has
+    room; else 503."""
     checks = {"store": False, "dispatcher": False, "workers": False, "disk": False}
     depth = running = 0
+    fault = None
     try:
         store = service.require_store()
-        checks["store"] = store.ping()
+        fault = store.writable()  # a probe write at most each second (issue 16: a read-only or full store)
+        checks["store"] = store.ping() and fault is None
         depth = store.queue_depth()
     except Exception:  # noqa: BLE001 - reported as a failed check
         checks["store"] = False
@@ -47,6 +50,8 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
         describe = getattr(dispatcher.executor, "describe", None) if dispatcher is not None else None
         if not checks["workers"] and callable(describe):  # e.g. the Dask executor names its scheduler
             detail = f"{detail} {describe()}"
+        if fault is not None:
+            detail = f"{detail} The store cannot take writes: {fault.reason}."
         if not checks["disk"]:
             detail = (f"{detail} The data directory has {free} bytes free, less than CNNRELAX_MIN_FREE_BYTES = "
                       f"{service.settings.min_free_bytes}.")
@@ -58,6 +63,9 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
 @router.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)], summary="Prometheus metrics",
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format."}})
-def metrics(service: Service = Depends(get_service)) -> Response:
-    """Jobs by state, queue depth, jobs in flight, run-time histograms."""
-    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> Response:
+    """Jobs by state, queue depth, jobs in flight, run-time histograms (an admin key; a key's own jobs otherwise)."""
+    if tenant.sees is None:
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body = service.metrics.tenant_exposition(service.require_store(), tenant.sees)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
