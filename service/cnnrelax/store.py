@@ -131,6 +131,16 @@ def owner_id(api_key: str) -> str:
     return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
 
 
+#: How long a write waits for another writer's lock (seconds).
+BUSY_TIMEOUT_S = 30.0
+#: How long opening a store waits for a data dir another process holds before refusing it (seconds).
+OPEN_TIMEOUT_S = 5.0
+
+
+class StoreInUse(RuntimeError):
+    """Another process holds the data directory's database (a second server on the same data dir)."""
+
+
 class QueueFull(Exception):
     """The queue already holds ``max_queue_depth`` jobs (``per_owner``: this owner's ``max_queued_per_owner``)."""
 
@@ -326,7 +336,7 @@ class Store:
         self._free_at_fault = 0
         self._generation = 0
         self._probed_at = float("-inf")
-        db = self._connection()
+        db = self._open_first()
         db.executescript(_SCHEMA)
         db.executescript(_FAULT_SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
@@ -356,6 +366,20 @@ class Store:
             db = connect(self.path)
             self._local.db = db
             self._local.generation = generation
+        return db
+
+    def _open_first(self) -> sqlite3.Connection:
+        """This thread's connection, opened the first time: a data dir another process holds is refused soon."""
+        try:
+            db = connect(self.path, busy_timeout_s=OPEN_TIMEOUT_S)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            raise StoreInUse(f"The data directory {self.data_dir} is in use by another process (its database "
+                             f"{self.path.name} is locked): stop the other server, or give this one another "
+                             "data directory.") from exc
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self._local.db, self._local.generation = db, self._generation
         return db
 
     def _transaction(self) -> "_Transaction":
@@ -809,7 +833,7 @@ def load_dataset_file(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(archive["X"]), np.asarray(archive["y"])
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
+def connect(path: Path | str, busy_timeout_s: float | None = None) -> sqlite3.Connection:
     """A connection in autocommit mode, WAL, with a busy timeout (the server's threads; one process only).
 
     SQLite's ``unix-excl`` VFS keeps WAL's index in this process's heap (shared by its connections), never in
@@ -817,10 +841,11 @@ def connect(path: Path | str) -> sqlite3.Connection:
     gets "database is locked" (a second server on the same data dir cannot start).
     """
     uri = f"file:{urllib.parse.quote(str(Path(path).absolute()))}?vfs=unix-excl"
-    db = sqlite3.connect(uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+    timeout = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+    db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA busy_timeout = 30000")
     db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in Store's checkpointer thread, off every commit
     db.row_factory = sqlite3.Row
     return db

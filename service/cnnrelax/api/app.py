@@ -204,7 +204,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            lifecycle.log.info("stopping: %s", lifecycle.last_words())
+            lifecycle.log.info("shutting down (%s)", lifecycle.last_words())
             await loop.run_in_executor(None, service.stop)
 
     app = FastAPI(title="cnnrelax", version=__version__, description=DESCRIPTION, lifespan=lifespan,

@@ -40,10 +40,13 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
     except OSError:
         checks["disk"] = False
     dispatcher = service.dispatcher
+    refused, refusal = 0, ""
     if dispatcher is not None:
         checks["dispatcher"] = dispatcher.alive()
         checks["workers"] = dispatcher.executor.healthy()
         running = dispatcher.running
+        refused, refusal = dispatcher.refused()  # ends of runs the store would not take (a result too big to fit)
+        checks["store"] = checks["store"] and refused == 0
     if not all(checks.values()):
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         detail = f"The service is not ready: {failing} not available."
@@ -52,6 +55,9 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
             detail = f"{detail} {describe()}"
         if fault is not None:
             detail = f"{detail} The store cannot take writes: {fault.reason}."
+        elif refused:
+            detail = (f"{detail} The store refused the end of {refused} job(s) ({refusal}); they are retried until "
+                      "it takes them.")
         if not checks["disk"]:
             detail = (f"{detail} The data directory has {free} bytes free, less than CNNRELAX_MIN_FREE_BYTES = "
                       f"{service.settings.min_free_bytes}.")

@@ -87,6 +87,7 @@ class Dispatcher:
         self._endings: list[_Ending] = []
         self._early_cancels: dict[str, float] = {}
         self._next_probe = 0.0
+        self._last_refusal = ""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -148,6 +149,12 @@ class Dispatcher:
         """Runs that ended but whose end the store has not taken yet."""
         with self._lock:
             return len(self._endings)
+
+    def refused(self) -> tuple[int, str]:
+        """How many runs' ends the store refused at their last try, and the last refusal's reason ("": none)."""
+        with self._lock:
+            count = sum(1 for ending in self._endings if ending.tries > 0)
+        return count, (self._last_refusal if count else "")
 
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive() and not self._stopping.is_set()
@@ -298,11 +305,12 @@ class Dispatcher:
             self._finished(job, outcome.status, outcome.run_time_s)
 
     def _retry_later(self, ending: _Ending, exc: Exception, now: float) -> None:
+        fault = store_fault(exc)
+        self._last_refusal = fault.reason if fault is not None else f"{type(exc).__name__}: {exc}"
         ending.tries += 1
         ending.next_try = now + min(LONGEST_RETRY_S, FIRST_RETRY_S * 2 ** (ending.tries - 1))
         if ending.tries > 1:
             return
-        fault = store_fault(exc)
         if fault is not None:
             log.warning("the end of a job could not be written; retrying until the store takes it",
                         extra={"job_id": ending.job.id, "error": fault.reason})
