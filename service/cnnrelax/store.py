@@ -409,6 +409,8 @@ class Store:
             if probe and fault.full and self._free_bytes() < self._free_at_fault + FREED_BYTES:
                 return
             self._fault = None
+            if not fault.full:
+                self._generation += 1  # connections opened during the fault are read-only for good: reopen them
             log.warning("the job store takes writes again")
             return
         fault = store_fault(error)

@@ -55,7 +55,7 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
             detail = f"{detail} {describe()}"
         if fault is not None:
             detail = f"{detail} The store cannot take writes: {fault.reason}."
-        elif refused:
+        if refused:
             detail = (f"{detail} The store refused the end of {refused} job(s) ({refusal}); they are retried until "
                       "it takes them.")
         if not checks["disk"]:
