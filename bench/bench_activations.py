@@ -45,11 +45,11 @@ from typing import Any
 import numpy as np
 from scipy.optimize import linprog, nnls
 
+from cnnrelax.core.planted import PlantedSpec, planted_problem
+from cnnrelax.core.trials import trial_direction
 from cnnrelax.experiments import parse_experiment_spec, run_experiment
 from cnnrelax.experiments.common import derived_seed
 from cnnrelax.experiments.specs import PhaseTransitionSpec
-from cnnrelax.planted import PlantedSpec, planted_problem
-from cnnrelax.trials import trial_direction
 
 ACTIVATIONS: list[tuple[str, float]] = [("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.1), ("absolute", 0.01),
                                         ("squared_relu", 0.01), ("softplus", 0.01)]

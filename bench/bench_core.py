@@ -4,7 +4,7 @@ Run: ``python bench/bench_core.py`` (add ``--quick`` for the small size only, ``
 (100000, 400, 4) build-and-trial measurement alone, ``--activations`` for one LP-limit trial of every
 activation at (5000, 100, 4) against ReLU's, with each value checked against cvxpy + Clarabel).
 For each size it solves the same planted instance and direction ``r`` with the core's working-set
-solver and with ``cnnrelax.oracle`` (one ``z_ij`` per sample and patch), and prints both times,
+solver and with ``cnnrelax.core.oracle`` (one ``z_ij`` per sample and patch), and prints both times,
 their ratio, the relative difference of the optimal values against cvxpy + Clarabel and against
 HiGHS's exact vertex, the cost of the coverage estimate next to one trial, and the peak memory.
 ``--big`` times building the problem from a float64 ``X`` (no copy for blocks) and one LP trial, and
@@ -27,8 +27,8 @@ import time
 import cvxpy as cp
 
 from cnnrelax import PlantedSpec, RelaxationSolver, make_problem, planted_problem, trial_direction
-from cnnrelax.certificate import coverage
-from cnnrelax.oracle import CvxpyRelaxation
+from cnnrelax.core.certificate import coverage
+from cnnrelax.core.oracle import CvxpyRelaxation
 
 SIZES = [(5000, 100, 4), (10000, 200, 5), (10000, 500, 5)]
 
@@ -104,7 +104,7 @@ def big(n: int = 100_000, d: int = 400, k: int = 4) -> None:
 
 def activations(n: int = 5000, d: int = 100, k: int = 4, trials: int = 4) -> None:
     """One LP-limit trial per activation (planted labels drawn with it), its time as a multiple of ReLU's."""
-    from cnnrelax.activations import ACTIVATIONS
+    from cnnrelax.core.activations import ACTIVATIONS
 
     reference = None
     for name in ACTIVATIONS:

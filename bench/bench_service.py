@@ -5,7 +5,7 @@
 
 1. A planted job (n=5000, d=100, k=4, one trial) through HTTP, from POST to the result (the client holds
    ``GET /v1/solves/{id}?wait=``), against building and solving that one LP with the plain cvxpy z-formulation
-   (``cnnrelax.oracle.CvxpyRelaxation(problem, "lp").solve(r)``, Clarabel) in this process, same instance and
+   (``cnnrelax.core.oracle.CvxpyRelaxation(problem, "lp").solve(r)``, Clarabel) in this process, same instance and
    direction. Target: the HTTP job within a tenth of the cvxpy time.
 2. Job overhead: tiny solves (n=200, d=20, one trial), POST to result minus the job's own ``solve_time_s``
    (queueing, SQLite bookkeeping, process hand-off, HTTP). Target: under 20 ms.
@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from cnnrelax import PlantedSpec, planted_problem, trial_direction
-from cnnrelax.oracle import CvxpyRelaxation
+from cnnrelax.core.oracle import CvxpyRelaxation
 
 BIG = {"n": 5000, "d": 100, "k": 4}
 TINY = {"n": 200, "d": 20, "k": 1}

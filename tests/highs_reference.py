@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy.optimize import linprog
 
 from cnnrelax import FilterConstraints
-from cnnrelax.problem import ConvProblem
+from cnnrelax.core.problem import ConvProblem
 
 _STATUS = {0: "optimal", 2: "infeasible", 3: "unbounded"}
 

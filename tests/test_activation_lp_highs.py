@@ -3,7 +3,7 @@
 For ``sigma(u) = max(lo u, hi u)`` the constraint ``sum_j sigma(X_ij w) <= y_i`` is the intersection of the
 ``2^k`` half-spaces ``sum_j c_j X_ij w <= y_i`` over ``c in {lo, hi}^k`` (every sign pattern written out,
 no working set, no cuts, no scaling); for the squared ReLU with ``k = 1`` it is ``x_i^T w <= sqrt(y_i)``.
-``max r^T w`` over them, solved by scipy's HiGHS, is compared with :class:`cnnrelax.relaxation.RelaxationSolver`:
+``max r^T w`` over them, solved by scipy's HiGHS, is compared with :class:`cnnrelax.core.relaxation.RelaxationSolver`:
 the same status, the same optimal value, and the service's filter feasible for these rows. This was the
 prototype of the per-activation phase transitions (``bench/bench_activations.py``) before the working-set
 solver took the activations.
@@ -18,10 +18,10 @@ import pytest
 from scipy.optimize import linprog
 
 from cnnrelax import make_problem, planted_problem
-from cnnrelax.planted import PlantedSpec
-from cnnrelax.problem import ConvProblem
-from cnnrelax.relaxation import RelaxationSolver
-from cnnrelax.trials import trial_direction
+from cnnrelax.core.planted import PlantedSpec
+from cnnrelax.core.problem import ConvProblem
+from cnnrelax.core.relaxation import RelaxationSolver
+from cnnrelax.core.trials import trial_direction
 
 CASES = [("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.1), ("absolute", 0.01)]
 

@@ -1,6 +1,6 @@
 """Activations beyond ReLU (issue 12): relaxations, polishing and certificates against independent computations.
 
-References: the cvxpy z-formulation (:mod:`cnnrelax.oracle`, one ``z_ij`` per patch, no working set); HiGHS on
+References: the cvxpy z-formulation (:mod:`cnnrelax.core.oracle`, one ``z_ij`` per patch, no working set); HiGHS on
 the piecewise-linear LP written with every slope pattern (``2^k`` rows per sample, no cuts); the model's
 loss computed here from ``X``, ``w`` and the activation's formula.
 """
@@ -16,13 +16,13 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from cnnrelax import FilterConstraints, PlantedSpec, SolveOptions, make_problem, planted_problem, solve
-from cnnrelax.activations import ACTIVATIONS, make_activation
-from cnnrelax.certificate import cone_certificate, optimality_cone
-from cnnrelax.oracle import CvxpyRelaxation
-from cnnrelax.problem import InvalidParameterError
-from cnnrelax.relaxation import RelaxationSolver
+from cnnrelax.core.activations import ACTIVATIONS, make_activation
+from cnnrelax.core.certificate import cone_certificate, optimality_cone
+from cnnrelax.core.oracle import CvxpyRelaxation
+from cnnrelax.core.problem import InvalidParameterError
+from cnnrelax.core.relaxation import RelaxationSolver
+from cnnrelax.core.trials import polish, trial_direction
 from cnnrelax.results import solve_result_json
-from cnnrelax.trials import polish, trial_direction
 
 FORMULAS = {
     "relu": lambda u: np.maximum(u, 0.0),

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cnnrelax import InvalidParameterError, PlantedSpec, make_problem, planted_problem
-from cnnrelax.baselines import (
+from cnnrelax.core.baselines import (
     gradient_descent,
     lipschitz_constant,
     mean_loss_gradient,
@@ -102,10 +102,10 @@ def test_gradient_descent_rejects_bad_parameters(kwargs: dict, parameter: str) -
 
 
 def test_polished_restarts_are_the_relaxations_polish_of_their_filters() -> None:
-    """polish=True: each restart's w_polished is cnnrelax.trials.polish of its own filter (when it helped), the
+    """polish=True: each restart's w_polished is cnnrelax.core.trials.polish of its own filter (when it helped), the
     selection is by the polished loss, and on an easy planted problem the error drops from gradient
     descent's budget (about 1e-6) to round-off."""
-    from cnnrelax.trials import polish
+    from cnnrelax.core.trials import polish
 
     pp = planted_problem(PlantedSpec(n=300, d=12, k=2, seed=6))
     plain = gradient_descent(pp.problem, restarts=3, iterations=2000, seed=1, w_star=pp.w_star)

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cnnrelax import InvalidParameterError, PlantedSpec, make_problem, planted_problem
-from cnnrelax.activations import ACTIVATIONS
-from cnnrelax.baselines import (
+from cnnrelax.core.activations import ACTIVATIONS
+from cnnrelax.core.baselines import (
     ARMIJO_C,
     gradient_descent,
     lipschitz_constant,
@@ -28,7 +28,7 @@ PIECEWISE = ("relu", "leaky_relu", "absolute")
 
 
 def _sigma(name: str, u: np.ndarray, slope: float = 0.01) -> np.ndarray:
-    """The activations written out here, independently of cnnrelax.activations."""
+    """The activations written out here, independently of cnnrelax.core.activations."""
     if name == "relu":
         return np.where(u > 0, u, 0.0)
     if name == "leaky_relu":

@@ -15,7 +15,7 @@ from cnnrelax import (
     planted_problem,
     trial_direction,
 )
-from cnnrelax.problem import ConvProblem
+from cnnrelax.core.problem import ConvProblem
 
 from highs_reference import lp_by_highs
 
@@ -97,7 +97,7 @@ def test_an_active_norm_bound_makes_the_cone_test_not_applicable() -> None:
 def test_column_generation_nnls_equals_the_full_nnls_on_many_generators() -> None:
     from scipy.optimize import nnls
 
-    from cnnrelax.certificate import _nnls_residual
+    from cnnrelax.core.certificate import _nnls_residual
 
     pp = planted_problem(PlantedSpec(n=3000, d=40, k=4, seed=12))
     G = pp.problem.gradient_rows(pp.w_star)

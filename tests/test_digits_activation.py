@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from cnnrelax import InvalidParameterError
-from cnnrelax.activations import make_activation
+from cnnrelax.core.activations import make_activation
+from cnnrelax.core.problem import make_patching, make_problem
 from cnnrelax.experiments import parse_experiment_spec, run_experiment
 from cnnrelax.experiments.rotated_digits import (
     filter_test_rmses,
@@ -18,7 +19,6 @@ from cnnrelax.experiments.rotated_digits import (
     relu_features,
 )
 from cnnrelax.experiments.specs import RotatedDigitsSpec
-from cnnrelax.problem import make_patching, make_problem
 
 from conftest import assert_problem, wait_job
 

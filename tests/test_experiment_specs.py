@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from cnnrelax.api.schemas_experiments import PhaseTransitionRequest
+from cnnrelax.core.planted import DISTRIBUTIONS
 from cnnrelax.experiments import parse_experiment_spec, run_experiment
 from cnnrelax.experiments.specs import (
     PhaseTransitionSpec,
@@ -24,7 +25,6 @@ from cnnrelax.experiments.specs import (
     load_experiment_spec,
 )
 from cnnrelax.jobs import load_spec
-from cnnrelax.planted import DISTRIBUTIONS
 from cnnrelax.specs import LimitExceeded, Limits, price_experiment
 from cnnrelax.store import Store
 from cnnrelax.types import JobKind

@@ -399,7 +399,7 @@ def test_relu_features_equal_the_problems_preactivations() -> None:
     filters = [rng.standard_normal(6), rng.standard_normal(6)]
     features = relu_features(X, [6, 5], [2, 3], filters)
     from cnnrelax import make_problem
-    from cnnrelax.problem import make_patching
+    from cnnrelax.core.problem import make_patching
 
     problem = make_problem(X, np.zeros(7), patching=make_patching(image_shape=[6, 5], filter_shape=[2, 3]))
     expected = np.hstack([np.maximum(problem.preactivations(w), 0.0) for w in filters])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from cnnrelax import InvalidParameterError, PlantedSpec, planted_problem
-from cnnrelax.activations import ACTIVATIONS
-from cnnrelax.baselines import gradient_descent
+from cnnrelax.core.activations import ACTIVATIONS
+from cnnrelax.core.baselines import gradient_descent
 from cnnrelax.experiments import parse_experiment_spec, run_cell, run_experiment
 from cnnrelax.experiments.common import derived_seed
 
@@ -116,8 +116,8 @@ def test_bad_activation_experiments_are_422_naming_the_parameter(http: httpx.Cli
 
 @pytest.mark.parametrize(("name", "k"), [("leaky_relu", 2), ("absolute", 1), ("softplus", 1)])
 def test_relaxation_cell_agrees_with_the_core_solver_for_other_activations(name: str, k: int) -> None:
-    from cnnrelax.relaxation import RelaxationSolver
-    from cnnrelax.trials import polish, trial_direction
+    from cnnrelax.core.relaxation import RelaxationSolver
+    from cnnrelax.core.trials import polish, trial_direction
 
     d, n = 6 * k, 60
     spec = parse_experiment_spec({"kind": "phase_transition", "k": k, "d": [d], "n": [n], "repetitions": 3,

@@ -15,8 +15,8 @@ from cnnrelax import (
     planted_problem,
     trial_direction,
 )
-from cnnrelax.oracle import CvxpyRelaxation
-from cnnrelax.problem import ConvProblem
+from cnnrelax.core.oracle import CvxpyRelaxation
+from cnnrelax.core.problem import ConvProblem
 
 
 def _oracle_value(problem: ConvProblem, relaxation: str, r: np.ndarray, beta: float = 0.0,

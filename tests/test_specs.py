@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from cnnrelax import PlantedSpec, SolveOptions
-from cnnrelax.activations import ACTIVATIONS
 from cnnrelax.api.schemas import SolveRequest
+from cnnrelax.core.activations import ACTIVATIONS
+from cnnrelax.core.problem import InvalidParameterError
+from cnnrelax.core.relaxation import REGISTRY
 from cnnrelax.jobs import load_spec, run_solve_job
-from cnnrelax.problem import InvalidParameterError
-from cnnrelax.relaxation import REGISTRY
 from cnnrelax.specs import UNLIMITED, DataShape, LimitExceeded, Limits, SolveSpec
 from cnnrelax.types import JobKind
 

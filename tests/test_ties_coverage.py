@@ -15,7 +15,7 @@ from cnnrelax import (
     solve,
     trial_direction,
 )
-from cnnrelax.certificate import coverage, optimality_cone, trials_needed, wilson_interval
+from cnnrelax.core.certificate import coverage, optimality_cone, trials_needed, wilson_interval
 
 from highs_reference import lp_by_highs
 

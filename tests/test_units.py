@@ -24,7 +24,7 @@ from cnnrelax import (
     solve,
     trial_direction,
 )
-from cnnrelax.problem import ConvProblem
+from cnnrelax.core.problem import ConvProblem
 
 from highs_reference import lp_by_highs
 

@@ -1,28 +1,46 @@
 """cnnrelax: train one-hidden-layer convolutional nets (ReLU and other convex activations) by randomized
 convex relaxation.
 
-The numerical core (this package's ``activations``, ``problem``, ``planted``, ``constraints``, ``relaxation``,
-``certificate``, ``trials``, ``baselines`` and ``oracle`` modules) knows nothing of HTTP or storage.
+The numerical core (the subpackage :mod:`cnnrelax.core`) knows nothing of HTTP or storage.
 """
 
 from importlib.metadata import version
 
-from .activations import ACTIVATIONS, Activation, make_activation
-from .baselines import GradientDescentResult, gradient_descent, pseudo_inverse
-from .certificate import Certificate, ConeCertificate, certify, cone_certificate
-from .constraints import FilterConstraints
-from .planted import PlantedProblem, PlantedSpec, planted_problem
-from .problem import (
+from .core import (
+    ACTIVATIONS,
+    REGISTRY,
+    Activation,
     BlockPatching,
+    Certificate,
+    ConeCertificate,
     ConvProblem,
+    FilterConstraints,
+    GradientDescentResult,
     ImagePatching,
     InvalidParameterError,
+    PlantedProblem,
+    PlantedSpec,
+    Relaxation,
+    RelaxationSolution,
+    RelaxationSolver,
+    SolveOptions,
+    SolveResult,
+    SolverSettings,
     StridedPatching,
+    TrialRecord,
+    certify,
+    cone_certificate,
+    gradient_descent,
+    make_activation,
     make_patching,
     make_problem,
+    planted_problem,
+    polish,
+    pseudo_inverse,
+    solve,
+    solve_relaxation,
+    trial_direction,
 )
-from .relaxation import REGISTRY, Relaxation, RelaxationSolution, RelaxationSolver, SolverSettings, solve_relaxation
-from .trials import SolveOptions, SolveResult, TrialRecord, polish, solve, trial_direction
 
 __version__ = version("cnnrelax")  # from VERSION at the repository root, via the package metadata
 

@@ -4,7 +4,7 @@ A dataset is ``X`` (n x d) and ``y`` (n), real and finite. It comes as an ``.npz
 and ``y``, or as one matrix whose last column is ``y`` (``.npy``, CSV). The API decodes upload bodies
 (priced first, in :mod:`cnnrelax.api.datasets`); the CLI reads files (:func:`read_file`); both end in
 :func:`split_labels` / :func:`npz_arrays` and :func:`checked_dataset`, which raise
-:class:`~cnnrelax.problem.InvalidParameterError` naming ``X``, ``y`` or ``body``.
+:class:`~cnnrelax.core.problem.InvalidParameterError` naming ``X``, ``y`` or ``body``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .problem import FloatArray, InvalidParameterError
+from .core.problem import FloatArray, InvalidParameterError
 
 
 def finite_float(array: Any, name: str) -> FloatArray:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Union
 
+from .core.problem import InvalidParameterError
+from .core.trials import TrialRecord, solve
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec, load_experiment_spec
-from .problem import InvalidParameterError
 from .results import json_safe, solve_result_json
 from .specs import Arrays, SolveSpec
-from .trials import TrialRecord, solve
 from .types import JobKind, JobStatus, Progress, ShouldStop
 
 #: A job's spec as the worker runs it: a solve's typed spec, or an experiment's (by kind).

@@ -1,6 +1,6 @@
 """The wire form of a solve's result: the response models (the contract) and the one mapping from the core.
 
-The core returns objects (:class:`cnnrelax.trials.SolveResult` and the certificate's dataclasses); the worker
+The core returns objects (:class:`cnnrelax.core.trials.SolveResult` and the certificate's dataclasses); the worker
 calls :func:`solve_result_json` to turn one into the JSON the store keeps and the API sends. The mapping builds a
 :class:`SolveResultOut`, whose models forbid undeclared members, so a field the core adds cannot reach the wire
 without being declared here (and so in ``openapi.json``). The API's schemas name these same classes.
@@ -15,10 +15,10 @@ from typing import Any, Literal, Optional
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from .certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
-from .relaxation import RelaxationSolution
+from .core.certificate import DEFAULT_CONE_TOL, Certificate, ConeCertificate, Coverage
+from .core.relaxation import RelaxationSolution
+from .core.trials import SolveResult, TrialRecord
 from .specs import RelaxationName as Relaxation
-from .trials import SolveResult, TrialRecord
 
 __all__ = ["Sent", "SolveResultOut", "CertificateOut", "ConeCertificateOut", "CoverageOut", "SolverStatsOut",
            "TrialOut", "ShapeOut", "TrialStatus", "SolveStatus", "ClarabelStatus", "json_safe", "solve_result_out",

@@ -2,8 +2,8 @@
 
 A :class:`SolveSpec` is what a solve job *is*: its problem source (a stored dataset by ``dataset_id``, or
 a planted model; inline data becomes a dataset at the boundary), its patching and every option with its
-default filled in. Defaults are the core's (:class:`~cnnrelax.trials.SolveOptions`,
-:class:`~cnnrelax.planted.PlantedSpec`), referenced here, not repeated.
+default filled in. Defaults are the core's (:class:`~cnnrelax.core.trials.SolveOptions`,
+:class:`~cnnrelax.core.planted.PlantedSpec`), referenced here, not repeated.
 
 Its life: the API (or the CLI) builds it from the request; :meth:`SolveSpec.check` prices and checks it
 against the server's :class:`Limits` from shapes alone (the dataset's stored ``n``, ``d`` and smallest
@@ -25,7 +25,7 @@ from typing import Any, Literal, cast
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .activations import (
+from .core.activations import (
     DEFAULT_NEGATIVE_SLOPE,
     Activation,
     ActivationName,
@@ -33,10 +33,9 @@ from .activations import (
     label_range_error,
     make_activation,
 )
-from .constraints import FilterConstraints
-from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
-from .planted import PlantedSpec, planted_problem
-from .problem import (
+from .core.constraints import FilterConstraints
+from .core.planted import PlantedSpec, planted_problem
+from .core.problem import (
     BlockPatching,
     ConvProblem,
     FloatArray,
@@ -45,14 +44,15 @@ from .problem import (
     make_patching,
     make_problem,
 )
-from .relaxation import SolverSettings, check_relaxation
-from .trials import SolveOptions
+from .core.relaxation import SolverSettings, check_relaxation
+from .core.trials import SolveOptions
+from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 
 #: The core's defaults, read once: every default of a solve comes from here.
 CORE_DEFAULTS = SolveOptions()
 #: A dataset's arrays ``(X, y)``.
 Arrays = tuple[FloatArray, FloatArray]
-#: The names of :data:`cnnrelax.relaxation.REGISTRY`, as a type (``tests/test_specs.py`` checks they agree).
+#: The names of :data:`cnnrelax.core.relaxation.REGISTRY`, as a type (``tests/test_specs.py`` checks they agree).
 RelaxationName = Literal["lp", "qp", "naive"]
 #: The core's default relaxation, as the name type the schemas use.
 DEFAULT_RELAXATION = cast(RelaxationName, CORE_DEFAULTS.relaxation)
@@ -114,9 +114,9 @@ class SolveSpec(BaseModel):
     output_weights : list of float, optional
         ``c_j >= 0``, one per patch (data sources only).
     relaxation, beta, trials, seed, stop_on_certificate, polish, constraints, recovery_tol, coverage_samples
-        As :class:`~cnnrelax.trials.SolveOptions` (whose defaults these are).
+        As :class:`~cnnrelax.core.trials.SolveOptions` (whose defaults these are).
     activation : str
-        The hidden layer's activation (:data:`cnnrelax.activations.ACTIVATIONS`); a planted model's labels are
+        The hidden layer's activation (:data:`cnnrelax.core.activations.ACTIVATIONS`); a planted model's labels are
         drawn with it.
     negative_slope : float
         Leaky ReLU's slope for negative inputs, in ``(0, 1)`` (the others ignore it).
@@ -183,7 +183,7 @@ class SolveSpec(BaseModel):
         return make_activation(self.activation, self.negative_slope)
 
     def options(self, time_limit_s: float | None = None) -> SolveOptions:
-        """The core's :class:`~cnnrelax.trials.SolveOptions`; ``time_limit_s`` caps each LP/QP."""
+        """The core's :class:`~cnnrelax.core.trials.SolveOptions`; ``time_limit_s`` caps each LP/QP."""
         return SolveOptions(
             relaxation=self.relaxation, beta=self.beta, trials=self.trials, seed=self.seed,
             stop_on_certificate=self.stop_on_certificate, polish=self.polish, constraints=self.constraints,
@@ -202,7 +202,7 @@ class SolveSpec(BaseModel):
         Returns
         -------
         tuple
-            The :class:`~cnnrelax.problem.ConvProblem` and ``w*`` (planted) or ``None``.
+            The :class:`~cnnrelax.core.problem.ConvProblem` and ``w*`` (planted) or ``None``.
         """
         if self.planted is not None:
             drawn = planted_problem(self.planted, self.patching())
@@ -314,7 +314,7 @@ class SolveSpec(BaseModel):
 
 
 def check_labels_min(activation: Activation, y_min: float, index: int | None = None) -> None:
-    """The core's label check (:func:`cnnrelax.activations.check_labels`) knowing only the smallest label.
+    """The core's label check (:func:`cnnrelax.core.activations.check_labels`) knowing only the smallest label.
 
     The range of every activation is bounded below only, so the smallest label decides; the message names
     ``y[index]``.

@@ -1,6 +1,6 @@
 """Checks of single values that several layers make (the API's boundary, the job specs, the CLI).
 
-Each raises :class:`~cnnrelax.problem.InvalidParameterError` naming the parameter, the value and what is
+Each raises :class:`~cnnrelax.core.problem.InvalidParameterError` naming the parameter, the value and what is
 accepted, in the core's message style.
 """
 

@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ..core.problem import InvalidParameterError
 from ..experiments.specs import (
     EXPERIMENT_KINDS,
     PhaseTransitionSpec,
@@ -36,7 +37,6 @@ from ..experiments.specs import (
     invalid_parameter,
     parse_experiment_spec,
 )
-from ..problem import InvalidParameterError
 from ..specs import LimitExceeded, SolveSpec
 from .problems import ApiError
 

@@ -17,8 +17,8 @@ from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ..core.problem import InvalidParameterError
 from ..datafiles import checked_dataset, npz_arrays, split_labels
-from ..problem import InvalidParameterError
 from ..specs import LimitExceeded
 from ..store import DatasetInUse
 from .bodies import ParsedBody, read_body

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..problem import InvalidParameterError
+from ..core.problem import InvalidParameterError
 from ..store import store_fault
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -11,7 +11,7 @@ from typing import Any, Literal, Optional, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, model_validator
 
-from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
+from ..core.activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..results import (  # the result models live below the API, where the worker builds them; named here too
     CertificateOut as CertificateOut,
 )
@@ -29,7 +29,7 @@ from ..specs import CORE_DEFAULTS as _CORE  # the core's defaults (trials.SolveO
 from ..specs import DEFAULT_ACTIVATION, DEFAULT_RELAXATION, RelaxationName
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
 
-Relaxation = RelaxationName  # the registry's names (cnnrelax.relaxation.REGISTRY), as specs.py states them
+Relaxation = RelaxationName  # the registry's names (cnnrelax.core.relaxation.REGISTRY), as specs.py states them
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DatasetId = str
 DATASET_ID_PATTERN = r"^[0-9a-f]{64}$"

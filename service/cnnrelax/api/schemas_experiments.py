@@ -15,7 +15,7 @@ from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
+from ..core.activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
 from ..experiments.specs import Method, PhaseTransitionSpec, RotatedDigitsRequest
 
 Verdict = Literal["lower", "higher", "inconclusive"]

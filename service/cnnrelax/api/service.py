@@ -16,8 +16,8 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from ..core.problem import InvalidParameterError
 from ..executors import Dispatcher, build_executor
-from ..problem import InvalidParameterError
 from ..settings import Settings
 from ..specs import DataShape, Limits, SolveSpec
 from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueueFull, Store, StoreFault, dataset_digest

@@ -19,8 +19,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from ..core.problem import InvalidParameterError
 from ..datafiles import checked_dataset, read_file, split_labels
-from ..problem import InvalidParameterError
 from .render import (
     ProgressBar,
     fail,

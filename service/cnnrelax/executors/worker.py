@@ -16,8 +16,8 @@ import threading
 import time
 from typing import Any
 
+from ..core.problem import InvalidParameterError
 from ..jobs import classify_outcome, load_spec, run_job, run_solve_job
-from ..problem import InvalidParameterError
 from ..specs import SolveSpec
 from ..store import load_dataset_file
 from ..types import JobStatus

@@ -24,7 +24,7 @@ import functools
 import time
 from typing import Any, Iterable, Mapping, Protocol
 
-from ..problem import InvalidParameterError
+from ..core.problem import InvalidParameterError
 from . import phase_transition, rotated_digits
 from .common import ExperimentCancelled, MapCells, Progress, ShouldStop, check_stop
 from .specs import ExperimentSpec, PhaseTransitionSpec, RotatedDigitsSpec, parse_experiment_spec

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after matplotlib.use("Agg"), whi
 import numpy as np  # noqa: E402 - after matplotlib.use("Agg"), which must come first
 from matplotlib.colors import LogNorm, Normalize  # noqa: E402 - after matplotlib.use("Agg"), which must come first
 
-from ..problem import InvalidParameterError  # noqa: E402 - after matplotlib.use("Agg"), which must come first
+from ..core.problem import InvalidParameterError  # noqa: E402 - after matplotlib.use("Agg"), which must come first
 
 DPI = 100
 PANEL_WIDTH_IN = 4.5

@@ -4,9 +4,9 @@ Cell ``(method, d, n)``: ``R`` repetitions, each a fresh planted problem ``y_i =
 Gaussian ``X`` and unit ``w*``, seeded by ``(seed, k, d, n, repetition)`` (the same problem for every method,
 and the same ``X`` and ``w*`` for every activation). ``sigma`` is the spec's ``activation`` (ReLU by default;
 ``negative_slope`` for leaky ReLU); for the absolute value ``w*`` and ``-w*`` fit alike and errors are up to
-sign (:func:`cnnrelax.trials.recovery`).
+sign (:func:`cnnrelax.core.trials.recovery`).
 Each repetition runs ``trials`` relaxation directions / gradient-descent restarts. Both methods' filters
-are polished the same way (:func:`cnnrelax.trials.polish`: least squares on the filter's activation
+are polished the same way (:func:`cnnrelax.core.trials.polish`: least squares on the filter's activation
 pattern, or Gauss-Newton for the smooth activations, kept when the loss drops), so they are compared at
 the same accuracy, not at their solvers' budgets (gradient descent stops near 1e-6, the relaxation's
 polished filter near 1e-10). Recorded per cell,
@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
-from ..baselines import gradient_descent, pseudo_inverse
-from ..planted import PlantedSpec, planted_problem
-from ..problem import ConvProblem, FloatArray
-from ..relaxation import RelaxationSolver
-from ..trials import polish, recovery, trial_direction
+from ..core.baselines import gradient_descent, pseudo_inverse
+from ..core.planted import PlantedSpec, planted_problem
+from ..core.problem import ConvProblem, FloatArray
+from ..core.relaxation import RelaxationSolver
+from ..core.trials import polish, recovery, trial_direction
 from .common import ExperimentCancelled, ShouldStop, check_stop, derived_seed
 from .specs import PhaseTransitionSpec
 
@@ -54,7 +54,7 @@ def cell_key(cell: dict[str, Any]) -> tuple[str, int, int]:
 
 
 def _relative_error(problem: ConvProblem, w: FloatArray, w_star: FloatArray) -> float:
-    """``||w - w*|| / ||w*||``, up to sign for a sign-symmetric activation (:func:`cnnrelax.trials.recovery`)."""
+    """``||w - w*|| / ||w*||``, up to sign for a sign-symmetric activation (:func:`cnnrelax.core.trials.recovery`)."""
     return recovery(problem, w, w_star)[0]
 
 
@@ -67,7 +67,7 @@ def run_cell(spec: PhaseTransitionSpec, cell: dict[str, Any], should_stop: Shoul
     """Solve ``repetitions`` planted problems of size ``(d, n)`` with one method; summarise the errors.
 
     Every trial (relaxation) or restart (gradient descent) is recorded twice: its own filter and that filter
-    polished by :func:`cnnrelax.trials.polish`; the headline ``min_error`` and ``success_rate`` are the
+    polished by :func:`cnnrelax.core.trials.polish`; the headline ``min_error`` and ``success_rate`` are the
     polished ones when ``spec.polish`` (the default), so both methods are compared at the same accuracy.
     """
     method, d, n = cell_key(cell)

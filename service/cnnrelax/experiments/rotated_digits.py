@@ -48,10 +48,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..activations import RELU, Activation, make_activation
-from ..problem import FloatArray, InvalidParameterError, make_patching, make_problem
-from ..relaxation import RelaxationSolver
-from ..trials import trial_direction
+from ..core.activations import RELU, Activation, make_activation
+from ..core.problem import FloatArray, InvalidParameterError, make_patching, make_problem
+from ..core.relaxation import RelaxationSolver
+from ..core.trials import trial_direction
 from .common import ExperimentCancelled, ShouldStop, check_stop, derived_seed
 from .specs import DIGITS_SOURCE, RotatedDigitsSpec, check_images
 
@@ -372,7 +372,7 @@ def relu_features(X: FloatArray, image_shape: Sequence[int], filter_shape: Seque
     ``j`` of every row of ``X``.
 
     Computed by shifting and adding the images (no patch tensor), in the order of
-    :class:`cnnrelax.problem.ImagePatching`: filter by filter, patches row-major by their top-left pixel.
+    :class:`cnnrelax.core.problem.ImagePatching`: filter by filter, patches row-major by their top-left pixel.
 
     Parameters
     ----------
@@ -382,7 +382,7 @@ def relu_features(X: FloatArray, image_shape: Sequence[int], filter_shape: Seque
         ``[H, W]`` and ``[p, q]``.
     filters : sequence of arrays of length ``p * q``
     activation : Activation, optional
-        ``sigma`` (:func:`cnnrelax.activations.make_activation`); ReLU by default.
+        ``sigma`` (:func:`cnnrelax.core.activations.make_activation`); ReLU by default.
 
     Returns
     -------

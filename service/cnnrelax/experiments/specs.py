@@ -34,9 +34,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
+from ..core.activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
+from ..core.trials import DEFAULT_RECOVERY_TOL
 from ..errors import InvalidParameterError
-from ..trials import DEFAULT_RECOVERY_TOL
 
 __all__ = [
     "EXPERIMENT_KINDS", "ExperimentSpec", "PhaseTransitionSpec", "RotatedDigitsRequest", "RotatedDigitsSpec",

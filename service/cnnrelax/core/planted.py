@@ -1,6 +1,6 @@
 """Planted (teacher) models: ``y_i = sum_j sigma(X_ij w*) + noise_std * e_i`` with seeded ``X``, ``w*``, ``e``.
 
-``sigma`` is the spec's activation (ReLU by default, :mod:`cnnrelax.activations`).
+``sigma`` is the spec's activation (ReLU by default, :mod:`cnnrelax.core.activations`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Literal
 
 import numpy as np
 
+from ..validation import positive_integer
 from .activations import ACTIVATIONS, DEFAULT_NEGATIVE_SLOPE, make_activation
 from .problem import ConvProblem, FloatArray, InvalidParameterError, Patching, make_problem
-from .validation import positive_integer
 
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 DISTRIBUTIONS: tuple[str, ...] = ("gaussian", "rademacher", "laplace")

@@ -13,6 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..types import ShouldStop
+from ..validation import non_negative_integer, positive_integer
 from .certificate import (
     DEFAULT_CONE_TOL,
     DEFAULT_FIT_TOL,
@@ -34,8 +36,6 @@ from .relaxation import (
     SolverSettings,
     relaxation_kind,
 )
-from .types import ShouldStop
-from .validation import non_negative_integer, positive_integer
 
 DEFAULT_RECOVERY_TOL = 1e-4
 DEFAULT_COVERAGE_SAMPLES = 64

@@ -87,7 +87,7 @@ def build_problem(
 
 
 class CvxpyRelaxation:
-    """Same interface as :class:`~cnnrelax.relaxation.RelaxationSolver`, through cvxpy + Clarabel."""
+    """Same interface as :class:`~cnnrelax.core.relaxation.RelaxationSolver`, through cvxpy + Clarabel."""
 
     def __init__(
         self,

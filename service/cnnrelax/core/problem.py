@@ -21,9 +21,9 @@ from typing import Literal, Sequence, Union
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..errors import InvalidParameterError
+from ..validation import positive_integer
 from .activations import DEFAULT_NEGATIVE_SLOPE, RELU, Activation, make_activation
-from .errors import InvalidParameterError
-from .validation import positive_integer
 
 __all__ = ["InvalidParameterError", "ConvProblem", "make_problem", "make_patching", "BlockPatching",
            "StridedPatching", "ImagePatching", "Patching", "FloatArray"]
@@ -315,7 +315,7 @@ def make_problem(
     patching, k : the patching (``k`` non-overlapping blocks by default).
     output_weights : ``c_j >= 0`` per patch (1 by default), folded into the patches:
         ``c sigma(u) = sigma(s u)`` with ``s = c`` (degree-1 activations) or ``sqrt(c)`` (squared ReLU).
-    activation : the activation's name (:data:`cnnrelax.activations.ACTIVATIONS`) or object.
+    activation : the activation's name (:data:`cnnrelax.core.activations.ACTIVATIONS`) or object.
     negative_slope : leaky ReLU's slope for negative inputs (default 0.01).
 
     Returns

@@ -43,10 +43,10 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 from scipy.optimize import linprog
 
+from ..types import ShouldStop
 from .activations import check_labels
 from .constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from .problem import ConvProblem, FloatArray, InvalidParameterError
-from .types import ShouldStop
 
 
 @dataclass(frozen=True)

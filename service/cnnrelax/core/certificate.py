@@ -13,7 +13,7 @@ distance ``rho = min ||M x - r|| / ||r||`` over those multipliers: non-negative 
 patch is tied, a small bounded QP (Clarabel) when some are. Equality constraints on ``w`` add free
 multipliers: they are projected out first.
 
-Other activations (:mod:`cnnrelax.activations`): ``g_i = sum_j sigma'(X_ij w) X_ij``. At a kink of a
+Other activations (:mod:`cnnrelax.core.activations`): ``g_i = sum_j sigma'(X_ij w) X_ij``. At a kink of a
 piecewise-linear ``sigma = max(lo u, hi u)`` the slope may be anything in ``[lo, hi]``: ``g_i`` takes ``lo``
 and the tied patch ``(hi - lo) X_ij`` a multiplier in ``[0, v_i]`` (ReLU: ``lo = 0``, ``hi = 1``). Smooth
 activations have no ties, except squared ReLU's samples with no active patch (a zero label), where
@@ -59,7 +59,7 @@ class ConeCertificate:
     """Outcome of the cone-membership test at one filter, for one or several directions.
 
     ``certified_by_trials`` lists the trials whose direction makes the filter LP-optimal (filled by
-    :func:`cnnrelax.trials.solve`); ``residual`` and ``positive_multipliers`` belong to the best of them.
+    :func:`cnnrelax.core.trials.solve`); ``residual`` and ``positive_multipliers`` belong to the best of them.
     """
 
     applicable: bool

@@ -1,7 +1,7 @@
 """Baselines the relaxation is compared with (SPEC 5): the pseudo-inverse and gradient descent, per activation.
 
 The network predicts ``f_w(x_i) = sum_j sigma(X_ij w)`` for the problem's activation ``sigma``
-(:mod:`cnnrelax.activations`).
+(:mod:`cnnrelax.core.activations`).
 
 - Pseudo-inverse (paper section 2.1, ``k = 1``): where ``sigma`` can be inverted on a known set of samples,
   ``sigma^-1(y_S) = X_S w*`` holds exactly, so ``w_hat = X_S^+ sigma^-1(y_S)`` recovers ``w*`` once ``X_S``
@@ -13,7 +13,7 @@ The network predicts ``f_w(x_i) = sum_j sigma(X_ij w)`` for the problem's activa
 - Gradient descent on the non-convex loss from seeded random starts. It minimises the mean loss
   ``l(w) = 1/(2n) sum_i (y_i - f_w(x_i))^2 = L(w) / (2n)`` whose gradient is
   ``grad l(w) = -(1/n) sum_i (y_i - f_w(x_i)) g_i(w)`` with ``g_i(w) = sum_j sigma'(X_ij w) X_ij``
-  (:meth:`cnnrelax.problem.ConvProblem.gradient_rows`; at a kink the subgradient ``lo``). The step size:
+  (:meth:`cnnrelax.core.problem.ConvProblem.gradient_rows`; at a kink the subgradient ``lo``). The step size:
 
   * piecewise linear (``relu``, ``leaky_relu``, ``absolute``: ``sigma(u) = max(lo u, hi u)``): on a fixed
     activation pattern ``f_w(x_i) = g_i^T w`` is linear in ``w``, ``g_i = sum_j s_ij X_ij`` with
@@ -35,7 +35,7 @@ The network predicts ``f_w(x_i) = sum_j sigma(X_ij w)`` for the problem's activa
     times the start's has stalled.
 
   The restart with the least loss is kept. With ``polish=True`` every restart's final filter is polished
-  exactly as the relaxation's trials are (:func:`cnnrelax.trials.polish`, per activation), so the two
+  exactly as the relaxation's trials are (:func:`cnnrelax.core.trials.polish`, per activation), so the two
   methods can be compared at the same accuracy rather than at their iteration budgets.
 """
 
@@ -309,7 +309,7 @@ def gradient_descent(
     should_stop : callable, optional
         Polled every 50 steps; the result's ``status`` is then ``cancelled``.
     polish : bool
-        Polish every restart's final filter with :func:`cnnrelax.trials.polish` (as the relaxation's trials
+        Polish every restart's final filter with :func:`cnnrelax.core.trials.polish` (as the relaxation's trials
         are) and select among the polished filters.
 
     Returns

@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .errors import InvalidParameterError
+from ..errors import InvalidParameterError
 
 FloatArray = NDArray[np.float64]
 ActivationName = Literal["relu", "leaky_relu", "absolute", "squared_relu", "softplus"]
