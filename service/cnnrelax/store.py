@@ -532,17 +532,16 @@ class Store:
                 if depth >= max_queued_per_owner:
                     raise QueueFull(depth, per_owner=True)
             job_id = uuid.uuid4().hex
-            db.execute(
+            row = db.execute(  # the row comes back with the insert: no second round trip (issue 16)
                 "INSERT INTO jobs (id, kind, status, request, request_hash, idempotency_key, dataset_id, "
                 "time_limit_s, progress_done, progress_total, created_at, updated_at, owner) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (job_id, kind, body, digest, idempotency_key, dataset_id, time_limit_s,
                  0 if progress_total is not None else None, progress_total, now, now, owner),
-            )
+            ).fetchone()
             if dataset_id is not None:
                 db.execute("UPDATE dataset_owners SET last_used_at = ? WHERE dataset_id = ? AND owner = ?",
                            (now, dataset_id, owner))
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row), True
 
     def get_job(self, job_id: str, kind: str | None = None, *, owner: str | None = None,
