@@ -21,8 +21,7 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness")
 def readyz(service: Service = Depends(get_service)) -> Readiness:
-    """200 when the store answers and takes writes, the job dispatcher and its workers are up and the data dir has
-    room; else 503."""
+    """200 when the store answers and takes writes, the dispatcher and workers are up, the disk has room; else 503."""
     checks = {"store": False, "dispatcher": False, "workers": False, "disk": False}
     depth = running = 0
     fault = None
