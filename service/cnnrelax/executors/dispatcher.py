@@ -5,9 +5,10 @@ It claims queued jobs while the executor has a free slot and hands each over as 
 belongs to, requeues a job whose worker died (up to ``MAX_ATTEMPTS``), and stops hard, one by one, the runs
 still going ``STOP_GRACE_S`` after a cancel request or their time limit.
 
-Outcomes are written by the dispatcher's own thread, never in a future's callback (where an exception is only
-logged and the job would stay ``running``): a run's end is queued as an :class:`_Ending` and written with
-retries and back-off while the store refuses writes (a full disk, a read-only file). Past
+A run's end is written at once by the thread that saw it (the future's callback); if the store refuses it,
+nothing is raised there (where an exception would only be logged and the job stay ``running``): the end is
+queued as an :class:`_Ending` that the dispatcher's thread writes with retries and back-off while the store
+refuses writes (a full disk, a read-only file). Past
 ``write_retry_s``, a result that still cannot be written gives way to a short ``failed`` record that says why;
 either is tried until one is written, so a job ends within seconds of the store taking writes again. While
 the store refuses writes nothing new is claimed (a probe write each second tells when it takes them again).
@@ -234,7 +235,8 @@ class Dispatcher:
             future.add_done_callback(functools.partial(self._done, job.id))
 
     def _done(self, job_id: str, future: cf.Future[JobOutcome]) -> None:
-        """A run ended (a future's callback: it only queues the end for the dispatcher's thread to write)."""
+        """A run ended (a future's callback): write its end at once; if the store refuses it, queue it for the
+        dispatcher's thread to retry. Nothing raises out of here."""
         try:
             with self._lock:
                 item = self._in_flight.pop(job_id, None)
@@ -245,9 +247,15 @@ class Dispatcher:
                 ending = _Ending(item.job, future.result(), run_time)
             except BaseException as exc:  # noqa: BLE001 - a dead worker: requeue, or give up after MAX_ATTEMPTS
                 ending = _Ending(item.job, None, run_time, f"{type(exc).__name__}: {exc}")
-            self._end(ending)
+            try:
+                self._write(ending, time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - retried by the dispatcher's thread
+                self._retry_later(ending, exc, time.monotonic())
+                self._end(ending)
+                return
+            self._wake.set()  # a slot is free: claim the next job
         except Exception:  # noqa: BLE001 - never raise into the executor's callback machinery
-            log.exception("a run's end could not be queued", extra={"job_id": job_id})
+            log.exception("a run's end could not be written or queued", extra={"job_id": job_id})
 
     def _end(self, ending: _Ending) -> None:
         with self._lock:
