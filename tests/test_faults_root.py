@@ -144,6 +144,8 @@ def test_a_store_made_immutable(tmp_path: Path) -> None:
                 if probe.returncode != 0:
                     pytest.skip(f"chattr +i is not supported here: {probe.stderr.strip()}")
                 _chattr("+i", files)
+                # noticed by the next probe write (at most one a second), whether or not anything else writes
+                _wait_for(lambda: http.get("/readyz").status_code == 503, 3, "/readyz 503")
                 problem = assert_problem(http.get("/readyz"), 503)
                 assert problem["checks"]["store"] is False and "cannot take writes" in problem["detail"]
                 refused = assert_problem(http.post("/v1/solves", json=SMALL), 503)
