@@ -2,8 +2,11 @@
 # cnnrelax service image: the API (`cnnrelax serve`) and, with another entry point, Dask scheduler and workers.
 #
 # Build:  docker build -t cnnrelax:0.1.0 .
-# Run:    docker run --rm -p 8000:8000 -v cnnrelax-data:/data cnnrelax:0.1.0
-# See README.md, "Scale-out and containers", and compose.yaml for the API + Dask scheduler + 2 workers.
+# Run:    docker run -d --restart unless-stopped -p 127.0.0.1:8000:8000 -v cnnrelax-data:/data \
+#             -e CNNRELAX_API_KEYS="$(python -c 'import secrets; print(secrets.token_urlsafe(32))')" cnnrelax:0.1.0
+# The restart policy starts a process that died again; the HEALTHCHECK below marks one that stopped answering
+# unhealthy (an orchestrator, or an autoheal container, replaces it). See docs/operations-faults.md, and
+# compose.yaml for the API + Dask scheduler + 2 workers (keys on, scheduler and dashboard not published).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -38,6 +41,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
+    PYTHONFAULTHANDLER=1 \
     CNNRELAX_DATA_DIR=/data
 USER 10001:10001
 WORKDIR /home/cnnrelax

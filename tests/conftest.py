@@ -9,6 +9,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -133,6 +134,20 @@ def wait_job(client: httpx.Client, location: str, timeout: float = 60.0) -> dict
             return job
         if time.monotonic() > deadline:
             raise AssertionError(f"job at {location} still {job['status']} after {timeout:g} s")
+
+
+def database_snapshot(data_dir: Path, into: Path) -> sqlite3.Connection:
+    """A read-only look at a live server's SQLite store: a copy of its files opened here.
+
+    The server alone opens its database (its lock keeps other processes out, see ``cnnrelax.store``); a copy
+    of the file and its WAL recovers to the last transaction committed when the copy was taken.
+    """
+    into.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal"):
+        source = data_dir / f"cnnrelax.sqlite3{suffix}"
+        if source.exists():
+            shutil.copyfile(source, into / source.name)
+    return sqlite3.connect(f"file:{into / 'cnnrelax.sqlite3'}?mode=ro", uri=True)
 
 
 def assert_problem(answer: httpx.Response, status: int) -> dict[str, Any]:

@@ -4,16 +4,16 @@ default settings, and a tenant's queued work capped (429 with Retry-After)."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
 from test_pricing import BOMB_PHASE, BOMB_SOLVE, PAPER_GRID, README_SOLVE
 
-from cnnrelax.store import Store
-
-from conftest import ServerProcess, assert_problem, wait_job
+from conftest import ServerProcess, assert_problem, database_snapshot, wait_job
 
 #: Runs for many seconds unless stopped: it keeps the one worker busy while others queue.
 BLOCKER = {"planted": {"n": 400, "d": 20, "k": 2, "seed": 1}, "trials": 1000, "stop_on_certificate": False}
@@ -39,7 +39,8 @@ def test_the_work_bombs_are_refused_naming_the_estimate_the_limit_and_the_settin
         job["estimated_cpu_s"] < 3600 for job in http.get("/v1/solves").json()["items"])
 
 
-def test_every_view_of_a_job_shows_its_estimate_as_stored(http: httpx.Client, live_server: ServerProcess) -> None:
+def test_every_view_of_a_job_shows_its_estimate_as_stored(http: httpx.Client, live_server: ServerProcess,
+                                                          tmp_path: Path) -> None:
     answer = http.post("/v1/solves", json=README_SOLVE)
     assert answer.status_code == 202, answer.text
     job = answer.json()
@@ -49,8 +50,9 @@ def test_every_view_of_a_job_shows_its_estimate_as_stored(http: httpx.Client, li
     assert done["status"] == "succeeded" and done["estimated_cpu_s"] == estimate
     listed = {item["id"]: item for item in http.get("/v1/solves").json()["items"]}
     assert listed[job["id"]]["estimated_cpu_s"] == estimate
-    stored = Store(live_server.data_dir).get_job(job["id"])
-    assert stored is not None and stored.estimated_cpu_s == estimate
+    with contextlib.closing(database_snapshot(live_server.data_dir, tmp_path / "snapshot")) as db:  # it runs
+        stored = db.execute("SELECT estimated_cpu_s FROM jobs WHERE id = ?", (job["id"],)).fetchone()
+    assert stored is not None and stored[0] == estimate
     experiment = http.post("/v1/experiments", json={"kind": "phase_transition", "d": [4], "n": [20],
                                                     "repetitions": 1, "methods": ["pseudo_inverse"]})
     assert experiment.status_code == 202, experiment.text

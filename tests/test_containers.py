@@ -236,25 +236,39 @@ def load_compose() -> dict:
     return data
 
 
+#: The one variable compose.yaml requires (``${NAME:?message}``): the API runs with keys on.
+REQUIRED_VARIABLES = {"CNNRELAX_API_KEYS"}
+
+
 def test_compose_runs_on_debians_docker_compose_1_29() -> None:
-    """No top-level ``name:`` (docker-compose 1.29 rejects it), and every variable has a default."""
+    """No top-level ``name:`` (docker-compose 1.29 rejects it); every variable has a default, but the API keys,
+    which are required with a message saying how to make one."""
     raw = yaml.safe_load(COMPOSE.read_text())
     assert set(raw) <= {"services", "volumes", "networks", "configs", "secrets"} | {
         key for key in raw if key.startswith("x-")}, sorted(raw)
     for variable in re.findall(r"\$\{([^}]*)\}", COMPOSE.read_text()):
-        assert ":-" in variable, f"${{{variable}}} needs a default"
+        name = re.split(r"[:?-]", variable)[0]
+        if name in REQUIRED_VARIABLES:
+            assert ":?" in variable and "secrets.token_urlsafe" in variable, variable
+        else:
+            assert ":-" in variable, f"${{{variable}}} needs a default"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (1.29, Debian) not installed")
 def test_docker_compose_1_29_validates_the_file(tmp_path: Path) -> None:
     """``docker-compose config`` checks the file against its Compose Specification schema."""
     shutil.copy(COMPOSE, tmp_path / "compose.yaml")
+    env = {**os.environ, "CNNRELAX_API_PORT": "18000", "CNNRELAX_API_KEYS": "a-key-for-the-check"}
     done = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config", "--quiet"],
-                          capture_output=True, text=True, timeout=60, env={**os.environ, "CNNRELAX_API_PORT": "18000"})
+                          capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     resolved = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config"], capture_output=True,
-                              text=True, timeout=60, env={**os.environ, "CNNRELAX_API_PORT": "18000"}).stdout
+                              text=True, timeout=60, env=env).stdout
     assert "published: 18000" in resolved or "18000:8000" in resolved, resolved
+    without_keys = subprocess.run(["docker-compose", "-f", str(tmp_path / "compose.yaml"), "config", "--quiet"],
+                                  capture_output=True, text=True, timeout=60,
+                                  env={k: v for k, v in env.items() if k != "CNNRELAX_API_KEYS"})
+    assert without_keys.returncode != 0 and "CNNRELAX_API_KEYS" in without_keys.stderr
 
 
 def test_compose_has_api_scheduler_and_two_workers_from_one_image() -> None:
@@ -270,7 +284,8 @@ def test_compose_wires_the_api_to_the_scheduler_and_the_data_volume() -> None:
     compose = load_compose()
     services = compose["services"]
     api = services["api"]
-    assert f"{API_PORT}:{API_PORT}" in api["ports"]
+    assert f"127.0.0.1:{API_PORT}:{API_PORT}" in api["ports"]  # this host only, unless CNNRELAX_API_HOST says
+    assert api["environment"]["CNNRELAX_API_KEYS"].startswith("${CNNRELAX_API_KEYS:?")  # keys on, required
     assert api["environment"]["CNNRELAX_DASK_SCHEDULER"] == f"tcp://scheduler:{SCHEDULER_PORT}"
     assert f"{DATA_VOLUME}:{IMAGE_DATA_DIR}" in api["volumes"]
     assert api["command"][api["command"].index("--data-dir") + 1] == IMAGE_DATA_DIR
@@ -279,8 +294,12 @@ def test_compose_wires_the_api_to_the_scheduler_and_the_data_volume() -> None:
     scheduler = services["scheduler"]
     assert scheduler["entrypoint"] == ["dask", "scheduler"]
     assert scheduler["command"][scheduler["command"].index("--port") + 1] == str(SCHEDULER_PORT)
-    assert f"{SCHEDULER_PORT}:{SCHEDULER_PORT}" in scheduler["ports"]
+    assert "ports" not in scheduler, "the scheduler stays on the compose network (compose.expose-dask.yaml opts in)"
+    assert "--no-dashboard" in scheduler["command"], "the dashboard (plain HTTP, no authentication) is off"
     assert "healthcheck" in scheduler, "the image's own HEALTHCHECK probes the API; the scheduler needs its own"
+    exposed = _interpolate(yaml.safe_load((ROOT / "compose.expose-dask.yaml").read_text()))["services"]["scheduler"]
+    assert exposed["ports"] == [f"127.0.0.1:{SCHEDULER_PORT}:{SCHEDULER_PORT}", "127.0.0.1:8787:8787"]
+    assert exposed["command"][exposed["command"].index("--dashboard-address") + 1] == ":8787"
 
 
 def test_compose_workers_join_the_scheduler_with_one_thread_each() -> None:

@@ -189,17 +189,17 @@ def _wait_http(url: str, status: int, timeout: float) -> httpx.Response:
     raise AssertionError(f"{url} did not answer {status} within {timeout:g} s (last: {last})")
 
 
-def _wait_job(base: str, job_id: str, timeout: float) -> dict:
+def _wait_job(base: str, job_id: str, timeout: float, headers: dict[str, str] | None = None) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = httpx.get(f"{base}/v1/solves/{job_id}", params={"wait": 5}, timeout=30).json()
+        job = httpx.get(f"{base}/v1/solves/{job_id}", params={"wait": 5}, timeout=30, headers=headers).json()
         if job["status"] in TERMINAL:
             return dict(job)
     raise AssertionError(f"job {job_id} not finished after {timeout:g} s")
 
 
-def _submit(base: str, body: dict) -> str:
-    answer = httpx.post(f"{base}/v1/solves", json=body, timeout=30)
+def _submit(base: str, body: dict, headers: dict[str, str] | None = None) -> str:
+    answer = httpx.post(f"{base}/v1/solves", json=body, timeout=30, headers=headers)
     assert answer.status_code == 202, answer.text
     return str(answer.json()["id"])
 
@@ -232,10 +232,14 @@ def test_the_image_solves_answers_readyz_and_turns_healthy(docker: str, image: s
 
 def test_the_compose_stack_survives_a_killed_worker(docker: str, image: str) -> None:
     project = f"cnnrelaxtest{uuid.uuid4().hex[:8]}"
-    api_port, scheduler_port = free_port(), free_port()
-    env = {**os.environ, "CNNRELAX_IMAGE": image, "CNNRELAX_API_PORT": str(api_port),
-           "CNNRELAX_SCHEDULER_PORT": str(scheduler_port)}
-    compose = ["docker-compose", "-p", project, "-f", str(ROOT / "compose.yaml")]
+    api_port, scheduler_port, dashboard_port = free_port(), free_port(), free_port()
+    key = uuid.uuid4().hex
+    keyed = {"X-API-Key": key}
+    env = {**os.environ, "CNNRELAX_IMAGE": image, "CNNRELAX_API_PORT": str(api_port), "CNNRELAX_API_KEYS": key,
+           "CNNRELAX_SCHEDULER_PORT": str(scheduler_port), "CNNRELAX_DASHBOARD_PORT": str(dashboard_port)}
+    # compose.expose-dask.yaml publishes the scheduler (on 127.0.0.1), which this test watches from the host.
+    compose = ["docker-compose", "-p", project, "-f", str(ROOT / "compose.yaml"),
+               "-f", str(ROOT / "compose.expose-dask.yaml")]
     start = time.monotonic()
     _run(*compose, "up", "-d", "--no-build", env=env, cwd=ROOT, timeout=600)
     try:
@@ -247,10 +251,12 @@ def test_the_compose_stack_survives_a_killed_worker(docker: str, image: str) -> 
             client.wait_for_workers(2, timeout=180)
         _timed("compose: up to ready with 2 workers", start)
 
+        assert httpx.post(f"{base}/v1/solves", json=SMALL_JOB, timeout=30).status_code == 401  # keys on
         start = time.monotonic()
-        ids = [_submit(base, {**LONG_JOB, "seed": seed}) for seed in range(8)]
+        ids = [_submit(base, {**LONG_JOB, "seed": seed}, keyed) for seed in range(8)]
         deadline = time.monotonic() + 120
-        while sum(httpx.get(f"{base}/v1/solves/{job_id}").json()["status"] == "running" for job_id in ids) < 2:
+        while sum(httpx.get(f"{base}/v1/solves/{job_id}", headers=keyed).json()["status"] == "running"
+                  for job_id in ids) < 2:
             assert time.monotonic() < deadline, "the two workers never ran jobs at once"
             time.sleep(0.2)
         victim = _run(*compose, "ps", "-q", "worker-1", env=env, cwd=ROOT).stdout.strip()
@@ -258,7 +264,7 @@ def test_the_compose_stack_survives_a_killed_worker(docker: str, image: str) -> 
         # A crash, not `docker kill` (which counts as a manual stop, so no restart policy applies): SIGKILL
         # the container's main process (the `dask worker` nanny, with its worker process) from the host.
         os.kill(int(_run(docker, "inspect", "-f", "{{.State.Pid}}", victim).stdout.strip()), signal.SIGKILL)
-        jobs = [_wait_job(base, job_id, 600) for job_id in ids]
+        jobs = [_wait_job(base, job_id, 600, keyed) for job_id in ids]
         _timed("compose: 8 jobs with worker-1 SIGKILLed", start)
         assert all(job["status"] == "succeeded" for job in jobs), [(job["status"], job["error"]) for job in jobs]
         print(f"[docker test] attempts per job: {[job['attempts'] for job in jobs]}", flush=True)
@@ -267,7 +273,7 @@ def test_the_compose_stack_survives_a_killed_worker(docker: str, image: str) -> 
         assert int(restarts) >= 1, restarts
         with Client(f"tcp://127.0.0.1:{scheduler_port}", timeout=30, set_as_default=False) as client:
             client.wait_for_workers(2, timeout=180)
-        assert _wait_job(base, _submit(base, SMALL_JOB), 120)["status"] == "succeeded"
+        assert _wait_job(base, _submit(base, SMALL_JOB, keyed), 120, keyed)["status"] == "succeeded"
         _timed("compose: worker-1 restarted and back", start)
     finally:
         start = time.monotonic()

@@ -3,6 +3,7 @@ with results identical to an uninterrupted run."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from typing import Any
@@ -10,7 +11,7 @@ from typing import Any
 import httpx
 import psutil
 
-from conftest import wait_job
+from conftest import database_snapshot, wait_job
 
 #: Jobs of a few hundred milliseconds each, so that the kill lands while some run and some wait.
 BODIES = [{"planted": {"n": 1500, "d": 40, "k": 2, "seed": seed}, "trials": 4, "seed": seed,
@@ -50,7 +51,7 @@ def test_sigkill_mid_queue_loses_no_job_and_finishes_none_twice(start_server, tm
               for pid in workers_before):
         assert time.monotonic() < deadline, "worker processes outlived their server"
         time.sleep(0.1)
-    with sqlite3.connect(server.data_dir / "cnnrelax.sqlite3") as db:
+    with contextlib.closing(sqlite3.connect(server.data_dir / "cnnrelax.sqlite3")) as db:
         left = dict(db.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
     assert left.get("running", 0) + left.get("queued", 0) > 0, left
 
@@ -58,7 +59,7 @@ def test_sigkill_mid_queue_loses_no_job_and_finishes_none_twice(start_server, tm
     interrupted = _run_all(server.url, ids)
     assert all(job["status"] == "succeeded" for job in interrupted.values()), interrupted
     assert any(job["attempts"] == 2 for job in interrupted.values())  # some ran again after the restart
-    with sqlite3.connect(server.data_dir / "cnnrelax.sqlite3") as db:
+    with contextlib.closing(database_snapshot(server.data_dir, tmp_path / "snapshot")) as db:  # the server runs
         rows = db.execute("SELECT id, status FROM jobs").fetchall()
     assert sorted(job_id for job_id, _ in rows) == sorted(ids)
 

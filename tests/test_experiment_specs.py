@@ -4,6 +4,7 @@ JSON reads back as the same spec, and rows stored as normalised dicts before the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import typing
@@ -28,7 +29,7 @@ from cnnrelax.specs import LimitExceeded, Limits, price_experiment
 from cnnrelax.store import Store
 from cnnrelax.types import JobKind
 
-from conftest import ServerProcess, wait_job
+from conftest import ServerProcess, database_snapshot, wait_job
 
 IMAGES = (np.arange(12 * 4 * 4).reshape(12, 4, 4) % 7).astype(float).tolist()
 #: Rows as the service stored them before the typed specs: the normalised dicts of the old hand-written validate
@@ -98,7 +99,7 @@ def test_old_rows_in_a_data_dir_run_on_a_new_server(tmp_path: Path, start_server
         job, _ = store.create_job("experiment", old, progress_total=2)
         ids[kind] = job.id
     store.close()
-    with sqlite3.connect(tmp_path / "cnnrelax.sqlite3") as db:  # stored as the old code wrote it: a dict's JSON
+    with contextlib.closing(sqlite3.connect(tmp_path / "cnnrelax.sqlite3")) as db:  # as the old code wrote it
         stored = dict(db.execute("SELECT id, request FROM jobs").fetchall())
     assert json.loads(stored[ids["rotated_digits"]])["images"] == IMAGES
     server = start_server(data_dir=tmp_path)
@@ -113,13 +114,14 @@ def test_old_rows_in_a_data_dir_run_on_a_new_server(tmp_path: Path, start_server
         assert digits["spec"]["images"] == {"shape": [12, 4, 4]} and "angles" not in digits["spec"]
 
 
-def test_a_posted_experiment_is_stored_as_its_typed_spec(http: httpx.Client, live_server: ServerProcess) -> None:
+def test_a_posted_experiment_is_stored_as_its_typed_spec(http: httpx.Client, live_server: ServerProcess,
+                                                         tmp_path: Path) -> None:
     """The API stores the typed spec's JSON (defaults filled in, grids sorted); the worker runs it."""
     body = {**REQUESTS["phase_transition"], "n": [40, 30, 40]}
     answer = http.post("/v1/experiments", json=body)
     assert answer.status_code == 202, answer.text
     job_id = answer.json()["id"]
-    with sqlite3.connect(live_server.data_dir / "cnnrelax.sqlite3") as db:
+    with contextlib.closing(database_snapshot(live_server.data_dir, tmp_path / "snapshot")) as db:
         (request,) = db.execute("SELECT request FROM jobs WHERE id = ?", (job_id,)).fetchone()
     assert request == parse_experiment_spec(body).model_dump_json()
     assert json.loads(request)["n"] == [30, 40] and json.loads(request)["gd_iterations"] == 2000

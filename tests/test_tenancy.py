@@ -157,3 +157,74 @@ def test_keys_off_is_one_anonymous_tenant(start_server) -> None:
             answer.json()["id"]
         assert wait_job(anyone, answer.headers["location"])["status"] == "succeeded"
         assert [item["id"] for item in anyone.get("/v1/solves").json()["items"]] == [answer.json()["id"]]
+
+
+def test_a_dataset_record_is_each_tenants_own_even_when_the_bytes_are_shared(server: ServerProcess) -> None:
+    """Bob uploads as JSON the numbers Alice uploaded as .npz: one stored file, two records (format, time)."""
+    rng = np.random.default_rng(17)
+    X = rng.standard_normal((30, 3))
+    y = np.abs(rng.standard_normal(30))
+    with client(server, ALICE) as alice, client(server, BOB) as bob:
+        first = alice.post("/v1/datasets", content=_npz(X, y), headers={"content-type": "application/x-npz"})
+        assert first.status_code == 201, first.text
+        time.sleep(0.05)  # a later upload time for bob
+        second = bob.post("/v1/datasets", json={"X": X.tolist(), "y": y.tolist()})
+        assert second.status_code == 201, second.text
+        assert second.json()["id"] == first.json()["id"]  # the same content, stored once
+        assert (first.json()["source"], second.json()["source"]) == ("npz", "json")
+        assert second.json()["created_at"] > first.json()["created_at"]
+        dataset_id = first.json()["id"]
+        assert alice.get(f"/v1/datasets/{dataset_id}").json()["source"] == "npz"
+        assert bob.get(f"/v1/datasets/{dataset_id}").json()["source"] == "json"
+        listed = {item["id"]: item for item in bob.get("/v1/datasets").json()["items"]}
+        assert listed[dataset_id]["source"] == "json"
+        assert listed[dataset_id]["created_at"] == second.json()["created_at"]
+        # bob's second upload (as .npz now) is a replay of his own record: 200, still his JSON
+        again = bob.post("/v1/datasets", content=_npz(X, y), headers={"content-type": "application/x-npz"})
+        assert again.status_code == 200 and again.json()["source"] == "json"
+        assert alice.delete(f"/v1/datasets/{dataset_id}").status_code == 204
+        assert bob.get(f"/v1/datasets/{dataset_id}").json()["source"] == "json"
+
+
+def _job_gauges(text: str) -> dict[tuple[str, str], float]:
+    """``cnnrelax_jobs{kind, state}`` of a Prometheus exposition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "cnnrelax_jobs":
+            for sample in family.samples:
+                found[(sample.labels["kind"], sample.labels["state"])] = sample.value
+    return found
+
+
+def _own_counts(http: httpx.Client) -> dict[tuple[str, str], float]:
+    """A key's jobs by kind and state, counted from its own listings."""
+    own: dict[tuple[str, str], float] = {}
+    for kind, path in (("solve", "/v1/solves"), ("experiment", "/v1/experiments")):
+        for item in http.get(path, params={"limit": 200}).json()["items"]:
+            own[(kind, item["status"])] = own.get((kind, item["status"]), 0) + 1
+    return own
+
+
+def test_metrics_show_a_key_its_own_jobs_and_an_admin_key_everyone_s(server: ServerProcess) -> None:
+    """Counted independently, from each key's listings: a key's gauges are its own jobs, the admin's the sum of
+    both keys' (no other tenant has jobs on this server); the process-wide histograms are the admin's only."""
+    with client(server, ALICE) as alice, client(server, BOB) as bob, client(server, ROOT) as root:
+        for seed in range(2):
+            wait_job(bob, bob.post("/v1/solves", json={**SMALL, "seed": 100 + seed}).headers["location"])
+        deadline = time.monotonic() + 60
+        while any(state in ("queued", "running") for http in (alice, bob) for _, state in _own_counts(http)):
+            assert time.monotonic() < deadline, "jobs of earlier tests still running"
+            time.sleep(0.2)
+        counted = {"alice": _own_counts(alice), "bob": _own_counts(bob)}
+        shown = {name: _job_gauges(http.get("/metrics").text) for name, http in (("alice", alice), ("bob", bob))}
+        admin_text = root.get("/metrics").text
+        bob_text = bob.get("/metrics").text
+    everyone = _job_gauges(admin_text)
+    for name in ("alice", "bob"):
+        assert {key: value for key, value in shown[name].items() if value} == counted[name], name
+    assert counted["bob"] != counted["alice"]
+    total = {key: counted["alice"].get(key, 0) + counted["bob"].get(key, 0) for key in everyone}
+    assert {key: value for key, value in everyone.items() if value} == {k: v for k, v in total.items() if v}
+    assert "cnnrelax_job_run_seconds" in admin_text and "cnnrelax_job_run_seconds" not in bob_text

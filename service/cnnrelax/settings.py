@@ -12,7 +12,8 @@ experiment's body, e.g. inline images),
 Work is priced in estimated CPU-seconds (:mod:`cnnrelax.pricing`): a job estimated past
 ``CNNRELAX_JOB_TIME_LIMIT_S`` is refused; ``CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY`` caps a tenant's queued estimates.
 Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
-``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``.
+``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``,
+``CNNRELAX_STORE_WRITE_RETRY_S``.
 Workers and Dask: ``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``,
 ``CNNRELAX_DASK_TLS_CERT``, ``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
 Browsers: ``CNNRELAX_CORS_ORIGINS`` (CORS, off when empty), ``CNNRELAX_CONSOLE_SESSION_S``.
@@ -96,6 +97,11 @@ class Settings(BaseSettings):
     min_free_bytes: int = Field(default=64 * 1024 * 1024, ge=0,
                                 description="Free space of the data dir below which /readyz answers 503 and writes "
                                             "answer 507.")
+    # -- faults (issue 16) ---------------------------------------------------------------------------
+    store_write_retry_s: float = Field(
+        default=30.0, gt=0, description="How long the end of a job is retried while the store refuses writes (a full "
+                                        "disk, a read-only file) before its result gives way to a short 'failed' "
+                                        "record saying why (still retried until the store takes one).")
     worker_memory_limit_mb: int = Field(
         default=4096, ge=0, description="Memory limit of each local worker process in MiB (a job past it fails); "
                                         "0: no limit.")

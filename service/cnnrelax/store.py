@@ -14,22 +14,36 @@ Reads take an ``owner`` (``None``: every tenant, for admin keys). The next queue
 between owners (the owner claimed from longest ago goes first), and each owner has its own queue cap.
 
 Retention: :meth:`Store.purge` deletes finished jobs and unused datasets past their time to live.
+
+Faults (a full disk, a read-only or immutable file): the database is opened with SQLite's ``unix-excl`` VFS,
+so WAL's index lives in this process's heap, not in a memory-mapped ``-shm`` file (a write to a mapped page
+that cannot be backed - a full tmpfs, an immutable file - kills the process with SIGBUS; a failed write to a
+file is an error). The price: one process opens the database, the server; its worker processes reach their
+job's row through it (:mod:`cnnrelax.executors.local`). A write that fails for want of space or permission is
+a :class:`StoreFault` (:func:`store_fault`); the store remembers the last one until a write succeeds again
+(:attr:`Store.fault`, :meth:`Store.writable` probes), and after a read-only or I/O error every thread opens a
+fresh connection.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import errno
+import functools
 import hashlib
 import json
+import logging
 import os
+import shutil
 import sqlite3
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -103,8 +117,8 @@ INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_a
 
 #: The columns of a :class:`DatasetRecord` (as a tenant sees it: its own upload time).
 _DATASET_COLUMNS = "id, n, d, size_bytes, source, created_at, y_min, y_min_index, image_shape, angles_given"
-_OWNED_DATASET_COLUMNS = ("d.id, d.n, d.d, d.size_bytes, d.source, o.created_at, d.y_min, d.y_min_index, "
-                          "d.image_shape, d.angles_given")
+_OWNED_DATASET_COLUMNS = ("d.id, d.n, d.d, d.size_bytes, coalesce(o.source, d.source), o.created_at, d.y_min, "
+                          "d.y_min_index, d.image_shape, d.angles_given")
 
 #: The owner of everything made while API keys are off.
 ANONYMOUS = "anonymous"
@@ -115,6 +129,16 @@ MAX_SEQ = 2**63 - 1
 def owner_id(api_key: str) -> str:
     """The tenant id stored for an API key: the first 16 hex digits of its SHA-256 (never the key)."""
     return "key-" + hashlib.sha256(api_key.encode()).hexdigest()[:16]
+
+
+#: How long a write waits for another writer's lock (seconds).
+BUSY_TIMEOUT_S = 30.0
+#: How long opening a store waits for a data dir another process holds before refusing it (seconds).
+OPEN_TIMEOUT_S = 5.0
+
+
+class StoreInUse(RuntimeError):
+    """Another process holds the data directory's database (a second server on the same data dir)."""
 
 
 class QueueFull(Exception):
@@ -153,6 +177,64 @@ class DatasetInUse(Exception):
         self.job_ids = job_ids
 
 
+# -- faults: a full disk, a read-only store (issue 16) ------------------------------------------------
+#: A fault found by a probe write stays the answer this long before the next probe (seconds).
+PROBE_INTERVAL_S = 1.0
+#: A full disk counts as cleared by a probe once this much more space is free than when the fault began.
+FREED_BYTES = 1024 * 1024
+
+#: The one-row table that :meth:`Store.probe_write` writes to learn whether the store takes writes.
+_FAULT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS store_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    at REAL NOT NULL
+);
+"""
+
+log = logging.getLogger("cnnrelax.store")
+
+
+@dataclass(frozen=True)
+class StoreFault:
+    """Why the store cannot take writes now.
+
+    ``kind`` is ``full`` (no space: answered 507) or ``read_only`` (a read-only or immutable file or volume,
+    or a write the operating system refused: answered 503); ``reason`` is a sentence part naming the error.
+    """
+
+    kind: str
+    reason: str
+
+    @property
+    def full(self) -> bool:
+        return self.kind == "full"
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_READ_ONLY_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG})
+
+
+def store_fault(exc: BaseException) -> StoreFault | None:
+    """The :class:`StoreFault` an exception of a write stands for, or None (not a fault of the storage)."""
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = None if code is None else code & 0xFF
+        text = str(exc)
+        if primary == sqlite3.SQLITE_FULL or "disk is full" in text:
+            return StoreFault("full", f"the data volume is full ({text})")
+        if primary == sqlite3.SQLITE_READONLY or "readonly database" in text:
+            return StoreFault("read_only", f"the job store is read-only ({text})")
+        if primary in (sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN) or "disk I/O error" in text:
+            return StoreFault("read_only", f"the job store's files cannot be written ({text})")
+        return None
+    if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        return StoreFault("full", f"the data volume is full ({os.strerror(exc.errno)})")
+    if isinstance(exc, OSError) and exc.errno in _READ_ONLY_ERRNOS:
+        return StoreFault("read_only", f"the data directory cannot be written ({os.strerror(exc.errno or 0)})")
+    return None
+
+
+# -- records ------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class JobRecord:
     """One row of the jobs table, JSON columns decoded lazily."""
@@ -268,8 +350,14 @@ class Store:
         self._write_lock = threading.Lock()
         self._checkpointer: threading.Thread | None = None
         self._checkpoint_stop = threading.Event()
-        db = self._connection()
+        # faults (issue 16): the last write's fault, the connections' generation, the last probe
+        self._fault: StoreFault | None = None
+        self._free_at_fault = 0
+        self._generation = 0
+        self._probed_at = float("-inf")
+        db = self._open_first()
         db.executescript(_SCHEMA)
+        db.executescript(_FAULT_SCHEMA)
         columns = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
         if "owner" not in columns:  # a data dir from before tenants: everything in it was anonymous
             db.execute(f"ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT '{ANONYMOUS}'")
@@ -282,19 +370,110 @@ class Store:
             if column not in dataset_columns:
                 db.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
         db.executescript(_EVENTS_SCHEMA)
+        grant_columns = {row[1] for row in db.execute("PRAGMA table_info(dataset_owners)")}
+        if "source" not in grant_columns:  # from before each tenant's upload kept its own format (NULL: the first's)
+            db.execute("ALTER TABLE dataset_owners ADD COLUMN source TEXT")
         self.remove_temporary_files()
 
     # -- connections ------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
+        """This thread's connection; a fresh one after a read-only or I/O fault (one opened while the file could
+        not be written stays read-only for good)."""
         db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is not None and getattr(self._local, "generation", 0) != self._generation:
+            with contextlib.suppress(sqlite3.Error):
+                db.close()
+            db = None
         if db is None:
+            generation = self._generation
             db = connect(self.path)
             self._local.db = db
+            self._local.generation = generation
+        return db
+
+    def _open_first(self) -> sqlite3.Connection:
+        """This thread's connection, opened the first time: a data dir another process holds is refused soon."""
+        try:
+            db = connect(self.path, busy_timeout_s=OPEN_TIMEOUT_S)
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            raise StoreInUse(f"The data directory {self.data_dir} is in use by another process (its database "
+                             f"{self.path.name} is locked): stop the other server, or give this one another "
+                             "data directory.") from exc
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        self._local.db, self._local.generation = db, self._generation
         return db
 
     def _transaction(self) -> "_Transaction":
         """A write transaction; this process's writers queue on a lock rather than on SQLite's busy back-off."""
-        return _Transaction(self._connection(), self._write_lock)
+        return _Transaction(self._connection(), self._write_lock, self._write_ended)
+
+    # -- faults (issue 16) --------------------------------------------------------------------------
+    @property
+    def fault(self) -> StoreFault | None:
+        """Why the last write failed, until a write succeeds again (None: the store takes writes)."""
+        return self._fault
+
+    def note_write_error(self, exc: BaseException) -> None:
+        """Record a failed write outside a transaction (a dataset file); faults of the storage only."""
+        self._write_ended(exc)
+
+    def _write_ended(self, error: BaseException | None, probe: bool = False) -> None:
+        """Called at the end of every write transaction: a success clears the fault, a fault is remembered.
+
+        A probe's success does not clear a full disk unless space was freed meanwhile (``FREED_BYTES``): a small
+        row may fit where a job's result did not.
+        """
+        if error is None:
+            fault = self._fault
+            if fault is None:
+                return
+            if probe and fault.full and self._free_bytes() < self._free_at_fault + FREED_BYTES:
+                return
+            self._fault = None
+            if not fault.full:
+                self._generation += 1  # connections opened during the fault are read-only for good: reopen them
+            log.warning("the job store takes writes again")
+            return
+        fault = store_fault(error)
+        if fault is None:
+            return
+        if self._fault != fault:
+            log.warning("the job store cannot be written: %s", fault.reason, extra={"fault": fault.kind})
+            if fault.full:
+                self._free_at_fault = self._free_bytes()
+        self._fault = fault
+        if not fault.full:
+            self._generation += 1  # every thread reconnects at its next use
+
+    def _free_bytes(self) -> int:
+        try:
+            return int(shutil.disk_usage(self.data_dir).free)
+        except OSError:
+            return 0
+
+    def probe_write(self) -> StoreFault | None:
+        """Write one small row (a real write through the same path as any other); return the fault, if any."""
+        self._probed_at = time.monotonic()
+        try:
+            with _Transaction(self._connection(), self._write_lock, functools.partial(self._write_ended, probe=True)) \
+                    as db:
+                db.execute("INSERT INTO store_probe (id, at) VALUES (1, ?) "
+                           "ON CONFLICT (id) DO UPDATE SET at = excluded.at", (time.time(),))
+        except (sqlite3.Error, OSError) as exc:
+            return store_fault(exc) or StoreFault("read_only", f"the job store cannot be written ({exc})")
+        return self._fault
+
+    def writable(self, max_age_s: float = PROBE_INTERVAL_S) -> StoreFault | None:
+        """The store's fault now: the last write's, or a probe's when the last probe is older than ``max_age_s``.
+
+        ``/readyz`` asks this, so a store made read-only while nothing writes is noticed too, and a fault that
+        cleared is noticed within ``max_age_s`` (a probe writes one row at most every ``max_age_s``).
+        """
+        if time.monotonic() - self._probed_at >= max_age_s:
+            self.probe_write()
+        return self._fault
 
     def start_checkpointer(self, interval_s: float = 1.0) -> None:
         """Copy the WAL into the database every ``interval_s`` in a background thread (PASSIVE: blocks no writer).
@@ -385,17 +564,16 @@ class Store:
                 if queued + estimated_cpu_s > max_queued_cpu_s_per_owner:
                     raise QueuedWorkFull(queued, estimated_cpu_s, max_queued_cpu_s_per_owner)
             job_id = uuid.uuid4().hex
-            db.execute(
+            row = db.execute(  # the row comes back with the insert: no second round trip (issue 16)
                 "INSERT INTO jobs (id, kind, status, request, request_hash, idempotency_key, dataset_id, "
                 "time_limit_s, progress_done, progress_total, created_at, updated_at, owner, estimated_cpu_s) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING *",
                 (job_id, kind, body, digest, idempotency_key, dataset_id, time_limit_s,
                  0 if progress_total is not None else None, progress_total, now, now, owner, estimated_cpu_s),
-            )
+            ).fetchone()
             if dataset_id is not None:
                 db.execute("UPDATE dataset_owners SET last_used_at = ? WHERE dataset_id = ? AND owner = ?",
                            (now, dataset_id, owner))
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job(row), True
 
     # -- pricing: queued work and deletion ------------------------------------------------------------
@@ -584,8 +762,13 @@ class Store:
         """The id of the newest event of any job (0: none yet): where a reader of every job's events starts."""
         return int(self._connection().execute("SELECT coalesce(max(id), 0) FROM job_events").fetchone()[0])
 
-    def count_by_status(self) -> dict[tuple[str, str], int]:
-        rows = self._connection().execute("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status")
+    def count_by_status(self, owner: str | None = None) -> dict[tuple[str, str], int]:
+        """Jobs by ``(kind, status)``: of ``owner`` (``None``: of every owner)."""
+        if owner is None:
+            rows = self._connection().execute("SELECT kind, status, count(*) FROM jobs GROUP BY kind, status")
+        else:
+            rows = self._connection().execute("SELECT kind, status, count(*) FROM jobs WHERE owner = ? "
+                                              "GROUP BY kind, status", (owner,))
         return {(kind, status): count for kind, status, count in rows}
 
     def queue_depth(self) -> int:
@@ -621,8 +804,12 @@ class Store:
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(temporary, path)
+            except OSError as exc:
+                self.note_write_error(exc)
+                raise
             finally:
-                temporary.unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    temporary.unlink(missing_ok=True)
             y_index = int(np.argmin(y)) if y.size else None
             existing = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), path.stat().st_size, source,
                                      time.time(), None if y_index is None else float(y[y_index]), y_index,
@@ -635,8 +822,8 @@ class Store:
                             None if image_shape is None else f"{image_shape[0]}x{image_shape[1]}", int(angles_given)))
         now = time.time()
         with self._transaction() as db:
-            created = db.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
-                                 "VALUES (?, ?, ?, ?)", (dataset_id, owner, now, now)).rowcount == 1
+            created = db.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at, "
+                                 "source) VALUES (?, ?, ?, ?, ?)", (dataset_id, owner, now, now, source)).rowcount == 1
             if not created:
                 db.execute("UPDATE dataset_owners SET last_used_at = ? WHERE dataset_id = ? AND owner = ?",
                            (now, dataset_id, owner))
@@ -740,44 +927,76 @@ def load_dataset_file(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
         return np.asarray(archive["X"]), np.asarray(archive["y"])
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    """A connection in autocommit mode, WAL, with a busy timeout (for the service and its workers)."""
-    db = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
+def connect(path: Path | str, busy_timeout_s: float | None = None) -> sqlite3.Connection:
+    """A connection in autocommit mode, WAL, with a busy timeout (the server's threads; one process only).
+
+    SQLite's ``unix-excl`` VFS keeps WAL's index in this process's heap (shared by its connections), never in
+    a memory-mapped ``-shm`` file, and holds the file's lock while any connection is open: another process
+    gets "database is locked" (a second server on the same data dir cannot start).
+    """
+    uri = f"file:{urllib.parse.quote(str(Path(path).absolute()))}?vfs=unix-excl"
+    timeout = BUSY_TIMEOUT_S if busy_timeout_s is None else busy_timeout_s
+    db = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None, check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
-    db.execute("PRAGMA busy_timeout = 30000")
     db.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in Store's checkpointer thread, off every commit
     db.row_factory = sqlite3.Row
     return db
 
 
 class _Transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on one connection, under an optional lock."""
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on error) on one connection, under an optional lock.
 
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock | None = None) -> None:
+    A failed statement or ``COMMIT`` (a full disk, a read-only file) leaves no transaction open and raises its
+    own error (SQLite may have rolled back already: a second ``ROLLBACK`` would only hide the first error).
+    ``ended`` hears how every transaction ended (None: committed).
+    """
+
+    def __init__(self, db: sqlite3.Connection, lock: threading.Lock | None = None,
+                 ended: Callable[[BaseException | None], None] | None = None) -> None:
         self.db = db
         self.lock = lock
+        self.ended = ended
 
     def __enter__(self) -> sqlite3.Connection:
         if self.lock is not None:
             self.lock.acquire()
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except BaseException:
+        except BaseException as exc:
+            self._rollback()
             if self.lock is not None:
                 self.lock.release()
+            self._report(exc)
             raise
         return self.db
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        error: BaseException | None = exc
         try:
             if exc_type is None:
-                self.db.execute("COMMIT")
+                try:
+                    self.db.execute("COMMIT")
+                except BaseException as failed:
+                    error = failed
+                    self._rollback()
+                    raise
             else:
-                self.db.execute("ROLLBACK")
+                self._rollback()
         finally:
             if self.lock is not None:
                 self.lock.release()
+            self._report(error)
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+
+    def _report(self, error: BaseException | None) -> None:
+        if self.ended is not None:
+            self.ended(error)
 
 
 _COLUMNS_WITHOUT_REQUEST = (
@@ -811,9 +1030,10 @@ def _job(row: sqlite3.Row) -> JobRecord:
 
 
 class JobRunView:
-    """What a worker process sees of its own job's row: the cancel flag and where to write progress.
+    """What a run sees of its own job's row: the cancel flag and where to write progress.
 
-    It opens its connection lazily, so a short job never touches the database.
+    Opened in the server process (a local worker process reaches it through its pipe, see
+    :mod:`cnnrelax.executors.local`). It opens its connection lazily, so a short job never touches it.
     """
 
     def __init__(self, database_path: Path | str, job_id: str, attempt: int) -> None:
@@ -835,14 +1055,17 @@ class JobRunView:
             return True
         return bool(row["cancel_requested"]) or row["status"] != "running" or row["attempts"] != self.attempt
 
-    def write_progress(self, done: int, total: int, partial_state: dict[str, Any] | None) -> None:
+    def write_progress(self, done: int, total: int, partial_state: dict[str, Any] | None) -> bool:
+        """Record this run's progress; False when the run should stop: it is no longer the job's current run, or
+        the job was cancelled."""
         state = None if partial_state is None else json.dumps(partial_state, separators=(",", ":"))
         db = self._connection()
         with _Transaction(db):
-            db.execute("UPDATE jobs SET progress_done = ?, progress_total = ?, "
-                       "partial_state = COALESCE(?, partial_state), updated_at = ? "
-                       "WHERE id = ? AND status = 'running' AND attempts = ?",
-                       (done, total, state, time.time(), self.job_id, self.attempt))
+            cursor = db.execute("UPDATE jobs SET progress_done = ?, progress_total = ?, "
+                                "partial_state = COALESCE(?, partial_state), updated_at = ? "
+                                "WHERE id = ? AND status = 'running' AND attempts = ? AND cancel_requested = 0",
+                                (done, total, state, time.time(), self.job_id, self.attempt))
+            return cursor.rowcount == 1
 
     def append_events(self, events: Sequence[tuple[str, dict[str, Any]]]) -> int:
         """Append this run's events to its job's log (dropped once the run is no longer current)."""

@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..settings import Settings
-from . import certificates, datasets, downloads, events, experiments, operations, solves
+from . import certificates, datasets, downloads, events, experiments, lifecycle, operations, solves
 from .console import install_console
 from .cors import install_cors
 from .dependencies import require_api_key
@@ -183,10 +183,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
+        lifecycle.install(loop)  # the log says why the process stops (issue 16)
         await loop.run_in_executor(None, service.start, loop)
         try:
             yield
         finally:
+            lifecycle.log.info("shutting down (%s)", lifecycle.last_words())
             await loop.run_in_executor(None, service.stop)
 
     app = FastAPI(title="cnnrelax", version=__version__, description=DESCRIPTION, lifespan=lifespan,

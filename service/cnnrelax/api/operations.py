@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from .dependencies import get_service, require_api_key
+from .dependencies import Tenant, get_service, get_tenant, require_api_key
 from .problems import ApiError
 from .schemas import Health, Readiness, ReadinessChecks
 from .service import Service
@@ -21,12 +21,14 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness")
 def readyz(service: Service = Depends(get_service)) -> Readiness:
-    """200 when the store answers, the job dispatcher and its workers are up and the data dir has room; else 503."""
+    """200 when the store answers and takes writes, the dispatcher and workers are up, the disk has room; else 503."""
     checks = {"store": False, "dispatcher": False, "workers": False, "disk": False}
     depth = running = 0
+    fault = None
     try:
         store = service.require_store()
-        checks["store"] = store.ping()
+        fault = store.writable()  # a probe write at most each second (issue 16: a read-only or full store)
+        checks["store"] = store.ping() and fault is None
         depth = store.queue_depth()
     except Exception:  # noqa: BLE001 - reported as a failed check
         checks["store"] = False
@@ -37,16 +39,24 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
     except OSError:
         checks["disk"] = False
     dispatcher = service.dispatcher
+    refused, refusal = 0, ""
     if dispatcher is not None:
         checks["dispatcher"] = dispatcher.alive()
         checks["workers"] = dispatcher.executor.healthy()
         running = dispatcher.running
+        refused, refusal = dispatcher.refused()  # ends of runs the store would not take (a result too big to fit)
+        checks["store"] = checks["store"] and refused == 0
     if not all(checks.values()):
         failing = ", ".join(name for name, ok in checks.items() if not ok)
         detail = f"The service is not ready: {failing} not available."
         describe = getattr(dispatcher.executor, "describe", None) if dispatcher is not None else None
         if not checks["workers"] and callable(describe):  # e.g. the Dask executor names its scheduler
             detail = f"{detail} {describe()}"
+        if fault is not None:
+            detail = f"{detail} The store cannot take writes: {fault.reason}."
+        if refused:
+            detail = (f"{detail} The store refused the end of {refused} job(s) ({refusal}); they are retried until "
+                      "it takes them.")
         if not checks["disk"]:
             detail = (f"{detail} The data directory has {free} bytes free, less than CNNRELAX_MIN_FREE_BYTES = "
                       f"{service.settings.min_free_bytes}.")
@@ -58,10 +68,11 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
 @router.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)], summary="Prometheus metrics",
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format."}})
-def metrics(service: Service = Depends(get_service)) -> Response:
+def metrics(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> Response:
     """The service's metrics in the Prometheus text format, for a Prometheus server to scrape (behind the API
     key when keys are configured: the scraper sends `X-API-Key`, e.g. with Prometheus's `http_headers` scrape
-    setting). One process holds them (run one uvicorn worker). The series:
+    setting). An admin key (or keys off) sees every tenant's figures; another key sees its own jobs' counts
+    only. One process holds them (run one uvicorn worker). The series:
 
     - `cnnrelax_jobs{kind, state}`: jobs in the store by kind (`solve`, `experiment`) and state (`queued`,
       `running`, `succeeded`, `failed`, `cancelled`), read at scrape time;
@@ -71,4 +82,7 @@ def metrics(service: Service = Depends(get_service)) -> Response:
     - `cnnrelax_jobs_finished_total{kind, status}`: jobs finished by this server since it started;
     - `cnnrelax_submissions_rejected_total`: submissions refused because a queue was full (429).
     """
-    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if tenant.sees is None:
+        return Response(service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    body = service.metrics.tenant_exposition(service.require_store(), tenant.sees)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

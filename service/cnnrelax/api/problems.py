@@ -5,7 +5,6 @@ No traceback ever reaches a client: anything unexpected becomes a 500 problem wi
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import sqlite3
@@ -19,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import InvalidParameterError
+from ..store import store_fault
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 log = logging.getLogger("cnnrelax.api")
@@ -131,15 +131,21 @@ def install_problem_handlers(app: FastAPI) -> None:
                                 setting=getattr(exc, "setting", None))
 
     async def storage_error(request: Request, exc: Exception) -> JSONResponse:
-        """507 for a full disk (``ENOSPC``, ``SQLITE_FULL``); anything else is a 500 like any other."""
-        full = (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) or (
-            isinstance(exc, sqlite3.Error) and (getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-                                                or "disk is full" in str(exc)))
-        if full:
+        """507 for a full disk (``ENOSPC``, ``SQLITE_FULL``), 503 for a store that refuses writes (read-only,
+        immutable, an I/O error: :func:`cnnrelax.store.store_fault`); anything else is a 500 like any other."""
+        fault = store_fault(exc)
+        if fault is not None and fault.full:
             log.warning("write failed: disk full", extra={"path": request.url.path})
             return problem_response(507, "The server's data volume is full; nothing was stored. Retry once space "
                                          "has been freed.", title="Insufficient storage", instance=request.url.path,
                                     headers={"Retry-After": "30"})
+        if fault is not None:
+            log.warning("write failed: the store refuses writes", extra={"path": request.url.path,
+                                                                         "error": fault.reason})
+            return problem_response(503, f"The server's store cannot take writes now: {fault.reason}; nothing was "
+                                         "stored. Retry shortly (it recovers by itself once the store is writable "
+                                         "again).", title="Store unavailable", instance=request.url.path,
+                                    headers={"Retry-After": "5"})
         return await unexpected(request, exc)
 
     app.add_exception_handler(OSError, storage_error)

@@ -22,7 +22,16 @@ from ..experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 from ..pricing import check_time_limit, estimate_cost
 from ..settings import Settings
 from ..specs import DataShape, Limits, ProblemSize, SolveSpec
-from ..store import ANONYMOUS, IdempotencyConflict, JobRecord, QueuedWorkFull, QueueFull, Store, dataset_digest
+from ..store import (
+    ANONYMOUS,
+    IdempotencyConflict,
+    JobRecord,
+    QueuedWorkFull,
+    QueueFull,
+    Store,
+    StoreFault,
+    dataset_digest,
+)
 from ..types import TERMINAL_STATUSES, JobKind, JobStatus
 from .bodies import BodyParser
 from .metrics import ServiceMetrics
@@ -93,7 +102,8 @@ class Service:
         self.store = Store(self.settings.data_dir)
         self.store.start_checkpointer()
         executor = build_executor(self.settings, self.store)
-        self.dispatcher = Dispatcher(self.store, executor, default_time_limit_s=self.settings.job_time_limit_s)
+        self.dispatcher = Dispatcher(self.store, executor, default_time_limit_s=self.settings.job_time_limit_s,
+                                     write_retry_s=self.settings.store_write_retry_s)
         self.dispatcher.on_finished.append(self._job_finished)
         self.dispatcher.on_started.append(lambda job: self.waiters.notify(job.id))
         self.metrics.watch_store(self.store, lambda: self.dispatcher.running if self.dispatcher else 0)
@@ -149,11 +159,17 @@ class Service:
         return int(shutil.disk_usage(self.settings.data_dir).free)
 
     def require_space(self, needed: int = 0) -> None:
-        """507 when the data dir has less than ``min_free_bytes`` (plus ``needed``) free."""
+        """507 when the data dir has less than ``min_free_bytes`` (plus ``needed``) free; 503 or 507 while the
+        store refuses writes (a probe write at most each second tells when it takes them again)."""
         free = self.free_bytes()
         if free < self.settings.min_free_bytes + needed:
             raise disk_full_error(f"The data directory has {free} bytes free, less than the {needed} this request "
                                   f"needs plus the {self.settings.min_free_bytes} kept free (CNNRELAX_MIN_FREE_BYTES)")
+        store = self.store
+        if store is not None and store.fault is not None:
+            fault = store.writable()
+            if fault is not None:
+                raise store_fault_error(fault)
 
     def _job_finished(self, job: JobRecord, status: JobStatus, run_time_s: float) -> None:
         self.metrics.job_finished(job.kind, status, run_time_s)
@@ -371,6 +387,15 @@ def queued_work_error(exc: QueuedWorkFull, workers: int) -> ApiError:
                          f"(CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY); retry when some have started.",
                     title="Too much queued work", headers={"Retry-After": str(retry)}, limit=exc.limit,
                     setting="CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY")
+
+
+def store_fault_error(fault: StoreFault) -> ApiError:
+    """The answer to a write the store refuses: 507 when the disk is full, else 503; both with ``Retry-After``."""
+    if fault.full:
+        return disk_full_error(f"The server's store cannot take writes: {fault.reason}")
+    return ApiError(503, f"The server's store cannot take writes now: {fault.reason}; nothing was stored. Retry "
+                         "shortly (it recovers by itself once the store is writable again).",
+                    title="Store unavailable", headers={"Retry-After": "5"})
 
 
 def disk_full_error(reason: str) -> ApiError:

@@ -2,7 +2,11 @@
 
 ``workers`` spawned processes, each running one job at a time (:func:`~.worker.execute_job`), each
 stoppable alone. A worker's control (:class:`LocalJobControl`) reads a shared stop flag the web process
-sets, and polls the job's SQLite row (a cancel request, a newer attempt) and its parent's pid.
+sets and polls its parent's pid. A worker never opens the SQLite store (only the server process does, see
+:mod:`cnnrelax.store`): what it writes to its job's row (progress, events) goes through its pipe
+(:class:`ForwardedRunView`), and the web process writes it with a :class:`~cnnrelax.store.JobRunView`; a
+progress write that finds the run no longer current (cancelled, or a newer attempt) raises the stop flag.
+Worker processes die with the web process (``PR_SET_PDEATHSIG``, and a watch on the parent's pid).
 
 - Cancel and time limit are cooperative first (the job's ``should_stop`` turns true), and hard after
   ``STOP_GRACE_S``: the slot kills that job's worker process only and starts a fresh one in its place.
@@ -23,7 +27,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ..store import JobRunView
 from ..types import StopReason
@@ -40,18 +44,48 @@ SPAWN_TIMEOUT_S = 120.0
 _FLAG_NONE, _FLAG_CANCEL = 0, 1
 
 
+#: The message tag of a call a worker forwards to its run's :class:`~cnnrelax.store.JobRunView`.
+_VIEW_CALL = "view"
+
+
+class ForwardedRunView:
+    """The worker side of its job's row: every call is sent down the worker's pipe, and the web process makes
+    it on the run's :class:`~cnnrelax.store.JobRunView` (any of its writing methods: progress, events).
+
+    One-way: the worker never waits for the database, and a write that fails (a full disk) costs the job
+    nothing; the calls arrive in order, before the run's outcome.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+
+        def forward(*args: Any) -> None:
+            with self._lock:
+                self._conn.send((_VIEW_CALL, name, args))
+
+        return forward
+
+    def close(self) -> None:
+        """Nothing to close on the worker's side."""
+
+
 class LocalJobControl(BaseJobControl):
     """Control of a job running in a local worker process.
 
-    On every call the worker's shared stop flag (the web process sets it when the job is cancelled); every
-    ``CANCEL_POLL_S`` the job's SQLite row (a cancel request, or this run no longer being the job's current
-    run) and whether the server that started it is still there. Progress goes into the job's row, events into
-    the job's event log (:meth:`cnnrelax.store.JobRunView.append_events`).
+    On every call the worker's shared stop flag (the web process sets it when the job is cancelled, or when
+    the run is no longer the job's current run); every ``CANCEL_POLL_S`` whether the server that started it
+    is still there. Progress and events go to the job's row and event log through the web process
+    (:class:`ForwardedRunView`).
     """
 
-    def __init__(self, database_path: str, ticket: JobTicket, parent_pid: int, stop_flag: Any = None) -> None:
+    def __init__(self, view: ForwardedRunView, ticket: JobTicket, parent_pid: int, stop_flag: Any = None) -> None:
         super().__init__(ticket.time_limit_s)
-        self.view = JobRunView(database_path, ticket.job_id, ticket.attempt)
+        self.view = view
         self.parent_pid = parent_pid
         self.stop_flag = stop_flag
 
@@ -60,9 +94,7 @@ class LocalJobControl(BaseJobControl):
         return "cancelled" if flag == _FLAG_CANCEL else None
 
     def poll(self) -> StopReason | None:
-        if os.getppid() != self.parent_pid:
-            return "orphaned"
-        return "cancelled" if self.view.stop_requested() else None
+        return "orphaned" if os.getppid() != self.parent_pid else None
 
     def publish_progress(self, done: int, total: int, partial_state: dict[str, Any]) -> None:
         self.view.write_progress(done, total, partial_state or None)
@@ -74,17 +106,17 @@ class LocalJobControl(BaseJobControl):
         self.view.close()
 
 
-def run_local_ticket(ticket: JobTicket, database_path: str, parent_pid: int, stop_flag: Any = None) -> JobOutcome:
-    """The task a local worker process runs: :func:`~.worker.execute_job` with a SQLite-polling control."""
-    control = LocalJobControl(database_path, ticket, parent_pid, stop_flag)
+def run_local_ticket(ticket: JobTicket, conn: Any, parent_pid: int, stop_flag: Any = None) -> JobOutcome:
+    """The task a local worker process runs: :func:`~.worker.execute_job`, its writes forwarded down ``conn``."""
+    control = LocalJobControl(ForwardedRunView(conn), ticket, parent_pid, stop_flag)
     try:
         return execute_job(ticket, control)
     finally:
         control.close()
 
 
-def local_worker_main(conn: Any, stop_flag: Any, parent_pid: int, log_level: str, database_path: str,
-                       memory_limit_bytes: int | None) -> None:
+def local_worker_main(conn: Any, stop_flag: Any, parent_pid: int, log_level: str,
+                      memory_limit_bytes: int | None) -> None:
     """A local worker process: warm up, cap its memory, then run the tickets the web process sends, one at a time."""
     init_worker(parent_pid, log_level)
     try:
@@ -100,7 +132,7 @@ def local_worker_main(conn: Any, stop_flag: Any, parent_pid: int, log_level: str
             return
         if ticket is None:
             return
-        outcome = run_local_ticket(ticket, database_path, parent_pid, stop_flag)
+        outcome = run_local_ticket(ticket, conn, parent_pid, stop_flag)
         conn.send(outcome)
         if outcome.memory_exceeded:
             return  # a fresh process takes the next job (this one's heap may be fragmented)
@@ -169,8 +201,7 @@ class _WorkerSlot:
         flag = context.RawValue("b", _FLAG_NONE)
         process = context.Process(
             target=local_worker_main, name=f"cnnrelax-worker-{self.index}", daemon=True,
-            args=(child_conn, flag, os.getpid(), executor.log_level, executor.database_path,
-                  executor.memory_limit_bytes))
+            args=(child_conn, flag, os.getpid(), executor.log_level, executor.memory_limit_bytes))
         with _spawn_lock, _single_threaded_math():  # the process starts now, with these variables set
             process.start()
         child_conn.close()
@@ -242,14 +273,21 @@ class _WorkerSlot:
             result = WorkerDied(f"the worker process could not take the job ({type(exc).__name__})")
         next_memory_look = start
         resident: int | None = None
+        view = JobRunView(executor.database_path, ticket.job_id, ticket.attempt)
+        write_failed = False
         while result is None:
-            ready = multiprocessing.connection.wait([conn, process.sentinel], timeout=0.05)
-            if conn in ready:
+            multiprocessing.connection.wait([conn, process.sentinel], timeout=0.05)
+            while result is None and conn.poll():  # what the worker sent, in order: forwarded writes, the outcome
                 try:
-                    result = conn.recv()
-                    break
+                    message = conn.recv()
                 except (EOFError, OSError):
-                    pass  # the process died: below
+                    break  # the process died: below
+                if isinstance(message, tuple) and message[:1] == (_VIEW_CALL,):
+                    write_failed = self._forwarded(view, ticket, message[1], message[2], write_failed)
+                else:
+                    result = message
+            if result is not None:
+                break
             if not process.is_alive():
                 process.join(timeout=1)
                 code = process.exitcode
@@ -272,6 +310,7 @@ class _WorkerSlot:
                 self.retire()
                 log.warning("worker process stopped", extra={"job_id": ticket.job_id, "reason": request})
                 result = hard_stop_outcome(request, ticket, "its worker process was stopped", now - start, limit)
+        view.close()
         if isinstance(result, JobOutcome) and result.memory_exceeded:
             self.retire()  # the process exits by itself; do not wait for it to be noticed
         if isinstance(result, WorkerDied):
@@ -287,6 +326,34 @@ class _WorkerSlot:
         else:
             future.set_result(result)
         executor.slot_freed()
+
+
+    def _forwarded(self, view: JobRunView, ticket: JobTicket, name: str, args: tuple[Any, ...],
+                   failed_before: bool) -> bool:
+        """Make a call the worker forwarded (:class:`ForwardedRunView`) on its run's view of the job's row;
+        return whether a write of this run has failed (this one or one before).
+
+        A progress write that finds the run no longer current raises the worker's stop flag. A write that
+        fails (a full disk, a read-only store) costs the job nothing and is logged once a run; the view's
+        connection is dropped, so the next call opens a fresh one.
+        """
+        method = None if name.startswith("_") else getattr(view, name, None)
+        if method is None:
+            log.error("a worker forwarded an unknown call %r", name, extra={"job_id": ticket.job_id})
+            return failed_before
+        try:
+            answer = method(*args)
+        except Exception as exc:  # noqa: BLE001 - a progress or event write is not worth the job
+            view.close()
+            if not failed_before:
+                log.warning("a run's write to the store failed", extra={
+                    "job_id": ticket.job_id, "call": name, "error": f"{type(exc).__name__}: {exc}"})
+            return True
+        if name == "write_progress" and answer is False:  # cancelled, or a newer attempt: stop this run
+            with self.executor.lock:
+                if self.stop_flag is not None and self.job is not None and self.job[0] is ticket:
+                    self.stop_flag.value = _FLAG_CANCEL
+        return failed_before
 
 
 class LocalProcessExecutor(Executor):

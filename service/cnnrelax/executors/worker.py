@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -93,15 +94,63 @@ def stopped(control: JobControl, ticket: JobTicket) -> tuple[JobStatus, None, st
 
 
 def init_worker(parent_pid: int, log_level: str) -> None:
-    """In a worker process: JSON logs, a lower priority than the API process, and a watch on the parent."""
+    """In a worker process: die with the parent, JSON logs, a lower priority than the API process, a watch on
+    the parent."""
     from ..log_format import configure_logging
 
+    die_with_parent(parent_pid)
     configure_logging(log_level)
     try:
         os.nice(WORKER_NICENESS)
     except OSError:
         pass
+    batch_scheduling()
     watch_parent(parent_pid)
+
+
+def batch_scheduling() -> bool:
+    """In a worker process: Linux's ``SCHED_BATCH`` policy (a CPU-bound process that never preempts another
+    on waking), so that a request thread of the API that wakes takes a core from a solving worker at once.
+
+    Still a fair share (with the worker's niceness) against everything else; allowed without privileges.
+    Returns False where the policy does not exist.
+    """
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return False
+    try:
+        os.sched_setscheduler(0, policy, os.sched_param(0))
+    except OSError:
+        return False
+    return True
+
+
+#: ``prctl`` option: the signal the kernel sends this process when the thread that started it exits (Linux).
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """In a worker process: ask the kernel to SIGKILL it when its parent goes (``prctl(PR_SET_PDEATHSIG)``).
+
+    The kernel acts even while the worker is deep in a solve that holds the GIL (where :func:`watch_parent`'s
+    thread cannot run). Linux only: elsewhere, and if the parent is already gone, it returns False (and the
+    worker exits at once in the second case). The signal follows the parent *thread* that spawned the
+    worker: the local executor spawns each worker from its slot's thread, which lives as long as the pool.
+    """
+    if sys.platform != "linux":
+        return False
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(0)
+    return True
 
 
 def watch_parent(parent_pid: int) -> None:
