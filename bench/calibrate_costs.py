@@ -105,12 +105,12 @@ def calibrate(quick: bool, repeat: int) -> dict[str, Any]:
             seconds = solve_cpu({"planted": {"n": n, "d": k * m, "k": k, "seed": 1}, "trials": trials,
                                  "coverage_samples": 0, "stop_on_certificate": False}, repeat) / trials
             E = n * k * m
-            rows.append(({"1": 1.0, "E": E, "E*m": E * m, "m^3": m ** 3}, seconds))
+            rows.append(({"1": 1.0, "E": E, "E*m": E * m, "m*r^2": m * min(m, n * k) ** 2}, seconds))
     for n, k, m in ((25000, 1, 20), (100000, 1, 20)) if not quick else ((50000, 1, 20),):  # large n: the passes
         seconds = solve_cpu({"planted": {"n": n, "d": k * m, "k": k, "seed": 1}, "trials": trials,
                              "coverage_samples": 0, "stop_on_certificate": False}, 1) / trials
         E = n * k * m
-        rows.append(({"1": 1.0, "E": E, "E*m": E * m, "m^3": m ** 3}, seconds))
+        rows.append(({"1": 1.0, "E": E, "E*m": E * m, "m*r^2": m * min(m, n * k) ** 2}, seconds))
     costs["relaxation_trial"] = fit("relaxation_trial", rows)
 
     rows = []

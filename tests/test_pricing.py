@@ -112,6 +112,8 @@ MEASURED_JOBS: list[tuple[str, dict[str, Any]]] = [
     ("solve lp", {"planted": {"n": 1500, "d": 30, "k": 1, "seed": 3}, "trials": 3, "stop_on_certificate": False}),
     ("solve qp", {"planted": {"n": 800, "d": 20, "k": 2, "seed": 4, "noise_std": 0.01}, "relaxation": "qp",
                   "trials": 2, "stop_on_certificate": False}),
+    ("solve wide", {"planted": {"n": 12, "d": 500, "k": 1, "seed": 1}, "trials": 10, "seed": 2,
+                    "stop_on_certificate": False}),  # fewer patches than m: a working set of n k cuts, not m
     ("phase transition", {"kind": "phase_transition", "k": 2, "d": [10, 20], "n": [40, 320], "repetitions": 2}),
     ("rotated digits", {"kind": "rotated_digits", "seeds": 1, "filters": 1, "filter_shapes": [[3, 3]],
                         "max_images": 400}),

@@ -28,7 +28,7 @@ COSTS_PATH = Path(__file__).with_name("costs.json")
 FEATURES: dict[str, tuple[str, ...]] = {
     # One relaxation trial of a solve (working-set rounds over the n*k*m patch entries, Clarabel on the working set,
     # the trial's polishing and certificate): E = n*k*m entries, m the filter length.
-    "relaxation_trial": ("1", "E", "E*m", "m^3"),
+    "relaxation_trial": ("1", "E", "E*m", "m*r^2"),
     # One direction of the coverage estimate (an NNLS over the n cone generators of length m; its active-set
     # iterations grow with n, so its cost grows faster than n).
     "coverage_sample": ("1", "E", "n*m^2", "n^2*m"),
@@ -65,7 +65,7 @@ class LinearCost:
 
 
 def _identifier(feature: str) -> str:
-    """A feature's name as a Python keyword: ``"E*m"`` -> ``"E_m"``, ``"m^3"`` -> ``"m3"``, ``"1"`` -> ``"one"``."""
+    """A feature's name as a Python keyword: ``"E*m"`` -> ``"E_m"``, ``"m*r^2"`` -> ``"m_r2"``, ``"1"`` -> ``"one"``."""
     return "one" if feature == "1" else feature.replace("*", "_").replace("^", "")
 
 

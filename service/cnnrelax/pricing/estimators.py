@@ -19,8 +19,10 @@ of a problem's patch tensor (``n`` samples, ``k`` patches of length ``m``, ``d``
   ``sigma(X_ij w)`` and the ridge fits with ``H W + filters * P`` columns (one penalty grid each for one
   filter and for all).
 
-A trial's cost ``a + b E + c E m + e m^3`` reads: a fixed cost, the working-set rounds' passes over the
-patch entries (the rounds grow with ``m``), and Clarabel on a working set of about ``m`` cuts of length ``m``.
+A trial's cost ``a + b E + c E m + e m r^2`` reads: a fixed cost, the working-set rounds' passes over the
+patch entries (the rounds grow with ``m``), and Clarabel on a working set of about ``r = min(m, n k)`` cuts of
+length ``m`` (``m^3`` when there are at least ``m`` patches, as in every calibration point; a wide problem with
+fewer patches than ``m`` has at most ``n k`` cuts).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ def relaxation_trial(c: Coefficients, n: int, k: int, m: int, relaxation: str = 
                      activation: str = "relu") -> float:
     """One relaxation trial (with its polishing) on an ``n x k x m`` patch tensor, in CPU-seconds."""
     entries = float(n) * k * m
-    base = c.cost("relaxation_trial")(one=1.0, E=entries, E_m=entries * m, m3=float(m) ** 3)
+    rows = float(min(m, n * k))  # the working set's size: about m cuts, fewer when there are fewer patches
+    base = c.cost("relaxation_trial")(one=1.0, E=entries, E_m=entries * m, m_r2=m * rows * rows)
     return base * _factor(c.relaxation_factor, relaxation) * _factor(c.activation_factor, activation)
 
 
