@@ -827,7 +827,8 @@ def experiment_digits(
     angles_per_image: Optional[int] = typer.Option(None, min=1, help="Rotated copies of each image (default: 2)."),
     filters: Optional[int] = typer.Option(None, min=1, help="Filters learned per patch shape (default: 2)."),
     images: Optional[Path] = typer.Option(None, "--images", dir_okay=False,
-                                          help="Your own images: .npz with 'images' (N x H x W), optional 'angles'."),
+                                          help="Your own images: .npz with 'images' (N x H x W), optional 'angles'; "
+                                               "with --url uploaded once as a stored image set."),
     extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False,
                                        help="Write the figure here (.png, .svg or .pdf)."),
