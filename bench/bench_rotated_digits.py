@@ -22,8 +22,6 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from typing import Any, Callable, Iterator
 
-import numpy as np
-
 from cnnrelax.experiments import parse_experiment_spec, render_figure, run_experiment
 from cnnrelax.experiments.rotated_digits import upsampled_digits
 from cnnrelax.experiments.specs import RotatedDigitsSpec
@@ -83,8 +81,9 @@ def main() -> None:
     spec = parse_experiment_spec(request)
     assert isinstance(spec, RotatedDigitsSpec)
     made = time.perf_counter() - start
+    using = "" if spec.max_images is None else f" (using {spec.max_images})"
     print(f"images {spec.image_shape[0]}x{spec.image_shape[1]} from {spec.source}, "
-          f"{np.shape(spec.images)[0] if spec.images is not None else '?'} of them (made and validated in "
+          f"{spec.image_count} of them{using} (made and validated in "
           f"{made:.1f} s); seeds {spec.seeds}, filter shapes {spec.shapes}, filters {spec.filters}, "
           f"fit_samples {spec.fit_samples}, angles_per_image {spec.angles_per_image}", flush=True)
 
@@ -114,9 +113,12 @@ def main() -> None:
     print(f"wall time {wall:.1f} s (experiment {result['time_s']:.1f} s), CPU time {cpu_seconds():.1f} s, "
           f"peak RSS {peak_rss_mb():.0f} MB, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}", flush=True)
-    print(f"RMSE raw {result['rmse_raw']:.3f} +- {result['rmse_raw_std']:.3f}, 1 learned "
-          f"{result['rmse_filter']:.3f} +- {result['rmse_filter_std']:.3f}, 1 random {result['rmse_random']:.3f} "
-          f"+- {result['rmse_random_std']:.3f} (mean +- sd over {len(result['seeds'])} seeds)", flush=True)
+    def mean_sd(name: str) -> str:  # the sd is None for one seed
+        sd = result[f"{name}_std"]
+        return f"{result[name]:.3f}" + ("" if sd is None else f" +- {sd:.3f}")
+
+    print(f"RMSE raw {mean_sd('rmse_raw')}, 1 learned {mean_sd('rmse_filter')}, 1 random {mean_sd('rmse_random')} "
+          f"(mean +- sd over {len(result['seeds'])} seeds)", flush=True)
     for variant in result["variants"]:
         shape = "x".join(str(v) for v in variant["filter_shape"])
         parts = []

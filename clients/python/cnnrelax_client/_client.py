@@ -341,6 +341,12 @@ class Client(_BaseClient):
         so uploading the same data twice gives the same id."""
         return self._run(self._endpoints.upload_dataset(X, y))
 
+    def upload_images(self, images: str | os.PathLike[str] | ArrayLike, angles: ArrayLike | None = None) -> Dataset:
+        """Upload an image set for rotated digits (``images_dataset_id``): the path of an ``.npz`` file holding
+        ``images`` (``N x H x W``) and optional ``angles`` (sent as it is), or the arrays themselves. The
+        dataset's ``image_shape`` is ``[H, W]``; the id is content-addressed, as for :meth:`upload_dataset`."""
+        return self._run(self._endpoints.upload_images(images, angles))
+
     def get_dataset(self, dataset_id: str) -> Dataset:
         """``GET /v1/datasets/{id}``: the dataset's metadata."""
         return self._run(self._endpoints.get_dataset(dataset_id))
@@ -628,6 +634,11 @@ class AsyncClient(_BaseClient):
     async def upload_dataset(self, X: ArrayLike, y: ArrayLike) -> Dataset:
         """See :meth:`Client.upload_dataset`."""
         return await self._run(self._endpoints.upload_dataset(X, y))
+
+    async def upload_images(self, images: str | os.PathLike[str] | ArrayLike,
+                            angles: ArrayLike | None = None) -> Dataset:
+        """See :meth:`Client.upload_images`."""
+        return await self._run(self._endpoints.upload_images(images, angles))
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
         """See :meth:`Client.get_dataset`."""

@@ -9,6 +9,7 @@ and ``asyncio.sleep``. So the two clients cannot drift apart.
 from __future__ import annotations
 
 import io
+import os
 import time
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -124,6 +125,23 @@ def npz_bytes(X: ArrayLike, y: ArrayLike) -> bytes:
     return buffer.getvalue()
 
 
+def images_npz_bytes(images: str | os.PathLike[str] | ArrayLike, angles: ArrayLike | None) -> bytes:
+    """The body of an image-set upload: an ``.npz`` file's bytes as they are (the service checks it holds
+    ``images``, ``N x H x W``, and optional ``angles``), or ``images`` (and ``angles``) as a compressed
+    ``.npz`` archive in their own dtype (``uint8`` stays small)."""
+    if isinstance(images, (str, os.PathLike)):
+        if angles is not None:
+            raise ValueError("angles go into the .npz file beside images; give either a path or arrays.")
+        with open(images, "rb") as file:
+            return file.read()
+    buffer = io.BytesIO()
+    if angles is None:
+        np.savez_compressed(buffer, images=np.asarray(images))
+    else:
+        np.savez_compressed(buffer, images=np.asarray(images), angles=np.asarray(angles, dtype=np.float64))
+    return buffer.getvalue()
+
+
 def experiment_body(spec: Mapping[str, Any] | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
     """The JSON body of ``POST /v1/experiments`` from a spec dict and/or keyword arguments."""
     body = {key: to_list(value) for key, value in dict(spec or {}).items()}
@@ -186,6 +204,12 @@ class Endpoints:
     # -- datasets -------------------------------------------------------------------------------
     def upload_dataset(self, X: ArrayLike, y: ArrayLike) -> Flow[Dataset]:
         request = HttpRequest("POST", "/v1/datasets", content=npz_bytes(X, y),
+                              headers={"Content-Type": "application/x-npz"})
+        response = yield from self._send(request)
+        return Dataset.from_dict(response.json())
+
+    def upload_images(self, images: str | os.PathLike[str] | ArrayLike, angles: ArrayLike | None) -> Flow[Dataset]:
+        request = HttpRequest("POST", "/v1/datasets", content=images_npz_bytes(images, angles),
                               headers={"Content-Type": "application/x-npz"})
         response = yield from self._send(request)
         return Dataset.from_dict(response.json())

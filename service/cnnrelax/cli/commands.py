@@ -678,9 +678,11 @@ def experiments_cancel(
 
 
 def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | None, api_key: str | None,
-                           timeout: float | None, as_json: bool, quiet: bool) -> None:
+                           timeout: float | None, as_json: bool, quiet: bool, images_file: Path | None = None) -> None:
     """Run an experiment against a service or in-process, with a progress bar; save its figure in the format its
-    suffix names (png, svg or pdf)."""
+    suffix names (png, svg or pdf). ``images_file`` (an ``.npz`` of ``images`` and optional ``angles``) goes to
+    a service as a stored image set, uploaded first and named by ``images_dataset_id`` (so sets of any size
+    the dataset limits allow, MNIST's included, are not sent inline); in-process it is read into the spec."""
     if out is not None:
         figure_format(out)  # a wrong suffix is refused before any work
     label = str(spec["kind"]).replace("_", " ")
@@ -690,6 +692,9 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
         client = service_client(url, api_key)
         try:
             with client, ProgressBar(label, enabled=not quiet) as bar:
+                if images_file is not None:
+                    spec["images_dataset_id"] = client.upload_images(images_file).id
+
                 def on_snapshot(snapshot: Any) -> None:
                     if snapshot.progress is not None:
                         bar.update(snapshot.progress.done, snapshot.progress.total)
@@ -708,6 +713,12 @@ def run_experiment_command(spec: dict[str, Any], out: Path | None, url: str | No
             fail(f"in-process experiments need cnnrelax.experiments ({error}); or pass --url of a service.")
         from ..jobs import run_job
         from ..types import JobKind
+
+        if images_file is not None:
+            archive = cast(dict[str, np.ndarray], load_array(images_file))  # an .npz: check_images_archive
+            spec["images"] = archive["images"].tolist()
+            if "angles" in archive:
+                spec["angles"] = archive["angles"].tolist()
 
         started = time.monotonic()
         with ProgressBar(label, enabled=not quiet) as bar:
@@ -816,7 +827,8 @@ def experiment_digits(
     angles_per_image: Optional[int] = typer.Option(None, min=1, help="Rotated copies of each image (default: 2)."),
     filters: Optional[int] = typer.Option(None, min=1, help="Filters learned per patch shape (default: 2)."),
     images: Optional[Path] = typer.Option(None, "--images", dir_okay=False,
-                                          help="Your own images: .npz with 'images' (N x H x W), optional 'angles'."),
+                                          help="Your own images: .npz with 'images' (N x H x W), optional 'angles'; "
+                                               "with --url uploaded once as a stored image set."),
     extra: list[str] = typer.Option([], "--set", help="Any other spec field, key=value (JSON values)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", dir_okay=False,
                                        help="Write the figure here (.png, .svg or .pdf)."),
@@ -834,14 +846,25 @@ def experiment_digits(
         if value is not None:
             spec[key] = value
     if images is not None:
-        archive = load_array(images)
-        if not isinstance(archive, dict) or "images" not in archive:
-            fail(f"{images}: expected an .npz archive with an array named 'images'.", code=2)
-        spec["images"] = archive["images"].tolist()
-        if "angles" in archive:
-            spec["angles"] = archive["angles"].tolist()
+        check_images_archive(images)
     spec.update(_extra_fields(extra))
-    run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet)
+    run_experiment_command(spec, out, url, api_key, timeout, as_json, quiet, images_file=images)
+
+
+def check_images_archive(path: Path) -> None:
+    """Exit 2 unless ``path`` is an ``.npz`` archive naming an array ``images`` (read lazily: nothing is inflated;
+    the service, or the in-process spec, checks the arrays themselves)."""
+    names: list[str] = []
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):  # not a file numpy reads
+        loaded = None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        names = list(loaded.files)
+        loaded.close()
+    if "images" not in names:
+        fail(f"--images {path}: expected an .npz archive with an array named 'images' (N x H x W) and optional "
+             "'angles'; save one with numpy.savez('images.npz', images=...).", code=2)
 
 
 # ---------------------------------------------------------------------------------------------------
