@@ -28,7 +28,7 @@ import numpy as np
 
 from ..activations import PiecewiseLinear
 from ..polishing import polish
-from ..problem import FloatArray
+from ..problem import PASSES, FloatArray
 from ..tolerances import SEED_FIT, SEED_POLISH_ROUNDS, SEED_ROWS, TINY
 from .normalised import NormalisedProblem
 from .working_set import WorkingSet
@@ -47,7 +47,8 @@ class FirstWorkingSet:
         problem, act = data.problem, data.activation
         if not isinstance(act, PiecewiseLinear):
             return None
-        moment = np.einsum("i,ikm->m", problem.y, problem.patches)  # one pass
+        PASSES.tick()
+        moment = np.einsum("i,ikm->m", problem.y, problem.patches)
         if not (np.all(np.isfinite(moment)) and np.any(moment)):
             return None
         guess = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
