@@ -73,3 +73,24 @@ def test_a_guess_that_does_not_fit_seeds_nothing() -> None:
     solver = RelaxationSolver(noisy, "lp")
     assert solver.first is not None and solver.first.cuts is None
     assert solver.first.seed(solver.pool, trial_direction(0, 0, noisy.m)) == 0
+
+
+def test_a_seeded_solve_starts_from_its_seeds_and_pooled_cuts_return_when_violated() -> None:
+    problem = planted_problem(PlantedSpec(n=800, d=24, k=2, seed=6)).problem
+    solver = RelaxationSolver(problem, "lp")
+    assert solver.first is not None and solver.first.cuts is not None
+    first_rounds: list[tuple[int, int]] = []
+    seeded = []
+    for t in range(6):
+        r = trial_direction(5, t, problem.m)
+        seeded.append(solver.first.applies(r))
+        sol = solver.solve(r, on_round=lambda rec: first_rounds.append((rec.trial, rec.working_set))
+                           if rec.round == 1 else None, trial=t)
+        exact = lp_by_highs(problem, r)
+        assert sol.status == exact.status
+        if exact.status == "optimal":
+            assert sol.objective == pytest.approx(exact.value, rel=1e-9, abs=1e-9)
+    assert any(seeded) and len(solver.pool) > 4 * problem.m
+    for (t, size), was_seeded in zip(first_rounds, seeded, strict=True):
+        if was_seeded:
+            assert size == 4 * problem.m, t  # the seeds alone, however many cuts the pool holds

@@ -90,7 +90,9 @@ class RelaxationSolver:
         """
         r = np.asarray(r, dtype=np.float64)
         run = _Run(self, r, should_stop, on_round, trial)
-        self.pool.restart()
+        seeded = self.first is not None and self.first.applies(r)
+        # A seeded solve starts from its seeds alone (pooled cuts return when violated); others from the pool.
+        self.pool.restart(cuts_in_use=not seeded)
         if self.first is not None:
             self.first.seed(self.pool, r)
         while True:

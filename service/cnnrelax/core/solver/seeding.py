@@ -65,14 +65,20 @@ class FirstWorkingSet:
         return _Cuts(samples, rows, [np.packbits(mask).tobytes() for mask in masks],
                      guess.w / np.linalg.norm(guess.w))
 
-    def seed(self, pool: WorkingSet, r: FloatArray) -> int:
-        """Put the candidate cuts in the working set of a solve for ``r``; returns how many joined."""
+    def applies(self, r: FloatArray) -> bool:
+        """Whether a solve for ``r`` is seeded: the guess fits and ``r^T g > 0``."""
         cuts = self.cuts
-        if cuts is None or not float(r @ cuts.direction) > 0:
+        return cuts is not None and float(r @ cuts.direction) > 0
+
+    def seed(self, pool: WorkingSet, r: FloatArray) -> int:
+        """Put the candidate cuts in the working set of a solve for ``r`` (when :meth:`applies`); returns how many
+        joined."""
+        cuts = self.cuts
+        if cuts is None or not self.applies(r):
             return 0
         added = 0
         for c, i in enumerate(cuts.samples.tolist()):
-            if pool.add_cut(i, cuts.keys[c], cuts.rows[c], float(self.data.yn[i])):
+            if pool.add_cut(i, cuts.keys[c], cuts.rows[c], float(self.data.yn[i]), sticky=False):
                 added += 1
         return added
 
