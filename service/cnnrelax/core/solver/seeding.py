@@ -41,8 +41,9 @@ class FirstWorkingSet:
         self.data = data
 
     @cached_property
-    def cuts(self) -> _Cuts | None:
-        """The candidate cuts, or None when the guess does not fit (or ``sigma`` is not piecewise linear)."""
+    def seeds(self) -> _Seeds | None:
+        """The candidate cuts on each side of the guess, or None when the guess does not fit (or ``sigma`` is not
+        piecewise linear)."""
         data = self.data
         problem, act = data.problem, data.activation
         if not isinstance(act, PiecewiseLinear):
@@ -54,27 +55,62 @@ class FirstWorkingSet:
         guess = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
         if not guess.loss <= SEED_FIT * max(float(problem.y @ problem.y), TINY):
             return None
+        direction = guess.w / np.linalg.norm(guess.w)
+        return _Seeds(direction, self._toward(act, guess.w), self._away(act, direction))
+
+    def _toward(self, act: PiecewiseLinear, g: FloatArray) -> _Cuts | None:
+        """The cuts at the guess's pattern of the samples with the smallest positive labels (tight at ``g``)."""
+        data = self.data
         positive = np.flatnonzero(data.yn > 0)
         count = min(positive.size, SEED_ROWS * data.m)
         if count < data.m:
             return None
         samples = np.sort(positive[np.argpartition(data.yn[positive], count - 1)[:count]])
         patches = data.patches(samples)
-        masks = np.einsum("skm,m->sk", patches, guess.w) > 0  # the pattern separation keys its cuts by
+        masks = np.einsum("skm,m->sk", patches, g) > 0  # the pattern separation keys its cuts by
         rows = np.einsum("sk,skm->sm", act.slopes(masks), patches)
-        return _Cuts(samples, rows, [np.packbits(mask).tobytes() for mask in masks],
-                     guess.w / np.linalg.norm(guess.w))
+        return _Cuts(samples, rows, [np.packbits(mask).tobytes() for mask in masks])
+
+    def _away(self, act: PiecewiseLinear, direction: FloatArray) -> _Cuts | None:
+        """Single-patch cuts of zero-label samples (tight at ``u = 0``) whose patch is nearest the guess's
+        hyperplane (``|X_ij g^| / ||X_ij||`` smallest, ``X_ij g < 0``)."""
+        data = self.data
+        zero = np.flatnonzero(data.yn == 0)
+        if zero.size == 0:
+            return None
+        patches = data.patches(zero)  # (s, k, m), the zero-label samples only
+        norms = np.linalg.norm(patches, axis=2)
+        heights = np.einsum("skm,m->sk", patches, direction) / np.maximum(norms, TINY)
+        sample_of, patch_of = np.nonzero((heights < 0) & (norms > 0))
+        count = min(sample_of.size, SEED_ROWS * data.m)
+        if count < data.m:
+            return None
+        nearest = np.argpartition(-heights[sample_of, patch_of], count - 1)[:count]
+        order = np.lexsort((patch_of[nearest], sample_of[nearest]))
+        sample_of, patch_of = sample_of[nearest][order], patch_of[nearest][order]
+        masks = np.zeros((count, data.problem.k), dtype=bool)
+        masks[np.arange(count), patch_of] = True
+        rows = np.einsum("sk,skm->sm", act.slopes(masks), patches[sample_of])
+        return _Cuts(zero[sample_of], rows, [np.packbits(mask).tobytes() for mask in masks])
+
+    def side(self, r: FloatArray) -> _Cuts | None:
+        """The cuts seeded in a solve for ``r``: those tight at the guess when ``r^T g > 0``, those tight at the
+        origin when ``r^T g < 0``; None when there are none."""
+        seeds = self.seeds
+        if seeds is None:
+            return None
+        height = float(r @ seeds.direction)
+        return seeds.toward if height > 0 else seeds.away if height < 0 else None
 
     def applies(self, r: FloatArray) -> bool:
-        """Whether a solve for ``r`` is seeded: the guess fits and ``r^T g > 0``."""
-        cuts = self.cuts
-        return cuts is not None and float(r @ cuts.direction) > 0
+        """Whether a solve for ``r`` is seeded."""
+        return self.side(r) is not None
 
     def seed(self, pool: WorkingSet, r: FloatArray) -> int:
-        """Put the candidate cuts in the working set of a solve for ``r`` (when :meth:`applies`); returns how many
+        """Put the candidate cuts of ``r``'s side in the working set of a solve for ``r``; returns how many
         joined."""
-        cuts = self.cuts
-        if cuts is None or not self.applies(r):
+        cuts = self.side(r)
+        if cuts is None:
             return 0
         added = 0
         for c, i in enumerate(cuts.samples.tolist()):
@@ -85,9 +121,17 @@ class FirstWorkingSet:
 
 @dataclass(frozen=True)
 class _Cuts:
-    """Candidate cuts: their samples, normalised rows and pattern keys, and the guess's unit direction."""
+    """Candidate cuts: their samples, normalised rows and pattern keys."""
 
     samples: np.ndarray
     rows: FloatArray
     keys: list[bytes]
+
+
+@dataclass(frozen=True)
+class _Seeds:
+    """The guess's unit direction and the candidate cuts on each side of it."""
+
     direction: FloatArray
+    toward: _Cuts | None
+    away: _Cuts | None
