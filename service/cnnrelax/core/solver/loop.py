@@ -90,11 +90,11 @@ class RelaxationSolver:
         """
         r = np.asarray(r, dtype=np.float64)
         run = _Run(self, r, should_stop, on_round, trial)
-        seeded = self.first is not None and self.first.applies(r)
+        seeded = self.first is not None and self.first.applies()
         # A seeded solve starts from its seeds alone (pooled cuts return when violated); others from the pool.
         self.pool.restart(cuts_in_use=not seeded)
         if self.first is not None:
-            self.first.seed(self.pool, r)
+            self.first.seed(self.pool)
         while True:
             verdict = run.round()
             if verdict is not None:
