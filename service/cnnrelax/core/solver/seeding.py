@@ -7,9 +7,11 @@ at an optimum of the full LP (the same optimum; the crossover then takes it to i
 
 The guess: Stein's moment ``w0 = sum_i y_i sum_j X_ij`` (for Gaussian-like patches ``E[sigma(x^T w) x]`` is
 ``E[sigma'] w``: the direction of a planted filter), polished by least squares on its pattern
-(:func:`~cnnrelax.core.polishing.polish`). Only a guess ``g`` that fits the labels (loss at most
-:data:`~cnnrelax.core.tolerances.SEED_FIT` ``||y||^2``) seeds anything; otherwise the loop runs as without this
-module. An LP-limit optimum on planted data is, for most directions ``r``, one of two points:
+(:func:`~cnnrelax.core.polishing.polish`) on an evenly spaced subset of
+:data:`~cnnrelax.core.tolerances.SEED_SUBSET` ``m`` samples and checked on all (one pass; polished on all only when
+the check fails). Only a guess ``g`` that fits the labels (loss at most :data:`~cnnrelax.core.tolerances.SEED_FIT`
+``||y||^2``) seeds anything; otherwise the loop runs as without this module. An LP-limit optimum on planted data
+is, for most directions ``r``, one of two points:
 
 - ``g`` itself, when ``r`` lies in the cone of the cuts tight at ``g`` (samples with ``y_i > 0``, at ``g``'s
   pattern). On the plane ``{a : a^T g^ = 1}`` that cone is the convex hull of the points ``a_i / (a_i^T g^)``, and
@@ -27,7 +29,7 @@ spread over all labels, held no direction the full cone held.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -35,7 +37,7 @@ import numpy as np
 from ..activations import PiecewiseLinear
 from ..polishing import polish
 from ..problem import PASSES, FloatArray
-from ..tolerances import SEED_FIT, SEED_POLISH_ROUNDS, SEED_ROWS, TINY
+from ..tolerances import SEED_FIT, SEED_POLISH_ROUNDS, SEED_ROWS, SEED_SUBSET, TINY
 from .normalised import NormalisedProblem
 from .working_set import WorkingSet
 
@@ -58,11 +60,27 @@ class FirstWorkingSet:
         moment = np.einsum("i,ikm->m", problem.y, problem.patches)
         if not (np.all(np.isfinite(moment)) and np.any(moment)):
             return None
-        guess = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
-        if not guess.loss <= SEED_FIT * max(float(problem.y @ problem.y), TINY):
+        g = self._guess(moment)
+        if g is None:
             return None
-        direction = guess.w / np.linalg.norm(guess.w)
-        return _Seeds(direction, self._toward(act, guess.w), self._away(act, direction))
+        direction = g / np.linalg.norm(g)
+        return _Seeds(direction, self._toward(act, g), self._away(act, direction))
+
+    def _guess(self, moment: FloatArray) -> FloatArray | None:
+        """The moment polished on an evenly spaced subset of ``SEED_SUBSET m`` samples (a small copy), checked on
+        all of them (one pass), and polished on all of them only when that check fails; None when it does not fit."""
+        problem = self.data.problem
+        threshold = SEED_FIT * max(float(problem.y @ problem.y), TINY)
+        count = SEED_SUBSET * problem.m
+        if count < problem.n:
+            subset = np.linspace(0, problem.n - 1, count).round().astype(np.intp)
+            small = replace(problem, patches=problem.patches[subset], y=problem.y[subset], X=problem.X[subset])
+            start = polish(small, moment, rounds=SEED_POLISH_ROUNDS).w
+            if problem.loss(start) <= threshold:
+                return start
+            moment = start
+        guess = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
+        return guess.w if guess.loss <= threshold else None
 
     def _toward(self, act: PiecewiseLinear, g: FloatArray) -> _Cuts | None:
         """The cuts at the guess's pattern of the samples with the smallest positive labels (tight at ``g``)."""
