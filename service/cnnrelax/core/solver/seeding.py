@@ -97,14 +97,15 @@ class FirstWorkingSet:
 
     def _away(self, act: PiecewiseLinear, direction: FloatArray) -> _Cuts | None:
         """Single-patch cuts of zero-label samples (tight at ``u = 0``) whose patch is nearest the guess's
-        hyperplane (``|X_ij g^| / ||X_ij||`` smallest, ``X_ij g < 0``)."""
+        hyperplane (``|X_ij g^| / ||X_ij||`` smallest, ``X_ij g < 0``). One pass for ``X g^`` (and the cached patch
+        norms); only the chosen samples' patches are copied."""
         data = self.data
+        problem = data.problem
         zero = np.flatnonzero(data.yn == 0)
         if zero.size == 0:
             return None
-        patches = data.patches(zero)  # (s, k, m), the zero-label samples only
-        norms = np.linalg.norm(patches, axis=2)
-        heights = np.einsum("skm,m->sk", patches, direction) / np.maximum(norms, TINY)
+        norms = problem.patch_norms()[zero]
+        heights = problem.preactivations(direction)[zero] / np.maximum(norms, TINY)
         sample_of, patch_of = np.nonzero((heights < 0) & (norms > 0))
         count = min(sample_of.size, SEED_ROWS * data.m)
         if count < data.m:
@@ -112,9 +113,9 @@ class FirstWorkingSet:
         nearest = np.argpartition(-heights[sample_of, patch_of], count - 1)[:count]
         order = np.lexsort((patch_of[nearest], sample_of[nearest]))
         sample_of, patch_of = sample_of[nearest][order], patch_of[nearest][order]
-        masks = np.zeros((count, data.problem.k), dtype=bool)
+        masks = np.zeros((count, problem.k), dtype=bool)
         masks[np.arange(count), patch_of] = True
-        rows = np.einsum("sk,skm->sm", act.slopes(masks), patches[sample_of])
+        rows = np.einsum("sk,skm->sm", act.slopes(masks), data.patches(zero[sample_of]))
         return _Cuts(zero[sample_of], rows, [np.packbits(mask).tobytes() for mask in masks])
 
     def applies(self) -> bool:
