@@ -21,7 +21,7 @@ IDLE_ROUNDS = 2
 SEED_FIT = 1e-6
 SEED_ROWS = 4
 SEED_POLISH_ROUNDS = 10
-#: ... and on a subset of ``SEED_SUBSET m`` samples first (checked on all).
+#: ... on an evenly spaced subset of ``SEED_SUBSET m`` samples (and checked on all).
 SEED_SUBSET = 40
 
 #: HiGHS's primal and dual feasibility tolerances when a vertex (not a yes/no) is wanted.

@@ -8,9 +8,9 @@ at an optimum of the full LP (the same optimum; the crossover then takes it to i
 The guess: Stein's moment ``w0 = sum_i y_i sum_j X_ij`` (for Gaussian-like patches ``E[sigma(x^T w) x]`` is
 ``E[sigma'] w``: the direction of a planted filter), polished by least squares on its pattern
 (:func:`~cnnrelax.core.polishing.polish`) on an evenly spaced subset of
-:data:`~cnnrelax.core.tolerances.SEED_SUBSET` ``m`` samples and checked on all (one pass; polished on all only when
-the check fails). Only a guess ``g`` that fits the labels (loss at most :data:`~cnnrelax.core.tolerances.SEED_FIT`
-``||y||^2``) seeds anything; otherwise the loop runs as without this module. An LP-limit optimum on planted data
+:data:`~cnnrelax.core.tolerances.SEED_SUBSET` ``m`` samples and checked on all (one pass). Only a guess ``g``
+that fits the labels (loss at most :data:`~cnnrelax.core.tolerances.SEED_FIT` ``||y||^2``) seeds anything;
+otherwise the loop runs as without this module. An LP-limit optimum on planted data
 is, for most directions ``r``, one of two points:
 
 - ``g`` itself, when ``r`` lies in the cone of the cuts tight at ``g`` (samples with ``y_i > 0``, at ``g``'s
@@ -67,20 +67,19 @@ class FirstWorkingSet:
         return _Seeds(direction, self._toward(act, g), self._away(act, direction))
 
     def _guess(self, moment: FloatArray) -> FloatArray | None:
-        """The moment polished on an evenly spaced subset of ``SEED_SUBSET m`` samples (a small copy), checked on
-        all of them (one pass), and polished on all of them only when that check fails; None when it does not fit."""
+        """The moment polished on an evenly spaced subset of ``SEED_SUBSET m`` samples (a small copy) and checked
+        on all of them (one pass); on all of them when there are no more than that. None when it does not fit: on
+        data no filter fits (noise, real data) the first working set then costs two passes and a small polish."""
         problem = self.data.problem
         threshold = SEED_FIT * max(float(problem.y @ problem.y), TINY)
         count = SEED_SUBSET * problem.m
         if count < problem.n:
             subset = np.linspace(0, problem.n - 1, count).round().astype(np.intp)
             small = replace(problem, patches=problem.patches[subset], y=problem.y[subset], X=problem.X[subset])
-            start = polish(small, moment, rounds=SEED_POLISH_ROUNDS).w
-            if problem.loss(start) <= threshold:
-                return start
-            moment = start
-        guess = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
-        return guess.w if guess.loss <= threshold else None
+            guess = polish(small, moment, rounds=SEED_POLISH_ROUNDS).w
+            return guess if problem.loss(guess) <= threshold else None
+        outcome = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
+        return outcome.w if outcome.loss <= threshold else None
 
     def _toward(self, act: PiecewiseLinear, g: FloatArray) -> _Cuts | None:
         """The cuts at the guess's pattern of the samples with the smallest positive labels (tight at ``g``)."""
