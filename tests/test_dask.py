@@ -32,12 +32,13 @@ from dask_cluster import SMALL_JOB, DaskCluster, assert_equals_the_core, free_po
 
 pytestmark = pytest.mark.timeout(120)
 
-#: About 3 s on one core: long enough to kill its worker while it runs.
-LONG_JOB = {"planted": {"n": 5000, "d": 100, "k": 4, "seed": 1}, "trials": 30, "stop_on_certificate": False}
+#: About 2 s on one core: long enough to kill its worker while it runs ((5000, 100, 4) became a 0.3 s job once the
+#: core's first working set ended most trials in one round).
+LONG_JOB = {"planted": {"n": 20000, "d": 200, "k": 4, "seed": 1}, "trials": 30, "stop_on_certificate": False}
 TERMINAL = {"succeeded", "failed", "cancelled"}
 #: An experiment of many cells of a fraction of a second each (as in test_api_experiments).
 MANY_CELLS = {"kind": "phase_transition", "k": 1, "d": [20, 40], "n": [800, 1600, 2400, 3200, 4000],
-              "repetitions": 4, "methods": ["relaxation"], "trials": 2, "seed": 5}
+              "repetitions": 12, "methods": ["relaxation"], "trials": 2, "seed": 5}
 
 
 class DaskService:

@@ -15,6 +15,15 @@ SLACK_TOL = 1e-6
 #: Rounds a member may be slack in a row before it leaves the sub-problem.
 IDLE_ROUNDS = 2
 
+#: The first working set (:mod:`cnnrelax.core.solver.seeding`): a polished guess seeds cuts when its loss is at
+#: most ``SEED_FIT ||y||^2``; it seeds the cuts of its ``SEED_ROWS m`` samples of smallest positive label; the guess
+#: is polished by ``SEED_POLISH_ROUNDS`` least-squares rounds (its pattern settles in a few).
+SEED_FIT = 1e-6
+SEED_ROWS = 4
+SEED_POLISH_ROUNDS = 10
+#: ... on an evenly spaced subset of ``SEED_SUBSET m`` samples (and checked on all).
+SEED_SUBSET = 40
+
 #: HiGHS's primal and dual feasibility tolerances when a vertex (not a yes/no) is wanted.
 HIGHS_VERTEX_TOL = 1e-10
 

@@ -85,4 +85,8 @@ def project(data: NormalisedProblem, u: FloatArray, rows: FloatArray,
     if A.shape[0] == 0:
         return None, 0
     step, _, rank, _ = np.linalg.lstsq(A, b - A @ u, rcond=None)
+    if rank == data.m and not np.any(b):
+        # Tight rows of full rank, all with right-hand side 0: the vertex is the origin itself, not u + step's
+        # rounding (whose pattern polishing would otherwise follow: the trial's outcome would hang on the last bits).
+        return np.zeros(data.m), int(rank)
     return np.asarray(u + step, dtype=np.float64), int(rank)

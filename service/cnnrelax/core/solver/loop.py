@@ -33,6 +33,7 @@ from .crossover import crossover
 from .feasibility import Feasibility
 from .normalised import NormalisedProblem
 from .outcomes import MESSAGES, Finish, unbounded_message
+from .seeding import FirstWorkingSet
 from .separation import separate
 from .simplex import SimplexSubproblems
 from .simplex import supports as simplex_supports
@@ -70,6 +71,8 @@ class RelaxationSolver:
         # HiGHS's warm dual simplex for LP working sets when asked for (Clarabel otherwise, and for every cone).
         use_simplex = Backend(backend) == Backend.highs and simplex_supports(self.data, self.kind)
         self.simplex = SimplexSubproblems(self.data) if use_simplex else None
+        # Cuts at a polished guess open every LP solve (:mod:`.seeding`): fewer rounds, the same optimum.
+        self.first = FirstWorkingSet(self.data) if self.kind.hard_fit else None
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None, on_round: OnRound | None = None,
               trial: int = 0) -> RelaxationSolution:
@@ -87,7 +90,11 @@ class RelaxationSolver:
         """
         r = np.asarray(r, dtype=np.float64)
         run = _Run(self, r, should_stop, on_round, trial)
-        self.pool.restart()
+        seeded = self.first is not None and self.first.applies()
+        # A seeded solve starts from its seeds alone (pooled cuts return when violated); others from the pool.
+        self.pool.restart(cuts_in_use=not seeded)
+        if self.first is not None:
+            self.first.seed(self.pool)
         while True:
             verdict = run.round()
             if verdict is not None:

@@ -127,29 +127,52 @@ class StaticRows:
 
 
 class _Rows:
-    """Row blocks of a sub-problem, each padded to ``width`` columns, with their cones in order."""
+    """Row blocks of a sub-problem over ``width`` columns, with their cones in order, gathered as coordinates and
+    turned into one CSC matrix at the end (no per-block sparse padding and stacking: that was a fifth of a
+    round's time at (5000, 100, 4)). Dense blocks keep their nonzeros only, sparse ones their stored entries, so
+    the matrix is the one ``vstack`` of padded blocks gave."""
 
     def __init__(self, width: int) -> None:
         self.width = width
-        self.blocks: list[sp.csr_matrix] = []
+        self.height = 0
+        self.coords: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self.rhs: list[FloatArray] = []
         self.cones: list[Any] = []
         self.nonneg = 0
 
-    def pad(self, M: Any) -> sp.csr_matrix:
-        M = sp.csr_matrix(M)
-        return sp.hstack([M, sp.csr_matrix((M.shape[0], self.width - M.shape[1]))], format="csr")
-
-    def add(self, M: Any, b: FloatArray, nonneg: bool = True) -> None:
-        self.blocks.append(self.pad(M))
+    def add(self, M: Any, b: FloatArray, nonneg: bool = True, column: int = 0) -> None:
+        """Rows ``M`` (dense or sparse) with their columns starting at ``column``."""
+        if sp.issparse(M):
+            coo = sp.coo_matrix(M)
+            rows, cols, vals = coo.row, coo.col, coo.data
+        else:
+            M = np.asarray(M, dtype=np.float64)
+            rows, cols = np.nonzero(M)
+            vals = M[rows, cols]
+        self.coords.append((rows.astype(np.intp) + self.height, cols.astype(np.intp) + column, vals))
         self.rhs.append(b)
+        self.height += M.shape[0]
         if nonneg:
             self.nonneg += M.shape[0]
 
+    def add_entries(self, height: int, rows: np.ndarray, cols: np.ndarray, vals: FloatArray, b: FloatArray,
+                    nonneg: bool = True) -> None:
+        """``height`` rows given by their entries (row, column, value)."""
+        self.coords.append((rows.astype(np.intp) + self.height, cols.astype(np.intp), vals))
+        self.rhs.append(b)
+        self.height += height
+        if nonneg:
+            self.nonneg += height
+
     def matrix(self) -> tuple[sp.csc_matrix, FloatArray]:
-        if not self.blocks:
+        if not self.coords:
             return sp.csc_matrix((0, self.width)), np.zeros(0)
-        return sp.vstack(self.blocks, format="csc"), np.concatenate(self.rhs)
+        rows = np.concatenate([c[0] for c in self.coords])
+        cols = np.concatenate([c[1] for c in self.coords])
+        vals = np.concatenate([c[2] for c in self.coords])
+        A = sp.csc_matrix((vals, (rows, cols)), shape=(self.height, self.width))
+        A.sort_indices()
+        return A, np.concatenate(self.rhs)
 
 
 class Subproblems:
@@ -203,19 +226,21 @@ class Subproblems:
             out.cones.append(clarabel.ZeroConeT(st.zero.shape[0]))
         cuts = members.rows
         if cuts.shape[0]:
-            cut = sp.hstack([sp.csr_matrix(cuts), sp.csr_matrix((cuts.shape[0], st.n_u))], format="csr")
             if n_t:
+                # The cut a^T u - t_i <= b: its dense row, then -1 in its sample's t column.
                 assert uniq is not None
-                T = sp.csr_matrix((-np.ones(cuts.shape[0]), (np.arange(cuts.shape[0]),
-                                                             np.searchsorted(uniq, members.samples))),
-                                  shape=(cuts.shape[0], n_t))
-                cut = sp.hstack([cut, T], format="csr")
-            out.add(cut, members.rhs)
+                rows, cols = np.nonzero(cuts)
+                count = cuts.shape[0]
+                out.add_entries(count, np.concatenate([rows, np.arange(count)]),
+                                np.concatenate([cols, np.searchsorted(uniq, members.samples) + m + st.n_u]),
+                                np.concatenate([cuts[rows, cols], -np.ones(count)]), members.rhs)
+            else:
+                out.add(cuts, members.rhs)
         if n_t:
-            out.add(sp.hstack([sp.csr_matrix((n_t, m + st.n_u)), -sp.identity(n_t)], format="csr"), np.zeros(n_t))
+            out.add_entries(n_t, np.arange(n_t), np.arange(n_t) + m + st.n_u, -np.ones(n_t), np.zeros(n_t))
         if bound is not None:
-            eye = np.eye(m)
-            out.add(np.vstack([eye, -eye]), np.full(2 * m, bound))
+            out.add_entries(2 * m, np.arange(2 * m), np.tile(np.arange(m), 2),
+                            np.concatenate([np.ones(m), -np.ones(m)]), np.full(2 * m, bound))
         if st.ineq.shape[0]:
             out.add(st.ineq, st.ineq_rhs)
         if out.nonneg:
@@ -224,8 +249,7 @@ class Subproblems:
             out.add(st.soc, st.soc_rhs, nonneg=False)
             out.cones.append(clarabel.SecondOrderConeT(st.soc.shape[0]))
         if block is not None:
-            out.blocks.append(sp.csr_matrix(block.A, shape=(block.A.shape[0], width)))
-            out.rhs.append(block.b)
+            out.add(sp.csr_matrix(block.A, shape=(block.A.shape[0], width)), block.b, nonneg=False)
             out.cones.extend(block.cones)
         return out
 

@@ -58,15 +58,16 @@ class WorkingSet:
         """Members ever pooled."""
         return len(self.index)
 
-    def add_cut(self, i: int, key: bytes, row: FloatArray, rhs: float) -> bool:
-        """Add the cut ``row^T u <= rhs`` of sample ``i`` (or bring a dropped one back); False when in use."""
-        return self._add(i, key, row, rhs, False)
+    def add_cut(self, i: int, key: bytes, row: FloatArray, rhs: float, sticky: bool = True) -> bool:
+        """Add the cut ``row^T u <= rhs`` of sample ``i`` (or bring a dropped one back, sticky unless told
+        otherwise: a seed at the start of a solve is not a return); False when in use."""
+        return self._add(i, key, row, rhs, False, sticky)
 
     def add_cone(self, i: int, rhs: float) -> bool:
         """Put sample ``i``'s exact cone constraint in use (or bring it back); False when in use."""
         return self._add(i, CONE_KEY, np.zeros(self.m), rhs, True)
 
-    def _add(self, i: int, key: bytes, row: FloatArray, rhs: float, cone: bool) -> bool:
+    def _add(self, i: int, key: bytes, row: FloatArray, rhs: float, cone: bool, sticky: bool = True) -> bool:
         position = self.index.get((i, key))
         if position is None:
             self.index[(i, key)] = len(self.index)
@@ -74,7 +75,8 @@ class WorkingSet:
             return True
         if position >= len(self.in_use) or self.in_use[position]:
             return False
-        self.in_use[position] = self.sticky[position] = True
+        self.in_use[position] = True
+        self.sticky[position] |= sticky
         self.idle[position] = 0
         return True
 
@@ -91,11 +93,13 @@ class WorkingSet:
         self.idle = np.concatenate([self.idle, np.zeros(count, dtype=np.intp)])
         self._pending.clear()
 
-    def restart(self) -> None:
-        """Every cut back in use with a clean idle count (the start of a solve); cone members keep their state."""
+    def restart(self, cuts_in_use: bool = True) -> None:
+        """Every cut back in use (or, ``cuts_in_use=False``, every cut out of use: a seeded solve starts from its
+        seeds, and pooled cuts come back when violated) with a clean idle count (the start of a solve); cone
+        members keep their state."""
         self._flush()
         cuts = ~self.is_cone
-        self.in_use[cuts] = True
+        self.in_use[cuts] = cuts_in_use
         self.idle[cuts] = 0
 
     def in_use_members(self) -> InUse:
