@@ -20,6 +20,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# -- hypothesis: CI replays the same examples every run (a red CI then means a change broke a law, not that
+# a new random example was drawn); a developer's run explores new ones and keeps what fails in .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+hypothesis_settings.register_profile("dev", print_blob=True)
+hypothesis_settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def free_port() -> int:
