@@ -125,7 +125,8 @@ def test_an_experiments_events_carry_its_cells(client: Client) -> None:
 
 
 def test_a_timeout_while_following_events_is_a_client_timeout(client: Client) -> None:
-    job = client.submit(planted={"n": 4000, "d": 60, "k": 3, "seed": 2}, trials=40, stop_on_certificate=False)
+    # seconds of work: each trial of a planted solve ends in about one round now, so the problem is large
+    job = client.submit(planted={"n": 20000, "d": 200, "k": 4, "seed": 2}, trials=40, stop_on_certificate=False)
     try:
         with pytest.raises(CnnrelaxTimeoutError):
             for _ in client.events(job, timeout=0.5):

@@ -212,7 +212,8 @@ def test_log_events_are_capped_with_a_note_and_flush_publishes_what_the_pacing_h
 
 
 def test_a_cancel_shows_in_the_stream_and_it_ends_cancelled(http: httpx.Client) -> None:
-    body = {"planted": {"n": 4000, "d": 60, "k": 3, "seed": 6}, "trials": 60, "stop_on_certificate": False}
+    # seconds of work: each trial of a planted solve ends in about one round now, so the problem is large
+    body = {"planted": {"n": 20000, "d": 200, "k": 4, "seed": 6}, "trials": 60, "stop_on_certificate": False}
     job_id = submit(http, body)
     path = f"/v1/solves/{job_id}/events"
     seen: list[Sse] = []
