@@ -24,10 +24,9 @@ from typing import Any, Callable
 
 import httpx
 import numpy as np
-import psutil
 import pytest
 
-from conftest import ServerProcess, assert_problem
+from conftest import PeakRss, ServerProcess, assert_problem
 
 MiB = 2**20
 #: The API's memory may rise by at most this much while it answers one request (issue 11).
@@ -46,34 +45,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def http(server: ServerProcess) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=server.url, timeout=120) as client:
         yield client
-
-
-class PeakRss:
-    """Samples a process's RSS every 5 ms in a thread; ``rise`` is the peak over the value at the start."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.start = self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self.process.memory_info().rss)
-
-    @property
-    def rise(self) -> int:
-        return self.peak - self.start
 
 
 def priced(server: ServerProcess, send: Callable[[], httpx.Response], status: int = 422,

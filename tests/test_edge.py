@@ -13,7 +13,6 @@ import io
 import json
 import selectors
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +24,7 @@ import pytest
 
 from cnnrelax.api.middleware import BODY_MEMORY_FACTOR
 
-from conftest import ServerProcess
+from conftest import PeakRss, ServerProcess
 
 MiB = 2**20
 
@@ -337,29 +336,6 @@ def test_overflow_connections_answer_only_the_probes(servers: dict[str, ServerPr
 # -------------------------------------------------------------------------------------------------
 # memory across requests
 # -------------------------------------------------------------------------------------------------
-
-class PeakRss:
-    """The peak RSS of a process, sampled every 5 ms in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.start = self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __enter__(self) -> "PeakRss":
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-
 
 def npy_body(seed: int, rows: int, columns: int = 10) -> bytes:
     buffer = io.BytesIO()
