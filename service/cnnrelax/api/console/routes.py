@@ -298,23 +298,29 @@ def _solve_context(service: Service, tenant: Tenant, job_id: str) -> dict[str, A
             "pictures": _filter_pictures(view.result, job.request)}
 
 
+def _job_page(request: Request, viewer_: Viewer, context: dict[str, Any] | None, what: str, job_id: str,
+              template: str) -> HTMLResponse:
+    """A job's page or fragment from its context, or the console's 404 when the tenant has no such job."""
+    if context is None:
+        return _not_found(request, viewer_, what, job_id)
+    return page(request, template, {"viewer": viewer_, **context})
+
+
 @router.get(PREFIX + "/solves/{job_id}")
 def solve_page(request: Request, job_id: str, service: Annotated[Service, Depends(get_service)],
                viewer_: Annotated[Viewer, Depends(viewer)]) -> HTMLResponse:
-    context = _solve_context(service, viewer_.tenant, job_id[:64])
-    if context is None:
-        return _not_found(request, viewer_, "solve job", job_id[:64])
-    return page(request, "solve.html", {"viewer": viewer_, **context})
+    job_id = job_id[:64]
+    return _job_page(request, viewer_, _solve_context(service, viewer_.tenant, job_id), "solve job", job_id,
+                     "solve.html")
 
 
 @router.get(PREFIX + "/solves/{job_id}/state")
 def solve_fragment(request: Request, job_id: str, service: Annotated[Service, Depends(get_service)],
                    viewer_: Annotated[Viewer, Depends(viewer)]) -> HTMLResponse:
     """The solve's state alone (htmx polls it until the job ends)."""
-    context = _solve_context(service, viewer_.tenant, job_id[:64])
-    if context is None:
-        return _not_found(request, viewer_, "solve job", job_id[:64])
-    return page(request, "_solve.html", {"viewer": viewer_, **context})
+    job_id = job_id[:64]
+    return _job_page(request, viewer_, _solve_context(service, viewer_.tenant, job_id), "solve job", job_id,
+                     "_solve.html")
 
 
 # -- an experiment ----------------------------------------------------------------------------------------------
@@ -343,19 +349,17 @@ def _experiment_context(service: Service, tenant: Tenant, job_id: str) -> dict[s
 @router.get(PREFIX + "/experiments/{job_id}")
 def experiment_page(request: Request, job_id: str, service: Annotated[Service, Depends(get_service)],
                     viewer_: Annotated[Viewer, Depends(viewer)]) -> HTMLResponse:
-    context = _experiment_context(service, viewer_.tenant, job_id[:64])
-    if context is None:
-        return _not_found(request, viewer_, "experiment", job_id[:64])
-    return page(request, "experiment.html", {"viewer": viewer_, **context})
+    job_id = job_id[:64]
+    return _job_page(request, viewer_, _experiment_context(service, viewer_.tenant, job_id), "experiment", job_id,
+                     "experiment.html")
 
 
 @router.get(PREFIX + "/experiments/{job_id}/state")
 def experiment_fragment(request: Request, job_id: str, service: Annotated[Service, Depends(get_service)],
                         viewer_: Annotated[Viewer, Depends(viewer)]) -> HTMLResponse:
-    context = _experiment_context(service, viewer_.tenant, job_id[:64])
-    if context is None:
-        return _not_found(request, viewer_, "experiment", job_id[:64])
-    return page(request, "_experiment.html", {"viewer": viewer_, **context})
+    job_id = job_id[:64]
+    return _job_page(request, viewer_, _experiment_context(service, viewer_.tenant, job_id), "experiment", job_id,
+                     "_experiment.html")
 
 
 @router.get(PREFIX + "/experiments/{job_id}/figure.png")
