@@ -47,6 +47,7 @@ from .core.problem import (
 from .core.relaxations import check_relaxation
 from .errors import InvalidParameterError
 from .experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
+from .validation import MAX_SEED
 
 #: The core's defaults, read once: every default of a solve comes from here.
 CORE_DEFAULTS = SolveOptions()
@@ -115,8 +116,6 @@ class DataShape:
     labels: FloatArray | None = None
 
 
-#: The largest seed: the largest integer every JSON parser reads exactly (an IEEE double holds it).
-MAX_SEED = 2**53 - 1
 #: Stated in the schema; enforced by the core, whose message names the value and the remedy.
 _ITEMS_AT_LEAST_0: dict[str, Any] = {"anyOf": [{"type": "array", "items": {"type": "number", "minimum": 0}},
                                                {"type": "null"}]}

@@ -13,6 +13,9 @@ import numpy as np
 
 from .errors import InvalidParameterError
 
+#: The largest seed: the largest integer every JSON parser reads exactly (an IEEE double holds it).
+MAX_SEED = 2**53 - 1
+
 
 def is_integer(value: Any) -> bool:
     """True for a Python or numpy integer (``bool`` is not one)."""

@@ -24,8 +24,9 @@ from ..results import SolverStatsOut as SolverStatsOut
 from ..results import SolveStatus as SolveStatus
 from ..results import TrialOut as TrialOut
 from ..results import TrialStatus as TrialStatus
-from ..specs import MAX_SEED, RelaxationName, SolveOptionsBase
+from ..specs import RelaxationName, SolveOptionsBase
 from ..types import JobStatus as JobStatus  # defined once, in cnnrelax.types; the routes name it from here
+from ..validation import MAX_SEED
 
 Relaxation = RelaxationName  # the registry's names (cnnrelax.core.relaxation.REGISTRY), as specs.py states them
 Distribution = Literal["gaussian", "rademacher", "laplace"]

@@ -56,6 +56,9 @@ from .problem import ConvProblem, FloatArray
 from .tolerances import DEFAULT_RECOVERY_TOL, GD_STALL_TOL, GD_TOL
 from .trials import recovery
 
+#: A descent's default iteration budget per restart.
+GD_ITERATIONS = 2000
+
 
 def pseudo_inverse(problem: ConvProblem) -> FloatArray:
     """``w_hat = X_S^+ sigma^-1(y_S)`` (single neuron, ``k = 1``, least squares), per activation.
@@ -320,7 +323,7 @@ def gradient_descent(
     problem: ConvProblem,
     *,
     restarts: int = 8,
-    iterations: int = 2000,
+    iterations: int = GD_ITERATIONS,
     step: float | None = None,
     seed: int = 0,
     tol: float = GD_TOL,

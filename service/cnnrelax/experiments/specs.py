@@ -36,15 +36,16 @@ from pydantic import (
 )
 
 from ..core.activations import DEFAULT_NEGATIVE_SLOPE, ActivationName
-from ..core.tolerances import DEFAULT_RECOVERY_TOL
+from ..core.baselines import GD_ITERATIONS
+from ..core.tolerances import DEFAULT_RECOVERY_TOL, GD_TOL
 from ..errors import InvalidParameterError
+from ..validation import MAX_SEED
 
 __all__ = [
     "EXPERIMENT_KINDS", "ExperimentSpec", "PhaseTransitionSpec", "RotatedDigitsRequest", "RotatedDigitsSpec",
     "invalid_parameter", "parse_experiment_spec",
 ]
 
-MAX_SEED = 2**63 - 1
 Method = Literal["relaxation", "gradient_descent", "pseudo_inverse"]
 Distribution = Literal["gaussian", "rademacher", "laplace"]
 
@@ -56,8 +57,8 @@ DEFAULT_METHODS: tuple[str, ...] = ("relaxation", "gradient_descent")
 DEFAULT_REPETITIONS = 20
 DEFAULT_TRIALS = 1
 DEFAULT_BETA = 1e-4
-DEFAULT_GD_ITERATIONS = 2000
-DEFAULT_GD_TOL = 1e-12
+DEFAULT_GD_ITERATIONS = GD_ITERATIONS
+DEFAULT_GD_TOL = GD_TOL
 MAX_CELLS = 5000
 MAX_N = 200_000
 MAX_D = 2_000
