@@ -8,12 +8,13 @@ server, the experiments, the client) are imported only by the commands that need
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional, cast
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, TypeVar, cast
 
 import numpy as np
 import typer
@@ -37,6 +38,10 @@ from .render import (
 
 if TYPE_CHECKING:
     from cnnrelax_client import Client, SolveOptions
+
+
+#: What a call to the service answers (:func:`from_service`).
+Answer = TypeVar("Answer")
 
 app = typer.Typer(
     name="cnnrelax",
@@ -191,6 +196,15 @@ def _client_error_types() -> tuple[type[BaseException], ...]:
     except ImportError:
         return ()
     return (CnnrelaxError,)
+
+
+def from_service(url: str, api_key: str | None, call: Callable[[Client], Answer]) -> Answer:
+    """``call(client)`` with a client of the service at ``url``; a client error ends the command with its problem."""
+    try:
+        with service_client(url, api_key) as client:
+            return call(client)
+    except _client_error_types() as error:
+        fail_from_client_error(error)
 
 
 
@@ -405,29 +419,27 @@ def jobs_list(
     as_json: bool = typer.Option(False, "--json", help="Print the jobs as a JSON list."),
 ) -> None:
     """List the service's solve jobs, newest first."""
-    try:
-        with service_client(url, api_key) as client:
-            jobs = []
-            for job in client.iter_jobs(status=status, page_size=min(limit, 100)):
-                jobs.append(job)
-                if len(jobs) >= limit:
-                    break
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    jobs = from_service(url, api_key, lambda client: list(
+        itertools.islice(client.iter_jobs(status=status, page_size=min(limit, 100)), limit)))
     if as_json:
         print_json([_job_summary(job.raw) for job in jobs])
-        return
-    table = Table(title=f"jobs at {url}", title_justify="left")
-    table.add_column("id", no_wrap=True, min_width=len(jobs[0].id) if jobs else 8)
-    for name in ("status", "created", "progress"):
+    else:
+        _status_table("jobs", url, jobs, "progress", status)
+
+
+def _status_table(kind: str, url: str, items: Sequence[Any], progress_label: str, status: str | None) -> None:
+    """A table of jobs or experiments (``.id``, ``.status``, ``.raw["created_at"]``, ``.progress``)."""
+    table = Table(title=f"{kind} at {url}", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=len(items[0].id) if items else 8)
+    for name in ("status", "created", progress_label):
         table.add_column(name, no_wrap=True)
-    for job in jobs:
-        created = str(job.raw.get("created_at") or "-").replace("T", " ")[:19]
-        progress = f"{job.progress.done}/{job.progress.total}" if job.progress else "-"
-        table.add_row(job.id, job.status, created, progress)
+    for item in items:
+        created = str(item.raw.get("created_at") or "-").replace("T", " ")[:19]
+        progress = f"{item.progress.done}/{item.progress.total}" if item.progress else "-"
+        table.add_row(item.id, item.status, created, progress)
     stdout.print(table)
-    if not jobs:
-        stdout.print("no jobs" + (f" with status {status}" if status else ""))
+    if not items:
+        stdout.print(f"no {kind}" + (f" with status {status}" if status else ""))
 
 
 def _job_summary(raw: dict[str, Any]) -> dict[str, Any]:
@@ -448,23 +460,13 @@ def jobs_show(
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
 ) -> None:
     """Show one job: its status and, once succeeded, its result."""
-    try:
-        with service_client(url, api_key) as client:
-            job = client.wait(job_id, timeout=wait) if wait else client.get(job_id)
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    job = from_service(url, api_key, lambda client: client.wait(job_id, timeout=wait) if wait else client.get(job_id))
     if as_json:
         print_json(job.raw)
-        return
-    if job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
+    elif job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
         render_solve_summary(job.raw["result"], job.id, job.progress.total if job.progress else None)
-        return
-    table = Table(title=f"job {job.id}", show_header=False, title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    for key, value in _job_summary(job.raw).items():
-        table.add_row(key, fmt(value) if not isinstance(value, (dict, list)) else json.dumps(value))
-    stdout.print(table)
+    else:
+        _field_table(f"job {job.id}", _job_summary(job.raw))
 
 
 @jobs_app.command("watch")
@@ -477,11 +479,9 @@ def jobs_watch(
     as_json: bool = typer.Option(False, "--json", help="Print the finished job as JSON."),
 ) -> None:
     """Follow a solve job's events with a progress bar of its trials until it ends, then show it."""
-    try:
-        with service_client(url, api_key) as client, ProgressBar("trials", enabled=not quiet) as bar:
-            job = client.wait(job_id, timeout=timeout, progress=lambda snapshot: follow_trials(bar, snapshot))
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    with ProgressBar("trials", enabled=not quiet) as bar:
+        job = from_service(url, api_key, lambda client: client.wait(
+            job_id, timeout=timeout, progress=lambda snapshot: follow_trials(bar, snapshot)))
     if as_json:
         print_json(job.raw)
     elif job.status == "succeeded" and isinstance(job.raw.get("result"), dict):
@@ -500,14 +500,13 @@ def jobs_events(
     timeout: Optional[float] = typer.Option(None, help="Give up after this many seconds."),
 ) -> None:
     """Print a job's events as they happen, one JSON object a line ({"id", "event", "data"}), until its end."""
-    try:
-        with service_client(url, api_key) as client:
-            for event in client.events(job_id, kind="experiment" if experiment else "solve", last_event_id=after,
-                                       timeout=timeout):
-                sys.stdout.write(json.dumps({"id": event.id, "event": event.event, "data": event.data}) + "\n")
-                sys.stdout.flush()
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    def follow(client: Client) -> None:
+        for event in client.events(job_id, kind="experiment" if experiment else "solve", last_event_id=after,
+                                   timeout=timeout):
+            sys.stdout.write(json.dumps({"id": event.id, "event": event.event, "data": event.data}) + "\n")
+            sys.stdout.flush()
+
+    from_service(url, api_key, follow)
 
 
 @jobs_app.command("cancel")
@@ -518,11 +517,7 @@ def jobs_cancel(
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
 ) -> None:
     """Cancel a queued or running job."""
-    try:
-        with service_client(url, api_key) as client:
-            job = client.cancel(job_id)
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    job = from_service(url, api_key, lambda client: client.cancel(job_id))
     if as_json:
         print_json(job.raw)
     else:
@@ -549,11 +544,7 @@ def datasets_list(
     as_json: bool = typer.Option(False, "--json", help="Print the datasets as a JSON list."),
 ) -> None:
     """List the datasets stored for this API key, newest first."""
-    try:
-        with service_client(url, api_key) as client:
-            datasets = client.list_datasets().items
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    datasets = from_service(url, api_key, lambda client: client.list_datasets().items)
     if as_json:
         print_json([dataset.raw for dataset in datasets])
         return
@@ -578,11 +569,7 @@ def datasets_show(
     as_json: bool = typer.Option(False, "--json", help="Print the dataset as JSON."),
 ) -> None:
     """Show one dataset's metadata."""
-    try:
-        with service_client(url, api_key) as client:
-            dataset = client.get_dataset(dataset_id)
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    dataset = from_service(url, api_key, lambda client: client.get_dataset(dataset_id))
     if as_json:
         print_json(dataset.raw)
     else:
@@ -598,25 +585,11 @@ def experiments_list(
     as_json: bool = typer.Option(False, "--json", help="Print the experiments as a JSON list."),
 ) -> None:
     """List the service's experiments, newest first."""
-    try:
-        with service_client(url, api_key) as client:
-            experiments = client.list_experiments(status=status, limit=limit).items
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    experiments = from_service(url, api_key, lambda client: client.list_experiments(status=status, limit=limit).items)
     if as_json:
         print_json([experiment.raw for experiment in experiments])
-        return
-    table = Table(title=f"experiments at {url}", title_justify="left")
-    table.add_column("id", no_wrap=True, min_width=len(experiments[0].id) if experiments else 8)
-    for name in ("status", "created", "cells"):
-        table.add_column(name, no_wrap=True)
-    for experiment in experiments:
-        created = str(experiment.raw.get("created_at") or "-").replace("T", " ")[:19]
-        cells = f"{experiment.progress.done}/{experiment.progress.total}" if experiment.progress else "-"
-        table.add_row(experiment.id, experiment.status, created, cells)
-    stdout.print(table)
-    if not experiments:
-        stdout.print("no experiments" + (f" with status {status}" if status else ""))
+    else:
+        _status_table("experiments", url, experiments, "cells", status)
 
 
 @experiments_app.command("show")
@@ -629,13 +602,12 @@ def experiments_show(
     as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
 ) -> None:
     """Show one experiment: its status and cells done and, once succeeded, its result."""
-    try:
-        with service_client(url, api_key) as client:
-            experiment = client.get_experiment(experiment_id)
-            figure = client.experiment_figure(experiment) if out is not None and experiment.status == "succeeded" \
-                else None
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    def fetch(client: Client) -> tuple[Any, bytes | None]:
+        found = client.get_experiment(experiment_id)
+        wanted = out is not None and found.status == "succeeded"
+        return found, client.experiment_figure(found) if wanted else None
+
+    experiment, figure = from_service(url, api_key, fetch)
     if figure is not None and out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(figure)
@@ -660,11 +632,7 @@ def experiments_cancel(
     as_json: bool = typer.Option(False, "--json", help="Print the experiment as JSON."),
 ) -> None:
     """Cancel a queued experiment, or ask a running one to stop."""
-    try:
-        with service_client(url, api_key) as client:
-            experiment = client.cancel_experiment(experiment_id)
-    except _client_error_types() as error:
-        fail_from_client_error(error)
+    experiment = from_service(url, api_key, lambda client: client.cancel_experiment(experiment_id))
     if as_json:
         print_json(experiment.raw)
     else:
@@ -959,14 +927,9 @@ def certify(
     if data is not None:
         X, y = load_problem_data(data, labels)
     if url:
-        try:
-            with service_client(url, api_key) as client:
-                options = {key: value for key, value in members.items() if key not in ("w", "planted")}
-                answer = client.certify(members["w"], X, y, planted=members["planted"], timeout=timeout,
-                                        **{key: value for key, value in options.items() if value is not None})
-        except _client_error_types() as error:
-            fail_from_client_error(error)
-        certificate = answer.raw
+        options = {key: value for key, value in members.items() if key not in ("w", "planted") and value is not None}
+        certificate = from_service(url, api_key, lambda client: client.certify(
+            members["w"], X, y, planted=members["planted"], timeout=timeout, **options)).raw
     else:
         from pydantic import ValidationError
 
