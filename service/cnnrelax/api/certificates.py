@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +19,7 @@ from ..specs import CORE_DEFAULTS, Arrays, CertifySpec
 from ..store import JobRecord
 from ..types import JobKind
 from .bodies import read_body, require_json
-from .dependencies import Tenant, get_service, get_tenant
+from .dependencies import ServiceDep, Tenant, TenantDep
 from .problems import ApiError
 from .schemas import CertificateOut, CertificationJobOut, JobStatus
 from .service import MAX_WAIT_S, Service
@@ -60,8 +60,7 @@ def _certify_now_or_queue(service: Service, tenant: Tenant, spec: CertifySpec, a
 @router.post("", response_model=CertificateOut, summary="Certify a filter",
              responses={202: {"model": CertificationJobOut, "description": "A large problem, queued as a job."}},
              openapi_extra={"requestBody": CERTIFY_BODY})
-async def certify_filter(request: Request, response: Response, service: Service = Depends(get_service),
-                         tenant: Tenant = Depends(get_tenant),
+async def certify_filter(request: Request, response: Response, service: ServiceDep, tenant: TenantDep,
                          idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> CertificateOut | JSONResponse:
     """What is proven about the filter `w`: zero loss (a global minimum), the cone test (the trials' directions
     that would return it) and its coverage, stationarity and, under constraints, the KKT conditions; one sentence
@@ -83,11 +82,10 @@ async def certify_filter(request: Request, response: Response, service: Service 
 
 
 @router.get("/{job_id}", response_model=CertificationJobOut, summary="Get a certification job")
-async def get_certification(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                            tenant: Tenant = Depends(get_tenant),
+async def get_certification(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID,
                             wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
                                                 description="Hold the answer up to this many seconds until it ends.")
-                            ) -> CertificationJobOut:
+                           ) -> CertificationJobOut:
     """A queued certification; with `wait`, answered as soon as it ends or after `wait` seconds."""
     job = await service.wait_for(job_id, JobKind.certify, wait, owner=tenant.sees, with_request=False)
     if job is None:
@@ -98,8 +96,8 @@ async def get_certification(job_id: str = JOB_ID, service: Service = Depends(get
 @router.delete("/{job_id}", response_model=CertificationJobOut,
                responses={202: {"model": CertificationJobOut, "description": "Cancellation requested."}},
                summary="Cancel a certification job")
-def cancel_certification(response: Response, job_id: str = JOB_ID, service: Service = Depends(get_service),
-                         tenant: Tenant = Depends(get_tenant)) -> CertificationJobOut:
+def cancel_certification(response: Response, service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID
+                        ) -> CertificationJobOut:
     """Cancel a queued certification (200), or ask a running one to stop (202)."""
     job = service.cancel(job_id, JobKind.certify, owner=tenant.sees)
     if job is None:

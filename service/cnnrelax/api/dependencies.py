@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader
@@ -58,3 +59,8 @@ def require_api_key(service: Service = Depends(get_service), key: str | None = D
 
 #: The tenant of a request (the same dependency as the routers' guard, so evaluated once).
 get_tenant = require_api_key
+
+#: A route's parameter for the app's service.
+ServiceDep = Annotated[Service, Depends(get_service)]
+#: A route's parameter for the caller's tenant.
+TenantDep = Annotated[Tenant, Depends(get_tenant)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Iterator, Optional
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +15,7 @@ from ..experiments.common import FIGURE_MEDIA_TYPES
 from ..export.arrays import filter_npy, result_npz
 from ..export.network import network_from_description
 from .datasets import DATASET_ID
-from .dependencies import Tenant, get_service, get_tenant
+from .dependencies import ServiceDep, TenantDep
 from .experiments import FIGURE_DPI, figure_bytes
 from .problems import ApiError
 from .schemas import JobStatus
@@ -53,8 +53,7 @@ def succeeded_result(service: Service, job_id: str, owner: Optional[str]) -> dic
 
 @router.get("/v1/solves/{job_id}/filter.npy", response_class=Response, summary="Download the filter (.npy)",
             responses=_binary(NPY_MEDIA_TYPE, "The selected filter w, a float64 vector of length m."))
-def download_filter(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                    tenant: Tenant = Depends(get_tenant)) -> Response:
+def download_filter(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID) -> Response:
     """The selected filter `w` as a `.npy` file (`numpy.load` reads it); 409 when the solve produced none."""
     result = succeeded_result(service, job_id, tenant.sees)
     if result.get("w") is None:
@@ -66,8 +65,7 @@ def download_filter(job_id: str = JOB_ID, service: Service = Depends(get_service
 @router.get("/v1/solves/{job_id}/result.npz", response_class=Response, summary="Download the result's arrays (.npz)",
             responses=_binary(NPZ_MEDIA_TYPE, "w, w_star (planted), r, trial_w, trial_w_polished, trial_loss, "
                                               "trial_raw_loss, trial_objective and loss, float64."))
-def download_result(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                    tenant: Tenant = Depends(get_tenant)) -> Response:
+def download_result(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID) -> Response:
     """Every array of the result: the filter, each trial's direction and filters, the losses (NaN for null)."""
     return _attachment(result_npz(succeeded_result(service, job_id, tenant.sees)), NPZ_MEDIA_TYPE, f"{job_id}.npz")
 
@@ -86,8 +84,7 @@ def _model(result: dict[str, Any]) -> bytes:
 
 @router.get("/v1/solves/{job_id}/model.onnx", response_class=Response, summary="Download the network (ONNX)",
             responses=_binary(ONNX_MEDIA_TYPE, "An ONNX model (opset 17): input X (N, d) float64, output y (N,)."))
-def download_model(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                   tenant: Tenant = Depends(get_tenant)) -> Response:
+def download_model(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID) -> Response:
     """The fitted network (patches, filter, activation, output weights' sum) as an ONNX model; it predicts as the
     service's network to rounding (onnxruntime runs it)."""
     model = _model(succeeded_result(service, job_id, tenant.sees))
@@ -96,8 +93,7 @@ def download_model(job_id: str = JOB_ID, service: Service = Depends(get_service)
 
 @router.get("/v1/datasets/{dataset_id}/data.npz", response_class=Response, summary="Download a dataset (.npz)",
             responses=_binary(NPZ_MEDIA_TYPE, "Arrays X (n x d) and y (n), float64."))
-def download_dataset(dataset_id: str = DATASET_ID, service: Service = Depends(get_service),
-                     tenant: Tenant = Depends(get_tenant)) -> Response:
+def download_dataset(service: ServiceDep, tenant: TenantDep, dataset_id: str = DATASET_ID) -> Response:
     """The dataset as stored: an `.npz` with `X` and `y` (`numpy.load` reads it)."""
     store = service.require_store()
     if store.get_dataset(dataset_id, owner=tenant.sees) is None:
@@ -121,8 +117,8 @@ def _chunks(handle: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
 def _figure_route(format: str) -> None:
     media_type = FIGURE_MEDIA_TYPES[format]
 
-    async def figure(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                     tenant: Tenant = Depends(get_tenant), dpi: Optional[int] = FIGURE_DPI) -> Response:
+    async def figure(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID, dpi: Optional[int] = FIGURE_DPI
+                    ) -> Response:
         content = await run_in_threadpool(figure_bytes, service, job_id, tenant.sees, format, dpi)
         return Response(content, media_type=media_type)
 

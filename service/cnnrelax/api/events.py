@@ -25,7 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..store import JobEvent, Store
 from ..types import TERMINAL_STATUSES, JobKind
-from .dependencies import Tenant, get_service, get_tenant
+from .dependencies import ServiceDep, Tenant, TenantDep
 from .problems import ApiError
 from .service import Service
 from .solves import JOB_ID, not_found
@@ -130,7 +130,7 @@ class EventFeed:
                 await asyncio.sleep(self.interval_s)
 
 
-def get_feed(request: Request, service: Service = Depends(get_service)) -> EventFeed:
+def get_feed(request: Request, service: ServiceDep) -> EventFeed:
     """The app's :class:`EventFeed` (made at the first subscription)."""
     feed: EventFeed | None = getattr(request.app.state, "event_feed", None)
     if feed is None or feed.store is not service.store:
@@ -193,9 +193,8 @@ async def _stream(job_id: str, kind: JobKind, last_event_id: str, service: Servi
 
 @router.get("/v1/solves/{job_id}/events", response_class=EventSourceResponse, responses=STREAM_RESPONSES,
             summary="Follow a solve job's events", tags=["solves"])
-async def solve_events(job_id: str = JOB_ID, last_event_id: str = LAST_EVENT_ID,
-                       service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
-                       feed: EventFeed = Depends(get_feed)) -> EventSourceResponse:
+async def solve_events(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID,
+                       last_event_id: str = LAST_EVENT_ID, feed: EventFeed = Depends(get_feed)) -> EventSourceResponse:
     """The job's events as `text/event-stream`: `status` changes, a `trial` event per trial, a `log` event per
     working-set round, and a last `end` with the final status; `Last-Event-ID` resumes after an event."""
     return await _stream(job_id, JobKind.solve, last_event_id, service, tenant, feed)
@@ -203,9 +202,9 @@ async def solve_events(job_id: str = JOB_ID, last_event_id: str = LAST_EVENT_ID,
 
 @router.get("/v1/experiments/{job_id}/events", response_class=EventSourceResponse, responses=STREAM_RESPONSES,
             summary="Follow an experiment's events", tags=["experiments"])
-async def experiment_events(job_id: str = JOB_ID, last_event_id: str = LAST_EVENT_ID,
-                            service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
-                            feed: EventFeed = Depends(get_feed)) -> EventSourceResponse:
+async def experiment_events(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID,
+                            last_event_id: str = LAST_EVENT_ID, feed: EventFeed = Depends(get_feed)
+                           ) -> EventSourceResponse:
     """The experiment's events as `text/event-stream`: `status` changes, a `cell` event per cell done, and a
     last `end` with the final status; `Last-Event-ID` resumes after an event."""
     return await _stream(job_id, JobKind.experiment, last_event_id, service, tenant, feed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import InvalidParameterError
@@ -16,7 +16,7 @@ from ..specs import price_experiment
 from ..store import JobRecord, encode_cursor
 from ..types import JobKind
 from .bodies import read_body, require_json
-from .dependencies import Tenant, get_service, get_tenant
+from .dependencies import ServiceDep, Tenant, TenantDep
 from .problems import ApiError
 from .schemas import ExperimentOut, ExperimentPage, JobStatus
 from .service import MAX_WAIT_S, Service, dataset_not_found
@@ -56,8 +56,7 @@ EXPERIMENT_BODY = {"required": True,
 
 @router.post("", status_code=202, response_model=ExperimentOut, summary="Start an experiment",
              openapi_extra={"requestBody": EXPERIMENT_BODY})
-async def submit_experiment(request: Request, response: Response, service: Service = Depends(get_service),
-                            tenant: Tenant = Depends(get_tenant),
+async def submit_experiment(request: Request, response: Response, service: ServiceDep, tenant: TenantDep,
                             idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> ExperimentOut:
     """Queue an experiment (phase transition or rotated digits); answers 202 with it and its `Location`."""
     require_json(request)
@@ -71,11 +70,10 @@ async def submit_experiment(request: Request, response: Response, service: Servi
 
 
 @router.get("/{job_id}", response_model=ExperimentOut, summary="Get an experiment")
-async def get_experiment(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                         tenant: Tenant = Depends(get_tenant),
+async def get_experiment(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID,
                          wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
                                              description="Hold the answer up to this many seconds until it ends.")
-                         ) -> ExperimentOut:
+                        ) -> ExperimentOut:
     """The experiment: status, progress (`done` of `total` cells) and, once succeeded, its result."""
     job = await service.wait_for(job_id, "experiment", wait, owner=tenant.sees)
     if job is None:
@@ -126,8 +124,8 @@ FIGURE_DPI = Query(None, ge=MIN_DPI, le=MAX_DPI, description=f"Resolution in dot
 @router.get("/{job_id}/figure.png", response_class=Response, summary="The experiment's figure",
             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "A PNG image."}})
-def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                      tenant: Tenant = Depends(get_tenant), dpi: Optional[int] = FIGURE_DPI) -> Response:
+def experiment_figure(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID, dpi: Optional[int] = FIGURE_DPI
+                     ) -> Response:
     """The figure of a succeeded experiment (heatmaps like the paper's Fig. 1, or the digits comparison); also as
     `figure.svg` and `figure.pdf`."""
     return Response(figure_bytes(service, job_id, tenant.sees, "png", dpi), media_type="image/png")
@@ -136,8 +134,8 @@ def experiment_figure(job_id: str = JOB_ID, service: Service = Depends(get_servi
 @router.delete("/{job_id}", response_model=ExperimentOut,
                responses={202: {"model": ExperimentOut, "description": "Cancellation requested."}},
                summary="Delete or cancel an experiment")
-def cancel_experiment(response: Response, job_id: str = JOB_ID,
-                      service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> ExperimentOut:
+def cancel_experiment(response: Response, service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID
+                     ) -> ExperimentOut:
     """Remove a queued experiment (answered as cancelled) or a finished one (answered as it was) with its figures:
     200, then 404. Ask a running one to stop: 202 (it keeps the cells it finished; DELETE it again to remove it)."""
     deleted = service.delete(job_id, "experiment", owner=tenant.sees)
@@ -149,10 +147,10 @@ def cancel_experiment(response: Response, job_id: str = JOB_ID,
 
 
 @router.get("", response_model=ExperimentPage, summary="List experiments")
-def list_experiments(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
+def list_experiments(service: ServiceDep, tenant: TenantDep,
                      status: Optional[JobStatus] = Query(None, description="Only experiments in this state."),
-                     limit: int = Query(50, ge=1, le=500),
-                     cursor: Optional[str] = Query(None, max_length=200)) -> ExperimentPage:
+                     limit: int = Query(50, ge=1, le=500), cursor: Optional[str] = Query(None, max_length=200)
+                    ) -> ExperimentPage:
     """Experiments, newest first, a page at a time."""
     jobs, next_seq = service.require_store().list_jobs(kind="experiment", status=status, limit=limit,
                                                        before_seq=parse_cursor(cursor), owner=tenant.sees)

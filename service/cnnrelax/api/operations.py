@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from .dependencies import Tenant, get_service, get_tenant, require_api_key
+from .dependencies import ServiceDep, TenantDep, require_api_key
 from .problems import ApiError
 from .schemas import Health, Readiness, ReadinessChecks
-from .service import Service
 
 router = APIRouter(tags=["operations"])
 
@@ -20,7 +19,7 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, summary="Readiness")
-def readyz(service: Service = Depends(get_service)) -> Readiness:
+def readyz(service: ServiceDep) -> Readiness:
     """200 when the store answers and takes writes, the dispatcher and workers are up, the disk has room; else 503."""
     checks = {"store": False, "dispatcher": False, "workers": False, "disk": False}
     depth = running = 0
@@ -68,7 +67,7 @@ def readyz(service: Service = Depends(get_service)) -> Readiness:
 @router.get("/metrics", response_class=Response, dependencies=[Depends(require_api_key)], summary="Prometheus metrics",
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "Prometheus text exposition format."}})
-def metrics(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> Response:
+def metrics(service: ServiceDep, tenant: TenantDep) -> Response:
     """The service's metrics in the Prometheus text format, for a Prometheus server to scrape (behind the API
     key when keys are configured: the scraper sends `X-API-Key`, e.g. with Prometheus's `http_headers` scrape
     setting). An admin key (or keys off) sees every tenant's figures; another key sees its own jobs' counts

@@ -5,15 +5,15 @@ from __future__ import annotations
 import re
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..store import decode_cursor, encode_cursor
 from .bodies import read_body, require_json
-from .dependencies import Tenant, get_service, get_tenant
+from .dependencies import ServiceDep, TenantDep
 from .problems import ApiError
 from .schemas import CURSOR_MAX_LENGTH, CURSOR_PATTERN, JobOut, JobPage, JobStatus
-from .service import MAX_WAIT_S, Service
+from .service import MAX_WAIT_S
 from .views import job_summary, job_view, mark_accepted
 
 router = APIRouter(prefix="/v1/solves", tags=["solves"])
@@ -46,8 +46,7 @@ SOLVE_BODY = {"required": True,
 
 @router.post("", status_code=202, response_model=JobOut, summary="Submit a solve",
              openapi_extra={"requestBody": SOLVE_BODY})
-async def submit_solve(request: Request, response: Response, service: Service = Depends(get_service),
-                       tenant: Tenant = Depends(get_tenant),
+async def submit_solve(request: Request, response: Response, service: ServiceDep, tenant: TenantDep,
                        idempotency_key: Optional[str] = IDEMPOTENCY_KEY) -> JobOut:
     """Queue a solve; answers 202 with the job and its `Location`.
 
@@ -67,11 +66,10 @@ async def submit_solve(request: Request, response: Response, service: Service = 
 
 
 @router.get("/{job_id}", response_model=JobOut, summary="Get a solve job")
-async def get_solve(job_id: str = JOB_ID, service: Service = Depends(get_service),
-                    tenant: Tenant = Depends(get_tenant),
+async def get_solve(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID,
                     wait: float = Query(0.0, ge=0, le=MAX_WAIT_S,
                                         description="Hold the answer up to this many seconds until the job ends.")
-                    ) -> JobOut:
+                   ) -> JobOut:
     """The job; with `wait`, answered as soon as it ends or after `wait` seconds."""
     job = await service.wait_for(job_id, "solve", wait, owner=tenant.sees, with_request=False)
     if job is None:
@@ -82,8 +80,7 @@ async def get_solve(job_id: str = JOB_ID, service: Service = Depends(get_service
 @router.delete("/{job_id}", response_model=JobOut, responses={202: {"model": JobOut, "description":
                                                                      "Cancellation requested of a running job."}},
                summary="Delete or cancel a solve job")
-def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = Depends(get_service),
-                 tenant: Tenant = Depends(get_tenant)) -> JobOut:
+def cancel_solve(response: Response, service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID) -> JobOut:
     """Remove a queued job (answered as cancelled) or a finished one (answered as it was), with its inline data
     no other job uses: 200, then 404. Ask a running job to stop: 202 (once it has stopped, DELETE removes it)."""
     deleted = service.delete(job_id, "solve", owner=tenant.sees)
@@ -95,11 +92,11 @@ def cancel_solve(response: Response, job_id: str = JOB_ID, service: Service = De
 
 
 @router.get("", response_model=JobPage, summary="List solve jobs")
-def list_solves(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant),
+def list_solves(service: ServiceDep, tenant: TenantDep,
                 status: Optional[JobStatus] = Query(None, description="Only jobs in this state."),
                 limit: int = Query(50, ge=1, le=500, description="Jobs per page."),
                 cursor: Optional[str] = Query(None, max_length=200, description="next_cursor of the previous page.")
-                ) -> JobPage:
+               ) -> JobPage:
     """Solve jobs, newest first, a page at a time."""
     jobs, next_seq = service.require_store().list_jobs(kind="solve", status=status, limit=limit,
                                                        before_seq=parse_cursor(cursor), owner=tenant.sees)
