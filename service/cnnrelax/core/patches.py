@@ -209,7 +209,7 @@ class InMemoryPatches(BlockedSource):
         return self._patches
 
 
-def block_rows(layout: PatchLayout, d: int, budget: int = CHUNK_BYTES) -> int:
+def block_rows(layout: PatchLayout, d: int, budget: int) -> int:
     """Rows per block so that a block's patches (and its rows of ``X``) stay within ``budget`` bytes."""
     return max(1, budget // (8 * max(d, layout.k * layout.m)))
 
@@ -217,9 +217,9 @@ def block_rows(layout: PatchLayout, d: int, budget: int = CHUNK_BYTES) -> int:
 class ChunkedPatches(BlockedSource):
     """An array read in blocks of rows (a memory map): a pass holds one block's patches, never all of ``X``."""
 
-    def __init__(self, X: Any, layout: PatchLayout, budget: int = CHUNK_BYTES) -> None:
+    def __init__(self, X: Any, layout: PatchLayout, budget: int | None = None) -> None:
         super().__init__(X, layout)
-        self.rows_per_block = block_rows(layout, int(X.shape[1]), budget)
+        self.rows_per_block = block_rows(layout, int(X.shape[1]), CHUNK_BYTES if budget is None else budget)
 
     def blocks(self) -> Iterator[tuple[slice, FloatArray]]:
         n, step = self.shape[0], self.rows_per_block
