@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+import typer
 
+from cnnrelax.cli.commands import load_problem_data
 from cnnrelax.core import (
     InvalidParameterError,
     PlantedSpec,
@@ -42,6 +44,7 @@ from cnnrelax.core.patches import (
     register_source_kind,
     source_kind,
 )
+from cnnrelax.datafiles import checked_dataset
 
 PATCHINGS: dict[str, dict[str, Any]] = {
     "blocks": {"k": 3},
@@ -227,3 +230,20 @@ def test_a_2gb_memmap_is_solved_within_the_same_bound(tmp_path: Path) -> None:
     result = _probe("solve", directory, "--k", 4, "--stage", "trials")
     assert result["anon_rise"] <= _bound(625_000, 4) < result["x_bytes"] / 4, result
     assert result["w_error"] <= 1e-9
+
+
+def test_the_cli_keeps_an_npy_dataset_memory_mapped(tmp_path: Path) -> None:
+    """``.npy`` data files open memory-mapped: ``X`` (the columns before ``y``) reaches the core as a map, the
+    finiteness check reads it in blocks, and a NaN is still refused naming X."""
+    X = np.random.default_rng(8).standard_normal((50, 6))
+    np.save(tmp_path / "data.npy", np.column_stack([X, X[:, 0]]))
+    mapped, y = load_problem_data(tmp_path / "data.npy", None)
+    assert isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, X)
+    assert isinstance(make_problem(mapped, y, k=2).source, ChunkedPatches)
+    X[3, 2] = np.nan
+    np.save(tmp_path / "bad.npy", np.column_stack([X, X[:, 1]]))
+    with pytest.raises(typer.Exit):
+        load_problem_data(tmp_path / "bad.npy", None)
+    with pytest.raises(InvalidParameterError, match=r"X contains NaN .*index \(3, 2\)"):
+        checked_dataset(np.load(tmp_path / "bad.npy", mmap_mode="r")[:, :-1], X[:, 1])

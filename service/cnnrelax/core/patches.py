@@ -261,7 +261,10 @@ def _check_shape(parameter: str, shape: tuple[int, ...], ndim: int) -> None:
 def finite_array(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:
     """``value`` as a float64 array of ``ndim`` dimensions, non-empty and finite (InvalidParameterError if not)."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(f"got dtype {raw.dtype}")
+        arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(
             parameter, f"{parameter} must be an array of real numbers ({exc})."

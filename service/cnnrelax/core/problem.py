@@ -345,7 +345,7 @@ def make_problem(
     act = make_activation(activation, DEFAULT_NEGATIVE_SLOPE if negative_slope is None else negative_slope)
     kind = source_kind(X)
     Xa = kind.prepare(X)
-    ya = finite_array(y, "y", 1)
+    ya = np.array(finite_array(y, "y", 1))  # a copy: y may be a column of a memory-mapped file (n numbers)
     n, d = Xa.shape
     if ya.shape[0] != n:
         raise InvalidParameterError(
