@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import pytest
 import typer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cnnrelax.cli.commands import load_problem_data
 from cnnrelax.core import (
@@ -33,7 +35,7 @@ from cnnrelax.core import (
 )
 from cnnrelax.core import patches as patches_module
 from cnnrelax.core.activations import ACTIVATIONS
-from cnnrelax.core.passes import label_moment, preactivations
+from cnnrelax.core.passes import TriangularFactor, label_moment, preactivations
 from cnnrelax.core.patches import (
     CHUNK_BYTES,
     SOURCE_KINDS,
@@ -247,3 +249,46 @@ def test_the_cli_keeps_an_npy_dataset_memory_mapped(tmp_path: Path) -> None:
         load_problem_data(tmp_path / "bad.npy", None)
     with pytest.raises(InvalidParameterError, match=r"X contains NaN .*index \(3, 2\)"):
         checked_dataset(np.load(tmp_path / "bad.npy", mmap_mode="r")[:, :-1], X[:, 1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 6), cuts=st.lists(st.integers(1, 39), max_size=5),
+       seed=st.integers(0, 2**16), rank_deficient=st.booleans())
+def test_the_streaming_factor_solves_least_squares_for_any_split(rows: int, cols: int, cuts: list[int], seed: int,
+                                                                  rank_deficient: bool) -> None:
+    """The law behind streamed least squares: for any split of the rows into blocks, the stacked factors give
+    lstsq's answer (the minimum-norm one when G is rank deficient), to rounding."""
+    rng = np.random.default_rng(seed)
+    G, t = rng.standard_normal((rows, cols)), rng.standard_normal(rows)
+    if rank_deficient and cols > 1:
+        G[:, -1] = G[:, 0]
+    bounds = [0, *sorted({c for c in cuts if c < rows}), rows]
+    factor = sum(TriangularFactor.of_system(G[a:b], t[a:b]) for a, b in zip(bounds, bounds[1:], strict=False))
+    assert isinstance(factor, TriangularFactor)
+    reference = np.linalg.lstsq(G, t, rcond=None)[0]
+    scale = np.linalg.cond(G[:, :-1] if rank_deficient and cols > 1 else G) if rows >= cols else 1e6
+    np.testing.assert_allclose(factor.solve(), reference, atol=1e-10 * max(scale, 1.0) * (1 + np.abs(reference).max()))
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(1, 30), budget_rows=st.integers(1, 31), name=st.sampled_from(sorted(PATCHINGS)),
+       seed=st.integers(0, 2**16))
+def test_chunked_passes_equal_in_memory_ones_for_any_block_size(tmp_path_factory: pytest.TempPathFactory, n: int,
+                                                                 budget_rows: int, name: str, seed: int) -> None:
+    """For any number of rows and any block size: maps and reductions equal to rounding (a row's dot products may
+    take another BLAS path in another block size), gathers exactly."""
+    rng = np.random.default_rng(seed)
+    X, y, w = rng.standard_normal((n, 12)), rng.standard_normal(n), rng.standard_normal(4)
+    dense = make_problem(X, y, **PATCHINGS[name])
+    mapped = make_problem(_memmap(tmp_path_factory.mktemp("h"), X), y, **PATCHINGS[name])
+    assert isinstance(mapped.source, ChunkedPatches)
+    mapped.source.rows_per_block = budget_rows
+    np.testing.assert_allclose(mapped.preactivations(w), dense.preactivations(w), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(mapped.gradient_rows(w), dense.gradient_rows(w), rtol=1e-13, atol=1e-13)
+    weights = dense.gradient_weights(w)
+    product, norm = mapped.gradient_moments(weights, y)
+    G = dense.gradient_rows(w)
+    np.testing.assert_allclose(product, G.T @ y, rtol=1e-12, atol=1e-12 * (1 + np.abs(G).sum()))
+    assert norm == pytest.approx(float(np.linalg.norm(G)), rel=1e-12, abs=1e-300)
+    rows = rng.integers(0, n, size=3)
+    np.testing.assert_array_equal(mapped.source.take(rows), dense.patches[rows])
