@@ -292,3 +292,15 @@ def test_chunked_passes_equal_in_memory_ones_for_any_block_size(tmp_path_factory
     assert norm == pytest.approx(float(np.linalg.norm(G)), rel=1e-12, abs=1e-300)
     rows = rng.integers(0, n, size=3)
     np.testing.assert_array_equal(mapped.source.take(rows), dense.patches[rows])
+
+
+def test_a_float32_memmap_is_read_as_float64_block_by_block(tmp_path: Path) -> None:
+    """A map of another real dtype stays a map; each block is converted when read, so the passes equal those of
+    the same numbers in float64 (the in-memory source converts X once)."""
+    rng = np.random.default_rng(9)
+    X32, y, w = rng.standard_normal((70, 12)).astype(np.float32), rng.standard_normal(70), rng.standard_normal(4)
+    mapped = make_problem(_memmap(tmp_path, X32), y, k=3)
+    dense = make_problem(X32.astype(np.float64), y, k=3)
+    assert isinstance(mapped.X, np.memmap) and mapped.X.dtype == np.float32
+    np.testing.assert_array_equal(mapped.preactivations(w), dense.preactivations(w))
+    assert mapped.loss(w) == dense.loss(w) and mapped.scales == dense.scales
