@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from ..dataset_files import dataset_digest
 from ..executors import Dispatcher, build_executor
 from ..experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 from ..pricing import check_time_limit, estimate_cost
@@ -30,7 +31,6 @@ from ..store import (
     QueueFull,
     Store,
     StoreFault,
-    dataset_digest,
 )
 from ..types import TERMINAL_STATUSES, JobKind, JobStatus
 from .bodies import BodyParser
