@@ -66,6 +66,14 @@ DECLARED_ERRORS: dict[str, dict[str, str]] = {
     "download_result": _NO_FILTER,
     "download_model": _NO_FILTER,
     "delete_dataset": {"409": "Queued or running jobs still use the dataset."},
+    # -- uploads in parts (cnnrelax.api.uploads)
+    "create_upload": {"413": "A full part's body would pass CNNRELAX_MAX_BODY_BYTES: send fewer rows a part.",
+                      "429": "This key's incomplete uploads would pass CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY."},
+    "put_upload_part": {"409": "The part arrived before with other bytes, is being received now, or the upload is "
+                               "completed.",
+                        "413": "The body is longer than the part (by Content-Length, or as it streams in).",
+                        "507": "The server's disk is full: the part was not stored."},
+    "complete_upload": {"409": "Parts are missing (`missing_parts` lists them), or the upload is being completed."},
 }
 #: Statuses answered for any request before it reaches a route (an HTTP edge in front of the app: e.g. 408 for a
 #: slow request, 414 for a long URL, 431 for large headers), listed on every operation; none from the app itself.
