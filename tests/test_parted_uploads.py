@@ -8,6 +8,7 @@ import base64
 import hashlib
 import io
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -21,7 +22,7 @@ from cnnrelax.store import Store
 from cnnrelax_client import AsyncClient, Client
 from cnnrelax_client._uploads import dataset_sha256
 
-from conftest import ServerProcess, assert_problem, wait_job
+from conftest import PeakRss, ServerProcess, assert_problem, wait_job
 
 UPLOADS = "/v1/datasets/uploads"
 
@@ -302,3 +303,46 @@ async def test_the_async_client_uploads_in_parts(live_server: ServerProcess) -> 
     async with AsyncClient(live_server.url, timeout=30) as client:
         dataset = await client.upload_large(X, y, part_rows=16)
     assert (dataset.id, dataset.n, dataset.d) == (dataset_digest(X, y), 70, 8)
+
+
+def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(
+        start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    """Two 40 MiB parts at once, one of them chunked and held open while the other is sent: the body budget (8 MiB
+    here) charges each a fixed buffer, not five times its length (which would refuse the second with a 503 and
+    the chunked one as it grew), and the API's resident memory rises by far less than one part."""
+    MiB = 1024 * 1024
+    d, part_rows = 15, 40 * MiB // 128
+    server = start_server(env={"CNNRELAX_MAX_BODY_MEMORY_BYTES": str(8 * MiB)}, workers=1, data_dir=tmp_path / "data")
+    rng = np.random.default_rng(10)
+    X, y = rng.standard_normal((2 * part_rows, d)), rng.standard_normal(2 * part_rows)
+    bodies = [_body(X, y, index, part_rows) for index in (0, 1)]
+    other_answered = threading.Event()
+
+    def held_open() -> Iterator[bytes]:  # part 0, chunked: half now, the rest once part 1 was answered
+        half = len(bodies[0]) // 2
+        yield bodies[0][:half]
+        other_answered.wait(30)
+        for start in range(half, len(bodies[0]), MiB):
+            yield bodies[0][start:start + MiB]
+
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        upload = _create(http, 2 * part_rows, d, part_rows)
+        answers: dict[int, httpx.Response] = {}
+
+        def send_first() -> None:
+            with httpx.Client(base_url=server.url, timeout=60) as other:
+                answers[0] = _put(other, upload["id"], 0, held_open(), _digest(bodies[0]))
+
+        assert server.process is not None
+        with PeakRss(server.process.pid) as memory:
+            first = threading.Thread(target=send_first)
+            first.start()
+            time.sleep(0.5)
+            answers[1] = _put(http, upload["id"], 1, bodies[1])
+            other_answered.set()
+            first.join(60)
+        assert answers[1].status_code == 201, answers[1].text
+        assert answers[0].status_code == 201, answers[0].text
+        assert memory.rise < 16 * MiB, f"the API's RSS rose by {memory.rise / MiB:.1f} MiB for two 40 MiB parts"
+        done = http.post(f"{UPLOADS}/{upload['id']}/complete")
+        assert done.status_code == 201 and done.json()["id"] == dataset_digest(X, y)
