@@ -16,6 +16,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from ..datafiles import checked_dataset, image_set, npz_arrays, split_labels
 from ..errors import InvalidParameterError
@@ -31,6 +32,23 @@ from .views import dataset_view
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 DATASET_ID = Path(description="The dataset's sha256 id.", pattern=DATASET_ID_PATTERN)
+
+
+class DatasetIdSegment(Convertor[str]):
+    """The path segment of a dataset's id: any segment but ``uploads``, the collection of the uploads in parts
+    (``/v1/datasets/uploads``), so that a method that collection lacks is a 405 there, not a dataset id's 422.
+    A malformed id still reaches the route (a 422 naming ``dataset_id``)."""
+
+    regex = "(?!uploads(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("dataset_id", DatasetIdSegment())
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -274,7 +292,7 @@ def list_datasets(service: Service = Depends(get_service), tenant: Tenant = Depe
     return DatasetPage(items=[dataset_view(record) for record in store.list_datasets(owner=tenant.sees)])
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, summary="Get a dataset's metadata")
+@router.get("/{dataset_id:dataset_id}", response_model=DatasetOut, summary="Get a dataset's metadata")
 def get_dataset(dataset_id: str = DATASET_ID, service: Service = Depends(get_service),
                 tenant: Tenant = Depends(get_tenant)) -> DatasetOut:
     record = service.require_store().get_dataset(dataset_id, owner=tenant.sees)
@@ -283,7 +301,7 @@ def get_dataset(dataset_id: str = DATASET_ID, service: Service = Depends(get_ser
     return dataset_view(record)
 
 
-@router.delete("/{dataset_id}", status_code=204, response_class=Response, summary="Delete a dataset")
+@router.delete("/{dataset_id:dataset_id}", status_code=204, response_class=Response, summary="Delete a dataset")
 def delete_dataset(dataset_id: str = DATASET_ID, service: Service = Depends(get_service),
                    tenant: Tenant = Depends(get_tenant)) -> Response:
     """Remove a dataset (409 while queued or running solves read it)."""

@@ -37,7 +37,8 @@ class UploadShape(BaseModel):
     sha256: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
                                   description="The content digest the completed dataset must have (its id: "
                                               "sha256 of `cnnrelax-dataset-v1:{n}x{d}:`, then X's bytes, then "
-                                              "y's); completing an upload with other content is a 422.")
+                                              "y's); completing an upload with other content is a 422. Absent "
+                                              "from an answer when none was declared.")
 
 
 class UploadCreate(_Strict, UploadShape):
@@ -56,7 +57,7 @@ class UploadOut(Sent, UploadShape):
     missing_parts: list[int] = Field(description="The indexes of the parts not received yet, ascending: what to "
                                                  "send to resume the upload.")
     dataset_id: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
-                                      description="The dataset the upload became, once completed.")
+                                      description="The dataset the upload became (only once completed).")
     created_at: datetime
     expires_at: datetime = Field(description="When the upload is deleted if no part arrives before "
                                              "(CNNRELAX_UPLOAD_EXPIRY_S after its last part).")

@@ -74,10 +74,10 @@ PART_BODY = {
                    "number little-endian IEEE 754 binary64: exactly rows (d + 1) 8 bytes.",
     "content": {PART_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
 }
-DIGEST_HEADER = Header(alias="Content-Digest", min_length=1, max_length=1024,
+#: ``Content-Digest`` (RFC 9530) as a part takes it: one ``sha-256`` member, the 32 bytes in base64 (RFC 8941).
+CONTENT_DIGEST_PATTERN = r"^sha-256=:([A-Za-z0-9+/]{43}=):$"
+DIGEST_HEADER = Header(alias="Content-Digest", pattern=CONTENT_DIGEST_PATTERN,
                        description="The SHA-256 of the body (RFC 9530): `sha-256=:<base64 of the 32 bytes>:`.")
-#: The ``sha-256`` member of a ``Content-Digest`` dictionary (RFC 9530, RFC 8941 byte sequence).
-SHA256_MEMBER = re.compile(r"(?:^|,)\s*sha-256\s*=\s*:([A-Za-z0-9+/]+=*):\s*(?:;[^,]*)?(?=,|$)")
 
 
 def streamed_body_cost(scope: dict[str, Any]) -> int | None:
@@ -182,6 +182,7 @@ def quota_error(exc: UploadQuotaFull) -> ApiError:
 
 
 @router.post("", status_code=201, response_model=UploadOut, summary="Start an upload in parts",
+             response_model_exclude_none=True,  # no dataset_id before completion, no sha256 undeclared
              responses={201: {"headers": {"Location": {"description": "The upload's URL.",
                                                        "schema": {"type": "string"}}}}})
 def create_upload(request: UploadCreate, response: Response, service: Service = Depends(get_service),
@@ -199,14 +200,15 @@ def create_upload(request: UploadCreate, response: Response, service: Service = 
     return upload_view(upload, {})
 
 
-@router.get("", response_model=UploadPage, summary="List uploads in parts")
+@router.get("", response_model=UploadPage, summary="List uploads in parts", response_model_exclude_none=True)
 def list_uploads(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> UploadPage:
     store = service.require_store()
     return UploadPage(items=[upload_view(upload, store.upload_part_digests(upload.id))
                              for upload in store.list_uploads(owner=tenant.sees)])
 
 
-@router.get("/{upload_id}", response_model=UploadOut, summary="An upload in parts, with its missing parts")
+@router.get("/{upload_id}", response_model=UploadOut, summary="An upload in parts, with its missing parts",
+            response_model_exclude_none=True)
 def get_upload(upload_id: str = UPLOAD_ID, service: Service = Depends(get_service),
                tenant: Tenant = Depends(get_tenant)) -> UploadOut:
     """The upload: the parts received and those missing (send these to resume)."""
@@ -227,7 +229,7 @@ def abort_upload(upload_id: str = UPLOAD_ID, service: Service = Depends(get_serv
 # -- parts ------------------------------------------------------------------------------------------
 def part_digest(header: str) -> str:
     """The hex SHA-256 a ``Content-Digest`` header states; 422 naming the header when it states none."""
-    match = SHA256_MEMBER.search(header)
+    match = re.fullmatch(CONTENT_DIGEST_PATTERN, header)
     raw = b""
     if match is not None:
         with contextlib.suppress(binascii.Error, ValueError):
