@@ -10,11 +10,13 @@ import io
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import httpx
 import numpy as np
+import pytest
 
 from cnnrelax import SolveOptions, make_problem, solve
 from cnnrelax.dataset_files import dataset_array_paths, dataset_digest
@@ -204,33 +206,6 @@ def test_digests_are_checked_per_part_and_for_the_whole(http: httpx.Client) -> N
     assert http.post(f"{UPLOADS}/{right['id']}/complete").json()["id"] == dataset_digest(X, y)
 
 
-def test_a_crash_between_parts_loses_no_acknowledged_part(start_server: Callable[..., ServerProcess],
-                                                          tmp_path: Path) -> None:
-    X, y = _data(seed=6, n=120)
-    server = start_server(env={"CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY": str(2 * 120 * 9 * 8)}, workers=1,
-                          data_dir=tmp_path / "data")
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        upload = _create(http, 120, 8, 30)
-        for index in (2, 0):
-            assert _put(http, upload["id"], index, _body(X, y, index, 30)).status_code == 201
-        over_quota = http.post(UPLOADS, json={"n": 200, "d": 8, "part_rows": 50})
-        problem = assert_problem(over_quota, 429)
-        assert problem["setting"] == "CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY" and "retry-after" in over_quota.headers
-    server.kill()  # SIGKILL: no shutdown, nothing flushed on the way out
-    server.start()
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        status = http.get(f"{UPLOADS}/{upload['id']}").json()
-        assert (status["status"], status["missing_parts"]) == ("receiving", [1, 3])
-        assert _put(http, upload["id"], 2, _body(X, y, 2, 30)).status_code == 200  # as acknowledged before
-        for index in status["missing_parts"]:
-            assert _put(http, upload["id"], index, _body(X, y, index, 30)).status_code == 201
-        dataset = http.post(f"{UPLOADS}/{upload['id']}/complete").json()
-        assert dataset["id"] == dataset_digest(X, y)
-        result = _solve(http, dataset["id"])
-    reference = solve(make_problem(X, y, k=2), SolveOptions(trials=3, seed=1))  # what one body solves to
-    np.testing.assert_allclose(result["w"], reference.w, rtol=1e-9, atol=1e-12)
-
-
 def test_expired_uploads_are_purged(tmp_path: Path) -> None:
     store = Store(tmp_path)
     kept = store.create_upload("a", 10, 2, 5, None, expires_at=time.time() + 60)
@@ -240,36 +215,6 @@ def test_expired_uploads_are_purged(tmp_path: Path) -> None:
     assert store.get_upload(gone.id) is None and not store.upload_files(gone).folder.exists()
     assert store.get_upload(kept.id) is not None and store.upload_files(kept).exists()
     store.close()
-
-
-def test_datasets_stored_as_npz_before_still_load(start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
-    """A data dir from before the .npy layout: its <id>.npz is read as it is (no migration), solved, downloaded;
-    dataset_array_paths writes its .npy files once when a chunked reader asks."""
-    X, y = _data(seed=7, n=90)
-    data_dir = tmp_path / "old"
-    Store(data_dir).close()
-    dataset_id = dataset_digest(X, y)
-    np.savez_compressed(data_dir / "datasets" / f"{dataset_id}.npz", X=X, y=y)  # as the store wrote them
-    db = sqlite3.connect(data_dir / "cnnrelax.sqlite3")
-    with db:
-        db.execute("INSERT INTO datasets (id, n, d, size_bytes, source, created_at, y_min, y_min_index) "
-                   "VALUES (?, 90, 8, 1, 'npz', ?, ?, ?)", (dataset_id, time.time(), float(y.min()), int(y.argmin())))
-        db.execute("INSERT INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
-                   "VALUES (?, 'anonymous', ?, ?)", (dataset_id, time.time(), time.time()))
-    db.close()
-    server = start_server(workers=1, data_dir=data_dir)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
-        assert http.get(f"/v1/datasets/{dataset_id}").json()["n"] == 90
-        with np.load(io.BytesIO(http.get(f"/v1/datasets/{dataset_id}/data.npz").content)) as archive:
-            np.testing.assert_array_equal(archive["X"], X)
-        result = _solve(http, dataset_id)
-    np.testing.assert_allclose(result["w"], solve(make_problem(X, y, k=2), SolveOptions(trials=3, seed=1)).w,
-                               rtol=1e-9, atol=1e-12)
-    server.stop()
-    paths = dataset_array_paths(data_dir, dataset_id)
-    mapped = np.load(paths.X, mmap_mode="r")
-    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, X)
-    np.testing.assert_array_equal(np.load(paths.y), y)
 
 
 def test_the_client_uploads_a_memory_mapped_array_in_parts_and_resumes(live_server: ServerProcess,
@@ -305,14 +250,68 @@ async def test_the_async_client_uploads_in_parts(live_server: ServerProcess) -> 
     assert (dataset.id, dataset.n, dataset.d) == (dataset_digest(X, y), 70, 8)
 
 
+# -- one server of its own (settings of its own, a data dir from before the .npy layout), killed last ----------
+MiB = 1024 * 1024
+#: Incomplete uploads one key may hold on that server: 100 MiB.
+QUOTA = 100 * MiB
+
+
+@dataclass
+class Legacy:
+    """A dataset stored as the store wrote them before the .npy layout: one <id>.npz and its rows."""
+
+    X: np.ndarray
+    y: np.ndarray
+    id: str
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Legacy]]:
+    """A server with an 8 MiB body-memory budget and a 100 MiB upload quota, on a data dir that holds a dataset
+    stored before datasets were directories (its <id>.npz, its rows, as the store wrote them)."""
+    data_dir = tmp_path_factory.mktemp("own") / "data"
+    Store(data_dir).close()
+    X, y = _data(seed=7, n=90)
+    legacy = Legacy(X, y, dataset_digest(X, y))
+    np.savez_compressed(data_dir / "datasets" / f"{legacy.id}.npz", X=X, y=y)
+    db = sqlite3.connect(data_dir / "cnnrelax.sqlite3")
+    with db:
+        db.execute("INSERT INTO datasets (id, n, d, size_bytes, source, created_at, y_min, y_min_index) "
+                   "VALUES (?, 90, 8, 1, 'npz', ?, ?, ?)", (legacy.id, time.time(), float(y.min()), int(y.argmin())))
+        db.execute("INSERT INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
+                   "VALUES (?, 'anonymous', ?, ?)", (legacy.id, time.time(), time.time()))
+    db.close()
+    server = ServerProcess(data_dir, workers=1, env={"CNNRELAX_MAX_BODY_MEMORY_BYTES": str(8 * MiB),
+                                                     "CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY": str(QUOTA)}).start()
+    yield server, legacy
+    server.stop()
+
+
+def test_datasets_stored_as_npz_before_still_load(own_server: tuple[ServerProcess, Legacy]) -> None:
+    """A data dir from before the .npy layout: its <id>.npz is read as it is (no migration), solved, downloaded;
+    dataset_array_paths writes its .npy files once when a chunked reader asks."""
+    server, legacy = own_server
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert http.get(f"/v1/datasets/{legacy.id}").json()["n"] == 90
+        with np.load(io.BytesIO(http.get(f"/v1/datasets/{legacy.id}/data.npz").content)) as archive:
+            np.testing.assert_array_equal(archive["X"], legacy.X)
+        result = _solve(http, legacy.id)
+    reference = solve(make_problem(legacy.X, legacy.y, k=2), SolveOptions(trials=3, seed=1))
+    np.testing.assert_allclose(result["w"], reference.w, rtol=1e-9, atol=1e-12)
+    paths = dataset_array_paths(server.data_dir, legacy.id)
+    mapped = np.load(paths.X, mmap_mode="r")
+    assert isinstance(mapped, np.memmap) and np.array_equal(mapped, legacy.X)
+    np.testing.assert_array_equal(np.load(paths.y), legacy.y)
+    assert (server.data_dir / "datasets" / f"{legacy.id}.npz").exists()  # kept until the dataset is deleted
+
+
 def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(
-        start_server: Callable[..., ServerProcess], tmp_path: Path) -> None:
-    """Two 40 MiB parts at once, one of them chunked and held open while the other is sent: the body budget (8 MiB
+        own_server: tuple[ServerProcess, Legacy]) -> None:
+    """Two 32 MiB parts at once, one of them chunked and held open while the other is sent: the body budget (8 MiB
     here) charges each a fixed buffer, not five times its length (which would refuse the second with a 503 and
     the chunked one as it grew), and the API's resident memory rises by far less than one part."""
-    MiB = 1024 * 1024
-    d, part_rows = 15, 40 * MiB // 128
-    server = start_server(env={"CNNRELAX_MAX_BODY_MEMORY_BYTES": str(8 * MiB)}, workers=1, data_dir=tmp_path / "data")
+    server, _ = own_server
+    d, part_rows = 15, 32 * MiB // 128
     rng = np.random.default_rng(10)
     X, y = rng.standard_normal((2 * part_rows, d)), rng.standard_normal(2 * part_rows)
     bodies = [_body(X, y, index, part_rows) for index in (0, 1)]
@@ -343,6 +342,32 @@ def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(
             first.join(60)
         assert answers[1].status_code == 201, answers[1].text
         assert answers[0].status_code == 201, answers[0].text
-        assert memory.rise < 16 * MiB, f"the API's RSS rose by {memory.rise / MiB:.1f} MiB for two 40 MiB parts"
+        assert memory.rise < 12 * MiB, f"the API's RSS rose by {memory.rise / MiB:.1f} MiB for two 32 MiB parts"
         done = http.post(f"{UPLOADS}/{upload['id']}/complete")
         assert done.status_code == 201 and done.json()["id"] == dataset_digest(X, y)
+
+
+def test_a_crash_between_parts_loses_no_acknowledged_part(own_server: tuple[ServerProcess, Legacy]) -> None:
+    X, y = _data(seed=6, n=120)
+    server, _ = own_server
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        upload = _create(http, 120, 8, 30)
+        for index in (2, 0):
+            assert _put(http, upload["id"], index, _body(X, y, index, 30)).status_code == 201
+        over_quota = http.post(UPLOADS, json={"n": 1_500_000, "d": 8, "part_rows": 10_000})  # 108 MB more
+        problem = assert_problem(over_quota, 429)
+        assert problem["setting"] == "CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY" and problem["limit"] == QUOTA
+        assert "retry-after" in over_quota.headers
+    server.kill()  # SIGKILL: no shutdown, nothing flushed on the way out
+    server.start()
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        status = http.get(f"{UPLOADS}/{upload['id']}").json()
+        assert (status["status"], status["missing_parts"]) == ("receiving", [1, 3])
+        assert _put(http, upload["id"], 2, _body(X, y, 2, 30)).status_code == 200  # as acknowledged before
+        for index in status["missing_parts"]:
+            assert _put(http, upload["id"], index, _body(X, y, index, 30)).status_code == 201
+        dataset = http.post(f"{UPLOADS}/{upload['id']}/complete").json()
+        assert dataset["id"] == dataset_digest(X, y)
+        result = _solve(http, dataset["id"])
+    reference = solve(make_problem(X, y, k=2), SolveOptions(trials=3, seed=1))  # what one body solves to
+    np.testing.assert_allclose(result["w"], reference.w, rtol=1e-9, atol=1e-12)
