@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from cnnrelax import SolveOptions, make_problem, solve
-from cnnrelax.dataset_files import dataset_array_paths, dataset_digest
+from cnnrelax.dataset_files import adopt_dataset_dir, dataset_array_paths, dataset_digest
 from cnnrelax.store import Store
 from cnnrelax_client import AsyncClient, Client
 from cnnrelax_client._uploads import dataset_sha256
@@ -263,6 +263,8 @@ class Legacy:
     X: np.ndarray
     y: np.ndarray
     id: str
+    #: An upload cut short in its completion (its id, its dataset's id): :func:`_half_completed_upload`.
+    half_done: tuple[str, str] = ("", "")
 
 
 @pytest.fixture(scope="module")
@@ -281,10 +283,30 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
         db.execute("INSERT INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
                    "VALUES (?, 'anonymous', ?, ?)", (legacy.id, time.time(), time.time()))
     db.close()
+    half_done = _half_completed_upload(data_dir)
     server = ServerProcess(data_dir, workers=1, env={"CNNRELAX_MAX_BODY_MEMORY_BYTES": str(8 * MiB),
                                                      "CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY": str(QUOTA)}).start()
-    yield server, legacy
+    yield server, Legacy(X, y, legacy.id, half_done)
     server.stop()
+
+
+def _half_completed_upload(data_dir: Path) -> tuple[str, str]:
+    """An upload whose completion was cut short by a crash right after its files became the dataset's directory
+    (verified, renamed; no dataset row yet): made with the store's own calls. Its id and its dataset's."""
+    store = Store(data_dir)
+    X, y = _data(seed=11, n=50)
+    upload = store.create_upload("anonymous", 50, 8, 25, None, expires_at=time.time() + 600)
+    files = store.upload_files(upload)
+    for index in (0, 1):
+        body = _body(X, y, index, 25)
+        with files.sink(25 * index, 25) as sink:
+            sink.write(body)
+            store.record_upload_part(upload.id, index, sink.finish(), len(body), time.time() + 600)
+    dataset_id = dataset_digest(X, y)
+    store.verify_upload(upload.id, dataset_id)
+    adopt_dataset_dir(files.folder, data_dir / "datasets" / dataset_id)
+    store.close()
+    return upload.id, dataset_id
 
 
 def test_datasets_stored_as_npz_before_still_load(own_server: tuple[ServerProcess, Legacy]) -> None:
@@ -303,6 +325,20 @@ def test_datasets_stored_as_npz_before_still_load(own_server: tuple[ServerProces
     assert isinstance(mapped, np.memmap) and np.array_equal(mapped, legacy.X)
     np.testing.assert_array_equal(np.load(paths.y), legacy.y)
     assert (server.data_dir / "datasets" / f"{legacy.id}.npz").exists()  # kept until the dataset is deleted
+
+
+def test_a_completion_cut_short_by_a_crash_completes_again(own_server: tuple[ServerProcess, Legacy]) -> None:
+    server, legacy = own_server
+    upload_id, dataset_id = legacy.half_done
+    with httpx.Client(base_url=server.url, timeout=60) as http:
+        assert_problem(http.get(f"/v1/datasets/{dataset_id}"), 404)  # its files are there, its row is not
+        done = http.post(f"{UPLOADS}/{upload_id}/complete")
+        assert done.status_code == 201, done.text
+        assert done.json()["id"] == dataset_id and done.json()["source"] == "parts"
+        X, y = _data(seed=11, n=50)
+        with np.load(io.BytesIO(http.get(f"/v1/datasets/{dataset_id}/data.npz").content)) as archive:
+            np.testing.assert_array_equal(archive["X"], X)
+            np.testing.assert_array_equal(archive["y"], y)
 
 
 def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(

@@ -17,8 +17,8 @@ Uploads in parts (``/v1/datasets/uploads``) preallocate the same two files in
 ``[i * part_rows, min(n, (i + 1) * part_rows))``, its body those rows of ``X`` (``rows * d`` float64) followed
 by their labels (``rows`` float64), written at their offsets as they stream in (:class:`PartSink`) and fsynced
 before the part is acknowledged. Completing the upload reads both files once in chunks
-(:func:`scan_dataset`: the content digest, finiteness, the smallest label) and renames the directory to the
-dataset's.
+(:func:`scan_dataset`: the content digest, finiteness, the smallest label; plain reads into one buffer) and renames
+the directory to the dataset's.
 """
 
 from __future__ import annotations
@@ -287,27 +287,56 @@ class DatasetScan:
     y_min_index: int
 
 
-def _chunks(array: np.ndarray, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-    for start in range(0, array.shape[0], rows):
-        yield start, array[start:start + rows]
+def _npy_layout(path: Path) -> tuple[tuple[int, ...], int]:
+    """The shape of a stored ``.npy`` file and where its data starts (the length of its header)."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(handle)
+        if fortran or dtype != STORED_DTYPE:
+            raise ValueError(f"{path} is not a C-order little-endian float64 array ({dtype}, fortran={fortran})")
+        return tuple(int(v) for v in shape), handle.tell()
 
 
-def scan_dataset(X: np.ndarray, y: np.ndarray) -> DatasetScan:
-    """The content digest (as :func:`dataset_digest`), the first non-finite rows and the smallest label of a
-    (memory-mapped) dataset, reading ``X`` :data:`SCAN_CHUNK_BYTES` at a time."""
-    rows = max(1, SCAN_CHUNK_BYTES // (8 * max(int(X.shape[1]), 1)))
-    digest = hashlib.sha256(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
+def _blocks(path: Path, chunk_bytes: int = SCAN_CHUNK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+    """A stored ``.npy`` file's rows, a block at a time: ``(first row, rows)``, read by ``read(2)`` into one buffer
+    that is reused (each block is valid until the next; the page cache holds the file, not this process)."""
+    shape, offset = _npy_layout(path)
+    width = int(np.prod(shape[1:], dtype=np.int64)) if len(shape) > 1 else 1
+    rows = max(1, chunk_bytes // (STORED_DTYPE.itemsize * width))
+    buffer = bytearray(rows * width * STORED_DTYPE.itemsize)
+    with open(path, "rb", buffering=0) as handle:
+        handle.seek(offset)
+        for start in range(0, shape[0], rows):
+            count = min(rows, shape[0] - start)
+            view = memoryview(buffer)[:count * width * STORED_DTYPE.itemsize]
+            filled = 0
+            while filled < len(view):
+                got = handle.readinto(view[filled:])
+                if not got:
+                    raise EOFError(f"{path} ends before its {shape[0]} rows")
+                filled += got
+            block = np.frombuffer(buffer, dtype=STORED_DTYPE, count=count * width)
+            yield start, block.reshape((count, *shape[1:]))
+
+
+def scan_dataset(folder: Path) -> DatasetScan:
+    """The content digest (as :func:`dataset_digest`), the first non-finite rows and the smallest label of the
+    dataset stored in ``folder`` (``X.npy``, ``y.npy``), reading each file once, :data:`SCAN_CHUNK_BYTES` at a time
+    (file reads into one buffer, not a memory map: the API process's resident memory stays one buffer)."""
+    (n, d), _ = _npy_layout(folder / X_FILE)
+    digest = hashlib.sha256(f"cnnrelax-dataset-v1:{n}x{d}:".encode())
     bad_x: int | None = None
-    for start, block in _chunks(X, rows):
-        digest.update(np.ascontiguousarray(block).data.cast("B"))
+    for start, block in _blocks(folder / X_FILE):
+        digest.update(block.data.cast("B"))
         if bad_x is None:
             finite = np.isfinite(block).all(axis=1)
             if not finite.all():
                 bad_x = start + int(np.argmin(finite))
     bad_y: int | None = None
     y_min, y_min_index = float("inf"), 0
-    for start, block in _chunks(y, rows):
-        digest.update(np.ascontiguousarray(block).data.cast("B"))
+    for start, block in _blocks(folder / Y_FILE):
+        digest.update(block.data.cast("B"))
         finite = np.isfinite(block)
         if bad_y is None and not finite.all():
             bad_y = start + int(np.argmin(finite))
@@ -318,17 +347,6 @@ def scan_dataset(X: np.ndarray, y: np.ndarray) -> DatasetScan:
 
 
 # -- uploads in parts -----------------------------------------------------------------------------
-def _data_offset(path: Path) -> int:
-    """Where the data of a ``.npy`` file starts (the length of its header)."""
-    with open(path, "rb") as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            np.lib.format.read_array_header_1_0(handle)
-        else:
-            np.lib.format.read_array_header_2_0(handle)
-        return handle.tell()
-
-
 @dataclass(frozen=True)
 class UploadFiles:
     """The two preallocated files of an upload in parts: ``folder/X.npy`` (``n x d``) and ``folder/y.npy``."""
@@ -368,10 +386,6 @@ class UploadFiles:
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """Both files memory-mapped, read-only."""
-        return load_dataset_file(self.folder)
-
     def sink(self, first_row: int, rows: int) -> "PartSink":
         """A writer of the part holding ``rows`` rows from ``first_row``."""
         return PartSink(self, first_row, rows)
@@ -401,8 +415,8 @@ class PartSink:
         self._descriptors: tuple[int, int] | None = None
         self._x_at = self._y_at = 0
         if write:
-            self._x_at = _data_offset(files.x_path) + first_row * files.d * STORED_DTYPE.itemsize
-            self._y_at = _data_offset(files.y_path) + first_row * STORED_DTYPE.itemsize
+            self._x_at = _npy_layout(files.x_path)[1] + first_row * files.d * STORED_DTYPE.itemsize
+            self._y_at = _npy_layout(files.y_path)[1] + first_row * STORED_DTYPE.itemsize
             self._descriptors = (os.open(files.x_path, os.O_WRONLY), os.open(files.y_path, os.O_WRONLY))
 
     def write(self, chunk: bytes) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import re
 import threading
 import time
@@ -34,7 +35,7 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..dataset_files import PartSink, PartTooLarge, load_dataset_file, scan_dataset
+from ..dataset_files import PartSink, PartTooLarge, dataset_stored, scan_dataset
 from ..specs import LimitExceeded
 from ..store import UPLOAD_COMPLETED, DatasetRecord, Store, UploadQuotaFull, UploadRecord
 from .dependencies import Tenant, get_service, get_tenant
@@ -350,15 +351,18 @@ def _make_dataset(service: Service, upload: UploadRecord) -> tuple[DatasetOut, b
                             "(PUT .../parts/{index}), then complete again.", title="Parts missing",
                        parameter="parts", missing_parts=missing)
     files = store.upload_files(upload)
+    known = None if upload.dataset_id is None else store.get_dataset(upload.dataset_id)
+    if not files.exists() and known is not None:  # verified and stored before a crash: only the grant is left
+        stored, created = store.complete_upload(upload, dataclasses.replace(known, source="parts"))
+        return dataset_view(stored), created
     if files.exists():
-        X, y = files.arrays()
-    elif upload.dataset_id is not None:  # verified, and moved before a crash: finish the rest
-        X, y = load_dataset_file(store.dataset_path(upload.dataset_id))
+        folder = files.folder
+    elif upload.dataset_id is not None and dataset_stored(store.dataset_dir, upload.dataset_id):
+        folder = store.dataset_path(upload.dataset_id)  # verified, and moved before a crash: finish the rest
     else:
         raise ApiError(409, f"The files of upload {upload.id} are gone; abort it and upload again.",
                        title="Upload lost", parameter="upload_id")
-    scan = scan_dataset(X, y)
-    del X, y
+    scan = scan_dataset(folder)
     for name, row in (("X", scan.bad_x_row), ("y", scan.bad_y_row)):
         if row is not None:
             part = row // upload.part_rows
