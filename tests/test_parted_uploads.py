@@ -243,6 +243,32 @@ def test_the_client_uploads_a_memory_mapped_array_in_parts_and_resumes(live_serv
         assert sorted(sent) == ["0", "1", "2", "3"] and fresh.id == dataset_digest(X, 2 * y)
 
 
+class DropsOnePart(httpx.HTTPTransport):
+    """A real transport that loses the connection once, on the first PUT of part ``index`` (after the server
+    stored it or not: ``stored`` says which)."""
+
+    def __init__(self, index: int, stored: bool) -> None:
+        super().__init__()
+        self.index, self.stored, self.dropped = index, stored, False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.dropped and request.method == "PUT" and request.url.path.endswith(f"/parts/{self.index}"):
+            self.dropped = True
+            if self.stored:
+                super().handle_request(request).close()
+            raise httpx.ConnectError("connection lost", request=request)
+        return super().handle_request(request)
+
+
+def test_the_client_resumes_after_a_lost_connection(live_server: ServerProcess) -> None:
+    X, y = _data(seed=12, n=90)
+    for stored in (False, True):
+        transport = DropsOnePart(index=1, stored=stored)
+        with Client(live_server.url, timeout=30, transport=transport) as client:
+            dataset = client.upload_large(X, y + stored, part_rows=30)
+        assert transport.dropped and dataset.id == dataset_digest(X, y + stored)
+
+
 async def test_the_async_client_uploads_in_parts(live_server: ServerProcess) -> None:
     X, y = _data(seed=9, n=70)
     async with AsyncClient(live_server.url, timeout=30) as client:
