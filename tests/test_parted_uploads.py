@@ -20,7 +20,7 @@ import pytest
 
 from cnnrelax import SolveOptions, make_problem, solve
 from cnnrelax.dataset_files import adopt_dataset_dir, dataset_array_paths, dataset_digest
-from cnnrelax.store import Store
+from cnnrelax.store import Store, owner_id
 from cnnrelax_client import AsyncClient, Client
 from cnnrelax_client._uploads import dataset_sha256
 
@@ -104,9 +104,7 @@ def test_parts_in_any_order_make_the_dataset_of_one_body(http: httpx.Client) -> 
     with np.load(io.BytesIO(http.get(f"/v1/datasets/{dataset['id']}/data.npz").content)) as archive:
         np.testing.assert_array_equal(archive["X"], X)
         np.testing.assert_array_equal(archive["y"], y)
-    result = _solve(http, dataset["id"])
-    reference = solve(make_problem(X, y, k=2), SolveOptions(trials=3, seed=1))
-    np.testing.assert_allclose(result["w"], reference.w, rtol=1e-9, atol=1e-12)
+    # (a solve on a dataset made of parts: test_a_crash_between_parts_loses_no_acknowledged_part)
 
 
 def test_a_part_sent_again_is_idempotent_with_its_bytes_and_a_conflict_with_others(http: httpx.Client) -> None:
@@ -280,6 +278,12 @@ async def test_the_async_client_uploads_in_parts(live_server: ServerProcess) -> 
 MiB = 1024 * 1024
 #: Incomplete uploads one key may hold on that server: 100 MiB.
 QUOTA = 100 * MiB
+#: Its two API keys (tenants).
+ALICE, BOB = "alice-uploads-key", "bob-uploads-key"
+
+
+def _keyed(server: ServerProcess, key: str = ALICE) -> httpx.Client:
+    return httpx.Client(base_url=server.url, timeout=60, headers={"X-API-Key": key})
 
 
 @dataclass
@@ -295,8 +299,9 @@ class Legacy:
 
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, Legacy]]:
-    """A server with an 8 MiB body-memory budget and a 100 MiB upload quota, on a data dir that holds a dataset
-    stored before datasets were directories (its <id>.npz, its rows, as the store wrote them)."""
+    """A server with two API keys, an 8 MiB body-memory budget and a 100 MiB upload quota, on a data dir that holds
+    a dataset stored before datasets were directories (its <id>.npz, its rows, as the store wrote them) and an
+    upload whose completion a crash cut short."""
     data_dir = tmp_path_factory.mktemp("own") / "data"
     Store(data_dir).close()
     X, y = _data(seed=7, n=90)
@@ -307,11 +312,12 @@ def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Serve
         db.execute("INSERT INTO datasets (id, n, d, size_bytes, source, created_at, y_min, y_min_index) "
                    "VALUES (?, 90, 8, 1, 'npz', ?, ?, ?)", (legacy.id, time.time(), float(y.min()), int(y.argmin())))
         db.execute("INSERT INTO dataset_owners (dataset_id, owner, created_at, last_used_at) "
-                   "VALUES (?, 'anonymous', ?, ?)", (legacy.id, time.time(), time.time()))
+                   "VALUES (?, ?, ?, ?)", (legacy.id, owner_id(ALICE), time.time(), time.time()))
     db.close()
     half_done = _half_completed_upload(data_dir)
     server = ServerProcess(data_dir, workers=1, env={"CNNRELAX_MAX_BODY_MEMORY_BYTES": str(8 * MiB),
-                                                     "CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY": str(QUOTA)}).start()
+                                                     "CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY": str(QUOTA),
+                                                     "CNNRELAX_API_KEYS": f"{ALICE},{BOB}"}).start()
     yield server, Legacy(X, y, legacy.id, half_done)
     server.stop()
 
@@ -321,7 +327,7 @@ def _half_completed_upload(data_dir: Path) -> tuple[str, str]:
     (verified, renamed; no dataset row yet): made with the store's own calls. Its id and its dataset's."""
     store = Store(data_dir)
     X, y = _data(seed=11, n=50)
-    upload = store.create_upload("anonymous", 50, 8, 25, None, expires_at=time.time() + 600)
+    upload = store.create_upload(owner_id(ALICE), 50, 8, 25, None, expires_at=time.time() + 600)
     files = store.upload_files(upload)
     for index in (0, 1):
         body = _body(X, y, index, 25)
@@ -339,7 +345,7 @@ def test_datasets_stored_as_npz_before_still_load(own_server: tuple[ServerProces
     """A data dir from before the .npy layout: its <id>.npz is read as it is (no migration), solved, downloaded;
     dataset_array_paths writes its .npy files once when a chunked reader asks."""
     server, legacy = own_server
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with _keyed(server) as http:
         assert http.get(f"/v1/datasets/{legacy.id}").json()["n"] == 90
         with np.load(io.BytesIO(http.get(f"/v1/datasets/{legacy.id}/data.npz").content)) as archive:
             np.testing.assert_array_equal(archive["X"], legacy.X)
@@ -356,7 +362,7 @@ def test_datasets_stored_as_npz_before_still_load(own_server: tuple[ServerProces
 def test_a_completion_cut_short_by_a_crash_completes_again(own_server: tuple[ServerProcess, Legacy]) -> None:
     server, legacy = own_server
     upload_id, dataset_id = legacy.half_done
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with _keyed(server) as http:
         assert_problem(http.get(f"/v1/datasets/{dataset_id}"), 404)  # its files are there, its row is not
         done = http.post(f"{UPLOADS}/{upload_id}/complete")
         assert done.status_code == 201, done.text
@@ -365,6 +371,25 @@ def test_a_completion_cut_short_by_a_crash_completes_again(own_server: tuple[Ser
         with np.load(io.BytesIO(http.get(f"/v1/datasets/{dataset_id}/data.npz").content)) as archive:
             np.testing.assert_array_equal(archive["X"], X)
             np.testing.assert_array_equal(archive["y"], y)
+
+
+def test_an_upload_is_its_keys_alone(own_server: tuple[ServerProcess, Legacy]) -> None:
+    server, _ = own_server
+    X, y = _data(seed=13, n=40)
+    with _keyed(server, ALICE) as alice, _keyed(server, BOB) as bob:
+        upload = _create(alice, 40, 8, 20)
+        path = f"{UPLOADS}/{upload['id']}"
+        assert assert_problem(bob.get(path), 404)["parameter"] == "upload_id"
+        assert_problem(_put(bob, upload["id"], 0, _body(X, y, 0, 20)), 404)
+        assert_problem(bob.post(f"{path}/complete"), 404)
+        assert_problem(bob.delete(path), 404)
+        assert upload["id"] not in {item["id"] for item in bob.get(UPLOADS).json()["items"]}
+        for index in (0, 1):
+            assert _put(alice, upload["id"], index, _body(X, y, index, 20)).status_code == 201
+        dataset = alice.post(f"{path}/complete").json()
+        assert alice.get(f"/v1/datasets/{dataset['id']}").status_code == 200
+        assert_problem(bob.get(f"/v1/datasets/{dataset['id']}"), 404)  # the dataset is Alice's too
+        assert_problem(httpx.get(f"{server.url}{UPLOADS}"), 401)
 
 
 def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(
@@ -386,12 +411,12 @@ def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(
         for start in range(half, len(bodies[0]), MiB):
             yield bodies[0][start:start + MiB]
 
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with _keyed(server) as http:
         upload = _create(http, 2 * part_rows, d, part_rows)
         answers: dict[int, httpx.Response] = {}
 
         def send_first() -> None:
-            with httpx.Client(base_url=server.url, timeout=60) as other:
+            with _keyed(server) as other:
                 answers[0] = _put(other, upload["id"], 0, held_open(), _digest(bodies[0]))
 
         assert server.process is not None
@@ -412,7 +437,7 @@ def test_parts_stream_to_disk_in_bounded_memory_and_are_charged_a_buffer(
 def test_a_crash_between_parts_loses_no_acknowledged_part(own_server: tuple[ServerProcess, Legacy]) -> None:
     X, y = _data(seed=6, n=120)
     server, _ = own_server
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with _keyed(server) as http:
         upload = _create(http, 120, 8, 30)
         for index in (2, 0):
             assert _put(http, upload["id"], index, _body(X, y, index, 30)).status_code == 201
@@ -422,7 +447,7 @@ def test_a_crash_between_parts_loses_no_acknowledged_part(own_server: tuple[Serv
         assert "retry-after" in over_quota.headers
     server.kill()  # SIGKILL: no shutdown, nothing flushed on the way out
     server.start()
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with _keyed(server) as http:
         status = http.get(f"{UPLOADS}/{upload['id']}").json()
         assert (status["status"], status["missing_parts"]) == ("receiving", [1, 3])
         assert _put(http, upload["id"], 2, _body(X, y, 2, 30)).status_code == 200  # as acknowledged before
