@@ -49,6 +49,11 @@ STORED_DTYPE = np.dtype("<f8")
 TEMPORARY_SUFFIX = ".tmp"
 
 
+def row_bytes(d: int) -> int:
+    """Bytes of one row of a dataset with its label: ``d + 1`` float64 (a part's body holds ``rows`` of them)."""
+    return (d + 1) * STORED_DTYPE.itemsize
+
+
 def is_dataset_id(text: str) -> bool:
     """A dataset id is 64 lower-case hex digits (a SHA-256)."""
     return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
@@ -409,7 +414,7 @@ class PartSink:
     def __init__(self, files: UploadFiles, first_row: int, rows: int, write: bool = True) -> None:
         self.files = files
         self.x_bytes = rows * files.d * STORED_DTYPE.itemsize
-        self.expected = self.x_bytes + rows * STORED_DTYPE.itemsize
+        self.expected = rows * row_bytes(files.d)
         self.received = 0
         self.hash = hashlib.sha256()
         self._descriptors: tuple[int, int] | None = None

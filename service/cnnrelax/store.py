@@ -59,6 +59,7 @@ from .dataset_files import (
     dataset_stored,
     remove_dataset_files,
     remove_temporary,
+    row_bytes,
     stored_size_bytes,
     write_dataset_dir,
 )
@@ -373,12 +374,16 @@ class UploadRecord:
     @property
     def size_bytes(self) -> int:
         """The bytes of the whole upload: ``X`` and ``y`` as float64."""
-        return self.n * (self.d + 1) * 8
+        return self.n * row_bytes(self.d)
 
     def part_span(self, index: int) -> tuple[int, int]:
         """The first row and the number of rows of part ``index``."""
         first = index * self.part_rows
         return first, min(self.part_rows, self.n - first)
+
+    def part_bytes(self, index: int) -> int:
+        """The length of part ``index``'s body."""
+        return self.part_span(index)[1] * row_bytes(self.d)
 
 
 class UploadQuotaFull(Exception):
@@ -1001,11 +1006,15 @@ class Store:
         """The files of an upload."""
         return UploadFiles.under(self.dataset_dir, upload.id, upload.n, upload.d)
 
+    @staticmethod
+    def _uploads_held_bytes(db: sqlite3.Connection, owner: str) -> int:
+        # UploadRecord.size_bytes, summed in SQL: n rows of (d + 1) float64
+        return int(db.execute("SELECT coalesce(sum(n * (d + 1) * 8), 0) FROM uploads WHERE owner = ? AND status = ?",
+                              (owner, UPLOAD_RECEIVING)).fetchone()[0])
+
     def uploads_held_bytes(self, owner: str) -> int:
         """Bytes of ``owner``'s uploads still receiving parts (their whole declared size)."""
-        return int(self._connection().execute(
-            "SELECT coalesce(sum(n * (d + 1) * 8), 0) FROM uploads WHERE owner = ? AND status = ?",
-            (owner, UPLOAD_RECEIVING)).fetchone()[0])
+        return self._uploads_held_bytes(self._connection(), owner)
 
     def create_upload(self, owner: str, n: int, d: int, part_rows: int, sha256: str | None, expires_at: float,
                       max_bytes_per_owner: int | None = None) -> UploadRecord:
@@ -1023,8 +1032,7 @@ class Store:
             files.create()
             with self._transaction() as db:
                 if max_bytes_per_owner is not None:
-                    held = int(db.execute("SELECT coalesce(sum(n * (d + 1) * 8), 0) FROM uploads WHERE owner = ? "
-                                          "AND status = ?", (owner, UPLOAD_RECEIVING)).fetchone()[0])
+                    held = self._uploads_held_bytes(db, owner)
                     if held + record.size_bytes > max_bytes_per_owner:
                         raise UploadQuotaFull(held, record.size_bytes, max_bytes_per_owner)
                 db.execute(f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -35,7 +35,7 @@ from typing import Any, Iterator
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..dataset_files import PartSink, PartTooLarge, dataset_stored, scan_dataset
+from ..dataset_files import PartSink, PartTooLarge, dataset_stored, row_bytes, scan_dataset
 from ..specs import LimitExceeded
 from ..store import UPLOAD_COMPLETED, DatasetRecord, Store, UploadQuotaFull, UploadRecord
 from .dependencies import Tenant, get_service, get_tenant
@@ -119,11 +119,10 @@ def _when(value: float) -> datetime:
 
 
 def upload_view(upload: UploadRecord, received: dict[int, str]) -> UploadOut:
-    rows = min(upload.part_rows, upload.n)
     return UploadOut(id=upload.id, n=upload.n, d=upload.d, dtype="float64", part_rows=upload.part_rows,
                      sha256=upload.sha256,
                      status="completed" if upload.status == UPLOAD_COMPLETED else "receiving", parts=upload.parts,
-                     part_bytes=rows * (upload.d + 1) * 8, received_parts=len(received),
+                     part_bytes=upload.part_bytes(0), received_parts=len(received),
                      missing_parts=[] if upload.status == UPLOAD_COMPLETED else
                      [index for index in range(upload.parts) if index not in received],
                      dataset_id=upload.dataset_id if upload.status == UPLOAD_COMPLETED else None,
@@ -158,15 +157,15 @@ def price_upload(service: Service, request: UploadCreate, owner: str) -> None:
         raise LimitExceeded("n", f"The upload declares n = {request.n} rows of d = {request.d} ({entries} numbers in "
                                  "X), more than this server takes in one dataset.",
                             limit=settings.max_matrix_entries, setting="CNNRELAX_MAX_MATRIX_ENTRIES")
-    row_bytes = (request.d + 1) * 8
-    part_bytes = min(request.part_rows, request.n) * row_bytes
+    row = row_bytes(request.d)
+    part_bytes = min(request.part_rows, request.n) * row
     if part_bytes > settings.max_body_bytes:
         raise ApiError(413, f"part_rows = {request.part_rows} makes a part's body {part_bytes} bytes ((d + 1) 8 = "
-                            f"{row_bytes} a row), more than this server takes in one body ({settings.max_body_bytes} "
-                            f"bytes, CNNRELAX_MAX_BODY_BYTES); send at most {settings.max_body_bytes // row_bytes} "
+                            f"{row} a row), more than this server takes in one body ({settings.max_body_bytes} "
+                            f"bytes, CNNRELAX_MAX_BODY_BYTES); send at most {settings.max_body_bytes // row} "
                             "rows a part.", title="Part too large", parameter="part_rows",
                        limit=settings.max_body_bytes, setting="CNNRELAX_MAX_BODY_BYTES")
-    size = request.n * row_bytes
+    size = request.n * row
     store = service.require_store()
     held = store.uploads_held_bytes(owner)
     if held + size > settings.max_upload_bytes_per_key:
@@ -246,7 +245,7 @@ def part_digest(header: str) -> str:
 def _part_answer(upload: UploadRecord, index: int, digest: str) -> UploadPartOut:
     first, rows = upload.part_span(index)
     return UploadPartOut(upload_id=upload.id, index=index, first_row=first, rows=rows,
-                         size_bytes=rows * (upload.d + 1) * 8, sha256=digest)
+                         size_bytes=upload.part_bytes(index), sha256=digest)
 
 
 def _declared_length(request: Request) -> int | None:
@@ -302,7 +301,7 @@ async def put_upload_part(request: Request, response: Response, upload_id: str =
                             f"{media or 'missing'}.", title="Unsupported media type", parameter="Content-Type")
     digest = part_digest(content_digest)
     first, rows = upload.part_span(index)
-    expected = rows * (upload.d + 1) * 8
+    expected = upload.part_bytes(index)
     declared = _declared_length(request)
     if declared is not None and declared > expected:
         raise ApiError(413, f"Part {index} holds {rows} rows, {expected} bytes ((d + 1) 8 a row); the body declares "
