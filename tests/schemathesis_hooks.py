@@ -21,6 +21,8 @@ Loaded by the schemathesis CLI through ``SCHEMATHESIS_HOOKS=schemathesis_hooks``
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
 import os
@@ -212,6 +214,46 @@ def after_call(context: Any, case: Any, response: Any) -> None:
             UPLOADED_MIN_LABEL[json.loads(response.content)["id"]] = float(labels.min())
 
 
+#: The most parts an upload in parts may have (docs/uploads.md).
+MAX_UPLOAD_PARTS = 10_000
+
+
+def upload_broken_rules(body: Any) -> set[str]:
+    """Members of a schema-valid upload declaration whose cross-member rule it breaks: ``n d`` over the server's
+    limit (named ``n``), more than 10,000 parts of ``part_rows`` rows (named ``part_rows``)."""
+    if not isinstance(body, dict):
+        return set()
+    body = _integers(body)
+    n, d, part_rows = body.get("n"), body.get("d"), body.get("part_rows")
+    if not all(isinstance(value, int) for value in (n, d, part_rows)):
+        return set()
+    broken = set()
+    if n * d > MAX_ENTRIES:
+        broken.add("n")
+    if -(-n // part_rows) > MAX_UPLOAD_PARTS:
+        broken.add("part_rows")
+    return broken
+
+
+def part_refusal_explained(case: Any, problem: dict[str, Any], base: str) -> bool:
+    """Is a refused part really not the part (recomputed here): a digest other than its body's SHA-256, a body of
+    another length than the part's rows make, an index past the upload's parts?"""
+    body = case.body if isinstance(case.body, bytes) else str(case.body or "").encode()
+    parameter = problem.get("parameter")
+    if parameter == "Content-Digest":
+        header = {key.lower(): value for key, value in (case.headers or {}).items()}.get("content-digest", "")
+        return header != "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+    found = httpx.get(f"{base}/v1/datasets/uploads/{case.path_parameters['upload_id']}",
+                      headers=dict(case.headers or {}))
+    if found.status_code != 200 or parameter not in ("body", "index"):
+        return False
+    upload, index = found.json(), int(case.path_parameters["index"])
+    if parameter == "index":
+        return index >= upload["parts"]
+    rows = min(upload["part_rows"], upload["n"] - index * upload["part_rows"])
+    return len(body) != rows * (upload["d"] + 1) * 8
+
+
 def dataset_refusal_explained(body: Any, media_type: str | None) -> bool:
     """Is a refused dataset upload really unreadable as the documented formats (recomputed here)?"""
     if isinstance(body, (dict, list)) or (media_type or "").endswith("json"):
@@ -255,6 +297,10 @@ def _keep(failure: Any, case: Any, response: Any) -> bool:
         return False
     if operation == ("POST", "/v1/datasets"):
         return not dataset_refusal_explained(case.body, case.media_type)
+    if operation == ("POST", "/v1/datasets/uploads"):
+        return str(problem.get("parameter")) not in upload_broken_rules(case.body)
+    if operation == ("PUT", "/v1/datasets/uploads/{upload_id}/parts/{index}"):
+        return not part_refusal_explained(case, problem, str(response.request.url).split("/v1/")[0])
     if operation not in PROBLEM_BODIES or not isinstance(case.body, dict):
         return True
     shape = None

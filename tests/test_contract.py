@@ -10,9 +10,12 @@ reaches fails the coverage test unless it is listed in ``NOT_WALKED`` with the r
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import re
+import struct
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -76,6 +79,21 @@ class Walk:
         assert answer.status_code == 202, answer.text
         self.ids["certify"] = answer.json()["id"]
         return answer
+
+    def upload(self, name: str) -> httpx.Response:
+        """Start an upload in parts of ``DATASET`` (3 rows a part); remember its id under ``name``."""
+        answer = self.http.post("/v1/datasets/uploads", json={"n": 6, "d": 4, "part_rows": 3})
+        assert answer.status_code == 201, answer.text
+        self.ids[name] = answer.json()["id"]
+        return answer
+
+    def part(self, name: str, index: int, scale: float = 1.0) -> httpx.Response:
+        """PUT part ``index`` of upload ``name``: its 3 rows of ``DATASET``'s X (times ``scale``), then their y."""
+        rows = slice(3 * index, 3 * index + 3)
+        body = struct.pack("<15d", *(scale * v for row in DATASET["X"][rows] for v in row), *DATASET["y"][rows])
+        digest = "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
+        return self.http.put(f"/v1/datasets/uploads/{self.ids[name]}/parts/{index}", content=body,
+                             headers={"content-type": "application/octet-stream", "content-digest": digest})
 
     def job(self, body: dict[str, Any], name: str) -> dict[str, Any]:
         """Submit a solve and wait for it to end; remember its id under ``name``."""
@@ -162,6 +180,20 @@ EXCHANGES: list[tuple[str, Exchange]] = [
     ("an absolute-value solve (recovery up to sign), done", lambda w: (
         w.job({"planted": {"n": 60, "d": 4, "k": 2, "seed": 2}, "activation": "absolute", "trials": 4}, "absolute"),
         w.http.get(f"/v1/solves/{w.ids['absolute']}"))[1]),
+    # uploads in parts (docs/uploads.md)
+    ("start an upload in parts", lambda w: w.upload("parts")),
+    ("send a part", lambda w: w.part("parts", 1)),
+    ("send it again, the same bytes", lambda w: w.part("parts", 1)),
+    ("409: the part with other bytes", lambda w: w.part("parts", 1, scale=2.0)),
+    ("409: complete with a part missing", lambda w: w.http.post(f"/v1/datasets/uploads/{w.ids['parts']}/complete")),
+    ("get an upload", lambda w: w.http.get(f"/v1/datasets/uploads/{w.ids['parts']}")),
+    ("list uploads", lambda w: w.http.get("/v1/datasets/uploads")),
+    ("complete an upload", lambda w: (w.part("parts", 0), w.http.post(
+        f"/v1/datasets/uploads/{w.ids['parts']}/complete"))[1]),
+    ("abort an upload", lambda w: (w.upload("aborted"), w.http.delete(
+        f"/v1/datasets/uploads/{w.ids['aborted']}"))[1]),
+    ("422: an upload too large", lambda w: w.http.post("/v1/datasets/uploads", json={
+        "n": 10**9, "d": 4, "part_rows": 10**6})),
     ("413: body too large", lambda w: w.http.post("/v1/datasets", content=b"{" + b" " * 8_000 + b"}",
                                                   headers={"content-type": "application/json"})),
 ]

@@ -209,3 +209,37 @@ def test_a_job_past_the_memory_limit_fails_once_and_its_neighbour_is_untouched(s
                 assert child.memory_info().rss < 400 * 1024 * 1024
             except psutil.NoSuchProcess:
                 pass
+
+
+def test_the_memory_watcher_does_not_charge_a_memory_mapped_dataset(tmp_path: Any) -> None:
+    """A worker that streams a memory-mapped ``X.npy`` holds its file pages resident; they are the kernel's to drop,
+    so the watcher (``resident - shared``) must not count them, while memory the process allocates still counts."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from cnnrelax.executors.local import _resident_bytes
+
+    path = tmp_path / "X.npy"
+    np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(256, 1 << 16))[:] = 1.0  # 128 MiB
+    child = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, numpy as np\n"
+         f"X = np.load({str(path)!r}, mmap_mode='r'); total = float(X.sum())\n"  # every page of the file resident
+         "owned = np.ones(48 << 17) if sys.argv[1] == 'own' else None\n"  # 48 MiB of its own
+         "print(total, flush=True); sys.stdin.read()", "map"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    owning = subprocess.Popen([*child.args[:-1], "own"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for process in (child, owning):
+            assert process.stdout is not None and float(process.stdout.readline()) == 256 * (1 << 16)
+        mapped, owned = _resident_bytes(child.pid), _resident_bytes(owning.pid)
+        total_resident = psutil.Process(child.pid).memory_info().rss
+        assert total_resident > 128 << 20  # the file's pages are resident ...
+        assert mapped is not None and mapped < 80 << 20  # ... and not charged
+        assert owned is not None and owned > mapped + (40 << 20)  # what the process allocates is
+    finally:
+        for process in (child, owning):
+            process.kill()
+            process.wait()

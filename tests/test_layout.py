@@ -18,7 +18,7 @@ CORE = {"core"}
 LAYERS = [
     BASE,
     CORE,
-    {"specs", "results", "datafiles", "store", "settings", "log_format", "experiments", "export"},
+    {"specs", "results", "datafiles", "dataset_files", "store", "settings", "log_format", "experiments", "export"},
     {"pricing"},  # prices specs (cnnrelax.specs, cnnrelax.experiments.specs) from calibrated data
     {"jobs", "certification", "warm_start", "constrained"},
     {"executors"},

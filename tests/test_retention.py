@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import time
-import zipfile
 
 import httpx
 import numpy as np
@@ -48,7 +47,7 @@ def test_finished_jobs_figures_and_unused_datasets_expire(start_server) -> None:
         assert_problem(http.get(experiment.headers["location"]), 404)
         assert not figure.exists()
         assert_problem(http.get(f"/v1/datasets/{dataset_id}"), 404)
-        assert not (server.data_dir / "datasets" / f"{dataset_id}.npz").exists()
+        assert not (server.data_dir / "datasets" / dataset_id).exists()
         assert http.get("/v1/solves").json()["items"] == []
         # an expired job's Idempotency-Key is free again
         again = http.post("/v1/solves", json={"planted": {"n": 50, "d": 4}, "trials": 1},
@@ -78,17 +77,19 @@ def test_purge_keeps_what_queued_and_running_jobs_need(tmp_path) -> None:
     store.close()
 
 
-def test_datasets_are_stored_compressed(tmp_path) -> None:
+def test_datasets_are_stored_memory_mappable(tmp_path) -> None:
+    """Two uncompressed .npy files a dataset (cnnrelax.dataset_files): loading maps them, nothing is decoded."""
     store = Store(tmp_path)
     X = np.zeros((2000, 50))
     X[:, 0] = np.arange(2000)
     record, created = store.put_dataset(X, np.ones(2000), "npz")
     path = store.dataset_path(record.id)
-    assert created and record.size_bytes == path.stat().st_size < X.nbytes / 10
-    with zipfile.ZipFile(path) as archive:
-        assert {info.compress_type for info in archive.infolist()} == {zipfile.ZIP_DEFLATED}
+    assert created and path.is_dir() and sorted(p.name for p in path.iterdir()) == ["X.npy", "y.npy"]
+    assert record.size_bytes == sum(p.stat().st_size for p in path.iterdir()) >= X.nbytes + 2000 * 8
     loaded_X, loaded_y = store.load_dataset(record.id)
+    assert isinstance(loaded_X, np.memmap) and not loaded_X.flags.writeable and loaded_X.flags.c_contiguous
     np.testing.assert_array_equal(loaded_X, X)
+    np.testing.assert_array_equal(loaded_y, np.ones(2000))
     assert (record.y_min, record.y_min_index) == (1.0, 0)  # what a submission's label check reads (no decode)
     assert list(path.parent.glob("*.tmp")) == []
     store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import typing
 
 import httpx
@@ -110,7 +111,7 @@ def test_a_datasets_solve_is_decided_without_reading_its_file(live_server) -> No
     with httpx.Client(base_url=live_server.url, timeout=60) as http:
         answer = http.post("/v1/datasets", content=buffer.getvalue(), headers={"content-type": "application/x-npz"})
         dataset_id = answer.json()["id"]
-        (live_server.data_dir / "datasets" / f"{dataset_id}.npz").unlink()
+        shutil.rmtree(live_server.data_dir / "datasets" / dataset_id)  # its X.npy and y.npy (cnnrelax.dataset_files)
         problem = assert_problem(http.post("/v1/solves", json={"dataset_id": dataset_id, "k": 4}), 422)
         assert problem["parameter"] == "k"
         accepted = http.post("/v1/solves", json={"dataset_id": dataset_id, "k": 2, "trials": 1})

@@ -13,7 +13,7 @@ Work is priced in estimated CPU-seconds (:mod:`cnnrelax.pricing`): a job estimat
 ``CNNRELAX_JOB_TIME_LIMIT_S`` is refused; ``CNNRELAX_MAX_QUEUED_CPU_S_PER_KEY`` caps a tenant's queued estimates.
 Tenants: ``CNNRELAX_ADMIN_API_KEYS``, ``CNNRELAX_MAX_QUEUED_PER_KEY``. Retention: ``CNNRELAX_JOB_RETENTION_S``,
 ``CNNRELAX_DATASET_RETENTION_S``, ``CNNRELAX_PURGE_INTERVAL_S``. Disk: ``CNNRELAX_MIN_FREE_BYTES``,
-``CNNRELAX_STORE_WRITE_RETRY_S``.
+``CNNRELAX_STORE_WRITE_RETRY_S``. Uploads in parts: ``CNNRELAX_UPLOAD_EXPIRY_S``, ``CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY``.
 Workers and Dask: ``CNNRELAX_WORKER_MEMORY_LIMIT_MB`` (0: none), ``CNNRELAX_DASK_TLS_CA_FILE``,
 ``CNNRELAX_DASK_TLS_CERT``, ``CNNRELAX_DASK_TLS_KEY`` (TLS to the Dask scheduler).
 Browsers: ``CNNRELAX_CORS_ORIGINS`` (CORS, off when empty), ``CNNRELAX_CONSOLE_SESSION_S``.
@@ -154,6 +154,14 @@ class Settings(BaseSettings):
                                        description="Memory for request bodies being read and decoded at once, all "
                                                    "requests together (each is charged a multiple of its length); "
                                                    "503 with Retry-After past it.")
+
+    # -- uploads in parts (POST /v1/datasets/uploads; docs/uploads.md) -------------------------------
+    upload_expiry_s: float = Field(default=86400.0, gt=0,
+                                   description="An upload in parts that receives no part for this long is deleted "
+                                               "with its parts by the purge (a completed one's record too).")
+    max_upload_bytes_per_key: int = Field(default=16 * 1024**3, ge=1,
+                                          description="Most bytes (n (d + 1) 8 each) one API key's incomplete uploads "
+                                                      "in parts may declare together; 429 past it.")
 
     @field_validator("api_keys", "admin_api_keys", mode="before")
     @classmethod

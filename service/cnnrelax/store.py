@@ -6,7 +6,10 @@ before a restart can never finish a job a second time. On start, jobs left ``run
 server go back to ``queued``.
 
 Datasets are content-addressed: the id is the sha256 of the canonical float64 ``X`` and ``y``; the
-arrays live in ``<data_dir>/datasets/<id>.npz`` (zip-deflated).
+arrays live in ``<data_dir>/datasets/<id>/X.npy`` and ``y.npy``, uncompressed and memory-mappable
+(:mod:`cnnrelax.dataset_files`; a dataset stored before that layout is one zip-deflated ``<id>.npz``, still read).
+Uploads in parts keep their rows here (tables ``uploads`` and ``upload_parts``), their bytes in
+``<data_dir>/datasets/uploads/<upload_id>/``.
 
 Tenants: every job and every dataset grant carries an ``owner``, the id of the API key that made it
 (:func:`owner_id`, a SHA-256 prefix: the key itself is never stored; ``"anonymous"`` when keys are off).
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import errno
 import functools
 import hashlib
@@ -47,6 +51,19 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .dataset_files import (
+    UploadFiles,
+    adopt_dataset_dir,
+    dataset_digest,
+    dataset_location,
+    dataset_stored,
+    remove_dataset_files,
+    remove_temporary,
+    row_bytes,
+    stored_size_bytes,
+    write_dataset_dir,
+)
+from .dataset_files import load_dataset_file as load_dataset_file  # where the executors import it from
 from .types import TERMINAL_STATUSES, JobStatus
 
 #: Every status, in the order a job passes through them.
@@ -300,22 +317,95 @@ class DatasetRecord:
     angles_given: bool = False
 
 
+# -- uploads in parts (POST /v1/datasets/uploads; docs/uploads.md) -----------------------------------
+_UPLOADS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS uploads (
+    id          TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    n           INTEGER NOT NULL,
+    d           INTEGER NOT NULL,
+    part_rows   INTEGER NOT NULL,
+    parts       INTEGER NOT NULL,
+    sha256      TEXT,
+    status      TEXT NOT NULL,
+    dataset_id  TEXT,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    expires_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS uploads_owner ON uploads (owner, status);
+CREATE INDEX IF NOT EXISTS uploads_expiry ON uploads (expires_at);
+CREATE TABLE IF NOT EXISTS upload_parts (
+    upload_id   TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    sha256      TEXT NOT NULL,
+    size_bytes  INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (upload_id, idx)
+);
+CREATE TRIGGER IF NOT EXISTS upload_parts_gone AFTER DELETE ON uploads BEGIN
+    DELETE FROM upload_parts WHERE upload_id = OLD.id;
+END;
+"""
+
+#: An upload's states: parts are taken while ``receiving``; ``completed`` once its dataset exists.
+UPLOAD_RECEIVING = "receiving"
+UPLOAD_COMPLETED = "completed"
+
+
+@dataclass(frozen=True)
+class UploadRecord:
+    """One upload in parts: its declared shape, its part size in rows, the declared content digest (optional), its
+    state, the dataset it became (``dataset_id``: the verified content digest, set before the dataset is made)."""
+
+    id: str
+    owner: str
+    n: int
+    d: int
+    part_rows: int
+    parts: int
+    sha256: str | None
+    status: str
+    dataset_id: str | None
+    created_at: float
+    updated_at: float
+    expires_at: float
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes of the whole upload: ``X`` and ``y`` as float64."""
+        return self.n * row_bytes(self.d)
+
+    def part_span(self, index: int) -> tuple[int, int]:
+        """The first row and the number of rows of part ``index``."""
+        first = index * self.part_rows
+        return first, min(self.part_rows, self.n - first)
+
+    def part_bytes(self, index: int) -> int:
+        """The length of part ``index``'s body."""
+        return self.part_span(index)[1] * row_bytes(self.d)
+
+
+class UploadQuotaFull(Exception):
+    """An owner's incomplete uploads already hold ``held`` bytes; another ``needed`` would pass ``limit``."""
+
+    def __init__(self, held: int, needed: int, limit: int) -> None:
+        super().__init__(f"{held} bytes of uploads held; {needed} more pass {limit}.")
+        self.held, self.needed, self.limit = held, needed, limit
+
+
+def _upload(row: sqlite3.Row) -> UploadRecord:
+    return UploadRecord(*tuple(row))
+
+
+_UPLOAD_COLUMNS = ("id, owner, n, d, part_rows, parts, sha256, status, dataset_id, created_at, updated_at, "
+                   "expires_at")
+
+
 def request_hash(request: Any) -> str:
     """sha256 of the canonical JSON of a request (keys sorted, no whitespace)."""
     canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def dataset_digest(X: np.ndarray, y: np.ndarray, image_shape: tuple[int, int] | None = None) -> str:
-    """The content address of a dataset: sha256 over the shapes and the float64 bytes of ``X`` and ``y`` (an image
-    set's over its image shape too, so it never shares an address with a dataset of the same numbers)."""
-    digest = hashlib.sha256()
-    digest.update(f"cnnrelax-dataset-v1:{X.shape[0]}x{X.shape[1]}:".encode())
-    if image_shape is not None:
-        digest.update(f"images:{image_shape[0]}x{image_shape[1]}:".encode())
-    for array in (X, y):  # no copy of a float64 array
-        digest.update(memoryview(np.ascontiguousarray(array, dtype="<f8").data).cast("B"))
-    return digest.hexdigest()
 
 
 def encode_cursor(seq: int) -> str:
@@ -370,6 +460,7 @@ class Store:
             if column not in dataset_columns:
                 db.execute(f"ALTER TABLE datasets ADD COLUMN {column} {kind}")
         db.executescript(_EVENTS_SCHEMA)
+        db.executescript(_UPLOADS_SCHEMA)  # -- uploads in parts
         grant_columns = {row[1] for row in db.execute("PRAGMA table_info(dataset_owners)")}
         if "source" not in grant_columns:  # from before each tenant's upload kept its own format (NULL: the first's)
             db.execute("ALTER TABLE dataset_owners ADD COLUMN source TEXT")
@@ -776,9 +867,9 @@ class Store:
 
     # -- datasets ---------------------------------------------------------------------------------
     def dataset_path(self, dataset_id: str) -> Path:
-        if not all(c in "0123456789abcdef" for c in dataset_id) or len(dataset_id) != 64:
-            raise KeyError(dataset_id)
-        return self.dataset_dir / f"{dataset_id}.npz"
+        """Where a dataset's arrays are: its directory of ``X.npy`` and ``y.npy``, or its ``.npz`` from before that
+        layout (:func:`cnnrelax.dataset_files.load_dataset_file` reads either). ``KeyError`` for a malformed id."""
+        return dataset_location(self.dataset_dir, dataset_id)
 
     def put_dataset(self, X: np.ndarray, y: np.ndarray, source: str, owner: str = ANONYMOUS, *,
                     image_shape: tuple[int, int] | None = None,
@@ -788,38 +879,39 @@ class Store:
         An image set (``image_shape``) is stored the same way, one flattened image a row (see
         :attr:`DatasetRecord.image_shape`).
 
-        The file is written zip-deflated to a temporary name and renamed; a failed write (a full disk) leaves no
+        The arrays are written as the dataset's directory of two uncompressed ``.npy`` files (a temporary name,
+        fsync, rename: :func:`cnnrelax.dataset_files.write_dataset_dir`); a failed write (a full disk) leaves no
         temporary file behind and raises the ``OSError``.
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.ascontiguousarray(y, dtype=np.float64)
         dataset_id = dataset_digest(X, y, image_shape)
-        path = self.dataset_path(dataset_id)
         existing = self.get_dataset(dataset_id)
-        if existing is None or not path.exists():
-            temporary = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        if existing is None or not dataset_stored(self.dataset_dir, dataset_id):
             try:
-                with open(temporary, "wb") as handle:
-                    np.savez_compressed(handle, X=X, y=y)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(temporary, path)
+                write_dataset_dir(self.dataset_dir, dataset_id, X, y)
             except OSError as exc:
                 self.note_write_error(exc)
                 raise
-            finally:
-                with contextlib.suppress(OSError):
-                    temporary.unlink(missing_ok=True)
             y_index = int(np.argmin(y)) if y.size else None
-            existing = DatasetRecord(dataset_id, int(X.shape[0]), int(X.shape[1]), path.stat().st_size, source,
-                                     time.time(), None if y_index is None else float(y[y_index]), y_index,
-                                     image_shape, angles_given)
-            with self._transaction() as db:
-                db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at, y_min, "
-                           "y_min_index, image_shape, angles_given) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                           (existing.id, existing.n, existing.d, existing.size_bytes, existing.source,
-                            existing.created_at, existing.y_min, existing.y_min_index,
-                            None if image_shape is None else f"{image_shape[0]}x{image_shape[1]}", int(angles_given)))
+            self._insert_dataset(DatasetRecord(
+                dataset_id, int(X.shape[0]), int(X.shape[1]), stored_size_bytes(self.dataset_path(dataset_id)),
+                source, time.time(), None if y_index is None else float(y[y_index]), y_index, image_shape,
+                angles_given))
+        return self._grant_dataset(dataset_id, owner, source)
+
+    def _insert_dataset(self, record: DatasetRecord) -> None:
+        image_shape = record.image_shape
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO datasets (id, n, d, size_bytes, source, created_at, y_min, "
+                       "y_min_index, image_shape, angles_given) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (record.id, record.n, record.d, record.size_bytes, record.source, record.created_at,
+                        record.y_min, record.y_min_index,
+                        None if image_shape is None else f"{image_shape[0]}x{image_shape[1]}",
+                        int(record.angles_given)))
+
+    def _grant_dataset(self, dataset_id: str, owner: str, source: str) -> tuple[DatasetRecord, bool]:
+        """``owner``'s hold on a stored dataset (made, or its last use refreshed); the record and whether it is new."""
         now = time.time()
         with self._transaction() as db:
             created = db.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, created_at, last_used_at, "
@@ -879,7 +971,7 @@ class Store:
             if gone:
                 db.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))
         if gone:
-            self.dataset_path(dataset_id).unlink(missing_ok=True)
+            remove_dataset_files(self.dataset_dir, dataset_id)
         return deleted
 
     # -- retention --------------------------------------------------------------------------------
@@ -901,30 +993,168 @@ class Store:
                 "RETURNING id")]
         for dataset_id in datasets:
             with contextlib.suppress(OSError, KeyError):
-                self.dataset_path(dataset_id).unlink(missing_ok=True)
+                remove_dataset_files(self.dataset_dir, dataset_id)
         return jobs, datasets
 
     def remove_temporary_files(self) -> int:
-        """Delete ``*.tmp`` files that a write cut short (a crash, a full disk) left in the data dir."""
-        removed = 0
-        for folder in (self.dataset_dir, self.data_dir / "figures"):
-            for path in folder.glob("*.tmp") if folder.is_dir() else ():
-                with contextlib.suppress(OSError):
-                    path.unlink()
-                    removed += 1
-        return removed
+        """Delete ``*.tmp`` files and directories that a write cut short (a crash, a full disk) left in the data
+        dir."""
+        return sum(remove_temporary(folder) for folder in (self.dataset_dir, self.data_dir / "figures"))
+
+    # -- uploads in parts (the rows; the bytes: cnnrelax.dataset_files.UploadFiles) ----------------------
+    def upload_files(self, upload: UploadRecord) -> UploadFiles:
+        """The files of an upload."""
+        return UploadFiles.under(self.dataset_dir, upload.id, upload.n, upload.d)
+
+    @staticmethod
+    def _uploads_held_bytes(db: sqlite3.Connection, owner: str) -> int:
+        # UploadRecord.size_bytes, summed in SQL: n rows of (d + 1) float64
+        return int(db.execute("SELECT coalesce(sum(n * (d + 1) * 8), 0) FROM uploads WHERE owner = ? AND status = ?",
+                              (owner, UPLOAD_RECEIVING)).fetchone()[0])
+
+    def uploads_held_bytes(self, owner: str) -> int:
+        """Bytes of ``owner``'s uploads still receiving parts (their whole declared size)."""
+        return self._uploads_held_bytes(self._connection(), owner)
+
+    def create_upload(self, owner: str, n: int, d: int, part_rows: int, sha256: str | None, expires_at: float,
+                      max_bytes_per_owner: int | None = None) -> UploadRecord:
+        """A new upload of ``owner``, receiving; its files are made here (preallocated, fsynced) before its row.
+
+        Past ``max_bytes_per_owner`` bytes in this owner's receiving uploads (this one included),
+        :class:`UploadQuotaFull` and nothing is kept.
+        """
+        upload_id = uuid.uuid4().hex
+        now = time.time()
+        record = UploadRecord(upload_id, owner, n, d, part_rows, -(-n // part_rows), sha256, UPLOAD_RECEIVING, None,
+                              now, now, expires_at)
+        files = self.upload_files(record)
+        try:
+            files.create()
+            with self._transaction() as db:
+                if max_bytes_per_owner is not None:
+                    held = self._uploads_held_bytes(db, owner)
+                    if held + record.size_bytes > max_bytes_per_owner:
+                        raise UploadQuotaFull(held, record.size_bytes, max_bytes_per_owner)
+                db.execute(f"INSERT INTO uploads ({_UPLOAD_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           tuple(record.__dict__.values()))
+        except BaseException as exc:
+            files.remove()
+            if isinstance(exc, OSError):
+                self.note_write_error(exc)
+            raise
+        return record
+
+    def get_upload(self, upload_id: str, *, owner: str | None = None) -> UploadRecord | None:
+        """The upload, if ``owner`` made it (``None``: whoever did)."""
+        row = self._connection().execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads WHERE id = ?",
+                                         (upload_id,)).fetchone()
+        upload = None if row is None else _upload(row)
+        return None if upload is None or (owner is not None and upload.owner != owner) else upload
+
+    def list_uploads(self, *, owner: str | None = None, limit: int = 1000) -> list[UploadRecord]:
+        """Uploads, newest first: of ``owner`` (``None``: of everyone)."""
+        where, params = ("", ()) if owner is None else ("WHERE owner = ?", (owner,))
+        rows = self._connection().execute(f"SELECT {_UPLOAD_COLUMNS} FROM uploads {where} "
+                                          "ORDER BY created_at DESC LIMIT ?", (*params, limit)).fetchall()
+        return [_upload(row) for row in rows]
+
+    def upload_part_digests(self, upload_id: str) -> dict[int, str]:
+        """The parts of an upload received so far: index -> SHA-256 (hex) of the part's body."""
+        return {int(index): str(digest) for index, digest in self._connection().execute(
+            "SELECT idx, sha256 FROM upload_parts WHERE upload_id = ?", (upload_id,))}
+
+    def upload_part_digest(self, upload_id: str, index: int) -> str | None:
+        row = self._connection().execute("SELECT sha256 FROM upload_parts WHERE upload_id = ? AND idx = ?",
+                                         (upload_id, index)).fetchone()
+        return None if row is None else str(row[0])
+
+    def record_upload_part(self, upload_id: str, index: int, sha256: str, size_bytes: int,
+                           expires_at: float) -> tuple[bool, str | None]:
+        """Record that part ``index`` arrived (its bytes are already durable) and push the upload's expiry back.
+
+        Returns whether the upload still receives parts, and the digest recorded for that part before (``None``:
+        recorded now).
+        """
+        now = time.time()
+        with self._transaction() as db:
+            touched = db.execute("UPDATE uploads SET updated_at = ?, expires_at = max(expires_at, ?) WHERE id = ? "
+                                 "AND status = ?", (now, expires_at, upload_id, UPLOAD_RECEIVING)).rowcount
+            if not touched:
+                return False, None
+            before = db.execute("SELECT sha256 FROM upload_parts WHERE upload_id = ? AND idx = ?",
+                                (upload_id, index)).fetchone()
+            if before is not None:
+                return True, str(before[0])
+            db.execute("INSERT INTO upload_parts (upload_id, idx, sha256, size_bytes, received_at) "
+                       "VALUES (?, ?, ?, ?, ?)", (upload_id, index, sha256, size_bytes, now))
+        return True, None
+
+    def forget_upload_part(self, upload_id: str, index: int) -> None:
+        """Drop the record of a part (its bytes were found unusable at completion: it is to be sent again)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM upload_parts WHERE upload_id = ? AND idx = ?", (upload_id, index))
+
+    def verify_upload(self, upload_id: str, dataset_id: str) -> None:
+        """Note an upload's verified content digest (the id its dataset will have), before its files move."""
+        with self._transaction() as db:
+            db.execute("UPDATE uploads SET dataset_id = ?, updated_at = ? WHERE id = ?",
+                       (dataset_id, time.time(), upload_id))
+
+    def complete_upload(self, upload: UploadRecord, record: DatasetRecord) -> tuple[DatasetRecord, bool]:
+        """Make a verified upload's files the dataset ``record`` describes (unless stored before: the same content),
+        grant it to the upload's owner and mark the upload completed; return the owner's record and whether their
+        hold is new. Safe to run again after a crash at any point (the upload's ``dataset_id`` says where it went).
+        """
+        files = self.upload_files(upload)
+        target = self.dataset_dir / record.id
+        try:
+            if files.exists():
+                if not dataset_stored(self.dataset_dir, record.id):
+                    adopt_dataset_dir(files.folder, target)
+                files.remove()
+        except OSError as exc:
+            self.note_write_error(exc)
+            raise
+        if self.get_dataset(record.id) is None:
+            size = stored_size_bytes(self.dataset_path(record.id))
+            self._insert_dataset(dataclasses.replace(record, size_bytes=size))
+        granted = self._grant_dataset(record.id, upload.owner, record.source)
+        with self._transaction() as db:
+            db.execute("UPDATE uploads SET status = ?, dataset_id = ?, updated_at = ? WHERE id = ?",
+                       (UPLOAD_COMPLETED, record.id, time.time(), upload.id))
+        return granted
+
+    def delete_upload(self, upload_id: str, *, owner: str | None = None) -> bool:
+        """Abort an upload of ``owner`` (``None``: anyone's): its rows and its files go. Whether there was one."""
+        upload = self.get_upload(upload_id, owner=owner)
+        if upload is None:
+            return False
+        with self._transaction() as db:
+            db.execute("DELETE FROM uploads WHERE id = ?", (upload_id,))
+        self.upload_files(upload).remove()
+        return True
+
+    def purge_uploads(self, now: float) -> list[str]:
+        """Delete uploads whose expiry passed (receiving ones with their files; completed ones' rows), and upload
+        folders no row names (a crash between a folder and its row); return the ids of the uploads deleted."""
+        with self._transaction() as db:
+            gone = [_upload(row) for row in db.execute(
+                f"DELETE FROM uploads WHERE expires_at < ? RETURNING {_UPLOAD_COLUMNS}", (now,))]
+        for upload in gone:
+            self.upload_files(upload).remove()
+        folder = self.dataset_dir / "uploads"
+        known = {row[0] for row in self._connection().execute("SELECT id FROM uploads")}
+        for path in folder.iterdir() if folder.is_dir() else ():
+            with contextlib.suppress(OSError):
+                if path.name not in known and path.stat().st_mtime < now - 3600:
+                    shutil.rmtree(path, ignore_errors=True)
+        return [upload.id for upload in gone]
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
-
-
-def load_dataset_file(path: Path | str) -> tuple[np.ndarray, np.ndarray]:
-    """``X`` and ``y`` of a stored dataset file."""
-    with np.load(path, allow_pickle=False) as archive:
-        return np.asarray(archive["X"]), np.asarray(archive["y"])
 
 
 def connect(path: Path | str, busy_timeout_s: float | None = None) -> sqlite3.Connection:

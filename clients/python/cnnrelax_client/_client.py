@@ -38,6 +38,7 @@ from ._models import (
     SolveResult,
 )
 from ._options import SolveOptions, TrialOptions, option_members
+from ._uploads import upload_large as upload_large_flow
 
 if TYPE_CHECKING:
     from typing import Unpack
@@ -347,6 +348,19 @@ class Client(_BaseClient):
         dataset's ``image_shape`` is ``[H, W]``; the id is content-addressed, as for :meth:`upload_dataset`."""
         return self._run(self._endpoints.upload_images(images, angles))
 
+    def upload_large(self, X: ArrayLike, y: ArrayLike, *, part_rows: int | None = None, upload_id: str | None = None,
+                     verify: bool = True, resume_attempts: int = 5) -> Dataset:
+        """Upload ``X`` and ``y`` in parts (``/v1/datasets/uploads``): data larger than one request body.
+
+        Each part (``part_rows`` rows, by default about 16 MiB) goes as raw float64 with its SHA-256; ``X`` may be
+        memory-mapped (``numpy.load(path, mmap_mode="r")``): one part is read and held at a time. After a
+        connection failure the missing parts are asked for and sent (up to ``resume_attempts`` times); an
+        ``upload_id`` resumes an upload cut short. ``verify`` declares the content digest (one more pass over
+        ``X`` here) so the server checks the whole. Returns the dataset (content-addressed, as
+        :meth:`upload_dataset`'s)."""
+        return self._run(upload_large_flow(X, y, part_rows=part_rows, upload_id=upload_id, verify=verify,
+                                           max_retries=self._endpoints.max_retries, resume_attempts=resume_attempts))
+
     def get_dataset(self, dataset_id: str) -> Dataset:
         """``GET /v1/datasets/{id}``: the dataset's metadata."""
         return self._run(self._endpoints.get_dataset(dataset_id))
@@ -639,6 +653,13 @@ class AsyncClient(_BaseClient):
                             angles: ArrayLike | None = None) -> Dataset:
         """See :meth:`Client.upload_images`."""
         return await self._run(self._endpoints.upload_images(images, angles))
+
+    async def upload_large(self, X: ArrayLike, y: ArrayLike, *, part_rows: int | None = None,
+                           upload_id: str | None = None, verify: bool = True, resume_attempts: int = 5) -> Dataset:
+        """See :meth:`Client.upload_large`."""
+        return await self._run(upload_large_flow(X, y, part_rows=part_rows, upload_id=upload_id, verify=verify,
+                                                 max_retries=self._endpoints.max_retries,
+                                                 resume_attempts=resume_attempts))
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
         """See :meth:`Client.get_dataset`."""

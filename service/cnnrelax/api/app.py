@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .. import __version__
 from ..settings import Settings
-from . import certificates, datasets, downloads, events, experiments, lifecycle, operations, solves
+from . import certificates, datasets, downloads, events, experiments, lifecycle, operations, solves, uploads
 from .console import install_console
 from .cors import install_cors
 from .dependencies import require_api_key
@@ -68,6 +68,10 @@ CREATED_LINKS: tuple[tuple[str, tuple[str, ...], dict[str, tuple[str, str, str]]
     ("/v1/datasets", ("201", "200"), {
         "GetDataset": ("get", "/v1/datasets/{dataset_id}", "dataset_id"),
         "DeleteDataset": ("delete", "/v1/datasets/{dataset_id}", "dataset_id"),
+    }),
+    ("/v1/datasets/uploads", ("201",), {
+        "GetUpload": ("get", "/v1/datasets/uploads/{upload_id}", "upload_id"),
+        "AbortUpload": ("delete", "/v1/datasets/uploads/{upload_id}", "upload_id"),
     }),
     ("/v1/experiments", ("202",), {
         "GetExperiment": ("get", "/v1/experiments/{job_id}", "job_id"),
@@ -197,6 +201,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guarded = [Depends(require_api_key)]
     app.include_router(operations.router)
     app.include_router(solves.router, dependencies=guarded)
+    app.include_router(uploads.router, dependencies=guarded)  # before datasets: /v1/datasets/uploads is no dataset id
     app.include_router(datasets.router, dependencies=guarded)
     app.include_router(experiments.router, dependencies=guarded)
     app.include_router(events.router, dependencies=guarded)
@@ -206,7 +211,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_console(app)
     install_problem_handlers(app)
     _install_allow(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, memory_budget=settings.max_body_memory_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, memory_budget=settings.max_body_memory_bytes,
+                       streamed_cost=uploads.streamed_body_cost)
     app.add_middleware(AccessLog)
     install_cors(app, settings.cors_origins)
     app.add_middleware(RequestId)  # outermost: every answer (CORS preflights too) and every log line carries the id

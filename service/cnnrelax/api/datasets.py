@@ -13,16 +13,17 @@ import zipfile
 from typing import IO, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
 
 from ..datafiles import checked_dataset, image_set, npz_arrays, split_labels
 from ..errors import InvalidParameterError
 from ..specs import LimitExceeded
 from ..store import DatasetInUse
 from .bodies import ParsedBody, read_body
-from .dependencies import Tenant, get_service, get_tenant
+from .dependencies import ServiceDep, TenantDep
 from .problems import ApiError
 from .schemas import DATASET_ID_PATTERN, DatasetJson, DatasetOut, DatasetPage
 from .service import Service
@@ -31,6 +32,23 @@ from .views import dataset_view
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
 DATASET_ID = Path(description="The dataset's sha256 id.", pattern=DATASET_ID_PATTERN)
+
+
+class DatasetIdSegment(Convertor[str]):
+    """The path segment of a dataset's id: any segment but ``uploads``, the collection of the uploads in parts
+    (``/v1/datasets/uploads``), so that a method that collection lacks is a 405 there, not a dataset id's 422.
+    A malformed id still reaches the route (a 422 naming ``dataset_id``)."""
+
+    regex = "(?!uploads(?:/|$))[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("dataset_id", DatasetIdSegment())
 NPY_MAGIC = b"\x93NUMPY"
 ZIP_MAGIC = b"PK\x03\x04"
 
@@ -256,8 +274,7 @@ def _store_upload(service: Service, body: bytes, content_type: str, owner: str,
 @router.post("", status_code=201, response_model=DatasetOut, openapi_extra={"requestBody": UPLOAD_BODY},
              responses={200: {"model": DatasetOut, "description": "The same content was stored before."}},
              summary="Upload a dataset")
-async def upload_dataset(request: Request, response: Response, service: Service = Depends(get_service),
-                         tenant: Tenant = Depends(get_tenant)) -> DatasetOut:
+async def upload_dataset(request: Request, response: Response, service: ServiceDep, tenant: TenantDep) -> DatasetOut:
     """Store X and y under the sha256 of their canonical content (201; 200 when this key stored it before)."""
     body = await read_body(request)
     content_type = request.headers.get("content-type", "")
@@ -269,23 +286,21 @@ async def upload_dataset(request: Request, response: Response, service: Service 
 
 
 @router.get("", response_model=DatasetPage, summary="List datasets")
-def list_datasets(service: Service = Depends(get_service), tenant: Tenant = Depends(get_tenant)) -> DatasetPage:
+def list_datasets(service: ServiceDep, tenant: TenantDep) -> DatasetPage:
     store = service.require_store()
     return DatasetPage(items=[dataset_view(record) for record in store.list_datasets(owner=tenant.sees)])
 
 
-@router.get("/{dataset_id}", response_model=DatasetOut, summary="Get a dataset's metadata")
-def get_dataset(dataset_id: str = DATASET_ID, service: Service = Depends(get_service),
-                tenant: Tenant = Depends(get_tenant)) -> DatasetOut:
+@router.get("/{dataset_id:dataset_id}", response_model=DatasetOut, summary="Get a dataset's metadata")
+def get_dataset(service: ServiceDep, tenant: TenantDep, dataset_id: str = DATASET_ID) -> DatasetOut:
     record = service.require_store().get_dataset(dataset_id, owner=tenant.sees)
     if record is None:
         raise ApiError(404, f"No dataset has the id {dataset_id}.", title="Not found")
     return dataset_view(record)
 
 
-@router.delete("/{dataset_id}", status_code=204, response_class=Response, summary="Delete a dataset")
-def delete_dataset(dataset_id: str = DATASET_ID, service: Service = Depends(get_service),
-                   tenant: Tenant = Depends(get_tenant)) -> Response:
+@router.delete("/{dataset_id:dataset_id}", status_code=204, response_class=Response, summary="Delete a dataset")
+def delete_dataset(service: ServiceDep, tenant: TenantDep, dataset_id: str = DATASET_ID) -> Response:
     """Remove a dataset (409 while queued or running solves read it)."""
     try:
         deleted = service.require_store().delete_dataset(dataset_id, owner=tenant.sees)

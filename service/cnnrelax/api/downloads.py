@@ -4,13 +4,14 @@ job or dataset is a 404."""
 
 from __future__ import annotations
 
-import os
-from typing import Any, BinaryIO, Iterator, Optional
+import itertools
+from typing import Any, Optional
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
+from ..dataset_files import npz_chunks
 from ..experiments.common import FIGURE_MEDIA_TYPES
 from ..export.arrays import filter_npy, result_npz
 from ..export.network import network_from_description
@@ -94,24 +95,21 @@ def download_model(service: ServiceDep, tenant: TenantDep, job_id: str = JOB_ID)
 @router.get("/v1/datasets/{dataset_id}/data.npz", response_class=Response, summary="Download a dataset (.npz)",
             responses=_binary(NPZ_MEDIA_TYPE, "Arrays X (n x d) and y (n), float64."))
 def download_dataset(service: ServiceDep, tenant: TenantDep, dataset_id: str = DATASET_ID) -> Response:
-    """The dataset as stored: an `.npz` with `X` and `y` (`numpy.load` reads it)."""
+    """The dataset as an `.npz` with `X` and `y` (`numpy.load` reads it): made from its two stored `.npy` files as it
+    is sent (uncompressed), or the `.npz` a dataset stored before that layout is."""
     store = service.require_store()
     if store.get_dataset(dataset_id, owner=tenant.sees) is None:
         raise ApiError(404, f"No dataset has the id {dataset_id}.", title="Not found")
+    location = store.dataset_path(dataset_id)
+    chunks = npz_chunks(location)
     try:
-        handle = open(store.dataset_path(dataset_id), "rb")  # an open file survives a DELETE while it is sent
-    except FileNotFoundError:
+        first = next(chunks)  # opens the files now: an open file survives a DELETE while it is sent
+    except (FileNotFoundError, StopIteration):
         raise ApiError(404, f"No dataset has the id {dataset_id}.", title="Not found") from None
-    size = os.fstat(handle.fileno()).st_size
-    return StreamingResponse(_chunks(handle), media_type=NPZ_MEDIA_TYPE, headers={
-        "Content-Disposition": f'attachment; filename="{dataset_id}.npz"', "Content-Length": str(size)})
-
-
-def _chunks(handle: BinaryIO, size: int = 1 << 20) -> Iterator[bytes]:
-    """The file's bytes a MiB at a time; the file is closed at the end (or when the client goes away)."""
-    with handle:
-        while chunk := handle.read(size):
-            yield chunk
+    headers = {"Content-Disposition": f'attachment; filename="{dataset_id}.npz"'}
+    if location.suffix == ".npz":
+        headers["Content-Length"] = str(location.stat().st_size)
+    return StreamingResponse(itertools.chain([first], chunks), media_type=NPZ_MEDIA_TYPE, headers=headers)
 
 
 def _figure_route(format: str) -> None:

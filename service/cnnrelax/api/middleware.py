@@ -7,7 +7,9 @@ chunked body) from one budget shared by all requests
 (``CNNRELAX_MAX_BODY_MEMORY_BYTES``), and gives it back when its answer is sent. The factor is what the API
 holds per body byte while it reads, decodes and stores an upload (measured, see the constant). A request that
 does not fit is answered 503 with ``Retry-After`` before its body is read; a request is always admitted when no
-other holds the budget, so the largest body the server accepts is never refused for good.
+other holds the budget, so the largest body the server accepts is never refused for good. A body the route streams
+to disk as it arrives (a part of an upload in parts) costs a bounded buffer whatever its length: ``streamed_cost``
+says which bodies those are and what each is charged.
 """
 
 from __future__ import annotations
@@ -91,10 +93,12 @@ class BodySizeLimit:
     decodes no compressed bodies (a small gzip body could inflate past every limit).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int, memory_budget: int | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, memory_budget: int | None = None,
+                 streamed_cost: Callable[[Scope], int | None] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.budget = BodyBudget(memory_budget) if memory_budget is not None else None
+        self.streamed_cost = streamed_cost
 
     async def _too_large(self, scope: Scope, send: Send) -> None:
         await self._refuse(scope, send, 413, too_large_sentence(self.max_bytes) + ".", "Request body too large")
@@ -139,7 +143,13 @@ class BodySizeLimit:
                     return
         reserved = 0
         budget = self.budget
-        if budget is not None and declared:
+        streamed = None if self.streamed_cost is None else self.streamed_cost(scope)
+        if budget is not None and streamed is not None:  # written to disk as it arrives: a fixed buffer's cost
+            if not budget.reserve(streamed):
+                await self._over_budget(scope, send, over_budget_sentence(budget, streamed))
+                return
+            reserved = streamed
+        elif budget is not None and declared:
             if not budget.reserve(factor * declared):
                 await self._over_budget(scope, send, over_budget_sentence(budget, factor * declared))
                 return
@@ -155,7 +165,8 @@ class BodySizeLimit:
                 if received > self.max_bytes:
                     raise BodyTooLarge(self.max_bytes)
                 wanted = factor * received
-                if budget is not None and wanted > reserved:  # a chunked body, or more than it declared
+                # a chunked body, or more than it declared (a streamed body's charge does not grow)
+                if budget is not None and streamed is None and wanted > reserved:
                     if not budget.reserve(wanted - reserved):
                         raise OverBudget(over_budget_sentence(budget, wanted))
                     reserved = wanted

@@ -19,7 +19,7 @@ the ``X-Request-ID`` every answer carries.
   429     job submissions (queue full, or the key's queued jobs at their limit)
   500     every operation but ``/healthz`` (which answers a constant)
   503     ``/v1/`` operations (the store is starting or stopping), and what the route declares
-  507     ``POST /v1/`` operations (they store something; the disk may be full)
+  507     ``POST`` and ``PUT /v1/`` operations (they store something; the disk may be full)
   ======  ====================================================================================
 
   Statuses answered before routing, for any request (an HTTP edge's 408, 414, 431), go in
@@ -66,6 +66,13 @@ DECLARED_ERRORS: dict[str, dict[str, str]] = {
     "download_result": _NO_FILTER,
     "download_model": _NO_FILTER,
     "delete_dataset": {"409": "Queued or running jobs still use the dataset."},
+    # -- uploads in parts (cnnrelax.api.uploads)
+    "create_upload": {"413": "A full part's body would pass CNNRELAX_MAX_BODY_BYTES: send fewer rows a part.",
+                      "429": "This key's incomplete uploads would pass CNNRELAX_MAX_UPLOAD_BYTES_PER_KEY."},
+    "put_upload_part": {"409": "The part arrived before with other bytes, is being received now, or the upload is "
+                               "completed.",
+                        "413": "The body is longer than the part (by Content-Length, or as it streams in)."},
+    "complete_upload": {"409": "Parts are missing (`missing_parts` lists them), or the upload is being completed."},
 }
 #: Statuses answered for any request before it reaches a route (an HTTP edge in front of the app: e.g. 408 for a
 #: slow request, 414 for a long URL, 431 for large headers), listed on every operation; none from the app itself.
@@ -165,7 +172,7 @@ def _error_statuses(schema: dict[str, Any], path: str, method: str, operation: d
     if operation.get("operationId") not in PROBE_OPERATIONS:
         statuses.add("503")  # the edge's caps and the body memory budget answer any other request so
     if path.startswith("/v1/"):
-        if method == "post":
+        if method in ("post", "put"):
             statuses.add("507")
     return statuses
 

@@ -108,6 +108,8 @@ class Problem(_Sent):
     limit: Optional[float] = Field(None, description="422 for a request over a server limit: the limit.")
     setting: Optional[str] = Field(None, description="422 for a request over a server limit: the setting that "
                                                      "raises it (e.g. CNNRELAX_MAX_PATCH_ENTRIES).")
+    missing_parts: Optional[list[int]] = Field(None, description="409 when an upload in parts is completed "
+                                                                 "before every part arrived: the parts to send.")
 
 
 # -------------------------------------------------------------------------------------------------
@@ -293,8 +295,9 @@ class DatasetOut(_Sent):
     n: int = Field(ge=1, description="Rows of X (samples).")
     d: int = Field(ge=1, description="Columns of X.")
     size_bytes: int = Field(ge=0, description="Bytes stored.")
-    source: Literal["npy", "npz", "json", "inline"] = Field(
-        description="The upload format (`inline`: the `data` of a solve, kept as a dataset of its caller).")
+    source: Literal["npy", "npz", "json", "inline", "parts"] = Field(
+        description="The upload format (`inline`: the `data` of a solve, kept as a dataset of its caller; `parts`: "
+                    "an upload in parts, /v1/datasets/uploads).")
     created_at: datetime
     image_shape: Optional[list[int]] = Field(None, min_length=2, max_length=2, description="An image set "
                                              "(`images` in a .npz, for rotated digits' `images_dataset_id`): "

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
+from ..dataset_files import dataset_digest
 from ..executors import Dispatcher, build_executor
 from ..experiments.specs import PhaseTransitionSpec, RotatedDigitsSpec
 from ..pricing import check_time_limit, estimate_cost
@@ -30,7 +31,6 @@ from ..store import (
     QueueFull,
     Store,
     StoreFault,
-    dataset_digest,
 )
 from ..types import TERMINAL_STATUSES, JobKind, JobStatus
 from .bodies import BodyParser
@@ -125,7 +125,8 @@ class Service:
     # -- retention and disk -----------------------------------------------------------------------
     def purge(self, now: float | None = None) -> tuple[list[str], list[str]]:
         """Delete finished jobs past ``job_retention_s`` (and their figures), then datasets unused past
-        ``dataset_retention_s`` that no queued or running job needs.
+        ``dataset_retention_s`` that no queued or running job needs, and uploads in parts past ``upload_expiry_s``
+        since their last part.
 
         Parameters
         ----------
@@ -143,8 +144,10 @@ class Service:
                                      datasets_before=now - self.settings.dataset_retention_s)
         for job_id in jobs:
             self._remove_figures(job_id)
-        if jobs or datasets:
-            log.info("purged expired jobs and datasets", extra={"jobs": len(jobs), "datasets": len(datasets)})
+        uploads = store.purge_uploads(now)  # uploads in parts past CNNRELAX_UPLOAD_EXPIRY_S since their last part
+        if jobs or datasets or uploads:
+            log.info("purged expired jobs and datasets", extra={"jobs": len(jobs), "datasets": len(datasets),
+                                                                "uploads": len(uploads)})
         return jobs, datasets
 
     def _purge_loop(self) -> None:
