@@ -49,19 +49,24 @@ class FirstWorkingSet:
         self.data = data
 
     @cached_property
-    def seeds(self) -> _Seeds | None:
-        """The candidate cuts on each side of the guess, or None when the guess does not fit (or ``sigma`` is not
-        piecewise linear)."""
+    def guess(self) -> FloatArray | None:
+        """The polished moment guess (user units), or None when it does not fit (or ``sigma`` is not piecewise
+        linear). Built on first use, apart from the cuts: :mod:`.shortcut` needs it alone."""
         data = self.data
-        problem, act = data.problem, data.activation
-        if not isinstance(act, PiecewiseLinear):
+        problem = data.problem
+        if not isinstance(data.activation, PiecewiseLinear):
             return None
         PASSES.tick()
         moment = np.einsum("i,ikm->m", problem.y, problem.patches)
         if not (np.all(np.isfinite(moment)) and np.any(moment)):
             return None
-        g = self._guess(moment)
-        if g is None:
+        return self._guess(moment)
+
+    @cached_property
+    def seeds(self) -> _Seeds | None:
+        """The candidate cuts on each side of the guess, or None without a guess."""
+        g, act = self.guess, self.data.activation
+        if g is None or not isinstance(act, PiecewiseLinear):
             return None
         direction = g / np.linalg.norm(g)
         return _Seeds(direction, self._toward(act, g), self._away(act, direction))
