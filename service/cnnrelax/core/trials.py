@@ -24,8 +24,8 @@ from .certificates import (
     cone_certificate,
     cone_not_applicable,
     coverage,
+    loss_threshold,
     optimality_cone,
-    summary,
     tied_note,
 )
 from .constraints import ResolvedConstraints
@@ -291,8 +291,6 @@ def _certificate(context: _Context, best: TrialRecord, records: list[TrialRecord
                                                fit_tol=options.fit_tol))
     # built once, for every direction below
     cone, ties = optimality_cone(problem, w, constraints) if known is None else (known.cone, known.ties)
-    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
-                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
     verdicts = _verdicts(cone, known, records, options.cone_tol)
     certified_by = [index for index, rho, _ in verdicts if rho <= options.cone_tol]
     index, residual, positive = min(verdicts, key=lambda item: item[1])
@@ -307,17 +305,18 @@ def _certificate(context: _Context, best: TrialRecord, records: list[TrialRecord
         reason = (f"{tried} the selected filter LP-optimal (closest: trial {index}, relative residual "
                   f"{residual:.3g} > {options.cone_tol:g}){tied}.")
         if best.w_polished is not None:
+            zero_loss = best.loss is not None and best.loss <= loss_threshold(problem, options.optimality_tol)
             reason += (" The filter was reached by polishing trial "
                        f"{best.index}'s LP solution, not by the LP itself")
-            reason += (", and its zero loss certifies it as a global minimum all the same." if base.global_optimum
-                       else ".")
+            reason += ", and its zero loss certifies it as a global minimum all the same." if zero_loss else "."
     cone_cert = ConeCertificate(
         applicable=True, certified=bool(certified_by), residual=residual, tolerance=options.cone_tol,
         positive_multipliers=positive, reason=reason, tied_patches=ties,
         certified_by_trials=certified_by,
     )
+    # The trials' verdicts are the cone test: best.r is not tested again.
+    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
+                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, tested=cone_cert)
     estimate = coverage(problem, w, samples=options.coverage_samples, seed=options.seed, constraints=constraints,
                         tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, should_stop=should_stop)
-    return replace(base, cone=cone_cert, coverage=estimate,
-                   summary=summary(base.global_optimum, base.loss, base.loss_threshold, cone_cert,
-                                   base.relative_gradient_norm, base.kkt))
+    return replace(base, coverage=estimate)

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..certificates import OptimalityCone, optimality_cone
 from ..certificates.kkt import imposes_nothing
-from ..polishing import PolishOutcome, least_squares, polish
+from ..polishing import PolishOutcome, least_squares
 from ..problem import FloatArray
 from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, TINY
 from .normalised import NormalisedProblem
@@ -130,8 +130,11 @@ class Shortcut:
         empty = np.zeros((0, problem.m))
         # Every zero-label patch has X_ij g <= 0 for a guess that fits: -g is the axis of the slice rescaling.
         cone = OptimalityCone(patches, empty, np.zeros(0, dtype=np.intp), empty, empty, axis=-guess)
+        # Polishing the origin fits the zero rows of its empty pattern (lo = 0): least squares gives 0 again, whose
+        # loss is not lower, so polishing keeps the origin with the loss ||y||^2 (computed as polishing computes it).
+        loss = problem.loss_from(np.zeros((problem.n, problem.k)))
         origin = np.zeros(problem.m)
-        return ProvenPoint(origin, polish(problem, origin), cone)
+        return ProvenPoint(origin, PolishOutcome(origin, False, False, loss, loss), cone)
 
     def optimum(self, r: FloatArray) -> FloatArray | None:
         """The LP's unique optimum for ``r`` (user units) when one of the two cones proves it; else None.
