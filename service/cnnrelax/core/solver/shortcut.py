@@ -125,7 +125,7 @@ class Shortcut:
         zero = np.flatnonzero(problem.y == 0)
         if zero.size == 0:
             return None
-        patches = problem.patches[zero].reshape(-1, problem.m)
+        patches = problem.source.take(zero).reshape(-1, problem.m)  # the zero-label rows only (not a pass)
         patches = patches[np.any(patches != 0, axis=1)]
         empty = np.zeros((0, problem.m))
         # Every zero-label patch has X_ij g <= 0 for a guess that fits: -g is the axis of the slice rescaling.
