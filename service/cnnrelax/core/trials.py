@@ -80,13 +80,14 @@ class _Context:
     threshold: float
     should_stop: ShouldStop | None
     on_round: OnRound | None
+    prover: ProvesPoints | None  # the backend, when it hands on the points it proves (a runtime check, made once)
 
     def stopped(self) -> bool:
         return self.should_stop is not None and self.should_stop()
 
     def proven(self, w: FloatArray) -> ProvenPoint | None:
         """The point the backend proved LP-optimal by a cone when ``w`` is it (its cone and polishing are known)."""
-        return self.backend.proven(w) if isinstance(self.backend, ProvesPoints) else None
+        return None if self.prover is None else self.prover.proven(w)
 
 
 def solve(
@@ -124,9 +125,10 @@ def solve(
     star_cone = None
     if w_star is not None and cone_not_applicable(problem, w_star, constraints, options.fit_tol) is None:
         star_cone, _ = optimality_cone(problem, w_star, constraints)
-    context = _Context(problem, options, constraints, make_backend(problem, options, constraints), w_star, star_cone,
+    backend = make_backend(problem, options, constraints)
+    context = _Context(problem, options, constraints, backend, w_star, star_cone,
                        options.optimality_tol * max(float(problem.y @ problem.y), np.finfo(float).tiny),
-                       should_stop, on_round)
+                       should_stop, on_round, backend if isinstance(backend, ProvesPoints) else None)
     records, status, message = _run_trials(context, on_trial)
     return _result(context, records, status, message, start)
 
