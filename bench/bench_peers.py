@@ -15,6 +15,8 @@ first runs its method once, untimed, on a small instance of the same width: torc
 - **cnnrelax default**: ``solve(make_problem(X, y, k), SolveOptions())``, without ``w*``: the trials, the
   polishing, the certificate and the coverage estimate as shipped. Timed from ``X, y`` in memory to the result.
 - **cnnrelax, coverage off**: the same with ``SolveOptions(coverage_samples=0)``.
+- **cnnrelax default, HiGHS** (``--highs``): the default solve with ``SolveOptions(backend="highs")`` (LP working
+  sets by HiGHS's warm dual simplex; trials a cone decides solve no LP on either backend).
 - **PyTorch L-BFGS**: ``Conv1d(1, 1, m, stride=m, bias=False)``, ReLU, sum over the ``k`` outputs, mean squared
   error, float64, one thread, ``torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe")`` from PyTorch's
   default initialisation (seeded). It is stopped *the moment* its filter is within ``1e-6`` (relative) of
@@ -55,7 +57,10 @@ QUICK_SIZES = SIZES[:2]
 TARGET_ERROR = 1e-6
 WARM_UP_N, WARM_UP_CAP = 256, 5.0  # every process first runs its method once on a small instance, untimed
 METHODS = ("cnnrelax", "cnnrelax_no_coverage", "lbfgs", "adam")
+HIGHS_METHOD = "cnnrelax_highs"
+OURS = ("cnnrelax", "cnnrelax_no_coverage", HIGHS_METHOD)
 LABELS = {"cnnrelax": "cnnrelax default", "cnnrelax_no_coverage": "cnnrelax, coverage off",
+          HIGHS_METHOD: "cnnrelax default, HiGHS",
           "lbfgs": "PyTorch L-BFGS", "adam": "PyTorch Adam"}
 TORCH_INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 
@@ -92,10 +97,12 @@ def _relative_error(w: np.ndarray, w_star: np.ndarray) -> float:
     return float(np.linalg.norm(w - w_star) / np.linalg.norm(w_star))
 
 
-def run_cnnrelax(n: int, d: int, k: int, seed: int, with_coverage: bool) -> Run:
+def run_cnnrelax(n: int, d: int, k: int, seed: int, method: str) -> Run:
     from cnnrelax import SolveOptions, make_problem, solve
 
-    options = SolveOptions() if with_coverage else SolveOptions(coverage_samples=0)
+    with_coverage = method != "cnnrelax_no_coverage"
+    options = SolveOptions(coverage_samples=SolveOptions().coverage_samples if with_coverage else 0,
+                           backend="highs" if method == HIGHS_METHOD else SolveOptions().backend)
     X, y, _ = _planted(WARM_UP_N, d, k, seed + 10**6)
     solve(make_problem(X, y, k=k), options)  # first calls (imports, caches): untimed, as for torch
     X, y, w_star = _planted(n, d, k, seed)
@@ -105,7 +112,7 @@ def run_cnnrelax(n: int, d: int, k: int, seed: int, with_coverage: bool) -> Run:
     peak = _peak_mib()
     error = _relative_error(result.w, w_star) if result.w is not None else float("inf")
     ratio = _coverage_over_trial(make_problem(X, y, k=k), result, options) if with_coverage else None
-    return Run("cnnrelax" if with_coverage else "cnnrelax_no_coverage", n, d, k, seed, seconds,
+    return Run(method, n, d, k, seed, seconds,
                error <= TARGET_ERROR, error, peak, coverage_trials=ratio)
 
 
@@ -197,8 +204,8 @@ def _fit(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, k: int, seed: int, op
 
 def child(spec: dict[str, Any]) -> None:
     method, n, d, k, seed, cap = spec["method"], spec["n"], spec["d"], spec["k"], spec["seed"], spec["cap"]
-    if method in ("cnnrelax", "cnnrelax_no_coverage"):
-        run = run_cnnrelax(n, d, k, seed, method == "cnnrelax")
+    if method in OURS:
+        run = run_cnnrelax(n, d, k, seed, method)
     else:
         run = run_torch(n, d, k, seed, method, cap)
     print(json.dumps(asdict(run)))
@@ -241,11 +248,12 @@ def table(runs: list[Run], sizes: list[tuple[int, int, int]], methods: tuple[str
             ratio = _median([r.seconds for r in by["lbfgs"]]) / _median([r.seconds for r in by["cnnrelax"]])
             cells.append(f"{ratio:.2f}x")
         ratios = [r.coverage_trials for r in by["cnnrelax"] if r.coverage_trials is not None]
+        ours_runs = [r for m in methods if m in OURS for r in by[m]]
         cells.append(f"{_median(ratios):.2f}" if ratios else "-")
-        ours = max((r.recovery_error for r in by["cnnrelax"] + by["cnnrelax_no_coverage"]), default=float("nan"))
+        ours = max((r.recovery_error for r in ours_runs), default=float("nan"))
         theirs = max((r.recovery_error for r in by.get("lbfgs", [])), default=float("nan"))
         cells.append(f"{ours:.1e}; {theirs:.1e}")
-        peak_ours = max((r.peak_mib for r in by["cnnrelax"] + by["cnnrelax_no_coverage"]), default=float("nan"))
+        peak_ours = max((r.peak_mib for r in ours_runs), default=float("nan"))
         peak_torch = max((r.peak_mib for m in ("lbfgs", "adam") for r in by.get(m, [])), default=float("nan"))
         cells.append(f"{peak_ours:.0f}; {peak_torch:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -265,6 +273,7 @@ def main() -> None:
     parser.add_argument("--adam-cap", type=float, help="Adam's time cap in seconds (default 30; 10 with --quick)")
     parser.add_argument("--lbfgs-cap", type=float, default=120.0, help="L-BFGS's time cap in seconds")
     parser.add_argument("--no-adam", action="store_true", help="skip Adam (the slowest column)")
+    parser.add_argument("--highs", action="store_true", help="add the default solve with backend='highs'")
     parser.add_argument("--json", help="also write every run to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -280,6 +289,8 @@ def main() -> None:
         methods = METHODS[:2]
     elif args.no_adam:
         methods = METHODS[:3]
+    if args.highs:
+        methods = (*methods, HIGHS_METHOD)
     runs: list[Run] = []
     for seed in range(seeds):
         for size in sizes:
