@@ -185,3 +185,11 @@ def test_trials_decided_by_a_cone_report_no_round() -> None:
         if rec.index in decided:
             assert rec.solution.backend_status == "NotStarted" and rec.solution.iterations == 0
             assert "cone of optimality" in rec.solution.message
+
+
+def test_a_cancel_is_answered_before_any_cone_is_tested() -> None:
+    problem = planted_problem(PlantedSpec(n=300, d=12, k=2, seed=1)).problem
+    solver = RelaxationSolver(problem, "lp")
+    sol = solver.solve(trial_direction(0, 0, problem.m), should_stop=lambda: True)
+    assert sol.status == "cancelled" and sol.w is None
+    assert solver.shortcut is not None and "at_guess" not in solver.shortcut.__dict__  # nothing was built

@@ -84,7 +84,8 @@ class RelaxationSolver:
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None, on_round: OnRound | None = None,
               trial: int = 0) -> RelaxationSolution:
-        """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention).
+        """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention): by a cone membership when
+        one proves the optimum (:mod:`.shortcut`, no round), else by the working-set loop.
 
         Parameters
         ----------
@@ -97,7 +98,7 @@ class RelaxationSolver:
         The solution, its filter in the user's units, and the solver's evidence.
         """
         r = np.asarray(r, dtype=np.float64)
-        if self.shortcut is not None:
+        if self.shortcut is not None and not (should_stop is not None and should_stop()):  # a cancel: the loop says so
             start = time.monotonic()
             w = self.shortcut.optimum(r)
             if w is not None:
