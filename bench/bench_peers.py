@@ -15,6 +15,9 @@ first runs its method once, untimed, on a small instance of the same width: torc
 - **cnnrelax default**: ``solve(make_problem(X, y, k), SolveOptions())``, without ``w*``: the trials, the
   polishing, the certificate and the coverage estimate as shipped. Timed from ``X, y`` in memory to the result.
 - **cnnrelax, coverage off**: the same with ``SolveOptions(coverage_samples=0)``.
+- **cnnrelax default, other tree** (``--other-tree DIR``): the default solve of the ``cnnrelax`` package found in
+  ``DIR`` (e.g. an export of an older commit's ``service/``), alternated in the same run: before and after under the
+  same load.
 - **cnnrelax default, HiGHS** (``--highs``): the default solve with ``SolveOptions(backend="highs")`` (LP working
   sets by HiGHS's warm dual simplex; trials a cone decides solve no LP on either backend).
 - **PyTorch L-BFGS**: ``Conv1d(1, 1, m, stride=m, bias=False)``, ReLU, sum over the ``k`` outputs, mean squared
@@ -60,9 +63,10 @@ TARGET_ERROR = 1e-6
 WARM_UP_N, WARM_UP_CAP = 256, 5.0  # every process first runs its method once on a small instance, untimed
 METHODS = ("cnnrelax", "cnnrelax_no_coverage", "lbfgs", "adam")
 HIGHS_METHOD = "cnnrelax_highs"
-OURS = ("cnnrelax", "cnnrelax_no_coverage", HIGHS_METHOD)
+OTHER_METHOD = "cnnrelax_other"
+OURS = ("cnnrelax", "cnnrelax_no_coverage", HIGHS_METHOD, OTHER_METHOD)
 LABELS = {"cnnrelax": "cnnrelax default", "cnnrelax_no_coverage": "cnnrelax, coverage off",
-          HIGHS_METHOD: "cnnrelax default, HiGHS",
+          HIGHS_METHOD: "cnnrelax default, HiGHS", OTHER_METHOD: "cnnrelax default, other tree",
           "lbfgs": "PyTorch L-BFGS", "adam": "PyTorch Adam"}
 TORCH_INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 
@@ -216,10 +220,13 @@ def child(spec: dict[str, Any]) -> None:
     print(json.dumps(asdict(run)))
 
 
-def spawn(method: str, size: tuple[int, int, int], seed: int, cap: float) -> Run:
+def spawn(method: str, size: tuple[int, int, int], seed: int, cap: float, other_tree: str | None = None) -> Run:
     spec = {"method": method, "n": size[0], "d": size[1], "k": size[2], "seed": seed, "cap": cap}
+    env = None
+    if method == OTHER_METHOD and other_tree is not None:  # that tree's package first on the path
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([other_tree, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{method} at {size} seed {seed} failed:\n{done.stderr}")
     return Run(**json.loads(done.stdout.strip().splitlines()[-1]))
@@ -234,6 +241,8 @@ def table(runs: list[Run], sizes: list[tuple[int, int, int]], methods: tuple[str
     head = ["(n, d, k)"] + [LABELS[m] for m in methods]
     if "lbfgs" in methods:
         head += ["L-BFGS / cnnrelax", "same, CPU time"]
+        if OTHER_METHOD in methods:
+            head += ["L-BFGS / other tree", "same, CPU time"]
     head += ["coverage / trial", "worst error (cnnrelax; L-BFGS)", "peak MiB (cnnrelax; torch)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size in sizes:
@@ -253,6 +262,11 @@ def table(runs: list[Run], sizes: list[tuple[int, int, int]], methods: tuple[str
             ratio = _median([r.seconds for r in by["lbfgs"]]) / _median([r.seconds for r in by["cnnrelax"]])
             cpu = _median([r.cpu_seconds for r in by["lbfgs"]]) / _median([r.cpu_seconds for r in by["cnnrelax"]])
             cells += [f"{ratio:.2f}x", f"{cpu:.2f}x"]
+            if OTHER_METHOD in methods:
+                other = _median([r.seconds for r in by["lbfgs"]]) / _median([r.seconds for r in by[OTHER_METHOD]])
+                other_cpu = _median([r.cpu_seconds for r in by["lbfgs"]]) / \
+                    _median([r.cpu_seconds for r in by[OTHER_METHOD]])
+                cells += [f"{other:.2f}x", f"{other_cpu:.2f}x"]
         ratios = [r.coverage_trials for r in by["cnnrelax"] if r.coverage_trials is not None]
         ours_runs = [r for m in methods if m in OURS for r in by[m]]
         cells.append(f"{_median(ratios):.2f}" if ratios else "-")
@@ -280,6 +294,7 @@ def main() -> None:
     parser.add_argument("--lbfgs-cap", type=float, default=120.0, help="L-BFGS's time cap in seconds")
     parser.add_argument("--no-adam", action="store_true", help="skip Adam (the slowest column)")
     parser.add_argument("--highs", action="store_true", help="add the default solve with backend='highs'")
+    parser.add_argument("--other-tree", help="add the default solve of the cnnrelax package in this directory")
     parser.add_argument("--json", help="also write every run to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -297,13 +312,15 @@ def main() -> None:
         methods = METHODS[:3]
     if args.highs:
         methods = (*methods, HIGHS_METHOD)
+    if args.other_tree:
+        methods = (*methods, OTHER_METHOD)
     runs: list[Run] = []
     for seed in range(seeds):
         for size in sizes:
             order = methods[seed % len(methods):] + methods[:seed % len(methods)]  # rotate: alternated
             for method in order:
                 cap = adam_cap if method == "adam" else args.lbfgs_cap
-                run = spawn(method, size, seed, cap)
+                run = spawn(method, size, seed, cap, args.other_tree)
                 runs.append(run)
                 print(f"seed {seed} {size} {LABELS[method]:24s} {run.seconds:7.3f} s (CPU {run.cpu_seconds:.3f} s)  "
                       f"ok={run.succeeded} "
