@@ -48,6 +48,8 @@ class FirstWorkingSet:
 
     def __init__(self, data: NormalisedProblem) -> None:
         self.data = data
+        #: The guess's pre-activations on all samples when its check computed them (else None).
+        self.guess_pre: FloatArray | None = None
 
     @cached_property
     def guess(self) -> FloatArray | None:
@@ -82,7 +84,8 @@ class FirstWorkingSet:
             subset = np.linspace(0, problem.n - 1, count).round().astype(np.intp)
             small = problem.on_rows(subset)
             guess = polish(small, moment, rounds=SEED_POLISH_ROUNDS).w
-            return guess if problem.loss(guess) <= threshold else None
+            self.guess_pre = problem.preactivations(guess)  # kept: the shortcut reads the guess's pattern off it
+            return guess if problem.loss_from(self.guess_pre) <= threshold else None
         outcome = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
         return outcome.w if outcome.loss <= threshold else None
 

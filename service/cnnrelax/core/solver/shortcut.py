@@ -101,7 +101,7 @@ class Shortcut:
             return None
         problem = self.data.problem
         # The fit on the guess's pattern: what polishing computes from the LP's vertex (the same pattern), bit for bit.
-        mask = problem.active_mask(guess)
+        mask = problem.active_mask(guess, self.first.guess_pre)
         w = least_squares(problem.gradient_rows(guess, mask), problem.y)
         pre = problem.preactivations(w)
         if not np.array_equal(problem.active_mask(w, pre), mask):
