@@ -193,3 +193,22 @@ def test_a_cancel_is_answered_before_any_cone_is_tested() -> None:
     sol = solver.solve(trial_direction(0, 0, problem.m), should_stop=lambda: True)
     assert sol.status == "cancelled" and sol.w is None
     assert solver.shortcut is not None and "at_guess" not in solver.shortcut.__dict__  # nothing was built
+
+
+def test_beyond_the_largest_filter_the_loop_decides_and_a_cancel_between_stages_stops_the_cones() -> None:
+    """A membership cannot be interrupted inside a direction: filters longer than SHORTCUT_MAX_M go to the loop
+    (which a cancel stops inside Clarabel), and a cancel arriving while the cones are being built ends the shortcut."""
+    from cnnrelax.core.tolerances import SHORTCUT_MAX_M
+
+    problem = planted_problem(PlantedSpec(n=4 * (SHORTCUT_MAX_M + 1), d=SHORTCUT_MAX_M + 1, k=1, seed=0)).problem
+    solver = RelaxationSolver(problem, "lp")
+    assert solver.shortcut is not None and not solver.shortcut.applies
+    small = planted_problem(PlantedSpec(n=300, d=12, k=2, seed=1)).problem
+    polls: list[int] = []
+
+    def stop_on_second_poll() -> bool:
+        polls.append(1)
+        return len(polls) >= 2  # the loop's own first poll passes; the shortcut's first poll stops
+
+    sol = RelaxationSolver(small, "lp").solve(trial_direction(0, 0, small.m), should_stop=stop_on_second_poll)
+    assert sol.status == "cancelled"

@@ -100,7 +100,7 @@ class RelaxationSolver:
         r = np.asarray(r, dtype=np.float64)
         if self.shortcut is not None and not (should_stop is not None and should_stop()):  # a cancel: the loop says so
             start = time.monotonic()
-            w = self.shortcut.optimum(r)
+            w = self.shortcut.optimum(r, should_stop)
             if w is not None:
                 return Finish(self, r, start)(TrialStatus.optimal, MESSAGES["cone_optimal"], None, 0, 0, None, w=w)
         run = _Run(self, r, should_stop, on_round, trial)

@@ -21,7 +21,9 @@ multipliers: ``r`` is then (to that residual) interior to the cone of ``m`` inde
 the LP's *unique* optimum, the vertex the working-set loop and its crossover would reach. Any other verdict (outside,
 on the boundary, a cone with tied patches, user constraints, a guess that does not fit) leaves the trial to the
 loop, as before. The tests run in every trial of an LP-limit solve of a piecewise-linear activation whose guess
-fits; ``SolverSettings(cone_shortcut=False)`` turns them off.
+fits, with at most :data:`~cnnrelax.core.tolerances.SHORTCUT_MAX_M` weights (a membership cannot be interrupted
+within a direction and its cost grows about as ``m^3``; beyond, the loop, which a cancel stops inside Clarabel,
+runs); ``SolverSettings(cone_shortcut=False)`` turns them off. A cancel is polled between the stages.
 
 The point at the guess is handed on (:meth:`Shortcut.proven`): its cone, each direction's exact distance to it and
 its polishing's outcome, so the trial's polishing and the certificate do not compute them again (and the coverage
@@ -35,11 +37,12 @@ from functools import cached_property
 
 import numpy as np
 
+from ...types import ShouldStop
 from ..certificates import OptimalityCone, optimality_cone
 from ..certificates.kkt import imposes_nothing
 from ..polishing import PolishOutcome, least_squares
 from ..problem import FloatArray
-from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, TINY
+from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, SHORTCUT_MAX_M, TINY
 from .normalised import NormalisedProblem
 from .seeding import FirstWorkingSet
 
@@ -89,8 +92,9 @@ class Shortcut:
 
     @cached_property
     def applies(self) -> bool:
-        """No user constraints and a piecewise-linear ``sigma`` whose guess fits."""
-        return imposes_nothing(self.data.constraints) and self.first.guess is not None
+        """No user constraints, at most ``SHORTCUT_MAX_M`` weights, a piecewise-linear ``sigma`` whose guess fits."""
+        return (imposes_nothing(self.data.constraints) and self.data.m <= SHORTCUT_MAX_M
+                and self.first.guess is not None)
 
     @cached_property
     def at_guess(self) -> ProvenPoint | None:
@@ -136,18 +140,24 @@ class Shortcut:
         origin = np.zeros(problem.m)
         return ProvenPoint(origin, PolishOutcome(origin, False, False, loss, loss), cone)
 
-    def optimum(self, r: FloatArray) -> FloatArray | None:
-        """The LP's unique optimum for ``r`` (user units) when one of the two cones proves it; else None.
+    def optimum(self, r: FloatArray, should_stop: ShouldStop | None = None) -> FloatArray | None:
+        """The LP's unique optimum for ``r`` (user units) when one of the two cones proves it; else None (also when
+        ``should_stop``, polled between the stages, answers True: the loop then reports the cancel).
 
         The guess's cone lies in the half-space ``r^T g > 0`` (each generator has ``g_i^T g = y_i > 0``) and the
         origin's in ``r^T g <= 0`` (each zero-label patch has ``X_ij g <= 0``): the sign of ``r^T g`` picks the one
         cone worth testing.
         """
+        def stopped() -> bool:
+            return should_stop is not None and should_stop()
+
         guess = self.first.guess if self.applies else None
-        if guess is None:
+        if guess is None or stopped():
             return None
         point = self.at_guess if float(r @ guess) > 0 else self.at_origin
-        return point.w if point is not None and point.holds(r) else None
+        if point is None or stopped():
+            return None
+        return point.w if point.holds(r) else None
 
     def proven(self, w: FloatArray) -> ProvenPoint | None:
         """The point proved optimal for some direction when ``w`` is it, bit for bit."""
