@@ -47,6 +47,11 @@ from .normalised import NormalisedProblem
 from .seeding import FirstWorkingSet
 
 
+#: The origin's cone holds a copy of the zero-label samples' patches: at most this many bytes of them (beyond, the
+#: origin is left to the loop; the guess's cone is the certificate's, kept within its own budget).
+ORIGIN_CONE_BYTES = 64 * 2**20
+
+
 @dataclass(frozen=True)
 class ProvenPoint:
     """A point ``w`` (user units) the shortcut proves LP-optimal, with what it knows of it: the outcome of polishing
@@ -122,12 +127,13 @@ class Shortcut:
 
     @cached_property
     def at_origin(self) -> ProvenPoint | None:
-        """The origin with its cone, the zero-label samples' patches (``lo = 0`` and ``y >= 0`` only)."""
+        """The origin with its cone, the zero-label samples' patches (``lo = 0`` and ``y >= 0`` only, at most
+        ``ORIGIN_CONE_BYTES`` of them)."""
         guess, problem, act = self.first.guess, self.data.problem, self.data.activation
         if guess is None or getattr(act, "lo", None) != 0.0 or not np.all(problem.y >= 0):
             return None
         zero = np.flatnonzero(problem.y == 0)
-        if zero.size == 0:
+        if zero.size == 0 or zero.size * problem.k * problem.m * 8 > ORIGIN_CONE_BYTES:
             return None
         patches = problem.source.take(zero).reshape(-1, problem.m)  # the zero-label rows only (not a pass)
         patches = patches[np.any(patches != 0, axis=1)]
