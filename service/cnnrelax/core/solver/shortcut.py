@@ -46,7 +46,6 @@ from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, SHORTCUT_MAX_M, TINY
 from .normalised import NormalisedProblem
 from .seeding import FirstWorkingSet
 
-
 #: The origin's cone holds a copy of the zero-label samples' patches: at most this many bytes of them (beyond, the
 #: origin is left to the loop; the guess's cone is the certificate's, kept within its own budget).
 ORIGIN_CONE_BYTES = 64 * 2**20
