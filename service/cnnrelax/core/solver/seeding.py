@@ -21,7 +21,9 @@ is, for most directions ``r``, one of two points:
   ``away`` seeds are the single-patch cuts of the ``SEED_ROWS m`` zero-label patches nearest the hyperplane
   ``X_ij^T g = 0`` (``|X_ij^T g^| / ||X_ij||`` smallest), far out on the other side.
 
-Both sets are built once per solver and seeded in every solve (``2 SEED_ROWS m`` rows): measured on planted
+The guess is built on first use apart from the cuts: it is also where :mod:`.shortcut` starts, which decides most
+trials without any sub-problem; the cuts are built only when a solve runs the loop. Both sets are built once per
+solver and seeded in every solve (``2 SEED_ROWS m`` rows): measured on planted
 data, seeding both ended more trials in one round than seeding the side of ``r^T g`` alone (the LP optimum of some
 directions is another vertex, supported by rows of both kinds). ``3m`` cuts best aligned with ``r``, or ``8m``
 spread over all labels, held no direction the full cone held.
