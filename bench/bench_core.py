@@ -10,7 +10,10 @@ solver and with ``cnnrelax.core.oracle`` (one ``z_ij`` per sample and patch), an
 their ratio, the relative difference of the optimal values against cvxpy + Clarabel and against
 HiGHS's exact vertex, the cost of the coverage estimate next to one trial, and the peak memory.
 ``--big`` times building the problem from a float64 ``X`` (no copy for blocks) and one LP trial, and
-reports the peak memory as a multiple of the size of ``X``.
+reports the peak memory as a multiple of the size of ``X``. ``--highs N D K`` checks every trial of the default
+solve (``--seeds`` of them, ``--backend``) against HiGHS's simplex on the full LP as written (one ``z_ij`` per sample
+and patch, scipy's ``linprog``): the largest relative difference of the LP values, and how many trials a cone decided
+(``cnnrelax.core.solver.shortcut``) and how many the working-set loop.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import time
 from typing import Callable
 
 import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import linprog
 
 from cnnrelax import PlantedSpec, RelaxationSolver, SolveOptions, make_problem, planted_problem, solve, trial_direction
 from cnnrelax.core.certificates import coverage
@@ -78,17 +84,55 @@ def default_solve(n: int, d: int, k: int, coverage_samples: int | None, backend:
     changes: dict[str, object] = {} if coverage_samples is None else {"coverage_samples": coverage_samples}
     options = SolveOptions(**changes) if backend is None else SolveOptions(**changes, backend=backend)
     passes = _pass_counter()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = solve(make_problem(X, y, k=k), options)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     data_peak = _peak_mib() - baseline
     error = float(min(abs(result.w - w_star).max(), abs(result.w + w_star).max())) if result.w is not None else None
     print(f"default n={n} d={d} k={k} coverage={options.coverage_samples} backend={options.backend} | "
-          f"{seconds:.3f} s | passes over X "
+          f"{seconds:.3f} s (CPU {cpu:.3f} s) | passes over X "
           f"{passes()} | trials {len(result.trials)}, rounds {[t.solution.outer_iterations for t in result.trials]} | "
           f"max |w - w*| {error:.1e} | peak RSS above the interpreter's: {data_peak:.0f} MiB = "
           f"{data_peak / x_mib:.2f}x "
           f"X ({x_mib:.0f} MiB)", flush=True)
+
+
+def highs_value(X: np.ndarray, y: np.ndarray, k: int, r: np.ndarray) -> float:
+    """``max r^T w`` s.t. ``sum_j z_ij = y_i``, ``z_ij >= X_ij w``, ``z >= 0`` (ReLU's LP limit, block patches), by
+    HiGHS's simplex: an exact vertex, independent of the core's formulation and solvers."""
+    n = X.shape[0]
+    m = X.shape[1] // k
+    nz = n * k
+    A_ub = sp.hstack([sp.csr_matrix(X.reshape(nz, m)), -sp.identity(nz, format="csr")], format="csr")
+    A_eq = sp.hstack([sp.csr_matrix((n, m)), sp.csr_matrix((np.ones(nz), (np.repeat(np.arange(n), k), np.arange(nz))),
+                                                           shape=(n, nz))], format="csr")
+    res = linprog(np.concatenate([-r, np.zeros(nz)]), A_ub=A_ub, b_ub=np.zeros(nz), A_eq=A_eq, b_eq=y,
+                  bounds=[(None, None)] * m + [(0, None)] * nz, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"HiGHS: {res.message}")
+    return float(-res.fun)
+
+
+def highs_agreement(n: int, d: int, k: int, seeds: int, backend: str | None) -> None:
+    """Every trial of the default solve (coverage off) against HiGHS on the full LP (module docstring)."""
+    worst, by_cone, by_loop, seconds = 0.0, 0, 0, 0.0
+    for seed in range(seeds):
+        planted = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=seed))
+        X, y = np.asarray(planted.problem.X), np.asarray(planted.problem.y)
+        options = SolveOptions(coverage_samples=0) if backend is None else \
+            SolveOptions(coverage_samples=0, backend=backend)
+        result = solve(make_problem(X, y, k=k), options)
+        for rec in result.trials:
+            t0 = time.perf_counter()
+            exact = highs_value(X, y, k, rec.r)
+            seconds += time.perf_counter() - t0
+            worst = max(worst, abs((rec.objective or 0.0) - exact) / max(abs(exact), 1.0))
+            by_cone += rec.solution.outer_iterations == 0
+            by_loop += rec.solution.outer_iterations > 0
+        del planted, X, y
+    print(f"highs n={n} d={d} k={k} backend={backend or 'clarabel'} seeds 0-{seeds - 1} | {by_cone + by_loop} trials "
+          f"({by_cone} decided by a cone, {by_loop} by the loop) | largest relative LP value difference vs HiGHS "
+          f"{worst:.1e} | HiGHS {seconds:.1f} s", flush=True)
 
 
 def bench(n: int, d: int, k: int, relaxation: str, beta: float, trials: int) -> None:
@@ -196,8 +240,15 @@ def main() -> None:
                         help="only the default solve at this size (time, passes over X, peak memory)")
     parser.add_argument("--coverage-samples", type=int, default=None, help="with --default: the coverage estimate's "
                         "directions (default: SolveOptions' own)")
-    parser.add_argument("--backend", default=None, help="with --default: the backend (default: SolveOptions' own)")
+    parser.add_argument("--backend", default=None, help="with --default or --highs: the backend (default: "
+                        "SolveOptions' own)")
+    parser.add_argument("--highs", type=int, nargs=3, metavar=("N", "D", "K"),
+                        help="only every trial of the default solve at this size against HiGHS on the full LP")
+    parser.add_argument("--seeds", type=int, default=5, help="with --highs: seeds 0 to this - 1")
     args = parser.parse_args()
+    if args.highs:
+        highs_agreement(*args.highs, args.seeds, args.backend)
+        return
     if args.default:
         default_solve(*args.default, args.coverage_samples, args.backend)
         return

@@ -15,6 +15,11 @@ first runs its method once, untimed, on a small instance of the same width: torc
 - **cnnrelax default**: ``solve(make_problem(X, y, k), SolveOptions())``, without ``w*``: the trials, the
   polishing, the certificate and the coverage estimate as shipped. Timed from ``X, y`` in memory to the result.
 - **cnnrelax, coverage off**: the same with ``SolveOptions(coverage_samples=0)``.
+- **cnnrelax default, other tree** (``--other-tree DIR``): the default solve of the ``cnnrelax`` package found in
+  ``DIR`` (e.g. an export of an older commit's ``service/``), alternated in the same run: before and after under the
+  same load.
+- **cnnrelax default, HiGHS** (``--highs``): the default solve with ``SolveOptions(backend="highs")`` (LP working
+  sets by HiGHS's warm dual simplex; trials a cone decides solve no LP on either backend).
 - **PyTorch L-BFGS**: ``Conv1d(1, 1, m, stride=m, bias=False)``, ReLU, sum over the ``k`` outputs, mean squared
   error, float64, one thread, ``torch.optim.LBFGS(lr=1, line_search_fn="strong_wolfe")`` from PyTorch's
   default initialisation (seeded). It is stopped *the moment* its filter is within ``1e-6`` (relative) of
@@ -24,9 +29,11 @@ first runs its method once, untimed, on a small instance of the same width: torc
   seconds (a run that hits the cap counts as a failure and its time is the cap).
 
 The table gives medians over seeds of the wall time, the ratio *PyTorch L-BFGS time / cnnrelax default time*
-(issue 17 asks for at least 3), the worst relative recovery error ``||w - w*|| / ||w*||``, the largest peak RSS
-(whole process: the interpreter, numpy or torch, and the data), and for cnnrelax the time of its coverage
-estimate as a multiple of one trial's (measured again in the default solve's process after the timed run).
+(issue 17 asks for at least 3) and the same ratio of the processes' CPU times over the same spans (both run one
+thread; on a shared machine CPU time does not count the time waiting for a core), the worst relative recovery
+error ``||w - w*|| / ||w*||``, the largest peak RSS (whole process: the interpreter, numpy or torch, and the data),
+and for cnnrelax the time of its coverage estimate as a multiple of one trial's (measured again in the default
+solve's process after the timed run).
 """
 
 from __future__ import annotations
@@ -55,7 +62,11 @@ QUICK_SIZES = SIZES[:2]
 TARGET_ERROR = 1e-6
 WARM_UP_N, WARM_UP_CAP = 256, 5.0  # every process first runs its method once on a small instance, untimed
 METHODS = ("cnnrelax", "cnnrelax_no_coverage", "lbfgs", "adam")
+HIGHS_METHOD = "cnnrelax_highs"
+OTHER_METHOD = "cnnrelax_other"
+OURS = ("cnnrelax", "cnnrelax_no_coverage", HIGHS_METHOD, OTHER_METHOD)
 LABELS = {"cnnrelax": "cnnrelax default", "cnnrelax_no_coverage": "cnnrelax, coverage off",
+          HIGHS_METHOD: "cnnrelax default, HiGHS", OTHER_METHOD: "cnnrelax default, other tree",
           "lbfgs": "PyTorch L-BFGS", "adam": "PyTorch Adam"}
 TORCH_INSTALL = "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
 
@@ -75,6 +86,7 @@ class Run:
     peak_mib: float
     restarts: int = 0
     coverage_trials: float | None = None  # the coverage estimate's time over one trial's (cnnrelax default)
+    cpu_seconds: float = 0.0  # the process's CPU time over the same span (less sensitive to a shared machine)
 
 
 def _peak_mib() -> float:
@@ -92,21 +104,23 @@ def _relative_error(w: np.ndarray, w_star: np.ndarray) -> float:
     return float(np.linalg.norm(w - w_star) / np.linalg.norm(w_star))
 
 
-def run_cnnrelax(n: int, d: int, k: int, seed: int, with_coverage: bool) -> Run:
+def run_cnnrelax(n: int, d: int, k: int, seed: int, method: str) -> Run:
     from cnnrelax import SolveOptions, make_problem, solve
 
-    options = SolveOptions() if with_coverage else SolveOptions(coverage_samples=0)
+    with_coverage = method != "cnnrelax_no_coverage"
+    options = SolveOptions(coverage_samples=SolveOptions().coverage_samples if with_coverage else 0,
+                           backend="highs" if method == HIGHS_METHOD else SolveOptions().backend)
     X, y, _ = _planted(WARM_UP_N, d, k, seed + 10**6)
     solve(make_problem(X, y, k=k), options)  # first calls (imports, caches): untimed, as for torch
     X, y, w_star = _planted(n, d, k, seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     result = solve(make_problem(X, y, k=k), options)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     peak = _peak_mib()
     error = _relative_error(result.w, w_star) if result.w is not None else float("inf")
     ratio = _coverage_over_trial(make_problem(X, y, k=k), result, options) if with_coverage else None
-    return Run("cnnrelax" if with_coverage else "cnnrelax_no_coverage", n, d, k, seed, seconds,
-               error <= TARGET_ERROR, error, peak, coverage_trials=ratio)
+    return Run(method, n, d, k, seed, seconds,
+               error <= TARGET_ERROR, error, peak, coverage_trials=ratio, cpu_seconds=cpu)
 
 
 def _coverage_over_trial(problem: Any, result: Any, options: Any) -> float | None:
@@ -134,22 +148,24 @@ def run_torch(n: int, d: int, k: int, seed: int, optimiser: str, cap: float) -> 
 
     torch.set_num_threads(1)
     _fit(*_planted(WARM_UP_N, d, k, seed + 10**6), k, seed, optimiser, WARM_UP_CAP)  # torch's first calls: untimed
-    seconds, succeeded, error, restarts = _fit(*_planted(n, d, k, seed), k, seed, optimiser, cap)
-    return Run(optimiser, n, d, k, seed, seconds, succeeded, error, _peak_mib(), restarts=restarts)
+    seconds, succeeded, error, restarts, cpu = _fit(*_planted(n, d, k, seed), k, seed, optimiser, cap)
+    return Run(optimiser, n, d, k, seed, seconds, succeeded, error, _peak_mib(), restarts=restarts,
+               cpu_seconds=cpu)
 
 
 def _fit(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, k: int, seed: int, optimiser: str,
-         cap: float) -> tuple[float, bool, float, int]:
+         cap: float) -> tuple[float, bool, float, int, float]:
     """Train the Conv1d until its filter is within TARGET_ERROR of ``w*`` or ``cap`` seconds pass.
 
-    Returns the seconds taken (``cap`` on failure), success, the best relative error seen and the restarts.
+    Returns the seconds taken (``cap`` on failure), success, the best relative error seen, the restarts and the
+    CPU seconds of the same span.
     """
     import torch
 
     n, d = X.shape
     m = d // k
     torch.manual_seed(seed)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     inputs = torch.from_numpy(X).reshape(n, 1, d)
     labels = torch.from_numpy(y)
     target = torch.from_numpy(w_star)
@@ -192,22 +208,25 @@ def _fit(X: np.ndarray, y: np.ndarray, w_star: np.ndarray, k: int, seed: int, op
     except _Reached:
         succeeded = True
     seconds = time.perf_counter() - t0 if succeeded else cap
-    return seconds, succeeded, state["best"], restarts
+    return seconds, succeeded, state["best"], restarts, time.process_time() - c0
 
 
 def child(spec: dict[str, Any]) -> None:
     method, n, d, k, seed, cap = spec["method"], spec["n"], spec["d"], spec["k"], spec["seed"], spec["cap"]
-    if method in ("cnnrelax", "cnnrelax_no_coverage"):
-        run = run_cnnrelax(n, d, k, seed, method == "cnnrelax")
+    if method in OURS:
+        run = run_cnnrelax(n, d, k, seed, method)
     else:
         run = run_torch(n, d, k, seed, method, cap)
     print(json.dumps(asdict(run)))
 
 
-def spawn(method: str, size: tuple[int, int, int], seed: int, cap: float) -> Run:
+def spawn(method: str, size: tuple[int, int, int], seed: int, cap: float, other_tree: str | None = None) -> Run:
     spec = {"method": method, "n": size[0], "d": size[1], "k": size[2], "seed": seed, "cap": cap}
+    env = None
+    if method == OTHER_METHOD and other_tree is not None:  # that tree's package first on the path
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([other_tree, os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          check=False)
+                          check=False, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"{method} at {size} seed {seed} failed:\n{done.stderr}")
     return Run(**json.loads(done.stdout.strip().splitlines()[-1]))
@@ -221,7 +240,9 @@ def table(runs: list[Run], sizes: list[tuple[int, int, int]], methods: tuple[str
     """Medians per size and method, the L-BFGS / cnnrelax ratio, errors, peaks, coverage over a trial."""
     head = ["(n, d, k)"] + [LABELS[m] for m in methods]
     if "lbfgs" in methods:
-        head.append("L-BFGS / cnnrelax")
+        head += ["L-BFGS / cnnrelax", "same, CPU time"]
+        if OTHER_METHOD in methods:
+            head += ["L-BFGS / other tree", "same, CPU time"]
     head += ["coverage / trial", "worst error (cnnrelax; L-BFGS)", "peak MiB (cnnrelax; torch)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for size in sizes:
@@ -239,13 +260,20 @@ def table(runs: list[Run], sizes: list[tuple[int, int, int]], methods: tuple[str
             cells.append(cell)
         if "lbfgs" in methods:
             ratio = _median([r.seconds for r in by["lbfgs"]]) / _median([r.seconds for r in by["cnnrelax"]])
-            cells.append(f"{ratio:.2f}x")
+            cpu = _median([r.cpu_seconds for r in by["lbfgs"]]) / _median([r.cpu_seconds for r in by["cnnrelax"]])
+            cells += [f"{ratio:.2f}x", f"{cpu:.2f}x"]
+            if OTHER_METHOD in methods:
+                other = _median([r.seconds for r in by["lbfgs"]]) / _median([r.seconds for r in by[OTHER_METHOD]])
+                other_cpu = _median([r.cpu_seconds for r in by["lbfgs"]]) / \
+                    _median([r.cpu_seconds for r in by[OTHER_METHOD]])
+                cells += [f"{other:.2f}x", f"{other_cpu:.2f}x"]
         ratios = [r.coverage_trials for r in by["cnnrelax"] if r.coverage_trials is not None]
+        ours_runs = [r for m in methods if m in OURS for r in by[m]]
         cells.append(f"{_median(ratios):.2f}" if ratios else "-")
-        ours = max((r.recovery_error for r in by["cnnrelax"] + by["cnnrelax_no_coverage"]), default=float("nan"))
+        ours = max((r.recovery_error for r in ours_runs), default=float("nan"))
         theirs = max((r.recovery_error for r in by.get("lbfgs", [])), default=float("nan"))
         cells.append(f"{ours:.1e}; {theirs:.1e}")
-        peak_ours = max((r.peak_mib for r in by["cnnrelax"] + by["cnnrelax_no_coverage"]), default=float("nan"))
+        peak_ours = max((r.peak_mib for r in ours_runs), default=float("nan"))
         peak_torch = max((r.peak_mib for m in ("lbfgs", "adam") for r in by.get(m, [])), default=float("nan"))
         cells.append(f"{peak_ours:.0f}; {peak_torch:.0f}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -265,6 +293,8 @@ def main() -> None:
     parser.add_argument("--adam-cap", type=float, help="Adam's time cap in seconds (default 30; 10 with --quick)")
     parser.add_argument("--lbfgs-cap", type=float, default=120.0, help="L-BFGS's time cap in seconds")
     parser.add_argument("--no-adam", action="store_true", help="skip Adam (the slowest column)")
+    parser.add_argument("--highs", action="store_true", help="add the default solve with backend='highs'")
+    parser.add_argument("--other-tree", help="add the default solve of the cnnrelax package in this directory")
     parser.add_argument("--json", help="also write every run to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -280,15 +310,20 @@ def main() -> None:
         methods = METHODS[:2]
     elif args.no_adam:
         methods = METHODS[:3]
+    if args.highs:
+        methods = (*methods, HIGHS_METHOD)
+    if args.other_tree:
+        methods = (*methods, OTHER_METHOD)
     runs: list[Run] = []
     for seed in range(seeds):
         for size in sizes:
             order = methods[seed % len(methods):] + methods[:seed % len(methods)]  # rotate: alternated
             for method in order:
                 cap = adam_cap if method == "adam" else args.lbfgs_cap
-                run = spawn(method, size, seed, cap)
+                run = spawn(method, size, seed, cap, args.other_tree)
                 runs.append(run)
-                print(f"seed {seed} {size} {LABELS[method]:24s} {run.seconds:7.3f} s  ok={run.succeeded} "
+                print(f"seed {seed} {size} {LABELS[method]:24s} {run.seconds:7.3f} s (CPU {run.cpu_seconds:.3f} s)  "
+                      f"ok={run.succeeded} "
                       f"error {run.recovery_error:.1e}  peak {run.peak_mib:.0f} MiB"
                       + (f"  coverage {run.coverage_trials:.2f} trials" if run.coverage_trials is not None else ""),
                       flush=True)

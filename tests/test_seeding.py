@@ -1,29 +1,33 @@
 """The first working set (cnnrelax.core.solver.seeding): its cuts are valid inequalities of the LP, the LP's optimum
 with them is the optimum without them (and HiGHS's on the full LP, tests/highs_reference.py), a direction in the
-guess's cone ends in one round at the planted filter, and a guess that does not fit seeds nothing."""
+guess's cone ends in one round at the planted filter, and a guess that does not fit seeds nothing. The loop is
+tested here, so the cone shortcut that decides most of these directions without it
+(cnnrelax.core.solver.shortcut, tests/test_shortcut.py) is off."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from cnnrelax import FilterConstraints, PlantedSpec, make_problem, planted_problem
+from cnnrelax import FilterConstraints, PlantedSpec, SolverSettings, make_problem, planted_problem
 from cnnrelax.core.problem import ConvProblem
 from cnnrelax.core.solver import RelaxationSolver
 from cnnrelax.core.trials import trial_direction
 
 from highs_reference import lp_by_highs
 
+LOOP = SolverSettings(cone_shortcut=False)
+
 
 def _unseeded(problem: ConvProblem, constraints: FilterConstraints) -> RelaxationSolver:
-    solver = RelaxationSolver(problem, "lp", constraints=constraints)
+    solver = RelaxationSolver(problem, "lp", constraints=constraints, settings=LOOP)
     solver.first = None  # the loop as it was: an empty first working set
     return solver
 
 
 def test_seeded_cuts_are_valid_inequalities_tight_at_the_planted_filter() -> None:
     pp = planted_problem(PlantedSpec(n=600, d=20, k=2, seed=5))
-    solver = RelaxationSolver(pp.problem, "lp")
+    solver = RelaxationSolver(pp.problem, "lp", settings=LOOP)
     seeds = solver.first.seeds if solver.first is not None else None
     assert seeds is not None and seeds.toward is not None and seeds.away is not None
     cuts = seeds.toward
@@ -47,7 +51,7 @@ def test_seeded_cuts_are_valid_inequalities_tight_at_the_planted_filter() -> Non
 def test_the_optimum_is_the_unseeded_one_and_highs(size: tuple[int, int, int], constraints: FilterConstraints) -> None:
     n, d, k = size
     problem = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=11)).problem
-    seeded = RelaxationSolver(problem, "lp", constraints=constraints)
+    seeded = RelaxationSolver(problem, "lp", constraints=constraints, settings=LOOP)
     plain = _unseeded(problem, constraints=constraints)
     assert seeded.first is not None and seeded.first.seeds is not None
     for t in range(6):
@@ -62,10 +66,10 @@ def test_the_optimum_is_the_unseeded_one_and_highs(size: tuple[int, int, int], c
 
 def test_a_direction_in_the_cone_ends_in_one_round_at_the_planted_filter() -> None:
     pp = planted_problem(PlantedSpec(n=2000, d=40, k=4, seed=1))
-    solver = RelaxationSolver(pp.problem, "lp")
+    solver = RelaxationSolver(pp.problem, "lp", settings=LOOP)
     one_round = 0
     for t in range(4):
-        fresh = RelaxationSolver(pp.problem, "lp")  # an empty pool: only the seeds are there at round 1
+        fresh = RelaxationSolver(pp.problem, "lp", settings=LOOP)  # an empty pool: only the seeds are there at round 1
         sol = fresh.solve(trial_direction(0, t, pp.problem.m))
         if sol.w is not None and np.linalg.norm(sol.w - pp.w_star) <= 1e-9 * np.linalg.norm(pp.w_star):
             one_round += sol.outer_iterations == 1
@@ -76,14 +80,14 @@ def test_a_direction_in_the_cone_ends_in_one_round_at_the_planted_filter() -> No
 def test_a_guess_that_does_not_fit_seeds_nothing() -> None:
     pp = planted_problem(PlantedSpec(n=400, d=12, k=2, seed=2))
     noisy = make_problem(pp.problem.X, pp.problem.y + np.random.default_rng(4).uniform(0.5, 1.0, pp.problem.n), k=2)
-    solver = RelaxationSolver(noisy, "lp")
+    solver = RelaxationSolver(noisy, "lp", settings=LOOP)
     assert solver.first is not None and solver.first.seeds is None
     assert not solver.first.applies() and solver.first.seed(solver.pool) == 0
 
 
 def test_a_seeded_solve_starts_from_its_seeds_alone_and_ends_at_the_full_optimum() -> None:
     problem = planted_problem(PlantedSpec(n=800, d=24, k=2, seed=6)).problem
-    solver = RelaxationSolver(problem, "lp")
+    solver = RelaxationSolver(problem, "lp", settings=LOOP)
     first = solver.first
     assert first is not None and first.applies()
     solver.first = None  # two solves from an empty pool fill it with cuts of their own
@@ -111,7 +115,8 @@ def test_a_direction_away_from_the_guess_ends_in_one_round_at_the_origin() -> No
         r = trial_direction(0, t, pp.problem.m)
         if r @ pp.w_star >= 0:
             continue
-        sol = RelaxationSolver(pp.problem, "lp").solve(r)  # an empty pool: only the seeds are there at round 1
+        # An empty pool: only the seeds are there at round 1.
+        sol = RelaxationSolver(pp.problem, "lp", settings=LOOP).solve(r)
         exact = lp_by_highs(pp.problem, r)
         assert sol.status == exact.status == "optimal"
         assert sol.objective == pytest.approx(exact.value, abs=1e-9)

@@ -259,7 +259,8 @@ _AS_CLARABEL = {
               "unbounded_inaccurate": "AlmostDualInfeasible"},
     "highs": {"Optimal": "Solved", "Infeasible": "PrimalInfeasible", "Unbounded": "DualInfeasible",
               "Primal infeasible or unbounded": "PrimalInfeasible", "Time limit reached": "MaxTime",
-              "Iteration limit reached": "MaxIterations", "Interrupted by user": "CallbackTerminated"},
+              "Iteration limit reached": "MaxIterations", "Interrupted by user": "CallbackTerminated",
+              "NotStarted": "NotStarted"},  # no sub-problem solved (a cone decided the trial, or a cancel came first)
 }
 
 

@@ -28,7 +28,9 @@ from .tolerances import (
 class SolverSettings:
     """Clarabel's tolerances and the working-set loop's limits.
 
-    ``batch`` caps the constraints one round adds (default ``max(2m, 50)``); ``time_limit_s`` caps one solve.
+    ``batch`` caps the constraints one round adds (default ``max(2m, 50)``); ``time_limit_s`` caps one solve;
+    ``cone_shortcut`` lets a cone membership decide a trial without a sub-problem
+    (:mod:`~cnnrelax.core.solver.shortcut`; off: every trial runs the working-set loop, the path it replaces).
     """
 
     tol_gap_abs: float = CLARABEL_GAP
@@ -39,6 +41,7 @@ class SolverSettings:
     cut_tol: float = CUT_TOL
     batch: int | None = None
     time_limit_s: float | None = None
+    cone_shortcut: bool = True
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,16 @@ SEED_POLISH_ROUNDS = 10
 #: ... on an evenly spaced subset of ``SEED_SUBSET m`` samples (and checked on all).
 SEED_SUBSET = 40
 
+#: The shortcut (:mod:`cnnrelax.core.solver.shortcut`): the guess stands for the LP's vertex only when its relative
+#: fit residual is at most ``SHORTCUT_FIT`` (rounding); a direction is inside a cone when NNLS leaves a relative
+#: residual of at most ``SHORTCUT_CONE_TOL`` (far below the certificate's ``DEFAULT_CONE_TOL``: an answer, not a
+#: verdict, hangs on it).
+SHORTCUT_FIT = 1e-12
+SHORTCUT_CONE_TOL = 1e-10
+#: ... and it runs only for filters of at most this many weights (not a tolerance: a bound on uninterruptible work;
+#: at m = 1000 one membership took 10 s, where a cancel must be answered within 1 s).
+SHORTCUT_MAX_M = 200
+
 #: HiGHS's primal and dual feasibility tolerances when a vertex (not a yes/no) is wanted.
 HIGHS_VERTEX_TOL = 1e-10
 

@@ -24,15 +24,16 @@ from .certificates import (
     cone_certificate,
     cone_not_applicable,
     coverage,
+    loss_threshold,
     optimality_cone,
-    summary,
+    tied_note,
 )
 from .constraints import ResolvedConstraints
 from .options import SolveOptions
 from .polishing import polish
 from .problem import ConvProblem, FloatArray
 from .records import SolveResult, TrialRecord, TrialStatus
-from .solver import OnRound, RelaxationBackend, make_backend
+from .solver import OnRound, ProvenPoint, ProvesPoints, RelaxationBackend, make_backend
 from .tolerances import POLISH_FEASIBILITY_TOL, SELECTION_RTOL
 
 
@@ -79,9 +80,14 @@ class _Context:
     threshold: float
     should_stop: ShouldStop | None
     on_round: OnRound | None
+    prover: ProvesPoints | None  # the backend, when it hands on the points it proves (a runtime check, made once)
 
     def stopped(self) -> bool:
         return self.should_stop is not None and self.should_stop()
+
+    def proven(self, w: FloatArray) -> ProvenPoint | None:
+        """The point the backend proved LP-optimal by a cone when ``w`` is it (its cone and polishing are known)."""
+        return None if self.prover is None else self.prover.proven(w)
 
 
 def solve(
@@ -119,9 +125,10 @@ def solve(
     star_cone = None
     if w_star is not None and cone_not_applicable(problem, w_star, constraints, options.fit_tol) is None:
         star_cone, _ = optimality_cone(problem, w_star, constraints)
-    context = _Context(problem, options, constraints, make_backend(problem, options, constraints), w_star, star_cone,
+    backend = make_backend(problem, options, constraints)
+    context = _Context(problem, options, constraints, backend, w_star, star_cone,
                        options.optimality_tol * max(float(problem.y @ problem.y), np.finfo(float).tiny),
-                       should_stop, on_round)
+                       should_stop, on_round, backend if isinstance(backend, ProvesPoints) else None)
     records, status, message = _run_trials(context, on_trial)
     return _result(context, records, status, message, start)
 
@@ -154,7 +161,8 @@ def _trial(context: _Context, t: int) -> TrialRecord:
     sol = context.backend.solve(r, should_stop=context.should_stop, on_round=context.on_round, trial=t)
     w, w_polished, loss, raw_loss = sol.w, None, None, None
     if w is not None and options.polish and not context.stopped():
-        outcome = polish(problem, w)
+        known = context.proven(w)
+        outcome = polish(problem, w) if known is None else known.polished
         raw_loss = loss = outcome.start_loss
         if (outcome.accepted
                 and context.constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):
@@ -205,7 +213,7 @@ def _result(context: _Context, records: list[TrialRecord], status: str, message:
     certificate = None
     stopped = status == "cancelled" or context.stopped()
     if best is not None and not stopped:  # a cancelled job's answer is not read: skip the certificate's work
-        certificate = _certificate(problem, best, records, context.constraints, options, context.should_stop)
+        certificate = _certificate(context, best, records)
     final_error, sign = (None, None) if (best is None or best.final_w is None or w_star is None) \
         else recovery(problem, best.final_w, w_star)
     return SolveResult(
@@ -232,29 +240,63 @@ def _select(finished: list[TrialRecord], threshold: float) -> TrialRecord | None
     return next(rec for rec in finished if rec.loss is not None and rec.loss <= cutoff)
 
 
-def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRecord],
-                 constraints: ResolvedConstraints, options: SolveOptions,
-                 should_stop: ShouldStop | None = None) -> Certificate:
+def _verdicts(cone: OptimalityCone, known: ProvenPoint | None, records: list[TrialRecord],
+              tol: float) -> list[tuple[int, float, int]]:
+    """Each trial's ``(index, rho, positive multipliers)`` at the cone, in trial order, where it matters.
+
+    A distance the shortcut already measured (``known``) is not measured again. Once some trial is within ``tol``,
+    the others' distances cannot be the least: each of them gets an exact verdict first
+    (:meth:`OptimalityCone.members`: a known separating vector, or multipliers), and a distance only when inside
+    (a trial proven outside is left out of the list, which then holds every trial that certifies and the closest).
+    """
+    def distance(r: FloatArray) -> tuple[float, int]:
+        if known is not None:
+            return known.distance(r)
+        _, rho, positive = cone.member(np.asarray(r, dtype=np.float64), tol)
+        return rho, positive
+
+    verdicts: list[tuple[int, float, int]] = []
+    pending: list[TrialRecord] = []
+    for rec in records:
+        measured = None if known is None else known.measured(rec.r)
+        if measured is None:
+            pending.append(rec)
+        else:
+            verdicts.append((rec.index, *measured))
+    if pending and any(rho <= tol for _, rho, _ in verdicts):
+        inside = cone.members(np.array([rec.r for rec in pending], dtype=np.float64), tol)
+        pending = [rec for rec, holds in zip(pending, inside, strict=True) if holds]
+    verdicts += [(rec.index, *distance(rec.r)) for rec in pending]
+    return sorted(verdicts)
+
+
+def _certificate(context: _Context, best: TrialRecord, records: list[TrialRecord]) -> Certificate:
     """The selected filter's certificate: zero loss, the cone test for every direction tried, coverage.
 
-    The cone of optimality is built once at the selected filter and tested against each trial's ``r``;
-    ``certified_by_trials`` lists the trials whose direction makes the filter LP-optimal.
+    The cone of optimality is built once at the selected filter (or handed on by the backend, which built it to
+    decide trials: :meth:`_Context.proven`) and tested against each trial's ``r``; ``certified_by_trials`` lists
+    the trials whose direction makes the filter LP-optimal.
     """
+    problem, constraints, options, should_stop = context.problem, context.constraints, context.options, \
+        context.should_stop
     w = best.final_w
     assert w is not None
-    if cone_not_applicable(problem, w, constraints, options.fit_tol) is not None:
+    known = context.proven(w)
+    if known is not None and known.fit is None:
+        known = None  # a point proven by another cone than the certificate's (the origin)
+    applies = (known is not None and known.fit is not None and known.fit <= options.fit_tol) or \
+        cone_not_applicable(problem, w, constraints, options.fit_tol) is None
+    if not applies:
         base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
                        cone_tol=options.cone_tol, fit_tol=options.fit_tol)
         return replace(base, coverage=coverage(problem, w, samples=0, constraints=constraints,
                                                fit_tol=options.fit_tol))
-    cone, ties = optimality_cone(problem, w, constraints)  # built once, for every direction below
-    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
-                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
-    verdicts = [(rec.index, cone_certificate(problem, w, rec.r, constraints=constraints, tol=options.cone_tol,
-                                             fit_tol=options.fit_tol, cone=cone)) for rec in records]
-    certified_by = [index for index, cert in verdicts if cert.certified]
-    index, closest = min(verdicts, key=lambda item: item[1].residual if item[1].residual is not None else np.inf)
-    tied = f" ({ties} tied patches X_ij w = 0 counted with multipliers in [0, v_i])" if ties else ""
+    # built once, for every direction below
+    cone, ties = optimality_cone(problem, w, constraints) if known is None else (known.cone, known.ties)
+    verdicts = _verdicts(cone, known, records, options.cone_tol)
+    certified_by = [index for index, rho, _ in verdicts if rho <= options.cone_tol]
+    index, residual, positive = min(verdicts, key=lambda item: item[1])
+    tied = tied_note(ties)
     if certified_by:
         reason = (f"For the direction r of trial(s) {certified_by} (of {len(records)} tried) the selected filter is "
                   f"an optimum of the LP relaxation: r lies in its cone of optimality{tied}, so the relaxation itself "
@@ -263,19 +305,20 @@ def _certificate(problem: ConvProblem, best: TrialRecord, records: list[TrialRec
         tried = "The one direction tried does not make" if len(records) == 1 else \
             f"None of the {len(records)} directions tried makes"
         reason = (f"{tried} the selected filter LP-optimal (closest: trial {index}, relative residual "
-                  f"{closest.residual:.3g} > {options.cone_tol:g}){tied}.")
+                  f"{residual:.3g} > {options.cone_tol:g}){tied}.")
         if best.w_polished is not None:
+            zero_loss = best.loss is not None and best.loss <= loss_threshold(problem, options.optimality_tol)
             reason += (" The filter was reached by polishing trial "
                        f"{best.index}'s LP solution, not by the LP itself")
-            reason += (", and its zero loss certifies it as a global minimum all the same." if base.global_optimum
-                       else ".")
+            reason += ", and its zero loss certifies it as a global minimum all the same." if zero_loss else "."
     cone_cert = ConeCertificate(
-        applicable=True, certified=bool(certified_by), residual=closest.residual, tolerance=options.cone_tol,
-        positive_multipliers=closest.positive_multipliers, reason=reason, tied_patches=ties,
+        applicable=True, certified=bool(certified_by), residual=residual, tolerance=options.cone_tol,
+        positive_multipliers=positive, reason=reason, tied_patches=ties,
         certified_by_trials=certified_by,
     )
+    # The trials' verdicts are the cone test: best.r is not tested again.
+    base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
+                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, tested=cone_cert)
     estimate = coverage(problem, w, samples=options.coverage_samples, seed=options.seed, constraints=constraints,
                         tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, should_stop=should_stop)
-    return replace(base, cone=cone_cert, coverage=estimate,
-                   summary=summary(base.global_optimum, base.loss, base.loss_threshold, cone_cert,
-                                   base.relative_gradient_norm, base.kkt))
+    return replace(base, coverage=estimate)

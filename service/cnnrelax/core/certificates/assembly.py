@@ -154,6 +154,7 @@ def certify(
     cone_tol: float = DEFAULT_CONE_TOL,
     fit_tol: float = DEFAULT_FIT_TOL,
     cone: OptimalityCone | None = None,
+    tested: ConeCertificate | None = None,
 ) -> Certificate:
     """Zero-loss global optimality (``L(w) <= tol * ||y||^2``), the cone test at ``w`` and stationarity.
 
@@ -162,6 +163,7 @@ def certify(
     problem, w, r, constraints : the filter and the direction to test.
     optimality_tol, cone_tol, fit_tol : relative tolerances.
     cone : the cone of optimality at ``w`` when already built (see :func:`cone_certificate`).
+    tested : the cone test's outcome when already made (then ``r`` is not tested again).
 
     Returns
     -------
@@ -169,7 +171,8 @@ def certify(
     """
     loss = problem.loss(w)
     threshold = loss_threshold(problem, optimality_tol)
-    tested = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol, cone=cone)
+    if tested is None:
+        tested = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol, cone=cone)
     optimum = bool(loss <= threshold)
     gradient = relative_gradient_norm(problem, w)
     kkt = None if constraints is None or imposes_nothing(constraints) else kkt_certificate(problem, w, constraints)

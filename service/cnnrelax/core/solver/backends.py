@@ -3,7 +3,7 @@ z-formulation (:mod:`cnnrelax.core.oracle`: one ``z_ij`` per sample and patch, C
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ...types import ShouldStop
 from ..constraints import ResolvedConstraints
@@ -12,6 +12,7 @@ from ..problem import ConvProblem, FloatArray
 from ..records import Backend, OnRound, RelaxationSolution
 from ..relaxations import relaxation_kind
 from .loop import RelaxationSolver
+from .shortcut import ProvenPoint
 
 
 class RelaxationBackend(Protocol):
@@ -19,6 +20,15 @@ class RelaxationBackend(Protocol):
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None, on_round: OnRound | None = None,
               trial: int = 0) -> RelaxationSolution:
+        ...
+
+
+@runtime_checkable
+class ProvesPoints(Protocol):
+    """A backend that proved some point LP-optimal by a cone (:mod:`.shortcut`) and hands the proof on."""
+
+    def proven(self, w: FloatArray) -> ProvenPoint | None:
+        """The proven point when ``w`` is it, bit for bit, with its cone and its polishing; else None."""
         ...
 
 

@@ -35,6 +35,7 @@ from .normalised import NormalisedProblem
 from .outcomes import MESSAGES, Finish, unbounded_message
 from .seeding import FirstWorkingSet
 from .separation import separate
+from .shortcut import ProvenPoint, Shortcut
 from .simplex import SimplexSubproblems
 from .simplex import supports as simplex_supports
 from .subproblem import Outcome, SubproblemResult, Subproblems
@@ -73,10 +74,18 @@ class RelaxationSolver:
         self.simplex = SimplexSubproblems(self.data) if use_simplex else None
         # Cuts at a polished guess open every LP solve (:mod:`.seeding`): fewer rounds, the same optimum.
         self.first = FirstWorkingSet(self.data) if self.kind.hard_fit else None
+        # A cone membership at the guess or the origin decides most LP trials without a sub-problem (:mod:`.shortcut`).
+        self.shortcut = Shortcut(self.data, self.first) if self.first is not None and self.settings.cone_shortcut \
+            else None
+
+    def proven(self, w: FloatArray) -> ProvenPoint | None:
+        """The point the shortcut proved optimal for some direction when ``w`` is it (:meth:`Shortcut.proven`)."""
+        return None if self.shortcut is None else self.shortcut.proven(w)
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None, on_round: OnRound | None = None,
               trial: int = 0) -> RelaxationSolution:
-        """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention).
+        """Solve the relaxation for direction ``r`` (maximise ``r^T w``, SPEC 2 convention): by a cone membership when
+        one proves the optimum (:mod:`.shortcut`, no round), else by the working-set loop.
 
         Parameters
         ----------
@@ -89,6 +98,11 @@ class RelaxationSolver:
         The solution, its filter in the user's units, and the solver's evidence.
         """
         r = np.asarray(r, dtype=np.float64)
+        if self.shortcut is not None and not (should_stop is not None and should_stop()):  # a cancel: the loop says so
+            start = time.monotonic()
+            w = self.shortcut.optimum(r, should_stop)
+            if w is not None:
+                return Finish(self, r, start)(TrialStatus.optimal, MESSAGES["cone_optimal"], None, 0, 0, None, w=w)
         run = _Run(self, r, should_stop, on_round, trial)
         seeded = self.first is not None and self.first.applies()
         # A seeded solve starts from its seeds alone (pooled cuts return when violated); others from the pool.

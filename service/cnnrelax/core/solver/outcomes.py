@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 MESSAGES = {
     "optimal": "Solved to optimality.",
+    "cone_optimal": "Solved to optimality: r lies in the cone of optimality at the seed guess or at the origin, so "
+                    "that point is the LP's unique optimum (no sub-problem was solved).",
     "cancelled": "The solve was cancelled.",
     "infeasible": "The relaxation is infeasible: the constraints on w exclude every filter with "
                   "sum_j sigma(X_ij w) <= y_i (w = 0 satisfies the data rows, so the constraints on w are the cause).",
@@ -46,10 +48,11 @@ class Finish:
         self.solver, self.r, self.start = solver, r, start
 
     def __call__(self, status: TrialStatus, message: str, u: FloatArray | None, iterations: int, outer: int,
-                 sub: SubproblemResult | None) -> RelaxationSolution:
+                 sub: SubproblemResult | None, w: FloatArray | None = None) -> RelaxationSolution:
+        """The solution at ``u`` (normalised units), or at ``w`` (user units) when given."""
         solver = self.solver
         evidence = None if sub is None else sub.evidence
-        w = None if u is None else solver.data.to_user(u)
+        w = w if w is not None or u is None else solver.data.to_user(u)
         return RelaxationSolution(
             status=status, message=message, w=w,
             objective=None if w is None else objective_value(solver.problem, w, self.r, solver.kind, solver.beta),

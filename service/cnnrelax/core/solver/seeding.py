@@ -21,7 +21,9 @@ is, for most directions ``r``, one of two points:
   ``away`` seeds are the single-patch cuts of the ``SEED_ROWS m`` zero-label patches nearest the hyperplane
   ``X_ij^T g = 0`` (``|X_ij^T g^| / ||X_ij||`` smallest), far out on the other side.
 
-Both sets are built once per solver and seeded in every solve (``2 SEED_ROWS m`` rows): measured on planted
+The guess is built on first use apart from the cuts: it is also where :mod:`.shortcut` starts, which decides most
+trials without any sub-problem; the cuts are built only when a solve runs the loop. Both sets are built once per
+solver and seeded in every solve (``2 SEED_ROWS m`` rows): measured on planted
 data, seeding both ended more trials in one round than seeding the side of ``r^T g`` alone (the LP optimum of some
 directions is another vertex, supported by rows of both kinds). ``3m`` cuts best aligned with ``r``, or ``8m``
 spread over all labels, held no direction the full cone held.
@@ -48,20 +50,27 @@ class FirstWorkingSet:
 
     def __init__(self, data: NormalisedProblem) -> None:
         self.data = data
+        #: The guess's pre-activations on all samples when its check computed them (else None).
+        self.guess_pre: FloatArray | None = None
 
     @cached_property
-    def seeds(self) -> _Seeds | None:
-        """The candidate cuts on each side of the guess, or None when the guess does not fit (or ``sigma`` is not
-        piecewise linear)."""
+    def guess(self) -> FloatArray | None:
+        """The polished moment guess (user units), or None when it does not fit (or ``sigma`` is not piecewise
+        linear). Built on first use, apart from the cuts: :mod:`.shortcut` needs it alone."""
         data = self.data
-        problem, act = data.problem, data.activation
-        if not isinstance(act, PiecewiseLinear):
+        problem = data.problem
+        if not isinstance(data.activation, PiecewiseLinear):
             return None
         moment = problem.source.reduce_rows(label_moment, problem.y)
         if not (np.all(np.isfinite(moment)) and np.any(moment)):
             return None
-        g = self._guess(moment)
-        if g is None:
+        return self._guess(moment)
+
+    @cached_property
+    def seeds(self) -> _Seeds | None:
+        """The candidate cuts on each side of the guess, or None without a guess."""
+        g, act = self.guess, self.data.activation
+        if g is None or not isinstance(act, PiecewiseLinear):
             return None
         direction = g / np.linalg.norm(g)
         return _Seeds(direction, self._toward(act, g), self._away(act, direction))
@@ -77,7 +86,8 @@ class FirstWorkingSet:
             subset = np.linspace(0, problem.n - 1, count).round().astype(np.intp)
             small = problem.on_rows(subset)
             guess = polish(small, moment, rounds=SEED_POLISH_ROUNDS).w
-            return guess if problem.loss(guess) <= threshold else None
+            self.guess_pre = problem.preactivations(guess)  # kept: the shortcut reads the guess's pattern off it
+            return guess if problem.loss_from(self.guess_pre) <= threshold else None
         outcome = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
         return outcome.w if outcome.loss <= threshold else None
 
