@@ -1,11 +1,13 @@
-"""What the CLI prints: tables for people, JSON for machines, progress bars, and errors on stderr."""
+"""What the CLI prints: tables for people (solve results, certificates, experiments, a service's jobs and
+resources), JSON for machines, progress bars, and errors on stderr; and the figure files it writes (``--out``)."""
 
 from __future__ import annotations
 
 import json
 import sys
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
 
 import numpy as np
 import typer
@@ -82,15 +84,44 @@ def cancel_sentence(kind: str, job_id: str, status: str, cancel_requested: bool 
     return f"{kind} {job_id} had already ended ({status}); nothing to cancel."
 
 
+def field_value_table(title: str, fold: bool = True) -> Table:
+    """A two-column table of a thing's fields (bold names; long values folded onto more lines when ``fold``)."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value", overflow="fold" if fold else "ellipsis")  # rich's default: "ellipsis"
+    return table
+
+
+def render_fields(title: str, fields: dict[str, Any]) -> None:
+    """A thing's fields as a table (lists and dicts as JSON)."""
+    table = field_value_table(title)
+    for key, value in fields.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, (dict, list)) else fmt(value))
+    stdout.print(table)
+
+
+def render_status_table(kind: str, url: str, items: Sequence[Any], progress_label: str, status: str | None) -> None:
+    """A table of jobs or experiments (``.id``, ``.status``, ``.raw["created_at"]``, ``.progress``)."""
+    table = Table(title=f"{kind} at {url}", title_justify="left")
+    table.add_column("id", no_wrap=True, min_width=len(items[0].id) if items else 8)
+    for name in ("status", "created", progress_label):
+        table.add_column(name, no_wrap=True)
+    for item in items:
+        created = str(item.raw.get("created_at") or "-").replace("T", " ")[:19]
+        progress = f"{item.progress.done}/{item.progress.total}" if item.progress else "-"
+        table.add_row(item.id, item.status, created, progress)
+    stdout.print(table)
+    if not items:
+        stdout.print(f"no {kind}" + (f" with status {status}" if status else ""))
+
+
 def render_solve_summary(result: dict[str, Any], job_id: str | None = None, trials_asked: int | None = None) -> None:
     """A person's view of a solve result: the filter, its loss and certificate, and the trials (run of asked)."""
     certificate = result.get("certificate") or {}
     cone = certificate.get("cone") or {}
     shape = result.get("shape") or {}
     trials = result.get("trials") or []
-    table = Table(title="cnnrelax solve", show_header=False, title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
+    table = field_value_table("cnnrelax solve")
     if job_id:
         table.add_row("job", job_id)
     table.add_row("status", f"{result.get('status')}: {result.get('message') or ''}".rstrip(": "))
@@ -138,6 +169,25 @@ def render_solve_summary(result: dict[str, Any], job_id: str | None = None, tria
         stdout.print(per_trial)
 
 
+def render_certificate(certificate: dict[str, Any]) -> None:
+    """A person's view of a certificate: the summary, then each measure."""
+    table = field_value_table("cnnrelax certificate")
+    table.add_row("summary", str(certificate.get("summary")))
+    table.add_row("global optimum", fmt(certificate.get("global_optimum")))
+    table.add_row("loss L(w)", f"{fmt(certificate.get('loss'))} (zero below {fmt(certificate.get('loss_threshold'))})")
+    cone = certificate.get("cone") or {}
+    table.add_row("cone", str(cone.get("reason")))
+    coverage = certificate.get("coverage") or {}
+    table.add_row("coverage", str(coverage.get("reason")))
+    table.add_row("relative gradient norm", fmt(certificate.get("relative_gradient_norm")))
+    kkt = certificate.get("kkt")
+    if kkt:
+        table.add_row("KKT", str(kkt.get("reason")))
+        if kkt.get("multipliers"):
+            named = ", ".join(f"{name}={fmt(value)}" for name, value in kkt["multipliers"].items())
+            table.add_row("multipliers", named)
+    stdout.print(table)
+
 
 @dataclass
 class ProgressBar:
@@ -176,6 +226,15 @@ class ProgressBar:
         self._progress.stop()
 
 
+def follow_trials(bar: ProgressBar, job: Any) -> None:
+    """A job snapshot (fed from its events) into the trials bar; at its end, trials run against trials asked."""
+    if job.progress is not None:
+        bar.update(job.progress.done, job.progress.total)
+    if job.done and job.result is not None and job.progress is not None:
+        bar.describe(trials_sentence(len(job.result.trials), job.progress.total,
+                                     job.result.certificate.global_optimum if job.result.certificate else None))
+
+
 def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> None:
     """A person's view of an experiment result."""
     if spec["kind"] == "phase_transition":
@@ -199,10 +258,7 @@ def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> N
                                   else "not reached", fmt(row.get("plateau"), 3))
             stdout.print(table)
     else:
-        table = Table(title="rotated digits (test RMSE, degrees; mean +- sd over seeds)", show_header=False,
-                      title_justify="left")
-        table.add_column("field", style="bold")
-        table.add_column("value")
+        table = field_value_table("rotated digits (test RMSE, degrees; mean +- sd over seeds)", fold=False)
         for key in ("rmse_raw", "rmse_filter", "rmse_random"):
             std = result.get(f"{key}_std")
             table.add_row(key, fmt(result.get(key), 4) + ("" if std is None else f" +- {fmt(std, 3)}"))
@@ -220,3 +276,17 @@ def render_experiment_summary(spec: dict[str, Any], result: dict[str, Any]) -> N
         stdout.print(table)
 
 
+def figure_format(path: Path) -> str:
+    """The figure format ``path``'s suffix names: png, svg or pdf (exit 2 for another)."""
+    from ..experiments.common import FIGURE_MEDIA_TYPES
+
+    suffix = path.suffix.lower().lstrip(".")
+    if suffix not in FIGURE_MEDIA_TYPES:
+        fail(f"--out {path}: the suffix names the figure's format; use .png, .svg or .pdf.", code=2)
+    return suffix
+
+
+def write_figure(path: Path, figure: bytes) -> None:
+    """Write a figure's bytes to ``path``, making its directory if need be."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(figure)
