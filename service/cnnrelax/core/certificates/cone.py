@@ -251,12 +251,14 @@ class OptimalityCone:
         self._axis_nonpositive = np.zeros(0, dtype=np.intp)
         if self._axis is not None:
             self._axis_inverse = np.where(axis_gains > 0, 1.0 / np.where(axis_gains > 0, axis_gains, 1.0), 0.0)
-            self._axis_nonpositive = np.intersect1d(np.flatnonzero(axis_gains <= 0), self._live)
+            live_mask = np.zeros(store.count, dtype=bool)
+            live_mask[self._live] = True
+            self._axis_nonpositive = np.flatnonzero((axis_gains <= 0) & live_mask)
         # The core: the generators every direction's column generation starts from (module docstring), grown by
         # the ones a full pricing finds; when it holds every generator, its pricing is the full one.
         size = CORE_PER_DIMENSION * m
         core = self._live if self._live.size <= size else \
-            self._live[np.unique(np.linspace(0, self._live.size - 1, size).astype(np.intp))]
+            self._live[np.linspace(0, self._live.size - 1, size).astype(np.intp)]  # a step >= 1: distinct
         self._core = np.zeros(0, dtype=np.intp)
         self._core_rows = np.zeros((0, m))
         self._core_position = np.full(store.count, -1, dtype=np.intp)

@@ -13,7 +13,7 @@ from ..problem import ConvProblem, FloatArray
 from ..tolerances import DEFAULT_CONE_TOL, DEFAULT_FIT_TOL, DEFAULT_OPTIMALITY_TOL, TIE_RTOL
 
 __all__ = ["DEFAULT_CONE_TOL", "DEFAULT_FIT_TOL", "DEFAULT_OPTIMALITY_TOL", "TIE_RTOL", "fit_residual",
-           "loss_threshold", "relative_gradient_norm"]
+           "gradient_moments", "loss_threshold", "relative_gradient_norm"]
 
 
 def fit_residual(problem: ConvProblem, w: FloatArray) -> float:
@@ -37,13 +37,33 @@ def relative_gradient_norm(problem: ConvProblem, w: FloatArray) -> float:
     """Stationarity of the loss at ``w``: ``||grad L(w)|| / (2 ||y|| ||G||_F)`` with ``G`` the gradient rows.
 
     ``grad L(w) = -2 sum_i (y_i - f_w(x_i)) g_i``; the ratio is scale-free, 0 at a stationary point and at
-    most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm).
+    most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm). Two passes over ``X`` (the
+    pre-activations, then :func:`gradient_moments`), and no ``(n, m)`` array: ``G`` is never formed.
     """
-    G = problem.gradient_rows(w)
-    residual = problem.y - problem.predict(w)
-    grad = -2.0 * (G.T @ residual)
-    denom = 2.0 * float(np.linalg.norm(problem.y)) * float(np.linalg.norm(G))
+    pre = problem.preactivations(w)
+    residual = problem.y - problem.predict_from(pre)
+    weights = problem.activation.gradient_weights(pre, None)
+    moment, squares = problem.source.reduce_rows(gradient_moments, weights, residual)
+    grad = -2.0 * moment
+    denom = 2.0 * float(np.linalg.norm(problem.y)) * float(np.sqrt(squares))
     return float(np.linalg.norm(grad) / denom) if denom > 0 else 0.0
+
+
+#: :func:`gradient_moments` makes the gradient rows of this many samples at a time.
+GRADIENT_ROWS_AT_ONCE = 4096
+
+
+def gradient_moments(patches: FloatArray, weights: FloatArray, residual: FloatArray) -> tuple[FloatArray, float]:
+    """A block's ``(sum_i residual_i g_i, sum_i ||g_i||^2)`` with ``g_i = sum_j weights_ij A_ij`` (a reduction;
+    the rows are made a few thousand at a time, so the block's ``(b, m)`` rows never exist at once)."""
+    moment = np.zeros(patches.shape[2])
+    squares = 0.0
+    for start in range(0, patches.shape[0], GRADIENT_ROWS_AT_ONCE):
+        rows = slice(start, start + GRADIENT_ROWS_AT_ONCE)
+        G = np.einsum("ik,ikm->im", weights[rows], patches[rows])
+        moment += residual[rows] @ G
+        squares += float(np.einsum("im,im->", G, G))
+    return moment, squares
 
 
 def loss_threshold(problem: ConvProblem, optimality_tol: float = DEFAULT_OPTIMALITY_TOL) -> float:
