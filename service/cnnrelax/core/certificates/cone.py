@@ -650,7 +650,7 @@ def _expanded_nnls(Gs: FloatArray, Ts: FloatArray, owners: NDArray[np.intp],
         column_owner.append(np.full(subsets.shape[0], sample))
     M = np.vstack(columns)
     x, _, residual = _checked_nnls(M, r)
-    v = np.bincount(np.concatenate(column_owner), weights=x, minlength=Gs.shape[0])
+    v: FloatArray = np.bincount(np.concatenate(column_owner), weights=x, minlength=Gs.shape[0]).astype(np.float64)
     return v, residual
 
 
