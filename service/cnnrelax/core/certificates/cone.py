@@ -151,11 +151,12 @@ class PatchGenerators:
 
     def __init__(self, source: PatchSource, slopes: FloatArray, spreads: FloatArray, factors: FloatArray,
                  basis: FloatArray | None, extra: FloatArray) -> None:
-        self.source, self.slopes, self.spreads, self.factors = source, slopes, spreads, factors
+        self.has_ties = bool(np.any(spreads != 0))
+        self.source, self.slopes, self.factors = source, slopes, factors
+        self.spreads = spreads if self.has_ties else np.zeros((0, 0))  # nothing held without ties
         self.basis, self.extra = basis, extra
         self.n = int(source.shape[0])
         self.count = self.n + int(extra.shape[0])
-        self.has_ties = bool(np.any(spreads != 0))
 
     def gains(self, E: FloatArray) -> FloatArray:
         E = np.asarray(_project(E.T, self.basis).T, dtype=np.float64)  # P is symmetric: (P g)^T e = g^T (P e)
@@ -180,6 +181,8 @@ class PatchGenerators:
 
     def tie_rows(self, samples: NDArray[np.intp]) -> tuple[FloatArray, NDArray[np.intp]]:
         samples = np.asarray(samples, dtype=np.intp)
+        if not self.has_ties:
+            return np.zeros((0, self.source.shape[2])), np.zeros(0, dtype=np.intp)
         where = np.flatnonzero(samples < self.n)
         spreads = self.spreads[samples[where]]
         row, patch = np.nonzero(spreads)
@@ -273,7 +276,10 @@ class OptimalityCone:
             sharp = sharp[np.argsort(live_gains[sharp], kind="stable")[:size]]
             core = np.concatenate([core, self._live[sharp]])
         self._grow_core(core)
-        if self._axis is not None:
+        if self._axis is not None and not self.has_ties:  # -axis gains -a_i on g_i: checked with no product
+            if float(np.max(-axis_gains[self._live], initial=-np.inf)) <= POLAR_TOL:
+                self._keep(-self._axis)
+        elif self._axis is not None:  # tied rows gain (t^T e)_+ too: one product
             self._remember(-self._axis)
 
     def _grow_core(self, index: NDArray[np.intp]) -> None:
