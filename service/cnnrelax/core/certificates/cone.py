@@ -83,6 +83,8 @@ CORE_PER_DIMENSION = 32
 SHARP_AXIS_GAIN = 0.1
 #: A direction starts from its best-scored generators and the passive sets of this many directions found inside.
 RECENT_INSIDE = 2
+#: Of the columns that enter a round, this share is the best by gain over axis gain (the rest by gain).
+RATIO_SHARE = 0.5
 
 
 class Generators(Protocol):
@@ -466,10 +468,11 @@ class OptimalityCone:
         by gain and, with an axis, the best by gain over axis gain (the generators that block a repair)."""
         if self._axis is None:
             return entering[_top(gain, self._batch)]
-        half = self._batch // 2
+        by_ratio = int(self._batch * RATIO_SHARE)
         inverse = self._axis_inverse[generators]
         ratio = np.where(inverse > 0, gain * inverse, np.inf)
-        return np.unique(np.concatenate([entering[_top(gain, half)], entering[_top(ratio, half)]]))
+        by_gain = entering[_top(gain, self._batch - by_ratio)]
+        return np.unique(np.concatenate([by_gain, entering[_top(ratio, by_ratio)]]))
 
     def _repaired(self, residual: FloatArray, gain: FloatArray,
                   rows: NDArray[np.intp] | None = None) -> FloatArray | None:
