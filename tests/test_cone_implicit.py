@@ -135,3 +135,27 @@ def test_the_cache_keeps_to_its_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(implicit.generators, PatchGenerators)
     held = [value for value in vars(implicit.generators).values() if isinstance(value, np.ndarray)]
     assert all(array.ndim < 2 or array.shape[1] != pp.problem.m or array.shape[0] < pp.problem.n for array in held)
+
+
+def test_constraints_project_the_directions_not_the_rows(store: str) -> None:
+    """An active equality (its row projected out of the directions, not of the generators) and an active bound
+    (a one-sided normal among the generators): the verdicts equal HiGHS's on the LP written with the constraints."""
+    from cnnrelax import FilterConstraints
+
+    from highs_reference import lp_by_highs
+
+    pp = planted_problem(PlantedSpec(n=200, d=8, k=1, seed=8))
+    w, m = pp.w_star, 8
+    upper = np.full(m, np.inf)
+    upper[2] = w[2]  # active at w
+    row = np.zeros(m)
+    row[0], row[1] = w[1], -w[0]  # orthogonal to w: the cone stays pointed once the row is projected out
+    constraints = FilterConstraints(upper=upper.tolist(), equality_matrix=[row.tolist()], equality_vector=[0.0])
+    cone, _ = optimality_cone(pp.problem, w, constraints.resolve(m))
+    R = np.random.default_rng(8).standard_normal((30, m))
+    verdicts = cone.members(R, TOL)
+    exact = [lp_by_highs(pp.problem, r, constraints) for r in R]
+    expected = [e.status == "optimal" and e.value <= float(r @ w) + 1e-7 * max(1.0, abs(float(r @ w)))
+                for e, r in zip(exact, R, strict=True)]
+    assert list(verdicts) == expected
+    assert 0 < sum(expected) < len(R)
