@@ -356,7 +356,8 @@ class OptimalityCone:
         out: list[tuple[float, int, FloatArray, bool]] = [(float(np.linalg.norm(r)), 0, r, False) for r in R]
         thresholds = ENTERING_TOL * np.maximum(np.linalg.norm(R, axis=1), 1e-300)
         scores = self._gains(R.T) if scores is None else scores  # one product: each direction's first columns
-        first = [_top(scores[:, c], self._batch) for c in range(R.shape[0])]
+        by_direction = np.ascontiguousarray(scores.T)  # a direction's scores contiguous for its partition
+        first = [_top(by_direction[c], self._batch) for c in range(R.shape[0])]
         self._grow_core(np.concatenate(first))
         chosen: dict[int, NDArray[np.intp] | None] = {c: self._core_position[f] for c, f in enumerate(first)}
         started: set[int] = set()
@@ -690,7 +691,7 @@ def _checked_nnls(rows: FloatArray, r: FloatArray) -> tuple[FloatArray, float, F
 def _top(values: FloatArray, count: int) -> NDArray[np.intp]:
     """Indices of the ``count`` largest values, largest first (all of them when there are fewer)."""
     if values.size > count:
-        best = np.argpartition(-values, count)[:count]
+        best = np.argpartition(values, values.size - count)[values.size - count:]  # no negated copy of values
         return best[np.argsort(-values[best])]
     return np.argsort(-values)
 
