@@ -55,12 +55,22 @@ def label_moment(patches: FloatArray, y: FloatArray) -> FloatArray:
     return out
 
 
+#: :func:`gradient_moments` makes the gradient rows of this many samples at a time.
+GRADIENT_ROWS_AT_ONCE = 4096
+
+
 def gradient_moments(patches: FloatArray, weights: FloatArray, residual: FloatArray) -> tuple[FloatArray, float]:
     """``(G_b^T r_b, ||G_b||_F^2)`` for ``g_i = sum_j weights_ij A_ij`` (a reduction: the loss's gradient and the
-    scale it is measured against, without the ``(n, m)`` rows)."""
-    rows = np.einsum("ik,ikm->im", weights, patches)
-    flat = rows.reshape(-1)
-    return rows.T @ residual, float(np.einsum("i,i->", flat, flat))
+    scale it is measured against). The rows are made a few thousand at a time, so a block's ``(b, m)`` rows never
+    exist at once (an in-memory source is one block: that would be ``(n, m)``)."""
+    moment = np.zeros(patches.shape[2])
+    squares = 0.0
+    for start in range(0, patches.shape[0], GRADIENT_ROWS_AT_ONCE):
+        rows = slice(start, start + GRADIENT_ROWS_AT_ONCE)
+        G = np.einsum("ik,ikm->im", weights[rows], patches[rows])
+        moment += residual[rows] @ G
+        squares += float(np.einsum("im,im->", G, G))
+    return moment, squares
 
 
 #: Rows per Householder QR inside a block: LAPACK's QR of a tall matrix is memory-bound, so a block is factored in

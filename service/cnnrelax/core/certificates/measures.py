@@ -37,7 +37,8 @@ def relative_gradient_norm(problem: ConvProblem, w: FloatArray) -> float:
     """Stationarity of the loss at ``w``: ``||grad L(w)|| / (2 ||y|| ||G||_F)`` with ``G`` the gradient rows.
 
     ``grad L(w) = -2 sum_i (y_i - f_w(x_i)) g_i``; the ratio is scale-free, 0 at a stationary point and at
-    most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm).
+    most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm). Two passes over ``X`` (the
+    pre-activations, then :meth:`ConvProblem.gradient_moments`), and no ``(n, m)`` array: ``G`` is never formed.
     """
     pre = problem.preactivations(w)
     residual = problem.y - problem.predict_from(pre)

@@ -40,7 +40,7 @@ import numpy as np
 from ...types import ShouldStop
 from ..certificates import OptimalityCone, optimality_cone
 from ..certificates.kkt import imposes_nothing
-from ..polishing import PolishOutcome, least_squares
+from ..polishing import PolishOutcome
 from ..problem import FloatArray
 from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, SHORTCUT_MAX_M, TINY
 from .normalised import NormalisedProblem
@@ -110,7 +110,7 @@ class Shortcut:
         problem = self.data.problem
         # The fit on the guess's pattern: what polishing computes from the LP's vertex (the same pattern), bit for bit.
         mask = problem.active_mask(guess, self.first.guess_pre)
-        w = least_squares(problem.gradient_rows(guess, mask), problem.y)
+        w = problem.gradient_factor(problem.gradient_weights(guess, mask), problem.y).solve()  # as polish does
         pre = problem.preactivations(w)
         if not np.array_equal(problem.active_mask(w, pre), mask):
             return None
