@@ -6,7 +6,9 @@ predicts ``f_w(x_i) = sum_j c_j sigma(P_j x_i . w)``. For ``sigma`` positively h
 relaxation works on the tensor ``A[i, j, :] = c_j^(1/q) P_j x_i`` of shape ``(n, k, m)``.
 
 For non-overlapping blocks with unit output weights (the paper's setting) that tensor is a view of
-``X`` (``X.reshape(n, k, m)``): no copy is made. Other patchings gather it once.
+``X`` (``X.reshape(n, k, m)``): no copy is made. Other patchings gather it once in memory, or block by block
+when ``X`` is memory-mapped: the tensor sits behind a data source (:mod:`cnnrelax.core.patches`) and every pass
+is one of its primitives.
 
 Units (SPEC 4c): the problems are covariant under ``X -> a X``, ``y -> b y`` (the filter maps to
 ``b^(1/q)/a w``). :attr:`ConvProblem.scales` gives the two numbers the solvers divide by, the RMS of the
@@ -18,8 +20,8 @@ many passes over ``X`` a solve makes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
+from dataclasses import dataclass, field, replace
+from functools import cached_property, partial
 from typing import Literal, Sequence, Union
 
 import numpy as np
@@ -27,32 +29,15 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InvalidParameterError
 from ..validation import positive_integer
+from . import passes
 from .activations import DEFAULT_NEGATIVE_SLOPE, RELU, Activation, make_activation
+from .patches import PASSES, PassCounter, PatchLayout, PatchSource, finite_array, source_kind
 from .tolerances import TIE_RTOL
 
 __all__ = ["ConvProblem", "make_problem", "make_patching", "BlockPatching", "StridedPatching", "ImagePatching",
            "Patching", "FloatArray", "PASSES", "PassCounter"]
 
 FloatArray = NDArray[np.float64]
-
-
-@dataclass
-class PassCounter:
-    """Full passes over the patch tensor (``X``) since the last :meth:`reset`."""
-
-    count: int = 0
-
-    def tick(self, passes: int = 1) -> None:
-        self.count += passes
-
-    def reset(self) -> int:
-        """Zero the count and return what it was."""
-        count, self.count = self.count, 0
-        return count
-
-
-#: The process's pass counter (read by ``bench/bench_core.py``).
-PASSES = PassCounter()
 
 
 def _shape_error(parameter: str, message: str) -> InvalidParameterError:
@@ -148,35 +133,55 @@ Patching = Union[BlockPatching, StridedPatching, ImagePatching]
 
 @dataclass(frozen=True)
 class ConvProblem:
-    """Validated problem data: patches ``A`` of shape ``(n, k, m)`` (output weights folded in) and labels ``y``."""
+    """Validated problem data: patches ``A`` of shape ``(n, k, m)`` (output weights folded in), behind a
+    :class:`~cnnrelax.core.patches.PatchSource` (in memory, memory-mapped, ...), and labels ``y``.
 
-    patches: FloatArray
+    Every method that reads the patches is written on the source's pass primitives (``map_rows``,
+    ``reduce_rows``, ``take``), so it streams when ``X`` is memory-mapped.
+    """
+
+    source: PatchSource = field(repr=False)
     y: FloatArray
     patching: Patching
     output_weights: FloatArray
-    X: FloatArray = field(repr=False)
     activation: Activation = RELU
 
     @property
     def n(self) -> int:
-        return int(self.patches.shape[0])
+        return self.source.shape[0]
 
     @property
     def k(self) -> int:
-        return int(self.patches.shape[1])
+        return self.source.shape[1]
 
     @property
     def m(self) -> int:
-        return int(self.patches.shape[2])
+        return self.source.shape[2]
 
     @property
     def d(self) -> int:
-        return int(self.X.shape[1])
+        return int(self.source.X.shape[1])
+
+    @property
+    def X(self) -> FloatArray:
+        """The raw ``(n, d)`` data as given (a memory map stays one)."""
+        data: FloatArray = self.source.X
+        return data
+
+    @property
+    def patches(self) -> FloatArray:
+        """The whole ``(n, k, m)`` patch tensor: for in-memory callers and tests (a view of ``X`` in the paper's
+        layout, a copy otherwise). A pass over the data uses :attr:`source`'s primitives instead."""
+        return self.source.dense()
 
     @property
     def flat(self) -> FloatArray:
-        """The patches as an ``(n*k, m)`` matrix (a view: rows are ``X_ij``)."""
-        return self.patches.reshape(-1, self.patches.shape[2])
+        """The patches as an ``(n*k, m)`` matrix (rows are ``X_ij``; see :attr:`patches`)."""
+        return self.patches.reshape(-1, self.m)
+
+    def on_rows(self, rows: NDArray[np.intp]) -> ConvProblem:
+        """The same problem restricted to the samples ``rows`` (an in-memory copy of those rows only)."""
+        return replace(self, source=self.source.on_rows(rows), y=self.y[rows])
 
     @cached_property
     def scales(self) -> tuple[float, float]:
@@ -185,11 +190,8 @@ class ConvProblem:
         Both are covariant (``x_scale(a X) = a x_scale(X)``, ``y_scale(b y) = b y_scale(y)``), so data
         divided by them is the same for every choice of units. One pass over the data, no copy.
         """
-        flat = self.patches.reshape(-1)
-        PASSES.tick()
-        # einsum's own loop, not BLAS: a threaded BLAS sums in an order that depends on the thread count, and
-        # the scale must be the same bits in every process (a resumed job equals an uninterrupted one).
-        x_scale = float(np.sqrt(np.einsum("i,i->", flat, flat) / max(flat.size, 1)))
+        n, k, m = self.source.shape
+        x_scale = float(np.sqrt(self.source.reduce_rows(passes.sum_of_squares) / max(n * k * m, 1)))
         y_scale = float(np.max(np.abs(self.y)))
         return (x_scale if x_scale > 0 and np.isfinite(x_scale) else 1.0,
                 y_scale if y_scale > 0 else 1.0)
@@ -202,8 +204,7 @@ class ConvProblem:
 
     def preactivations(self, w: FloatArray) -> FloatArray:
         """``X_ij w`` for every sample and patch, shape ``(n, k)`` (one pass)."""
-        PASSES.tick()
-        return (self.flat @ w).reshape(self.patches.shape[0], self.patches.shape[1])
+        return self.source.map_rows(partial(passes.preactivations, w=np.asarray(w, dtype=np.float64)))
 
     def patch_norms(self) -> FloatArray:
         """``||X_ij||`` for every sample and patch, shape ``(n, k)`` (one pass, no copy; cached)."""
@@ -211,9 +212,7 @@ class ConvProblem:
 
     @cached_property
     def _patch_norms(self) -> FloatArray:
-        PASSES.tick()
-        norms: FloatArray = np.sqrt(np.einsum("ikm,ikm->ik", self.patches, self.patches))
-        return norms
+        return self.source.map_rows(passes.patch_norms)
 
     def active_mask(self, w: FloatArray, pre: FloatArray | None = None, rtol: float = TIE_RTOL) -> NDArray[np.bool_]:
         """Patches with ``X_ij w > rtol * ||X_ij|| * ||w||``: active in every unit (rounding-level values are ties)."""
@@ -268,34 +267,7 @@ class ConvProblem:
         if pre is None and not (active is not None and act.piecewise_linear):
             pre = self.preactivations(w)
         weights = act.gradient_weights(pre, active)
-        PASSES.tick()
-        out: FloatArray = np.einsum("ik,ikm->im", weights, self.patches)
-        return out
-
-
-def _as_finite_matrix(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InvalidParameterError(
-            parameter, f"{parameter} must be an array of real numbers ({exc})."
-        ) from None
-    if arr.ndim != ndim:
-        expected = "a vector" if ndim == 1 else "a 2-D matrix (n rows, d columns)"
-        raise InvalidParameterError(
-            parameter, f"{parameter} must be {expected}, got an array of shape {arr.shape}."
-        )
-    if arr.size == 0:
-        raise InvalidParameterError(parameter, f"{parameter} is empty: at least one sample is needed.")
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        where = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InvalidParameterError(
-            parameter,
-            f"{parameter} contains NaN or infinite values ({int(bad.sum())} of them, the first at "
-            f"index {where if ndim > 1 else where[0]}).",
-        )
-    return arr
+        return self.source.map_rows(passes.weighted_rows, weights)
 
 
 def make_patching(
@@ -351,8 +323,9 @@ def make_problem(
     The problem.
     """
     act = make_activation(activation, DEFAULT_NEGATIVE_SLOPE if negative_slope is None else negative_slope)
-    Xa = _as_finite_matrix(X, "X", 2)
-    ya = _as_finite_matrix(y, "y", 1)
+    kind = source_kind(X)
+    Xa = kind.prepare(X)
+    ya = finite_array(y, "y", 1)
     n, d = Xa.shape
     if ya.shape[0] != n:
         raise InvalidParameterError(
@@ -367,7 +340,7 @@ def make_problem(
     if output_weights is None:
         c = np.ones(kk)
     else:
-        c = _as_finite_matrix(output_weights, "output_weights", 1)
+        c = finite_array(output_weights, "output_weights", 1)
         if c.shape[0] != kk:
             raise InvalidParameterError(
                 "output_weights",
@@ -389,10 +362,7 @@ def make_problem(
                 "the patches (c*sigma(u) != sigma(c*u)); use unit output weights with it.",
             )
         folded = c
-    if isinstance(patching, BlockPatching) and np.all(c == 1.0):
-        # The paper's setting: the patch tensor is a view of X (no copy of the data).
-        Xa = np.ascontiguousarray(Xa)
-        patches = Xa.reshape(n, kk, index.shape[1])
-    else:
-        patches = np.ascontiguousarray(Xa[:, index] * folded[None, :, None])
-    return ConvProblem(patches=patches, y=ya, patching=patching, output_weights=c, X=Xa, activation=act)
+    # The paper's setting: the patch tensor is a view of X (no copy of the data).
+    view = isinstance(patching, BlockPatching) and bool(np.all(c == 1.0))
+    source = kind.open(Xa, PatchLayout(index, np.asarray(folded, dtype=np.float64), view))
+    return ConvProblem(source=source, y=ya, patching=patching, output_weights=c, activation=act)

@@ -29,14 +29,15 @@ spread over all labels, held no direction the full cone held.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 
 from ..activations import PiecewiseLinear
+from ..passes import label_moment
 from ..polishing import polish
-from ..problem import PASSES, FloatArray
+from ..problem import FloatArray
 from ..tolerances import SEED_FIT, SEED_POLISH_ROUNDS, SEED_ROWS, SEED_SUBSET, TINY
 from .normalised import NormalisedProblem
 from .working_set import WorkingSet
@@ -56,8 +57,7 @@ class FirstWorkingSet:
         problem, act = data.problem, data.activation
         if not isinstance(act, PiecewiseLinear):
             return None
-        PASSES.tick()
-        moment = np.einsum("i,ikm->m", problem.y, problem.patches)
+        moment = problem.source.reduce_rows(label_moment, problem.y)
         if not (np.all(np.isfinite(moment)) and np.any(moment)):
             return None
         g = self._guess(moment)
@@ -75,7 +75,7 @@ class FirstWorkingSet:
         count = SEED_SUBSET * problem.m
         if count < problem.n:
             subset = np.linspace(0, problem.n - 1, count).round().astype(np.intp)
-            small = replace(problem, patches=problem.patches[subset], y=problem.y[subset], X=problem.X[subset])
+            small = problem.on_rows(subset)
             guess = polish(small, moment, rounds=SEED_POLISH_ROUNDS).w
             return guess if problem.loss(guess) <= threshold else None
         outcome = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
