@@ -1,7 +1,8 @@
 """Datasets as arrays: the checks and layouts shared by the API's uploads and the CLI's data files.
 
 A dataset is ``X`` (n x d) and ``y`` (n), real and finite. It comes as an ``.npz`` archive with arrays ``X``
-and ``y``, or as one matrix whose last column is ``y`` (``.npy``, CSV). The API decodes upload bodies
+and ``y``, or as one matrix whose last column is ``y`` (``.npy``, CSV). The CLI opens ``.npy`` files
+memory-mapped, so a file larger than memory is solved out of core (docs/scale.md). The API decodes upload bodies
 (priced first, in :mod:`cnnrelax.api.datasets`); the CLI reads files (:func:`read_file`); both end in
 :func:`split_labels` / :func:`npz_arrays` and :func:`checked_dataset`, which raise
 :class:`~cnnrelax.core.problem.InvalidParameterError` naming ``X``, ``y`` or ``body``.
@@ -15,15 +16,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .core.patches import source_kind
 from .core.problem import FloatArray
 from .errors import InvalidParameterError
 
 
-def finite_float(array: Any, name: str) -> FloatArray:
-    """``array`` as float64, refused when it is not real numbers or holds NaN or infinities."""
-    array = np.asarray(array)
+def real_dtype(array: Any, name: str) -> Any:
+    """``array`` itself, refused when its dtype is not real numbers (bool, integers, floats)."""
     if array.dtype.kind not in "biuf":
         raise InvalidParameterError(name, f"{name} must hold real numbers, got dtype {array.dtype}.")
+    return array
+
+
+def finite_float(array: Any, name: str) -> FloatArray:
+    """``array`` as float64, refused when it is not real numbers or holds NaN or infinities."""
+    array = real_dtype(np.asarray(array), name)
     out: FloatArray = np.asarray(array, dtype=np.float64)
     if not np.isfinite(out).all():
         raise InvalidParameterError(name, f"{name} contains NaN or infinite values.")
@@ -31,7 +38,9 @@ def finite_float(array: Any, name: str) -> FloatArray:
 
 
 def checked_dataset(X: Any, y: Any) -> tuple[FloatArray, FloatArray]:
-    """``X`` (a non-empty n x d matrix) and ``y`` (n labels), float64 and finite.
+    """``X`` (a non-empty n x d matrix) and ``y`` (n labels), real and finite; ``X`` is checked as the core's data
+    source for its type reads it (:func:`cnnrelax.core.patches.source_kind`): an in-memory ``X`` becomes float64, a
+    memory map is checked block by block and stays mapped (no copy).
 
     Parameters
     ----------
@@ -41,19 +50,17 @@ def checked_dataset(X: Any, y: Any) -> tuple[FloatArray, FloatArray]:
     Returns
     -------
     tuple of ndarray
-        ``X`` and ``y`` as float64.
+        ``X`` (float64, or the memory map as given) and ``y`` as float64.
     """
-    Xf, yf = finite_float(X, "X"), finite_float(y, "y")
-    if Xf.ndim != 2 or Xf.shape[0] == 0 or Xf.shape[1] == 0:
-        raise InvalidParameterError("X", f"X must be a non-empty n x d matrix, got shape {Xf.shape}.")
+    Xf, yf = source_kind(X).prepare(X), finite_float(y, "y")
     if yf.ndim != 1 or yf.shape[0] != Xf.shape[0]:
         raise InvalidParameterError("y", f"y must be a vector of the n={Xf.shape[0]} labels, got shape {yf.shape}.")
     return Xf, yf
 
 
 def split_labels(matrix: Any, what: str = "A .npy dataset") -> tuple[Any, Any]:
-    """``X`` and ``y`` of one n x (d+1) matrix whose last column is ``y`` (views, no copy)."""
-    array = np.asarray(matrix)
+    """``X`` and ``y`` of one n x (d+1) matrix whose last column is ``y`` (views, no copy; a memory map stays one)."""
+    array = np.asanyarray(matrix)
     if array.ndim != 2 or array.shape[1] < 2:
         raise InvalidParameterError("body", f"{what} is one n x (d+1) array with y in the last column; got shape "
                                             f"{array.shape}.")
@@ -130,7 +137,10 @@ def read_file(path: Path) -> FloatArray | dict[str, FloatArray]:
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            return finite_float(np.load(path, allow_pickle=False), str(path))
+            # Memory-mapped: a dataset larger than memory is read in blocks by the core (cnnrelax.core.patches),
+            # and checked the same way (checked_dataset), never copied whole.
+            mapped: FloatArray = real_dtype(np.load(path, mmap_mode="r", allow_pickle=False), str(path))
+            return mapped
         if suffix == ".npz":
             with np.load(path, allow_pickle=False) as archive:
                 return {name: np.asarray(archive[name], dtype=np.float64) for name in archive.files}

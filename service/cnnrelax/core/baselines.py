@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,8 @@ from numpy.typing import NDArray
 from ..errors import InvalidParameterError
 from ..types import ShouldStop
 from ..validation import non_negative_integer, positive_integer
+from .activations import Activation
+from .passes import patch_factor, weighted_sum
 from .polishing import polish as polish_filter
 from .problem import ConvProblem, FloatArray
 from .tolerances import DEFAULT_RECOVERY_TOL, GD_STALL_TOL, GD_TOL
@@ -84,8 +87,10 @@ def pseudo_inverse(problem: ConvProblem) -> FloatArray:
         raise InvalidParameterError(
             "y", "The pseudo-inverse baseline needs at least one positive label; every y_i is <= 0."
         )
-    w, *_ = np.linalg.lstsq(problem.patches[rows, 0, :], targets[rows], rcond=None)
-    return np.asarray(w, dtype=np.float64)
+    # Least squares over the rows of S only: the other rows enter with weight 0 and target 0 (zero rows of
+    # [G | t] change neither the residual nor the minimum-norm solution), streamed (ConvProblem.gradient_factor).
+    selected = rows.astype(np.float64)[:, None]
+    return problem.gradient_factor(selected, np.where(rows, targets, 0.0)).solve()
 
 
 def lipschitz_constant(problem: ConvProblem) -> float:
@@ -104,8 +109,8 @@ def lipschitz_constant(problem: ConvProblem) -> float:
     float
         The bound (0 when every patch is zero).
     """
-    blocks = problem.patches.reshape(-1, problem.m)
-    sigma = float(np.linalg.norm(blocks, ord=2))
+    # sigma_max of the n*k patches stacked = that of their triangular factor (one streamed pass, no Gram matrix).
+    sigma = float(np.linalg.norm(problem.source.reduce_rows(patch_factor).R, ord=2))
     bound = problem.k * sigma * sigma / problem.n
     slope = problem.activation.slope_bound
     if slope is not None:
@@ -130,8 +135,32 @@ def mean_loss_gradient(problem: ConvProblem, w: FloatArray) -> FloatArray:
     pre = problem.preactivations(w)
     residual = problem.y - problem.activation.value(pre).sum(axis=1)
     weights = problem.activation.derivative(pre) * residual[:, None]
-    out: FloatArray = -np.einsum("ik,ikm->m", weights, problem.patches) / problem.n
+    out: FloatArray = -problem.source.reduce_rows(weighted_sum, weights) / problem.n
     return out
+
+
+def _restart_losses(patches: FloatArray, y: FloatArray, W: FloatArray, activation: Activation) -> FloatArray:
+    """Kernel: each column's ``sum_i (y_i - f_w(x_i))^2`` over the block (a reduction, ``(R,)``)."""
+    b, k, m = patches.shape
+    pre = (patches.reshape(b * k, m) @ W).reshape(b, k, W.shape[1])
+    residual = y[:, None] - activation.value(pre).sum(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        losses: FloatArray = np.einsum("ir,ir->r", residual, residual)
+    return losses
+
+
+def _restart_moments(patches: FloatArray, y: FloatArray, W: FloatArray,
+                     activation: Activation) -> tuple[FloatArray, FloatArray]:
+    """Kernel: each column's loss over the block and ``sum_i (y_i - f_w(x_i)) g_i(w)`` (a reduction:
+    ``(R,)`` and ``(m, R)``)."""
+    b, k, m = patches.shape
+    flat = patches.reshape(b * k, m)
+    pre = (flat @ W).reshape(b, k, W.shape[1])
+    residual = y[:, None] - activation.value(pre).sum(axis=1)  # (b, R)
+    losses: FloatArray = np.einsum("ir,ir->r", residual, residual)
+    weights = (activation.derivative(pre) * residual[:, None, :]).reshape(b * k, W.shape[1])
+    moments: FloatArray = flat.T @ weights
+    return losses, moments
 
 
 @dataclass(frozen=True)
@@ -202,7 +231,7 @@ ARMIJO_C = 0.5
 ARMIJO_HALVINGS = 100  # 2^-100 ~ 8e-31: a restart whose step falls that far has stalled
 
 
-def _armijo(problem: ConvProblem, blocks: FloatArray, W: FloatArray, grad: FloatArray, losses: FloatArray,
+def _armijo(problem: ConvProblem, W: FloatArray, grad: FloatArray, losses: FloatArray,
             trial: FloatArray, search: NDArray[np.bool_]) -> tuple[FloatArray, NDArray[np.bool_]]:
     """Backtracking line search for each column of ``W`` (one restart each), all at once.
 
@@ -214,7 +243,7 @@ def _armijo(problem: ConvProblem, blocks: FloatArray, W: FloatArray, grad: Float
     -------
     (accepted steps, stalled): ``stalled`` marks columns whose step fell ``ARMIJO_HALVINGS`` halvings short.
     """
-    n, k = problem.n, problem.k
+    n = problem.n
     t = trial.astype(np.float64, copy=True)
     gg = np.einsum("mr,mr->r", grad, grad)
     pending = search.copy()
@@ -223,10 +252,9 @@ def _armijo(problem: ConvProblem, blocks: FloatArray, W: FloatArray, grad: Float
         if idx.size == 0:
             break
         Wt = W[:, idx] - grad[:, idx] * t[idx][None, :]
-        pre = (blocks @ Wt).reshape(n, k, idx.size)
-        residual = problem.y[:, None] - problem.activation.value(pre).sum(axis=1)
+        trial_losses = problem.source.reduce_rows(partial(_restart_losses, W=Wt, activation=problem.activation),
+                                                  problem.y)
         with np.errstate(over="ignore", invalid="ignore"):
-            trial_losses = np.einsum("ir,ir->r", residual, residual)
             ok = trial_losses <= losses[idx] - 2.0 * n * ARMIJO_C * t[idx] * gg[idx]
         pending[idx[ok]] = False
         t[idx[~ok]] *= 0.5
@@ -259,9 +287,7 @@ def _descend(problem: ConvProblem, W0: FloatArray, iterations: int, step: float,
 
     Returns the final filters, the steps each took, which converged, and the status (``cancelled`` or ``solved``).
     """
-    n, m, restarts = problem.n, problem.m, W0.shape[1]
-    blocks = problem.patches.reshape(n * problem.k, m)
-    y, activation = problem.y, problem.activation
+    n, restarts = problem.n, W0.shape[1]
     W = W0.copy()
     active = np.ones(restarts, dtype=bool)
     converged = np.zeros(restarts, dtype=bool)
@@ -274,16 +300,14 @@ def _descend(problem: ConvProblem, W0: FloatArray, iterations: int, step: float,
         if cols.size == 0:
             break
         Wa = W[:, cols]
-        pre = (blocks @ Wa).reshape(n, problem.k, cols.size)
-        residual = y[:, None] - activation.value(pre).sum(axis=1)  # (n, R)
-        losses = np.einsum("ir,ir->r", residual, residual)
+        losses, moments = problem.source.reduce_rows(
+            partial(_restart_moments, W=Wa, activation=problem.activation), problem.y)
         done = losses <= threshold
         converged[cols[done]] = True
-        weights = (activation.derivative(pre) * residual[:, None, :]).reshape(n * problem.k, cols.size)
-        grad = -(blocks.T @ weights) / n
+        grad = -moments / n
         if line_search:
             trial = steps[cols]
-            accepted, stalled = _armijo(problem, blocks, Wa, grad, losses, trial, ~done)
+            accepted, stalled = _armijo(problem, Wa, grad, losses, trial, ~done)
             steps[cols] = np.where(stalled, trial, 2.0 * accepted)
             move = grad * accepted[None, :]
         else:

@@ -58,7 +58,8 @@ def _constraint_list(v: cp.Variable, constraints: ResolvedConstraints) -> list[c
 
 
 def _least_squares(A: FloatArray, b: FloatArray, constraints: ResolvedConstraints) -> FloatArray | None:
-    """``argmin ||A u - b||^2`` over ``u`` in the (normalised) constraints, or None when Clarabel fails."""
+    """``argmin ||A u - b||^2`` over ``u`` in the (normalised) constraints, or None when Clarabel fails. ``A`` is the
+    small triangular factor of the gradient rows (the objective differs from theirs by a constant)."""
     u = cp.Variable(A.shape[1])
     problem = cp.Problem(cp.Minimize(cp.sum_squares(A @ u - b)), _constraint_list(u, constraints))
     try:
@@ -93,13 +94,17 @@ def polish_within(problem: ConvProblem, w: FloatArray, constraints: ResolvedCons
     accepted = settled = False
     smooth = not problem.activation.piecewise_linear
     for _ in range(rounds):
+        pre = problem.preactivations(best)
         if smooth:
-            J = problem.gradient_rows(best)
-            target = problem.y - problem.predict(best) + J @ best
+            weights = problem.gradient_weights(best, pre=pre)
+            # J w = sum_j sigma'(X_ij w) X_ij w: the linearisation's offset from the pre-activations (no rows).
+            target = problem.y - problem.predict_from(pre) + (weights * pre).sum(axis=1)
         else:
-            J = problem.gradient_rows(best, problem.active_mask(best))
+            weights = problem.gradient_weights(best, problem.active_mask(best, pre))
             target = problem.y
-        u = _least_squares(J * (kappa / y_scale), target / y_scale, unit)
+        # ||J u - t||^2 = ||R11 u - z||^2 + rho^2 with [J | t] = QR: an (m, m) QP instead of an (n, m) one.
+        R11, z = problem.gradient_factor(weights, target).scaled(kappa / y_scale, 1.0 / y_scale)
+        u = _least_squares(R11, z, unit)
         if u is None:
             break
         candidate = kappa * u

@@ -50,3 +50,82 @@ def label_moment(patches: FloatArray, y: FloatArray) -> FloatArray:
     """``sum_i y_i sum_j A_ij``, ``(m,)`` (a reduction: Stein's moment)."""
     out: FloatArray = np.einsum("i,ikm->m", y, patches)
     return out
+
+
+def gradient_moments(patches: FloatArray, weights: FloatArray, residual: FloatArray) -> tuple[FloatArray, float]:
+    """``(G_b^T r_b, ||G_b||_F^2)`` for ``g_i = sum_j weights_ij A_ij`` (a reduction: the loss's gradient and the
+    scale it is measured against, without the ``(n, m)`` rows)."""
+    rows = np.einsum("ik,ikm->im", weights, patches)
+    flat = rows.reshape(-1)
+    return rows.T @ residual, float(np.einsum("i,i->", flat, flat))
+
+
+#: Rows per Householder QR inside a block: LAPACK's QR of a tall matrix is memory-bound, so a block is factored in
+#: slices of this many rows (they stay in cache), their factors combined pairwise; measured 3x faster than one QR
+#: of 100000 x 101 rows, single-threaded.
+QR_ROWS = 1024
+
+
+def _r_factor(rows: FloatArray) -> FloatArray:
+    """The ``R`` of ``rows = Q R`` (``min(b, c) x c``; ``Q`` never formed): Householder QR on slices of
+    :data:`QR_ROWS` rows (at least four times the columns), each slice stacked under the factor so far."""
+    step = max(QR_ROWS, 4 * rows.shape[1])
+    R: FloatArray | None = None
+    for start in range(0, rows.shape[0], step):
+        piece = rows[start:start + step]
+        stacked = piece if R is None else np.vstack((R, piece))
+        R = np.asarray(np.linalg.qr(stacked, mode="r"), dtype=np.float64)
+    assert R is not None, "a factor of no rows"
+    return R
+
+
+class TriangularFactor:
+    """The triangular factor ``R`` of ``[G | t]`` (``Q R = [G | t]``), built block by block: a streaming QR.
+
+    ``R^T R = [G | t]^T [G | t]``, so ``R`` carries everything least squares needs without the normal equations
+    (which would square ``G``'s condition number): ``R = [[R11, z], [0, rho]]`` gives ``||G x - t||^2 =
+    ||R11 x - z||^2 + rho^2``. Blocks combine with ``+``: the factor of two stacked factors is the factor of the
+    stacked rows (a tree of small QRs, so any order of blocks gives the same ``R`` up to rounding and row signs).
+    """
+
+    def __init__(self, R: FloatArray) -> None:
+        self.R = R
+
+    @classmethod
+    def of(cls, rows: FloatArray) -> TriangularFactor:
+        """The factor of the matrix ``rows`` (``R^T R = rows^T rows``; for :meth:`solve` the last column is ``t``)."""
+        return cls(_r_factor(rows))
+
+    @classmethod
+    def of_system(cls, G: FloatArray, t: FloatArray) -> TriangularFactor:
+        """The factor of the rows ``[G | t]``."""
+        return cls.of(np.column_stack((G, t)))
+
+    def __add__(self, other: TriangularFactor) -> TriangularFactor:
+        return TriangularFactor(_r_factor(np.vstack((self.R, other.R))))
+
+    def __radd__(self, other: object) -> TriangularFactor:
+        if other == 0:  # sum() starts from 0
+            return self
+        return NotImplemented
+
+    def scaled(self, g_scale: float, t_scale: float) -> tuple[FloatArray, FloatArray]:
+        """``(R11 * g_scale, z * t_scale)``: ``||(g_scale G) x - t_scale t||^2 = ||R11' x - z'||^2 + const``."""
+        return self.R[:, :-1] * g_scale, self.R[:, -1] * t_scale
+
+    def solve(self) -> FloatArray:
+        """``argmin ||G x - t||`` (the minimum-norm one when ``G`` is rank deficient), as ``lstsq`` on ``[G | t]``
+        gives it, to rounding: ``G`` and ``R11`` have the same Gram matrix, hence the same solutions."""
+        x = np.linalg.lstsq(self.R[:, :-1], self.R[:, -1], rcond=None)[0]
+        return np.asarray(x, dtype=np.float64)
+
+
+def triangular_factor(patches: FloatArray, weights: FloatArray, target: FloatArray) -> TriangularFactor:
+    """The block's :class:`TriangularFactor` of ``[G_b | t_b]``, ``g_i = sum_j weights_ij A_ij`` (a reduction)."""
+    return TriangularFactor.of_system(np.einsum("ik,ikm->im", weights, patches), target)
+
+
+def patch_factor(patches: FloatArray) -> TriangularFactor:
+    """The block's :class:`TriangularFactor` of its ``b*k`` patches stacked as rows (a reduction: the singular
+    values of all patches, ``sigma(A_flat) = sigma(R)``)."""
+    return TriangularFactor.of(patches.reshape(-1, patches.shape[2]))

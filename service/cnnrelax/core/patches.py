@@ -209,7 +209,7 @@ class InMemoryPatches(BlockedSource):
         return self._patches
 
 
-def block_rows(layout: PatchLayout, d: int, budget: int = CHUNK_BYTES) -> int:
+def block_rows(layout: PatchLayout, d: int, budget: int) -> int:
     """Rows per block so that a block's patches (and its rows of ``X``) stay within ``budget`` bytes."""
     return max(1, budget // (8 * max(d, layout.k * layout.m)))
 
@@ -217,9 +217,9 @@ def block_rows(layout: PatchLayout, d: int, budget: int = CHUNK_BYTES) -> int:
 class ChunkedPatches(BlockedSource):
     """An array read in blocks of rows (a memory map): a pass holds one block's patches, never all of ``X``."""
 
-    def __init__(self, X: Any, layout: PatchLayout, budget: int = CHUNK_BYTES) -> None:
+    def __init__(self, X: Any, layout: PatchLayout, budget: int | None = None) -> None:
         super().__init__(X, layout)
-        self.rows_per_block = block_rows(layout, int(X.shape[1]), budget)
+        self.rows_per_block = block_rows(layout, int(X.shape[1]), CHUNK_BYTES if budget is None else budget)
 
     def blocks(self) -> Iterator[tuple[slice, FloatArray]]:
         n, step = self.shape[0], self.rows_per_block
@@ -261,7 +261,10 @@ def _check_shape(parameter: str, shape: tuple[int, ...], ndim: int) -> None:
 def finite_array(value: ArrayLike, parameter: str, ndim: int) -> FloatArray:
     """``value`` as a float64 array of ``ndim`` dimensions, non-empty and finite (InvalidParameterError if not)."""
     try:
-        arr = np.asarray(value, dtype=np.float64)
+        raw = np.asarray(value)
+        if raw.dtype.kind not in "biuf":
+            raise TypeError(f"got dtype {raw.dtype}")
+        arr = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise InvalidParameterError(
             parameter, f"{parameter} must be an array of real numbers ({exc})."

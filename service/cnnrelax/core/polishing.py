@@ -3,6 +3,10 @@
 Piecewise-linear activations: on the pattern of ``w`` the model is linear, so least squares on that pattern fits
 the labels exactly when the pattern is right (for ReLU with ``k = 1`` this is the paper's pseudo-inverse
 ``X_S^+ y_S``). Smooth activations: Gauss-Newton with a decrease check, quadratic near a zero-loss minimum.
+
+Every least squares is over the gradient rows ``g_i = sum_j c_ij X_ij``, solved from the triangular factor of
+``[G | target]`` accumulated block by block in one pass (:meth:`ConvProblem.gradient_factor`): the rows are never
+formed, so a memory-mapped ``X`` streams, and no normal equations square the condition number.
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
+from .passes import TriangularFactor
 from .problem import ConvProblem, FloatArray
-from .tolerances import GAUSS_NEWTON_DECREASE, GAUSS_NEWTON_FLOOR, NORMAL_EQUATIONS_PIVOT
+from .tolerances import GAUSS_NEWTON_DECREASE, GAUSS_NEWTON_FLOOR
 
 
 @dataclass(frozen=True)
@@ -29,27 +33,11 @@ class PolishOutcome:
 
 
 def least_squares(G: FloatArray, y: FloatArray) -> FloatArray:
-    """``argmin ||G x - y||`` for a tall ``G``: the normal equations by Cholesky, refined once, when ``G`` is well
-    conditioned; LAPACK's SVD solver (the minimum-norm solution) otherwise.
-
-    Forming ``G^T G`` is one BLAS-3 product (about ten times faster than an SVD of a 100000 x 100 ``G``); one step
-    of iterative refinement, ``x += (G^T G)^-1 G^T (y - G x)``, takes the error from ``kappa^2 eps`` down to
-    rounding for ``kappa(G)`` below ``1 / NORMAL_EQUATIONS_PIVOT``; beyond (Cholesky's pivots say so) the SVD
-    decides, as do rank-deficient ``G``.
+    """``argmin ||G x - y||`` (the minimum-norm one when ``G`` is rank deficient) through the triangular factor of
+    ``[G | y]`` (:class:`~cnnrelax.core.passes.TriangularFactor`): ``lstsq``'s answer to rounding, without the
+    normal equations. The polishers get the same factor from a streamed pass (:meth:`ConvProblem.gradient_factor`).
     """
-    if G.shape[0] >= G.shape[1] > 0:
-        gram = G.T @ G
-        try:
-            factor = cho_factor(gram, check_finite=False)
-        except LinAlgError:
-            factor = None
-        if factor is not None:
-            pivots = np.abs(np.diag(factor[0]))
-            if float(pivots.min()) > NORMAL_EQUATIONS_PIVOT * float(pivots.max()):
-                x: FloatArray = cho_solve(factor, G.T @ y, check_finite=False)
-                x += cho_solve(factor, G.T @ (y - G @ x), check_finite=False)
-                return x
-    return np.asarray(np.linalg.lstsq(G, y, rcond=None)[0], dtype=np.float64)
+    return TriangularFactor.of_system(G, y).solve()
 
 
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
@@ -81,7 +69,7 @@ def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcom
     accepted = unchanged = False
     for _ in range(rounds):
         mask = problem.active_mask(best, pre)
-        candidate = least_squares(problem.gradient_rows(best, mask), problem.y)
+        candidate = problem.gradient_factor(problem.gradient_weights(best, mask), problem.y).solve()
         candidate_pre = problem.preactivations(candidate)
         loss = problem.loss_from(candidate_pre)
         if not loss < best_loss:
@@ -122,7 +110,7 @@ def gauss_newton(problem: ConvProblem, w: FloatArray, steps: int = 20, halvings:
             converged = True
             break
         residual = problem.y - problem.predict_from(pre)
-        delta = least_squares(problem.gradient_rows(best, pre=pre), residual)
+        delta = problem.gradient_factor(problem.gradient_weights(best, pre=pre), residual).solve()
         step, improved = 1.0, False
         for _ in range(halvings):
             candidate = best + step * delta

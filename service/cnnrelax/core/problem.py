@@ -255,6 +255,17 @@ class ConvProblem:
         """The loss from pre-activations already computed (no pass)."""
         return float(np.sum((self.y - self.predict_from(pre)) ** 2))
 
+    def gradient_weights(self, w: FloatArray, active: NDArray[np.bool_] | None = None,
+                         pre: FloatArray | None = None) -> FloatArray:
+        """The weights ``sigma'(X_ij w)`` of each patch in the gradient rows, ``(n, k)`` (a pass only when ``pre``
+        is needed and not given): the slope ``hi`` on ``active`` and ``lo`` elsewhere for a piecewise-linear
+        activation (``active`` defaults to ``X_ij w > 0``), ``sigma'`` for a smooth one."""
+        act = self.activation
+        if pre is None and not (active is not None and act.piecewise_linear):
+            pre = self.preactivations(w)
+        weights: FloatArray = act.gradient_weights(pre, active)
+        return weights
+
     def gradient_rows(self, w: FloatArray, active: NDArray[np.bool_] | None = None,
                       pre: FloatArray | None = None) -> FloatArray:
         """``sum_j sigma'(X_ij w) X_ij`` per sample, shape ``(n, m)``: the gradient of ``f_w(x_i)`` in ``w``.
@@ -262,12 +273,21 @@ class ConvProblem:
         For a piecewise-linear activation ``active`` (default ``X_ij w > 0``) picks the slope ``hi`` and every
         other patch gets ``lo`` (for ReLU, ``g_i = sum_{j active} X_ij``, the generators of the cone of
         eq. (14)); smooth activations use ``sigma'`` and ignore ``active`` (:meth:`Activation.gradient_weights`).
+        This materialises ``(n, m)``: for in-memory callers; the solve paths use :meth:`gradient_factor` and
+        :meth:`gradient_moments`, which stream.
         """
-        act = self.activation
-        if pre is None and not (active is not None and act.piecewise_linear):
-            pre = self.preactivations(w)
-        weights = act.gradient_weights(pre, active)
-        return self.source.map_rows(passes.weighted_rows, weights)
+        return self.source.map_rows(passes.weighted_rows, self.gradient_weights(w, active, pre))
+
+    def gradient_factor(self, weights: FloatArray, target: FloatArray) -> passes.TriangularFactor:
+        """The triangular factor of ``[G | target]`` with ``g_i = sum_j weights_ij X_ij`` (one pass, a QR per
+        block): least squares over the gradient rows without forming them or their normal equations."""
+        factor: passes.TriangularFactor = self.source.reduce_rows(passes.triangular_factor, weights, target)
+        return factor
+
+    def gradient_moments(self, weights: FloatArray, residual: FloatArray) -> tuple[FloatArray, float]:
+        """``(G^T residual, ||G||_F)`` with ``g_i = sum_j weights_ij X_ij`` (one pass, no ``(n, m)`` array)."""
+        product, squares = self.source.reduce_rows(passes.gradient_moments, weights, residual)
+        return np.asarray(product, dtype=np.float64), float(np.sqrt(squares))
 
 
 def make_patching(
@@ -325,7 +345,7 @@ def make_problem(
     act = make_activation(activation, DEFAULT_NEGATIVE_SLOPE if negative_slope is None else negative_slope)
     kind = source_kind(X)
     Xa = kind.prepare(X)
-    ya = finite_array(y, "y", 1)
+    ya = np.array(finite_array(y, "y", 1))  # a copy: y may be a column of a memory-mapped file (n numbers)
     n, d = Xa.shape
     if ya.shape[0] != n:
         raise InvalidParameterError(

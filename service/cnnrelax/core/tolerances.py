@@ -60,9 +60,6 @@ POLISH_FEASIBILITY_TOL = 1e-9
 #: :data:`GAUSS_NEWTON_DECREASE`.
 GAUSS_NEWTON_FLOOR = 1e-30
 GAUSS_NEWTON_DECREASE = 1e-15
-#: Least squares by the normal equations only when Cholesky's smallest pivot exceeds this times its largest
-#: (``kappa(G)`` below about 1e4); the SVD otherwise.
-NORMAL_EQUATIONS_PIVOT = 1e-4
 
 #: Guards against division by zero (not tolerances: the smallest positive scale taken).
 TINY = 1e-300

@@ -127,11 +127,12 @@ def kkt_certificate(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     """
     w = np.asarray(w, dtype=np.float64)
     kappa = problem.w_scale
-    G = problem.gradient_rows(w)
-    residual_labels = problem.y - problem.predict(w)
-    gradient = -2.0 * (G.T @ residual_labels)
+    pre = problem.preactivations(w)
+    residual_labels = problem.y - problem.predict_from(pre)
+    product, g_norm = problem.gradient_moments(problem.gradient_weights(w, pre=pre), residual_labels)
+    gradient = -2.0 * product
     y_norm = float(np.linalg.norm(problem.y))
-    scale = max(2.0 * y_norm * float(np.linalg.norm(G)), np.finfo(float).tiny)
+    scale = max(2.0 * y_norm * g_norm, np.finfo(float).tiny)
     loss_scale = max(y_norm * y_norm, np.finfo(float).tiny)
     inequalities = _inequalities(constraints, w, kappa)
     active = [c for c in inequalities if c.unit_slack <= active_tol]

@@ -39,10 +39,11 @@ def relative_gradient_norm(problem: ConvProblem, w: FloatArray) -> float:
     ``grad L(w) = -2 sum_i (y_i - f_w(x_i)) g_i``; the ratio is scale-free, 0 at a stationary point and at
     most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm).
     """
-    G = problem.gradient_rows(w)
-    residual = problem.y - problem.predict(w)
-    grad = -2.0 * (G.T @ residual)
-    denom = 2.0 * float(np.linalg.norm(problem.y)) * float(np.linalg.norm(G))
+    pre = problem.preactivations(w)
+    residual = problem.y - problem.predict_from(pre)
+    product, g_norm = problem.gradient_moments(problem.gradient_weights(w, pre=pre), residual)
+    grad = -2.0 * product
+    denom = 2.0 * float(np.linalg.norm(problem.y)) * g_norm
     return float(np.linalg.norm(grad) / denom) if denom > 0 else 0.0
 
 

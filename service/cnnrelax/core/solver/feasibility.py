@@ -161,21 +161,21 @@ class Feasibility:
             relative[usable] = value[usable] / (scale[usable] * vnorm)
 
             def sample_piece(i: int) -> tuple[tuple[int, bytes], FloatArray]:
-                row: FloatArray = slopes[i] @ problem.patches[i] / scale[i]
+                row: FloatArray = slopes[i] @ problem.source.take(np.array([i]))[0] / scale[i]
                 return (i, np.packbits(masks[i]).tobytes()), row
 
             return relative, sample_piece
         two_sided = form is RecessionForm.PATCH_ZERO
-        flat, flat_norms = problem.flat, norms.reshape(-1)
+        k, flat_norms = problem.k, norms.reshape(-1)
         usable = flat_norms > 0
         pre_flat = problem.preactivations(v).reshape(-1)
         signed = np.abs(pre_flat) if two_sided else pre_flat
-        relative = np.full(flat.shape[0], -np.inf)
+        relative = np.full(flat_norms.shape[0], -np.inf)
         relative[usable] = signed[usable] / (flat_norms[usable] * vnorm)
         sign = np.where(pre_flat < 0, -1.0, 1.0) if two_sided else np.ones_like(pre_flat)
 
         def patch_piece(i: int) -> tuple[tuple[int, bytes], FloatArray]:
-            row: FloatArray = flat[i] * (sign[i] / flat_norms[i])
+            row: FloatArray = problem.source.take(np.array([i // k]))[0, i % k] * (sign[i] / flat_norms[i])
             return (i, b"+" if sign[i] > 0 else b"-"), row
 
         return relative, patch_piece

@@ -52,7 +52,7 @@ class NormalisedProblem:
 
     def patches(self, samples: np.ndarray) -> FloatArray:
         """The normalised patches of ``samples``, ``(s, k, m)`` (a small copy: the working set only)."""
-        out: FloatArray = self.problem.patches[samples] / self.x_scale
+        out: FloatArray = self.problem.source.take(samples) / self.x_scale
         return out
 
     def to_user(self, u: FloatArray) -> FloatArray:

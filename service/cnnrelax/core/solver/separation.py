@@ -37,7 +37,7 @@ def add_cuts(data: NormalisedProblem, pool: WorkingSet, violations: Violations, 
     masks = violations.pre[violated] > 0
     # The most violated piece: slope sigma'(X_ij u) per patch (1/0 for ReLU, hi/lo in general).
     slopes = act.slopes(masks)
-    cut_rows = np.einsum("vk,vkm->vm", slopes, data.problem.patches[violated]) / data.x_scale
+    cut_rows = np.einsum("vk,vkm->vm", slopes, data.problem.source.take(violated)) / data.x_scale
     # Deepest cuts first: the distance from u to each violated half-space.
     depth = violations.excess[violated] / np.maximum(np.linalg.norm(cut_rows, axis=1), TINY)
     added = 0
@@ -57,9 +57,9 @@ def add_cones(data: NormalisedProblem, pool: WorkingSet, violations: Violations,
     added = 0
     for i in violated[np.argsort(-excess[violated])].tolist():
         if hard_fit and data.yn[i] == 0.0:
+            patches = data.problem.source.take(np.array([i]))[0]
             for j in np.flatnonzero(pre[i] > 0).tolist():
-                if pool.add_cut(i, b"patch" + j.to_bytes(4, "little"), data.problem.patches[i, j] / data.x_scale,
-                                0.0):
+                if pool.add_cut(i, b"patch" + j.to_bytes(4, "little"), patches[j] / data.x_scale, 0.0):
                     added += 1
         elif pool.add_cone(int(i), float(data.yn[i])):
             added += 1
