@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -34,7 +35,7 @@ class PlantedFiles:
     k: int
 
 
-def _write_header(handle: object, shape: tuple[int, ...]) -> None:
+def _write_header(handle: BinaryIO, shape: tuple[int, ...]) -> None:
     np.lib.format.write_array_header_1_0(handle, {"descr": "<f8", "fortran_order": False, "shape": shape})
 
 
