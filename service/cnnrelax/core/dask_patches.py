@@ -5,12 +5,13 @@ Registered with :func:`cnnrelax.core.patches.register_source_kind` for ``dask.ar
 ``distributed.Client``, ``worker_client()`` inside a task, or dask's threads without one). ``X`` is chunked by rows
 only (whole rows per block; a column-chunked array is rechunked once). What travels, per pass:
 
-- ``map_rows(kernel, *row_args)``: one task per block of rows, ``kernel(patches(X_b), *args_b)``; each task is sent
-  its rows' slice of every row argument (``(n_b, k)`` pre-activation weights, ``(n_b,)`` labels) and sends back its
-  per-row outputs. Both are of order ``n k`` (``X / m``), never ``X``'s ``n d``.
+- ``map_rows(kernel, *row_args)``: one task per block of rows, ``kernel(patches(X_b), *args_b)``, run where the block
+  is (its chunk persisted on a worker, or read there from a file just before); each task is sent its rows' slice of
+  every row argument (``(n_b, k)`` pre-activation weights, ``(n_b,)`` labels) and sends back its per-row outputs.
+  Both are of order ``n k`` (``X / m``), never ``X``'s ``n d``.
 - ``reduce_rows(kernel, *row_args)``: the same tasks, their outputs (``(m,)``, ``(m, m)``, numbers) summed pairwise in
   a fixed balanced tree *on the workers*; one sum comes back.
-- ``take(rows)``: ``X[rows]`` on the cluster; only those rows (the working set) come back.
+- ``take(rows)``: one task per block holding some of ``rows``; only those rows (the working set) come back.
 - validation (:meth:`DaskKind.prepare`): shape and dtype from the array's metadata, finiteness as one count per block
   (and the first bad index), computed on the workers: ``X`` is never computed on the driver.
 
@@ -121,21 +122,16 @@ def on_blocks(X: Any, function: Callable[..., NDArray[np.object_]],
               per_block: Sequence[tuple[Any, ...] | None] | None = None, **kwargs: Any) -> list[Any]:
     """One delayed task per row block of ``X``: ``function(block, *per_block[b], **kwargs)``, boxed.
 
-    Each task is the block's own graph (its read from a file, or its persisted chunk) fused with ``function``
-    (``map_blocks`` on ``X.blocks[b]``), so a block of a file-backed ``X`` is read inside the task that uses it and
-    never held apart; the arguments in ``per_block[b]`` (slices of row arguments) are embedded in that task only.
-    Blocks with ``per_block[b] is None`` get no task (their entry is None).
+    Each task depends on its block's key alone (a chunk persisted on a worker, or the task that reads it from a
+    file), so the scheduler runs it where the block is and the block never moves; the arguments in
+    ``per_block[b]`` (slices of row arguments) are embedded in that task only. Blocks with ``per_block[b] is None``
+    get no task (their entry is None).
     """
+    run = dask.delayed(function, pure=True)
     tasks: list[Any] = []
-    for b in range(X.numblocks[0]):
+    for b, block in enumerate(X.to_delayed(optimize_graph=True).ravel()):
         args = () if per_block is None else per_block[b]
-        if args is None:
-            tasks.append(None)
-            continue
-        out = X.blocks[b].map_blocks(function, *args, **kwargs, drop_axis=1, chunks=((1,),), dtype=object,
-                                     meta=np.empty((0,), dtype=object))
-        (task,) = out.to_delayed(optimize_graph=True).ravel()
-        tasks.append(task)
+        tasks.append(None if args is None else run(block, *args, **kwargs))
     return tasks
 
 
