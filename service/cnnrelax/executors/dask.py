@@ -393,7 +393,10 @@ class DaskExecutor(Executor):
         if (self.shared_data_dir is None or ticket.dataset_path is None or ticket.arrays is not None
                 or ticket.kind not in SHARDED_KINDS or sharded_files(ticket.dataset_path) is None):
             return None
-        relative = Path(ticket.dataset_path).resolve().relative_to(self.store.data_dir.resolve())
+        try:
+            relative = Path(ticket.dataset_path).resolve().relative_to(self.store.data_dir.resolve())
+        except ValueError:  # not under the data directory the workers share: its arrays travel
+            return None
         return dataclasses.replace(ticket, dataset_path=str(self.shared_data_dir / relative))
 
     def cancel(self, job_id: str) -> None:
