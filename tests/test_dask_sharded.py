@@ -264,3 +264,30 @@ def test_the_dask_executor_solves_a_stored_dataset_with_x_spread_over_the_worker
     assert result["certificate"]["global_optimum"] == expected["certificate"]["global_optimum"]
     ran_on = {task["worker"] for task in stream.data if "run_kernel" in str(task["key"])}
     assert len(ran_on) == 2, ran_on  # the passes ran on both workers
+
+
+def test_which_tickets_run_sharded(tmp_path: Path) -> None:
+    """Only a solve on a dataset stored as X.npy/y.npy under the shared data directory carries its path (mapped to
+    where the workers mount that directory); every other ticket keeps its arrays travelling (``None``)."""
+    from cnnrelax.executors.base import JobTicket
+    from cnnrelax.executors.dask import DaskExecutor
+    from cnnrelax.store import Store
+    from cnnrelax.types import JobKind
+
+    store = Store(tmp_path / "data")
+    stored = write_planted(store.dataset_dir / ("cd" * 32), 30, 4, 2).X_path.parent
+    legacy = store.dataset_dir / ("ef" * 32 + ".npz")
+    np.savez(legacy, X=np.ones((3, 2)), y=np.ones(3))
+    outside = write_planted(tmp_path / "elsewhere", 30, 4, 2).X_path.parent
+
+    def ticket(path: Path, kind: JobKind = JobKind.solve) -> JobTicket:
+        return JobTicket(job_id="j", attempt=1, kind=kind, spec_json="{}", time_limit_s=1.0, dataset_path=str(path))
+
+    shared = DaskExecutor("tcp://127.0.0.1:1", store=store, security=None, shared_data_dir="/mnt/cnnrelax")
+    sent = shared._sharded_ticket(ticket(stored))
+    assert sent is not None and sent.dataset_path == f"/mnt/cnnrelax/datasets/{'cd' * 32}" and sent.arrays is None
+    assert shared._sharded_ticket(ticket(legacy)) is None
+    assert shared._sharded_ticket(ticket(outside)) is None
+    assert shared._sharded_ticket(ticket(stored, JobKind.experiment)) is None
+    unshared = DaskExecutor("tcp://127.0.0.1:1", store=store, security=None)
+    assert unshared._sharded_ticket(ticket(stored)) is None
