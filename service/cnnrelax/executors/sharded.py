@@ -73,19 +73,41 @@ def open_sharded_dataset(path: Path | str, client: Any = None, *, persist: bool 
     rows = NpyRows.open(x_path)
     row_bytes = max(1, int(np.prod(rows.shape[1:])) * rows.dtype.itemsize)
     chunk_rows = max(1, chunk_bytes // row_bytes)
-    stat = os.stat(x_path)
-    X = da.from_array(rows, chunks=(chunk_rows,) + rows.shape[1:], asarray=True,
-                      meta=np.empty((0,) * rows.ndim, dtype=rows.dtype),
-                      name="npy-rows-" + tokenize(str(x_path), stat.st_mtime_ns, stat.st_size, chunk_rows))
     y = np.load(y_path, allow_pickle=False)
     if persist:
-        from distributed import wait
-
         if client is None:
             raise ValueError("persist=True needs the distributed client")
-        X = client.persist(X)
-        wait(X)
+        return persisted_evenly(rows, chunk_rows, client), y
+    stat = os.stat(x_path)
+    # inline_array: each chunk's read is a task of its own with no dependency, so the scheduler starts reads only as
+    # workers free up (a worker holds the chunks it computes, not every chunk at once).
+    X = da.from_array(rows, chunks=(chunk_rows,) + rows.shape[1:], asarray=True, inline_array=True,
+                      meta=np.empty((0,) * rows.ndim, dtype=rows.dtype),
+                      name="npy-rows-" + tokenize(str(x_path), stat.st_mtime_ns, stat.st_size, chunk_rows))
     return X, y
+
+
+def persisted_evenly(rows: NpyRows, chunk_rows: int, client: Any) -> Any:
+    """The rows as a dask array whose chunks are read by, and kept on, the workers in contiguous even shares (the
+    first blocks on the first worker, and so on), each read where it stays: the scheduler's own placement can leave
+    one worker with half as much again as another, and a worker limited to a little more than its share then dies."""
+    import dask
+    import dask.array as da
+    from distributed import wait
+
+    workers = sorted(client.scheduler_info(n_workers=-1)["workers"])
+    n = rows.shape[0]
+    starts = list(range(0, n, chunk_rows))
+    read = dask.delayed(rows.__getitem__, pure=True)
+    parts = []
+    for b, start in enumerate(starts):
+        stop = min(n, start + chunk_rows)
+        block = da.from_delayed(read(slice(start, stop)), shape=(stop - start,) + rows.shape[1:], dtype=rows.dtype)
+        parts.append(client.persist(block, workers=[workers[b * len(workers) // len(starts)]],
+                                    allow_other_workers=False))
+    X = da.concatenate(parts, axis=0)
+    wait(X)
+    return X
 
 
 def run_sharded_ticket(ticket: JobTicket) -> JobOutcome:
