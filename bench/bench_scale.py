@@ -63,8 +63,10 @@ def local_curve(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def dask_curve(args: argparse.Namespace) -> list[dict[str, Any]]:
-    """The same curve on a two-worker Dask LocalCluster: added with the dask-array data source (issue 20, part 2)."""
-    raise SystemExit("--dask: the two-worker LocalCluster curve comes with the dask backend (not in this tree yet)")
+    """The same curve on a two-worker Dask LocalCluster (``bench/bench_scale_dask.py``, its options there)."""
+    import bench_scale_dask  # a sibling script (bench/ is the script's directory, first on sys.path)
+
+    return bench_scale_dask.dask_curve(args)
 
 
 HEADER = (f"{'n*d':>8} {'n':>9} {'X GB':>6} {'stage':>6} {'time s':>8} {'passes':>6} {'anon peak MiB':>13} "
@@ -90,9 +92,13 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("/work/tmp/scale"), help="where the .npy files go")
     parser.add_argument("--keep", action="store_true", help="keep the written problems")
     parser.add_argument("--dask", action="store_true", help="the two-worker LocalCluster curve")
+    import bench_scale_dask  # its options: --modes, --worker-limit-mb, --out
+
+    bench_scale_dask.add_arguments(parser)
     args = parser.parse_args()
-    print(f"d={args.d} k={args.k} m={args.d // args.k}, one BLAS thread, X memory-mapped from {args.dir}")
-    print(HEADER)
+    if not args.dask:  # the Dask curve prints its own header
+        print(f"d={args.d} k={args.k} m={args.d // args.k}, one BLAS thread, X memory-mapped from {args.dir}")
+        print(HEADER)
     (dask_curve if args.dask else local_curve)(args)
 
 

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
                                   "below, the API talks to the scheduler over TLS (a tls:// address).")
     dask_tls_cert: Path | None = Field(default=None, description="The API's client certificate (PEM) for Dask TLS.")
     dask_tls_key: Path | None = Field(default=None, description="The private key (PEM) of dask_tls_cert.")
+    dask_shared_data_dir: Path | None = Field(
+        default=None, description="The data directory as the Dask workers see it (a volume they share with the API); "
+                                  "set: a solve on a stored dataset runs with X read by the workers in chunks and "
+                                  "spread over them, instead of travelling in the job's ticket.")
     # -- browsers (the API's face, the console) -----------------------------------------------------
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Origins (e.g. https://app.example.org, or *) whose pages may call the "
@@ -183,7 +187,7 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level must be one of critical, error, warning, info, debug, got {value!r}")
         return level
 
-    @field_validator("dask_tls_ca_file", "dask_tls_cert", "dask_tls_key", mode="before")
+    @field_validator("dask_tls_ca_file", "dask_tls_cert", "dask_tls_key", "dask_shared_data_dir", mode="before")
     @classmethod
     def _empty_path_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value

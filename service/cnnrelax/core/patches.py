@@ -330,4 +330,18 @@ def source_kind(X: Any) -> SourceKind:
         kind = SOURCE_KINDS.get(cls)
         if kind is not None:
             return kind
+    if type(X).__module__.startswith("dask.") and not _DASK_REGISTERED:
+        return _register_dask_kind(X)
     return SOURCE_KINDS[np.ndarray]
+
+
+_DASK_REGISTERED: list[bool] = []
+
+
+def _register_dask_kind(X: Any) -> SourceKind:
+    """A dask array met before :mod:`cnnrelax.core.dask_patches` was imported: import it (it registers its kind; the
+    core does not import dask otherwise) and look again."""
+    from . import dask_patches  # noqa: F401  (imported for its registration)
+
+    _DASK_REGISTERED.append(True)
+    return source_kind(X)

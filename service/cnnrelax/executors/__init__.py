@@ -47,6 +47,7 @@ def build_executor(settings: Settings, store: Store) -> Executor:
     if settings.dask_scheduler:
         from .dask import DaskExecutor
 
-        return DaskExecutor(settings.dask_scheduler, store=store, workers=settings.workers)
+        return DaskExecutor(settings.dask_scheduler, store=store, workers=settings.workers,
+                            shared_data_dir=settings.dask_shared_data_dir)
     return LocalProcessExecutor(str(store.path), settings.workers, settings.log_level,
                                 memory_limit_bytes=settings.worker_memory_limit_mb * MIB)

@@ -9,7 +9,10 @@ Workers are independent of the API's filesystem: they may run on any machine tha
   :func:`~cnnrelax.executors.worker.execute_job` (so :func:`cnnrelax.jobs.run_job`), the one place the
   mathematics runs, with the same :class:`~cnnrelax.executors.base.JobTicket` in and
   :class:`~cnnrelax.executors.base.JobOutcome` out. Solves, trials and experiment cells are all tickets. A
-  ticket sent to the cluster carries its dataset's arrays, never a path on the API's disk.
+  ticket sent to the cluster carries its dataset's arrays, never a path on the API's disk; with
+  ``CNNRELAX_DASK_SHARED_DATA_DIR`` (the data directory as the workers see it) a solve on a dataset stored as
+  ``X.npy`` and ``y.npy`` carries that path instead and runs with ``X`` spread over the workers
+  (:mod:`cnnrelax.executors.sharded`).
 - The SQLite store (on the API's host only) is the source of truth. The
   :class:`~cnnrelax.executors.dispatcher.Dispatcher` claims jobs, records outcomes under their attempt, requeues a
   job whose run was lost, and gives up after ``MAX_ATTEMPTS``. This executor only moves tickets to the
@@ -69,6 +72,7 @@ from .base import (
     JobTicket,
     hard_stop_outcome,
 )
+from .sharded import SHARDED_KINDS, run_sharded_ticket, sharded_files
 from .worker import execute_job, warm_worker
 
 log = logging.getLogger("cnnrelax.dask")
@@ -290,7 +294,8 @@ class DaskExecutor(Executor):
     def __init__(self, scheduler_address: str, database_path: str | None = None, *, store: Store | None = None,
                  workers: int | None = None, connect_timeout_s: float = CONNECT_TIMEOUT_S,
                  heartbeat_s: float = HEARTBEAT_S, reconnect_s: float = RECONNECT_S,
-                 prefetch_per_thread: int = PREFETCH_PER_THREAD, security: Any = "settings") -> None:
+                 prefetch_per_thread: int = PREFETCH_PER_THREAD, security: Any = "settings",
+                 shared_data_dir: str | Path | None = None) -> None:
         """Connect (in the background, from :meth:`start`) to ``scheduler_address``.
 
         The job store is given as ``store`` (or the path of its SQLite file, ``database_path``); only the web
@@ -298,7 +303,9 @@ class DaskExecutor(Executor):
         local-pool size setting) is accepted and ignored: the cluster's own thread count sets :attr:`capacity`.
         ``security`` is a ``distributed.security.Security`` (or None: plain TCP); by default it is built from
         the settings ``CNNRELAX_DASK_TLS_CA_FILE``, ``CNNRELAX_DASK_TLS_CERT`` and ``CNNRELAX_DASK_TLS_KEY``
-        (:func:`dask_security`).
+        (:func:`dask_security`). ``shared_data_dir`` is the store's data directory as the workers see it (a shared
+        volume; ``CNNRELAX_DASK_SHARED_DATA_DIR``): a solve on a dataset stored as ``X.npy`` and ``y.npy`` then runs
+        with ``X`` spread over the workers (:mod:`cnnrelax.executors.sharded`) instead of inside its ticket.
         """
         if security == "settings":
             from ..settings import Settings
@@ -318,6 +325,7 @@ class DaskExecutor(Executor):
         self.reconnect_s = reconnect_s
         self.prefetch_per_thread = prefetch_per_thread
         self.security = security
+        self.shared_data_dir = None if shared_data_dir is None else Path(shared_data_dir)
         self.state = ClusterState()
         self._client: Any = None
         self._lock = threading.RLock()
@@ -356,7 +364,11 @@ class DaskExecutor(Executor):
         """Submit one ticket (its dataset's arrays inside) as a Dask task; the future resolves to its outcome."""
         outcome: cf.Future[JobOutcome] = cf.Future()
         outcome.set_running_or_notify_cancel()
-        if ticket.dataset_path is not None and ticket.arrays is None:
+        task_function = run_dask_ticket
+        sharded = self._sharded_ticket(ticket)
+        if sharded is not None:
+            ticket, task_function = sharded, run_sharded_ticket
+        elif ticket.dataset_path is not None and ticket.arrays is None:
             try:
                 arrays = load_dataset_file(ticket.dataset_path)
             except FileNotFoundError:
@@ -369,10 +381,23 @@ class DaskExecutor(Executor):
                 outcome.set_exception(SchedulerUnavailable(self._unavailable_sentence()))
                 return outcome
             key = f"cnnrelax-{ticket.kind}-{ticket.job_id}-{ticket.attempt}-{uuid.uuid4().hex[:8]}"
-            task = client.submit(run_dask_ticket, ticket, key=key, pure=False)
+            task = client.submit(task_function, ticket, key=key, pure=False)
             self._outstanding[key] = _Run(outcome, task, ticket)
         task.add_done_callback(lambda done, key=key: self._task_done(key, done))
         return outcome
+
+    def _sharded_ticket(self, ticket: JobTicket) -> JobTicket | None:
+        """The ticket with its dataset's directory as the workers see it, when the job runs sharded: a shared data
+        directory is configured, the kind is one :data:`~cnnrelax.executors.sharded.SHARDED_KINDS`, and the dataset
+        is stored as ``X.npy`` and ``y.npy``; else None (its arrays travel in the ticket)."""
+        if (self.shared_data_dir is None or ticket.dataset_path is None or ticket.arrays is not None
+                or ticket.kind not in SHARDED_KINDS or sharded_files(ticket.dataset_path) is None):
+            return None
+        try:
+            relative = Path(ticket.dataset_path).resolve().relative_to(self.store.data_dir.resolve())
+        except ValueError:  # not under the data directory the workers share: its arrays travel
+            return None
+        return dataclasses.replace(ticket, dataset_path=str(self.shared_data_dir / relative))
 
     def cancel(self, job_id: str) -> None:
         """Set the stop Event of the job's run (from the relay thread, so the caller never waits on the
