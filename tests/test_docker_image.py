@@ -275,6 +275,26 @@ def test_the_compose_stack_survives_a_killed_worker(docker: str, image: str) -> 
             client.wait_for_workers(2, timeout=180)
         assert _wait_job(base, _submit(base, SMALL_JOB, keyed), 120, keyed)["status"] == "succeeded"
         _timed("compose: worker-1 restarted and back", start)
+        start = time.monotonic()
+        # A dataset uploaded in parts is stored as X.npy/y.npy on the volume; with CNNRELAX_DASK_SHARED_DATA_DIR
+        # the workers read X from their read-only mount of it (a worker without the mount fails the job).
+        import numpy as np
+
+        from cnnrelax.core import SolveOptions, make_problem, solve
+        from cnnrelax_client import Client as ApiClient
+
+        rng = np.random.default_rng(7)
+        X = rng.standard_normal((3000, 40))
+        y = np.maximum(X.reshape(3000, 2, 20) @ rng.standard_normal(20), 0.0).sum(axis=1)
+        with ApiClient(base, api_key=key) as api:
+            dataset = api.upload_large(X, y, part_rows=700)
+        job = _wait_job(base, _submit(base, {"dataset_id": dataset.id, "k": 2, "trials": 8, "seed": 0}, keyed),
+                        120, keyed)
+        assert job["status"] == "succeeded", job["error"]
+        local = solve(make_problem(X, y, k=2), SolveOptions(trials=8, seed=0))
+        assert local.certificate.global_optimum
+        assert np.max(np.abs(np.asarray(job["result"]["w"]) - local.w)) <= 1e-9 * np.max(np.abs(local.w))
+        _timed("compose: a dataset uploaded in parts, solved from the shared volume", start)
     finally:
         start = time.monotonic()
         _run(*compose, "down", "-v", "--remove-orphans", env=env, cwd=ROOT, check=False, timeout=300)
