@@ -55,6 +55,7 @@ from .records import (
     UploadRecord,
     owner_id,
 )
+from .retention import ORPHAN_GRACE_S
 from .run_view import JobRunView
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "JobRunView",
     "MAX_SEQ",
     "OPEN_TIMEOUT_S",
+    "ORPHAN_GRACE_S",
     "PROBE_INTERVAL_S",
     "QueueFull",
     "QueuedWorkFull",
