@@ -141,10 +141,11 @@ class JobEvent:
 #: The columns of a :class:`DatasetRecord` (as a tenant sees it: its own upload time).
 DATASET_COLUMNS = "id, n, d, size_bytes, source, created_at, y_min, y_min_index, image_shape, angles_given"
 OWNED_DATASET_COLUMNS = ("d.id, d.n, d.d, d.size_bytes, coalesce(o.source, d.source), o.created_at, d.y_min, "
-                          "d.y_min_index, d.image_shape, d.angles_given")
+                         "d.y_min_index, d.image_shape, d.angles_given")
 
+#: The columns of an :class:`UploadRecord`, in the order of its fields.
 UPLOAD_COLUMNS = ("id, owner, n, d, part_rows, parts, sha256, status, dataset_id, created_at, updated_at, "
-                   "expires_at")
+                  "expires_at")
 
 
 def job_record(row: sqlite3.Row) -> JobRecord:
