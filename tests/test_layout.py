@@ -70,3 +70,20 @@ def test_imports_point_down(path: Path) -> None:
             assert level > 0, f"{own} imports the package's face"
             continue
         assert _layer(imported) <= level, f"{own} (layer {level}) imports {imported} (layer {_layer(imported)})"
+
+
+# -- inside the store package: each module imports only those above it -------------------------------------------
+#: The modules of ``cnnrelax.store`` from the bottom (the rows, ... the facade); ``__init__`` (the face) is last.
+STORE_MODULES = ["records", "exceptions", "faults", "connection", "schema", "base", "events", "jobs", "datasets",
+                 "uploads", "retention", "run_view", "facade", "__init__"]
+
+
+@pytest.mark.parametrize("name", STORE_MODULES)
+def test_store_modules_import_downward(name: str) -> None:
+    path = PACKAGE / "store" / f"{name}.py"
+    below = STORE_MODULES[: STORE_MODULES.index(name)]
+    for imported in _imports(path):
+        if imported.startswith("cnnrelax.store"):
+            inner = imported.removeprefix("cnnrelax.store").lstrip(".")
+            assert inner in below, f"cnnrelax.store.{name} imports {imported}, not below it in STORE_MODULES"
+    assert sorted(STORE_MODULES) == sorted(p.stem for p in (PACKAGE / "store").glob("*.py")), "place every module"

@@ -8,7 +8,8 @@ import time
 import httpx
 import numpy as np
 
-from cnnrelax.store import Store
+from cnnrelax.dataset_files import UPLOADS_FOLDER, adopt_dataset_dir, scan_dataset
+from cnnrelax.store import ORPHAN_GRACE_S, Store
 
 from conftest import assert_problem, wait_job
 
@@ -92,4 +93,39 @@ def test_datasets_are_stored_memory_mappable(tmp_path) -> None:
     np.testing.assert_array_equal(loaded_y, np.ones(2000))
     assert (record.y_min, record.y_min_index) == (1.0, 0)  # what a submission's label check reads (no decode)
     assert list(path.parent.glob("*.tmp")) == []
+    store.close()
+
+
+def test_the_purge_removes_files_no_row_names_once_past_the_grace(tmp_path) -> None:
+    """A crash between a completion's move of an upload's files to ``datasets/<id>/`` and the dataset's row, or between
+    an upload's row and its folder, leaves files no row names: the purge removes them once older than
+    ``ORPHAN_GRACE_S``, keeps them within it (a write in flight), and keeps what a row names whatever its age."""
+    store = Store(tmp_path)
+    later = time.time() + ORPHAN_GRACE_S + 60  # a purge that runs once the grace has passed
+    stored, _ = store.put_dataset(np.ones((4, 2)), np.zeros(4), "npz", owner="a")
+    # the crash in complete_upload: the verified upload's folder is moved to its dataset's place, no dataset row
+    upload = store.create_upload("a", 6, 3, 3, None, expires_at=time.time() + 60)
+    files = store.upload_files(upload)
+    dataset_id = scan_dataset(files.folder).digest
+    store.verify_upload(upload.id, dataset_id)
+    adopt_dataset_dir(files.folder, store.dataset_dir / dataset_id)
+    moved = store.dataset_dir / dataset_id
+    assert moved.is_dir() and store.get_dataset(dataset_id) is None and not files.folder.exists()
+    # the crash in delete_upload: the row is gone, the folder is not
+    aborted = store.create_upload("a", 6, 3, 3, None, expires_at=time.time() + 60)
+    with store._transaction() as db:
+        db.execute("DELETE FROM uploads WHERE id = ?", (aborted.id,))
+    left = store.upload_files(aborted).folder
+    assert left.is_dir()
+
+    store.purge(jobs_before=0, datasets_before=0, now=later)
+    assert moved.is_dir()  # its upload's row names it: completing the upload again finishes it
+    assert not left.exists()
+    assert store.purge_uploads(time.time() + 120) == [upload.id]  # the upload expires: now no row names it
+    store.purge(jobs_before=0, datasets_before=0)
+    assert moved.is_dir()  # within the grace: kept (as a completion between its move and its row would be)
+    store.purge(jobs_before=0, datasets_before=0, now=later)
+    assert not moved.exists()
+    assert sorted(path.name for path in store.dataset_dir.iterdir()) == sorted([stored.id, UPLOADS_FOLDER])
+    assert store.load_dataset(stored.id)[0].shape == (4, 2)  # a dataset its row names stays, whatever its age
     store.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import cnnrelax.store as store_face
 from cnnrelax.store import (
     DatasetInUse,
     IdempotencyConflict,
@@ -150,3 +152,21 @@ def test_the_checkpointer_copies_the_wal_into_the_database(tmp_path: Path) -> No
         store.stop_checkpointer()
     assert Path(f"{store.path}-wal").stat().st_size == 0  # truncated when it stopped
     assert len(Store(tmp_path).list_jobs(limit=1000)[0]) == 300
+
+
+def test_every_name_imported_from_the_store_is_on_its_face() -> None:
+    """What the service, tests, benchmarks, scripts and client import from ``cnnrelax.store`` is in its ``__all__``
+    (the package's modules are its own business)."""
+    root = Path(__file__).resolve().parents[1]
+    package = root / "service" / "cnnrelax" / "store"
+    imported: set[str] = set()
+    for folder in ("service", "tests", "bench", "scripts", "clients"):
+        for path in (root / folder).rglob("*.py"):
+            if path.is_relative_to(package):
+                continue  # the package itself
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and (node.module == "cnnrelax.store"
+                                                         or (node.level and node.module == "store")):
+                    imported |= {alias.name for alias in node.names}
+    assert {"Store", "JobRecord", "store_fault", "dataset_digest"} <= imported  # the scan finds the callers
+    assert imported <= set(store_face.__all__), sorted(imported - set(store_face.__all__))

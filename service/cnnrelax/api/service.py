@@ -125,8 +125,8 @@ class Service:
     # -- retention and disk -----------------------------------------------------------------------
     def purge(self, now: float | None = None) -> tuple[list[str], list[str]]:
         """Delete finished jobs past ``job_retention_s`` (and their figures), then datasets unused past
-        ``dataset_retention_s`` that no queued or running job needs, and uploads in parts past ``upload_expiry_s``
-        since their last part.
+        ``dataset_retention_s`` that no queued or running job needs, files no row names past their grace
+        (``cnnrelax.store.ORPHAN_GRACE_S``), and uploads in parts past ``upload_expiry_s`` since their last part.
 
         Parameters
         ----------
@@ -141,7 +141,7 @@ class Service:
         store = self.require_store()
         now = time.time() if now is None else now
         jobs, datasets = store.purge(jobs_before=now - self.settings.job_retention_s,
-                                     datasets_before=now - self.settings.dataset_retention_s)
+                                     datasets_before=now - self.settings.dataset_retention_s, now=now)
         for job_id in jobs:
             self._remove_figures(job_id)
         uploads = store.purge_uploads(now)  # uploads in parts past CNNRELAX_UPLOAD_EXPIRY_S since their last part
