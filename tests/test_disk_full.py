@@ -108,7 +108,9 @@ def test_disk_full_is_503_and_507_and_recovers(small_disk: Path, tmp_path: Path)
             assert_problem(http.post("/v1/datasets", content=npz_body,
                                      headers={"content-type": "application/x-npz"}), 507)
             assert temporary_files(small_disk) == []
-            # space returns: ready again, and the same writes succeed
+            # space returns: ready again at once (a probe ran just before, while the disk was full: it must not hold
+            # the store unwritable until the next probe), and the same writes succeed
+            assert_problem(http.get("/readyz"), 503)
             filler.unlink()
             assert http.get("/readyz").status_code == 200
             uploaded = http.post("/v1/datasets", content=npz_body, headers={"content-type": "application/x-npz"})

@@ -141,9 +141,13 @@ class StoreBase:
         """The store's fault now: the last write's, or a probe's when the last probe is older than ``max_age_s``.
 
         ``/readyz`` asks this, so a store made read-only while nothing writes is noticed too, and a fault that
-        cleared is noticed within ``max_age_s`` (a probe writes one row at most every ``max_age_s``).
+        cleared is noticed within ``max_age_s`` (a probe writes one row at most every ``max_age_s``). A full disk
+        that has freed :data:`FREED_BYTES` since its fault is probed at once (one ``statvfs``): a probe that ran
+        just before the space returned does not hold the store unwritable for another ``max_age_s``.
         """
-        if time.monotonic() - self._probed_at >= max_age_s:
+        fault = self._fault
+        freed = fault is not None and fault.full and self._free_bytes() >= self._free_at_fault + FREED_BYTES
+        if freed or time.monotonic() - self._probed_at >= max_age_s:
             self.probe_write()
         return self._fault
 
