@@ -818,7 +818,7 @@ def nnls_distance(generators: FloatArray, free: FloatArray, r: FloatArray) -> tu
 
 
 def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedConstraints | None = None,
-                    tie_tol: float = TIE_RTOL) -> tuple[OptimalityCone, int]:
+                    tie_tol: float = TIE_RTOL, pre: FloatArray | None = None) -> tuple[OptimalityCone, int]:
     """The cone of optimality at ``w`` (which must fit ``y``) and the number of tied patches.
 
     Two passes over ``X`` (the pre-activations; the generators' norms and gains on ``w``), and no array of ``X``'s
@@ -830,6 +830,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     w : a filter that fits ``y``.
     constraints : constraints on ``w`` (their active normals join the cone).
     tie_tol : patches with ``|X_ij w| <= tie_tol ||X_ij|| ||w||`` count as tied.
+    pre : the pre-activations ``X_ij w`` when already computed (one pass fewer; not modified).
 
     Returns
     -------
@@ -837,7 +838,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     """
     w = np.asarray(w, dtype=np.float64)
     source = problem.source
-    pre = problem.preactivations(w)
+    pre = problem.preactivations(w) if pre is None else pre
     tied = problem.ties(w, pre, tie_tol)
     active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
     slopes = np.ascontiguousarray(problem.activation.gradient_weights(pre, active), dtype=np.float64)
@@ -905,9 +906,10 @@ def _gather_patches(source: PatchSource, rows: NDArray[np.intp], patches: NDArra
 
 
 def cone_not_applicable(problem: ConvProblem, w: FloatArray, constraints: ResolvedConstraints | None,
-                        fit_tol: float = DEFAULT_FIT_TOL) -> str | None:
-    """Why the cone test does not apply at ``w`` (a sentence), or None when it does."""
-    fit = fit_residual(problem, w)
+                        fit_tol: float = DEFAULT_FIT_TOL, pre: FloatArray | None = None) -> str | None:
+    """Why the cone test does not apply at ``w`` (a sentence), or None when it does (``pre``: the pre-activations
+    ``X_ij w`` when already computed)."""
+    fit = fit_residual(problem, w, pre)
     if fit > fit_tol:
         return (f"not applicable: the filter does not fit y (relative fit residual {fit:.3g} > {fit_tol:g}), "
                 "so it is not an optimum of the LP's zero-loss face")

@@ -121,7 +121,7 @@ class Shortcut:
         fit = float(np.sqrt(loss)) / max(float(np.max(np.abs(problem.y))), TINY)
         if fit > SHORTCUT_FIT:
             return None
-        cone, ties = optimality_cone(problem, w)
+        cone, ties = optimality_cone(problem, w, pre=pre)  # the pre-activations at w handed on: one pass fewer
         return None if ties else ProvenPoint(w, polished, cone, ties, fit)
 
     @cached_property
