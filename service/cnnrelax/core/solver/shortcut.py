@@ -108,10 +108,17 @@ class Shortcut:
         if guess is None:
             return None
         problem = self.data.problem
+        guess_pre = problem.preactivations(guess) if self.first.guess_pre is None else self.first.guess_pre
         # The fit on the guess's pattern: what polishing computes from the LP's vertex (the same pattern), bit for bit.
-        mask = problem.active_mask(guess, self.first.guess_pre)
-        w = problem.gradient_factor(problem.gradient_weights(guess, mask), problem.y).solve()  # as polish does
-        pre = problem.preactivations(w)
+        mask = problem.active_mask(guess, guess_pre)
+        pattern = self.first.guess_pattern
+        if pattern is not None and np.array_equal(pattern, mask):
+            # The guess was polished on all samples, and this is the pattern its last least squares fitted: the same
+            # computation would give the guess again, bit for bit (one factor and one pass saved).
+            w, pre = guess, guess_pre
+        else:
+            w = problem.gradient_factor(problem.gradient_weights(guess, mask), problem.y).solve()  # as polish does
+            pre = problem.preactivations(w)
         if not np.array_equal(problem.active_mask(w, pre), mask):
             return None
         # Polishing w fits the same rows again, gets the same bits and keeps w (no lower loss): its outcome, known.
