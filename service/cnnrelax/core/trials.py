@@ -284,7 +284,8 @@ def _certificate(context: _Context, best: TrialRecord, records: list[TrialRecord
     known = context.proven(w)
     if known is not None and known.fit is None:
         known = None  # a point proven by another cone than the certificate's (the origin)
-    pre = problem.preactivations(w)  # one pass at w for the fit check, the cone and every measure of the certificate
+    # one pass at w (or none: the shortcut's) for the fit check, the cone and every measure of the certificate
+    pre = problem.preactivations(w) if known is None or known.pre is None else known.pre
     applies = (known is not None and known.fit is not None and known.fit <= options.fit_tol) or \
         cone_not_applicable(problem, w, constraints, options.fit_tol, pre) is None
     if not applies:

@@ -59,6 +59,7 @@ class ProvenPoint:
 
     ``fit`` bounds the relative fit residual (``sqrt(L(w)) / max|y|``) at the guess, where the cone is the
     certificate's cone of optimality (with ``ties`` tied patches); it is None at the origin, which does not fit ``y``.
+    ``pre``: the pre-activations ``X_ij w`` at the guess (``(n, k)``, an ``m``-th of ``X``), handed to the certificate.
     """
 
     w: FloatArray
@@ -67,6 +68,7 @@ class ProvenPoint:
     ties: int = 0
     fit: float | None = None
     distances: dict[bytes, tuple[float, int]] = field(default_factory=dict)
+    pre: FloatArray | None = None
 
     def measured(self, r: FloatArray) -> tuple[float, int] | None:
         """The distance of ``r`` when already measured."""
@@ -129,7 +131,7 @@ class Shortcut:
         if fit > SHORTCUT_FIT:
             return None
         cone, ties = optimality_cone(problem, w, pre=pre)  # the pre-activations at w handed on: one pass fewer
-        return None if ties else ProvenPoint(w, polished, cone, ties, fit)
+        return None if ties else ProvenPoint(w, polished, cone, ties, fit, pre=pre)
 
     @cached_property
     def at_origin(self) -> ProvenPoint | None:
