@@ -78,14 +78,16 @@ def certify_filter(problem: ConvProblem, w: FloatArray, options: SolveOptions, r
     constraints = options.constraints.resolve(problem.m)
     directions = [np.asarray(r, dtype=np.float64)] if r is not None else \
         [trial_direction(options.seed, t, problem.m) for t in range(options.trials)]
-    if cone_not_applicable(problem, w, constraints, options.fit_tol) is not None:
+    pre = problem.preactivations(w)  # one pass at w for the fit check, the cone and the certificate's measures
+    if cone_not_applicable(problem, w, constraints, options.fit_tol, pre) is not None:
         base = certify(problem, w, directions[0], constraints=constraints, optimality_tol=options.optimality_tol,
-                       cone_tol=options.cone_tol, fit_tol=options.fit_tol)
+                       cone_tol=options.cone_tol, fit_tol=options.fit_tol, pre=pre)
         skipped = coverage(problem, w, samples=0, constraints=constraints, fit_tol=options.fit_tol)
         return replace(base, coverage=skipped, summary=given_filter_summary(base, base.cone, skipped, r is not None))
-    cone, ties = optimality_cone(problem, w, constraints)  # built once, for every direction below
+    cone, ties = optimality_cone(problem, w, constraints, pre=pre)  # built once, for every direction below
     base = certify(problem, w, directions[0], constraints=constraints, optimality_tol=options.optimality_tol,
-                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone)
+                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, pre=pre)
+    del pre
     verdicts = [cone_certificate(problem, w, direction, constraints=constraints, tol=options.cone_tol,
                                  fit_tol=options.fit_tol, cone=cone) for direction in directions]
     certified_by = [t for t, verdict in enumerate(verdicts) if verdict.certified]

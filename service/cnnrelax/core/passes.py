@@ -9,6 +9,7 @@ outputs, ``source.reduce_rows(kernel, *row_args)`` sums per-block outputs. Argum
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Iterable, Iterator
 
 import numpy as np
 from numpy.typing import NDArray
@@ -85,21 +86,31 @@ def _blas() -> ThreadpoolController:
     return ThreadpoolController()
 
 
-def _r_factor(rows: FloatArray) -> FloatArray:
-    """The ``R`` of ``rows = Q R`` (``min(b, c) x c``; ``Q`` never formed): Householder QR on slices of
-    :data:`QR_ROWS` rows (at least four times the columns), each slice stacked under the factor so far.
+def _qr_slices(rows: int, columns: int) -> Iterator[slice]:
+    """The row slices the QR factors one at a time: :data:`QR_ROWS` rows (at least four times the columns)."""
+    step = max(QR_ROWS, 4 * columns)
+    for start in range(0, rows, step):
+        yield slice(start, min(rows, start + step))
+
+
+def _stacked_r(pieces: Iterable[FloatArray]) -> FloatArray:
+    """The ``R`` of the rows of ``pieces`` stacked (``Q`` never formed): Householder QR of each piece stacked under
+    the factor so far.
 
     On one BLAS thread: slices this small gain nothing from threads, and on a loaded machine a threaded LAPACK
     spent 86 ms per 1024 x 31 slice synchronising (measured; 0.4 ms on one thread)."""
-    step = max(QR_ROWS, 4 * rows.shape[1])
     R: FloatArray | None = None
     with _blas().limit(limits=1, user_api="blas"):
-        for start in range(0, rows.shape[0], step):
-            piece = rows[start:start + step]
+        for piece in pieces:
             stacked = piece if R is None else np.vstack((R, piece))
             R = np.asarray(np.linalg.qr(stacked, mode="r"), dtype=np.float64)
     assert R is not None, "a factor of no rows"
     return R
+
+
+def _r_factor(rows: FloatArray) -> FloatArray:
+    """The ``R`` of ``rows = Q R`` (``min(b, c) x c``): QR on the slices of :func:`_qr_slices`."""
+    return _stacked_r(rows[part] for part in _qr_slices(rows.shape[0], rows.shape[1]))
 
 
 class TriangularFactor:
@@ -144,8 +155,16 @@ class TriangularFactor:
 
 
 def triangular_factor(patches: FloatArray, weights: FloatArray, target: FloatArray) -> TriangularFactor:
-    """The block's :class:`TriangularFactor` of ``[G_b | t_b]``, ``g_i = sum_j weights_ij A_ij`` (a reduction)."""
-    return TriangularFactor.of_system(np.einsum("ik,ikm->im", weights, patches), target)
+    """The block's :class:`TriangularFactor` of ``[G_b | t_b]``, ``g_i = sum_j weights_ij A_ij`` (a reduction).
+
+    The rows ``[g_i | t_i]`` are made one QR slice at a time (the slices :meth:`TriangularFactor.of_system` would
+    cut, so the factor is the same bits): the block's ``(b, m + 1)`` rows, and their copy into one array, never exist
+    (at (100000, 400, 4) that was 160 MiB, half of ``X``, the peak of the default solve)."""
+    def pieces() -> Iterator[FloatArray]:
+        for part in _qr_slices(patches.shape[0], patches.shape[2] + 1):
+            yield np.column_stack((np.einsum("ik,ikm->im", weights[part], patches[part]), target[part]))
+
+    return TriangularFactor(_stacked_r(pieces()))
 
 
 def patch_factor(patches: FloatArray) -> TriangularFactor:

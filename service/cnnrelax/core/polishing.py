@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .passes import TriangularFactor
 from .problem import ConvProblem, FloatArray
@@ -23,13 +24,16 @@ from .tolerances import GAUSS_NEWTON_DECREASE, GAUSS_NEWTON_FLOOR
 @dataclass(frozen=True)
 class PolishOutcome:
     """The polished filter and its loss, the loss it started from, whether it was accepted (lower loss), and
-    whether the pattern settled (Gauss-Newton: whether it converged)."""
+    whether the pattern settled (Gauss-Newton: whether it converged). ``fit_pattern``: the activation pattern whose
+    least squares gave ``w`` (piecewise linear, accepted; None otherwise), so a caller that fits that pattern again
+    knows the answer (:mod:`cnnrelax.core.solver.shortcut`)."""
 
     w: FloatArray
     accepted: bool
     pattern_unchanged: bool
     loss: float
     start_loss: float
+    fit_pattern: NDArray[np.bool_] | None = None
 
 
 def least_squares(G: FloatArray, y: FloatArray) -> FloatArray:
@@ -67,6 +71,7 @@ def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcom
     best, best_loss = w, problem.loss_from(pre)
     start_loss = best_loss
     accepted = unchanged = False
+    fit_pattern = None
     for _ in range(rounds):
         mask = problem.active_mask(best, pre)
         candidate = problem.gradient_factor(problem.gradient_weights(best, mask), problem.y).solve()
@@ -75,10 +80,10 @@ def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcom
         if not loss < best_loss:
             break
         unchanged = bool(np.array_equal(problem.active_mask(candidate, candidate_pre), mask))
-        best, best_loss, pre, accepted = candidate, loss, candidate_pre, True
+        best, best_loss, pre, accepted, fit_pattern = candidate, loss, candidate_pre, True, mask
         if unchanged:
             break
-    return PolishOutcome(best, accepted, unchanged, best_loss, start_loss)
+    return PolishOutcome(best, accepted, unchanged, best_loss, start_loss, fit_pattern)
 
 
 def gauss_newton(problem: ConvProblem, w: FloatArray, steps: int = 20, halvings: int = 30) -> PolishOutcome:

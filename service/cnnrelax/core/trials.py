@@ -284,15 +284,17 @@ def _certificate(context: _Context, best: TrialRecord, records: list[TrialRecord
     known = context.proven(w)
     if known is not None and known.fit is None:
         known = None  # a point proven by another cone than the certificate's (the origin)
+    # one pass at w (or none: the shortcut's) for the fit check, the cone and every measure of the certificate
+    pre = problem.preactivations(w) if known is None or known.pre is None else known.pre
     applies = (known is not None and known.fit is not None and known.fit <= options.fit_tol) or \
-        cone_not_applicable(problem, w, constraints, options.fit_tol) is None
+        cone_not_applicable(problem, w, constraints, options.fit_tol, pre) is None
     if not applies:
         base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
-                       cone_tol=options.cone_tol, fit_tol=options.fit_tol)
+                       cone_tol=options.cone_tol, fit_tol=options.fit_tol, pre=pre)
         return replace(base, coverage=coverage(problem, w, samples=0, constraints=constraints,
                                                fit_tol=options.fit_tol))
     # built once, for every direction below
-    cone, ties = optimality_cone(problem, w, constraints) if known is None else (known.cone, known.ties)
+    cone, ties = optimality_cone(problem, w, constraints, pre=pre) if known is None else (known.cone, known.ties)
     verdicts = _verdicts(cone, known, records, options.cone_tol)
     certified_by = [index for index, rho, _ in verdicts if rho <= options.cone_tol]
     index, residual, positive = min(verdicts, key=lambda item: item[1])
@@ -318,7 +320,8 @@ def _certificate(context: _Context, best: TrialRecord, records: list[TrialRecord
     )
     # The trials' verdicts are the cone test: best.r is not tested again.
     base = certify(problem, w, best.r, constraints=constraints, optimality_tol=options.optimality_tol,
-                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, tested=cone_cert)
+                   cone_tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, tested=cone_cert, pre=pre)
+    del pre
     estimate = coverage(problem, w, samples=options.coverage_samples, seed=options.seed, constraints=constraints,
                         tol=options.cone_tol, fit_tol=options.fit_tol, cone=cone, should_stop=should_stop)
     return replace(base, coverage=estimate)

@@ -89,6 +89,7 @@ def cone_certificate(
     tol: float = DEFAULT_CONE_TOL,
     fit_tol: float = DEFAULT_FIT_TOL,
     cone: OptimalityCone | None = None,
+    pre: FloatArray | None = None,
 ) -> ConeCertificate:
     """Check that ``r`` lies in the cone of optimality at ``w`` (ties and active linear constraints included).
 
@@ -102,17 +103,18 @@ def cone_certificate(
     fit_tol : the cone test applies only to a filter whose relative fit residual is at most this.
     cone : a cone already built at ``w`` (to test many directions); the caller has then established that the
         test applies (:func:`cone_not_applicable`).
+    pre : the pre-activations ``X_ij w`` when already computed (the fit check and the cone then make no pass).
 
     Returns
     -------
     The verdict with its residual and a sentence.
     """
-    why_not = None if cone is not None else cone_not_applicable(problem, w, constraints, fit_tol)
+    why_not = None if cone is not None else cone_not_applicable(problem, w, constraints, fit_tol, pre)
     if why_not is not None:
         return ConeCertificate(False, False, None, tol, None, why_not)
     ties = None
     if cone is None:
-        cone, ties = optimality_cone(problem, w, constraints)
+        cone, ties = optimality_cone(problem, w, constraints, pre=pre)
     certified, rho, positive = cone.member(np.asarray(r, dtype=np.float64), tol)
     tied = tied_note(ties)
     return ConeCertificate(
@@ -155,6 +157,7 @@ def certify(
     fit_tol: float = DEFAULT_FIT_TOL,
     cone: OptimalityCone | None = None,
     tested: ConeCertificate | None = None,
+    pre: FloatArray | None = None,
 ) -> Certificate:
     """Zero-loss global optimality (``L(w) <= tol * ||y||^2``), the cone test at ``w`` and stationarity.
 
@@ -164,20 +167,24 @@ def certify(
     optimality_tol, cone_tol, fit_tol : relative tolerances.
     cone : the cone of optimality at ``w`` when already built (see :func:`cone_certificate`).
     tested : the cone test's outcome when already made (then ``r`` is not tested again).
+    pre : the pre-activations ``X_ij w`` when the caller has them. Either way they are computed at most once here
+        and handed to the loss, the fit residual, the gradient norm and the cone test (one pass, not four).
 
     Returns
     -------
     The certificate (coverage not estimated; see :func:`cnnrelax.core.certificates.coverage`).
     """
-    loss = problem.loss(w)
+    pre = problem.preactivations(w) if pre is None else pre  # one pass for every measure below
+    loss = problem.loss_from(pre)
     threshold = loss_threshold(problem, optimality_tol)
     if tested is None:
-        tested = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol, cone=cone)
+        tested = cone_certificate(problem, w, r, constraints=constraints, tol=cone_tol, fit_tol=fit_tol, cone=cone,
+                                  pre=pre)
     optimum = bool(loss <= threshold)
-    gradient = relative_gradient_norm(problem, w)
+    gradient = relative_gradient_norm(problem, w, pre)
     kkt = None if constraints is None or imposes_nothing(constraints) else kkt_certificate(problem, w, constraints)
     return Certificate(
-        global_optimum=optimum, loss=loss, loss_threshold=threshold, fit_residual=fit_residual(problem, w),
+        global_optimum=optimum, loss=loss, loss_threshold=threshold, fit_residual=fit_residual(problem, w, pre),
         cone=tested, summary=summary(optimum, loss, threshold, tested, gradient, kkt), relative_gradient_norm=gradient,
         kkt=kkt,
     )

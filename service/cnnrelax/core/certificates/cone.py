@@ -69,8 +69,11 @@ ENTERING_TOL = 1e-12
 NNLS_KKT_TOL = 1e-9
 #: A tied QP whose samples have at most this many tied patches each is solved as an NNLS over its vertices.
 EXPANDED_TIES = 3
-#: Column generation enters about this many columns per dimension a round.
+#: Column generation enters about this many columns per dimension a round ...
 BATCH_PER_DIMENSION = 2
+#: ... and, for verdicts only (:meth:`OptimalityCone.members`: the coverage estimate), this many: a verdict needs no
+#: exact distance, and smaller restricted problems decide the same directions with less work (measured, issue 17).
+VERDICT_BATCH_PER_DIMENSION = 1.0
 #: The cone caches its scaled generators (``(n, m)`` and the tied rows) when they take at most this many bytes ...
 GENERATOR_CACHE_BYTES = 256 * 2**20
 #: ... and at most this fraction of the patches' bytes (otherwise every product is a streamed pass over X).
@@ -250,6 +253,7 @@ class OptimalityCone:
         self.generators = store
         self._Q = basis
         self._batch = BATCH_PER_DIMENSION * m + 10  # columns that enter per column-generation round
+        self._verdict_batch = int(VERDICT_BATCH_PER_DIMENSION * m) + 10  # the same when only verdicts are asked
         self.has_ties = store.has_ties
         self.separators: list[FloatArray] = []
         self._separator_matrix: FloatArray | None = None
@@ -354,10 +358,11 @@ class OptimalityCone:
         (or the separator that decided it), and the verdict ``inside``.
         """
         out: list[tuple[float, int, FloatArray, bool]] = [(float(np.linalg.norm(r)), 0, r, False) for r in R]
+        batch = self._batch if exact else self._verdict_batch
         thresholds = ENTERING_TOL * np.maximum(np.linalg.norm(R, axis=1), 1e-300)
         scores = self._gains(R.T) if scores is None else scores  # one product: each direction's first columns
         by_direction = np.ascontiguousarray(scores.T)  # a direction's scores contiguous for its partition
-        first = [_top(by_direction[c], self._batch) for c in range(R.shape[0])]
+        first = [_top(by_direction[c], batch) for c in range(R.shape[0])]
         self._grow_core(np.concatenate(first))
         chosen: dict[int, NDArray[np.intp] | None] = {c: self._core_position[f] for c, f in enumerate(first)}
         started: set[int] = set()
@@ -375,7 +380,7 @@ class OptimalityCone:
                 if should_stop is not None and should_stop():
                     return out
                 res, positive, residual, columns, candidate, settled = self._on_core(
-                    R[c], bounds[c], chosen[c], thresholds[c], exact or c in unrepairable, c not in started)
+                    R[c], bounds[c], chosen[c], thresholds[c], exact or c in unrepairable, c not in started, batch)
                 started.add(c)
                 inside = res <= bounds[c]
                 out[c] = (res, positive, residual if candidate is None or not settled else candidate, inside)
@@ -417,14 +422,16 @@ class OptimalityCone:
                     del chosen[c]
                     continue
                 if entering.size:
-                    fresh.append(self._entering(entering, outside[entering], entering))
+                    fresh.append(self._entering(entering, outside[entering], entering, batch))
             if fresh:
                 self._grow_core(np.concatenate(fresh))
         return out
 
     def _on_core(self, r: FloatArray, bound: float, chosen: NDArray[np.intp] | None, threshold: float, exact: bool,
-                 fresh_start: bool = False) -> tuple[float, int, FloatArray, NDArray[np.intp], FloatArray | None, bool]:
-        """Column generation for ``r`` over the core (positions into it), from ``chosen`` (or the best scores).
+                 fresh_start: bool = False, batch: int | None = None
+                 ) -> tuple[float, int, FloatArray, NDArray[np.intp], FloatArray | None, bool]:
+        """Column generation for ``r`` over the core (positions into it), from ``chosen`` (or the best scores), with
+        ``batch`` columns entering a round (default: the exact distance's).
 
         Returns
         -------
@@ -434,8 +441,9 @@ class OptimalityCone:
         """
         rows = self._core_rows
         complete = self._core_complete
+        batch = self._batch if batch is None else batch
         if chosen is None:
-            chosen = _top(rows @ r, self._batch)
+            chosen = _top(rows @ r, batch)
         if fresh_start and self._recent:  # warm: the passive sets of the last directions found inside
             chosen = np.unique(np.concatenate([chosen, *self._recent]))
         res, positive, residual = float(np.linalg.norm(r)), 0, r
@@ -460,19 +468,20 @@ class OptimalityCone:
                 if complete and not exact and float(np.max(gain, initial=-np.inf)) <= POLAR_TOL * res:
                     self._keep(residual / res)
                 return res, positive, residual, chosen[v > 0], None, complete
-            picked = self._entering(entering, outside[entering], self._core[entering])
+            picked = self._entering(entering, outside[entering], self._core[entering], batch)
             chosen = np.concatenate([chosen[v > 0], picked])
         return res, positive, residual, chosen, None, complete
 
-    def _entering(self, entering: NDArray[np.intp], gain: FloatArray, generators: NDArray[np.intp]) -> NDArray[np.intp]:
-        """Of the columns ``entering`` (the generators ``generators``, gaining ``gain``), those that enter: the best
-        by gain and, with an axis, the best by gain over axis gain (the generators that block a repair)."""
+    def _entering(self, entering: NDArray[np.intp], gain: FloatArray, generators: NDArray[np.intp],
+                  batch: int) -> NDArray[np.intp]:
+        """Of the columns ``entering`` (the generators ``generators``, gaining ``gain``), the ``batch`` that enter: the
+        best by gain and, with an axis, the best by gain over axis gain (the generators that block a repair)."""
         if self._axis is None:
-            return entering[_top(gain, self._batch)]
-        by_ratio = int(self._batch * RATIO_SHARE)
+            return entering[_top(gain, batch)]
+        by_ratio = int(batch * RATIO_SHARE)
         inverse = self._axis_inverse[generators]
         ratio = np.where(inverse > 0, gain * inverse, np.inf)
-        by_gain = entering[_top(gain, self._batch - by_ratio)]
+        by_gain = entering[_top(gain, batch - by_ratio)]
         return np.unique(np.concatenate([by_gain, entering[_top(ratio, by_ratio)]]))
 
     def _repaired(self, residual: FloatArray, gain: FloatArray,
@@ -818,7 +827,7 @@ def nnls_distance(generators: FloatArray, free: FloatArray, r: FloatArray) -> tu
 
 
 def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedConstraints | None = None,
-                    tie_tol: float = TIE_RTOL) -> tuple[OptimalityCone, int]:
+                    tie_tol: float = TIE_RTOL, pre: FloatArray | None = None) -> tuple[OptimalityCone, int]:
     """The cone of optimality at ``w`` (which must fit ``y``) and the number of tied patches.
 
     Two passes over ``X`` (the pre-activations; the generators' norms and gains on ``w``), and no array of ``X``'s
@@ -830,6 +839,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     w : a filter that fits ``y``.
     constraints : constraints on ``w`` (their active normals join the cone).
     tie_tol : patches with ``|X_ij w| <= tie_tol ||X_ij|| ||w||`` count as tied.
+    pre : the pre-activations ``X_ij w`` when already computed (one pass fewer; not modified).
 
     Returns
     -------
@@ -837,7 +847,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     """
     w = np.asarray(w, dtype=np.float64)
     source = problem.source
-    pre = problem.preactivations(w)
+    pre = problem.preactivations(w) if pre is None else pre
     tied = problem.ties(w, pre, tie_tol)
     active = problem.active_mask(w, pre, tie_tol)  # beyond the ties: the same relative bound
     slopes = np.ascontiguousarray(problem.activation.gradient_weights(pre, active), dtype=np.float64)
@@ -905,9 +915,10 @@ def _gather_patches(source: PatchSource, rows: NDArray[np.intp], patches: NDArra
 
 
 def cone_not_applicable(problem: ConvProblem, w: FloatArray, constraints: ResolvedConstraints | None,
-                        fit_tol: float = DEFAULT_FIT_TOL) -> str | None:
-    """Why the cone test does not apply at ``w`` (a sentence), or None when it does."""
-    fit = fit_residual(problem, w)
+                        fit_tol: float = DEFAULT_FIT_TOL, pre: FloatArray | None = None) -> str | None:
+    """Why the cone test does not apply at ``w`` (a sentence), or None when it does (``pre``: the pre-activations
+    ``X_ij w`` when already computed)."""
+    fit = fit_residual(problem, w, pre)
     if fit > fit_tol:
         return (f"not applicable: the filter does not fit y (relative fit residual {fit:.3g} > {fit_tol:g}), "
                 "so it is not an optimum of the LP's zero-loss face")

@@ -16,31 +16,33 @@ __all__ = ["DEFAULT_CONE_TOL", "DEFAULT_FIT_TOL", "DEFAULT_OPTIMALITY_TOL", "TIE
            "loss_threshold", "relative_gradient_norm"]
 
 
-def fit_residual(problem: ConvProblem, w: FloatArray) -> float:
+def fit_residual(problem: ConvProblem, w: FloatArray, pre: FloatArray | None = None) -> float:
     """``max_i |f_w(x_i) - y_i|`` relative to ``max_i |y_i|`` (or to the largest prediction when ``y = 0``).
 
     Parameters
     ----------
     problem : the problem data.
     w : the filter.
+    pre : its pre-activations ``X_ij w`` when already computed (no pass then).
 
     Returns
     -------
     The relative fit residual (0 for a filter that fits exactly), the same in every unit.
     """
-    pred = problem.predict(w)
+    pred = problem.predict(w) if pre is None else problem.predict_from(pre)
     scale = max(float(np.max(np.abs(problem.y))), float(np.max(np.abs(pred))), np.finfo(float).tiny)
     return float(np.max(np.abs(pred - problem.y)) / scale)
 
 
-def relative_gradient_norm(problem: ConvProblem, w: FloatArray) -> float:
+def relative_gradient_norm(problem: ConvProblem, w: FloatArray, pre: FloatArray | None = None) -> float:
     """Stationarity of the loss at ``w``: ``||grad L(w)|| / (2 ||y|| ||G||_F)`` with ``G`` the gradient rows.
 
     ``grad L(w) = -2 sum_i (y_i - f_w(x_i)) g_i``; the ratio is scale-free, 0 at a stationary point and at
     most 1 (Cauchy-Schwarz, when predictions do not exceed the labels' norm). Two passes over ``X`` (the
-    pre-activations, then :meth:`ConvProblem.gradient_moments`), and no ``(n, m)`` array: ``G`` is never formed.
+    pre-activations, unless ``pre`` hands them on, then :meth:`ConvProblem.gradient_moments`), and no ``(n, m)``
+    array: ``G`` is never formed.
     """
-    pre = problem.preactivations(w)
+    pre = problem.preactivations(w) if pre is None else pre
     residual = problem.y - problem.predict_from(pre)
     product, g_norm = problem.gradient_moments(problem.gradient_weights(w, pre=pre), residual)
     grad = -2.0 * product

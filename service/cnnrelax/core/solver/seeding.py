@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..activations import PiecewiseLinear
 from ..passes import label_moment
@@ -52,6 +53,8 @@ class FirstWorkingSet:
         self.data = data
         #: The guess's pre-activations on all samples when its check computed them (else None).
         self.guess_pre: FloatArray | None = None
+        #: The pattern whose least squares on all samples gave the guess, when it was polished on all of them.
+        self.guess_pattern: NDArray[np.bool_] | None = None
 
     @cached_property
     def guess(self) -> FloatArray | None:
@@ -89,7 +92,10 @@ class FirstWorkingSet:
             self.guess_pre = problem.preactivations(guess)  # kept: the shortcut reads the guess's pattern off it
             return guess if problem.loss_from(self.guess_pre) <= threshold else None
         outcome = polish(problem, moment, rounds=SEED_POLISH_ROUNDS)
-        return outcome.w if outcome.loss <= threshold else None
+        if outcome.loss > threshold:
+            return None
+        self.guess_pattern = outcome.fit_pattern
+        return outcome.w
 
     def _toward(self, act: PiecewiseLinear, g: FloatArray) -> _Cuts | None:
         """The cuts at the guess's pattern of the samples with the smallest positive labels (tight at ``g``)."""

@@ -59,6 +59,7 @@ class ProvenPoint:
 
     ``fit`` bounds the relative fit residual (``sqrt(L(w)) / max|y|``) at the guess, where the cone is the
     certificate's cone of optimality (with ``ties`` tied patches); it is None at the origin, which does not fit ``y``.
+    ``pre``: the pre-activations ``X_ij w`` at the guess (``(n, k)``, an ``m``-th of ``X``), handed to the certificate.
     """
 
     w: FloatArray
@@ -67,6 +68,7 @@ class ProvenPoint:
     ties: int = 0
     fit: float | None = None
     distances: dict[bytes, tuple[float, int]] = field(default_factory=dict)
+    pre: FloatArray | None = None
 
     def measured(self, r: FloatArray) -> tuple[float, int] | None:
         """The distance of ``r`` when already measured."""
@@ -108,10 +110,17 @@ class Shortcut:
         if guess is None:
             return None
         problem = self.data.problem
+        guess_pre = problem.preactivations(guess) if self.first.guess_pre is None else self.first.guess_pre
         # The fit on the guess's pattern: what polishing computes from the LP's vertex (the same pattern), bit for bit.
-        mask = problem.active_mask(guess, self.first.guess_pre)
-        w = problem.gradient_factor(problem.gradient_weights(guess, mask), problem.y).solve()  # as polish does
-        pre = problem.preactivations(w)
+        mask = problem.active_mask(guess, guess_pre)
+        pattern = self.first.guess_pattern
+        if pattern is not None and np.array_equal(pattern, mask):
+            # The guess was polished on all samples, and this is the pattern its last least squares fitted: the same
+            # computation would give the guess again, bit for bit (one factor and one pass saved).
+            w, pre = guess, guess_pre
+        else:
+            w = problem.gradient_factor(problem.gradient_weights(guess, mask), problem.y).solve()  # as polish does
+            pre = problem.preactivations(w)
         if not np.array_equal(problem.active_mask(w, pre), mask):
             return None
         # Polishing w fits the same rows again, gets the same bits and keeps w (no lower loss): its outcome, known.
@@ -121,8 +130,8 @@ class Shortcut:
         fit = float(np.sqrt(loss)) / max(float(np.max(np.abs(problem.y))), TINY)
         if fit > SHORTCUT_FIT:
             return None
-        cone, ties = optimality_cone(problem, w)
-        return None if ties else ProvenPoint(w, polished, cone, ties, fit)
+        cone, ties = optimality_cone(problem, w, pre=pre)  # the pre-activations at w handed on: one pass fewer
+        return None if ties else ProvenPoint(w, polished, cone, ties, fit, pre=pre)
 
     @cached_property
     def at_origin(self) -> ProvenPoint | None:
