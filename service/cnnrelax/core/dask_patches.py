@@ -38,6 +38,7 @@ from .patches import (
     Kernel,
     PatchLayout,
     PatchSource,
+    SourceBase,
     _add,
     _check_shape,
     _not_finite,
@@ -135,26 +136,12 @@ def on_blocks(X: Any, function: Callable[..., NDArray[np.object_]],
     return tasks
 
 
-class DaskPatches:
+class DaskPatches(SourceBase):
     """A row-chunked dask array of ``X`` as a :class:`~cnnrelax.core.patches.PatchSource` (module docstring)."""
 
     def __init__(self, X: Any, layout: PatchLayout) -> None:
-        self._X = X
-        self._layout = layout
+        super().__init__(X, layout)  # X: the dask array (never computed whole)
         self.offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.intp)
-
-    @property
-    def X(self) -> Any:
-        """The dask array (never computed whole)."""
-        return self._X
-
-    @property
-    def layout(self) -> PatchLayout:
-        return self._layout
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return int(self._X.shape[0]), self._layout.k, self._layout.m
 
     def _tasks(self, kernel: Kernel, row_args: tuple[NDArray[Any], ...]) -> list[Any]:
         per_block: list[tuple[Any, ...] | None] = []

@@ -34,7 +34,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InvalidParameterError
 
-__all__ = ["CHUNK_BYTES", "PASSES", "PassCounter", "PatchLayout", "PatchSource", "BlockedSource",
+__all__ = ["CHUNK_BYTES", "PASSES", "PassCounter", "PatchLayout", "PatchSource", "SourceBase", "BlockedSource",
            "InMemoryPatches", "ChunkedPatches", "SourceKind", "SOURCE_KINDS", "register_source_kind",
            "source_kind", "finite_array", "Kernel", "FloatArray"]
 
@@ -136,8 +136,8 @@ def _add(total: Any, part: Any) -> Any:
     return total + part
 
 
-class BlockedSource:
-    """The primitives over :meth:`blocks` (a subclass says how blocks of rows are read)."""
+class SourceBase:
+    """What every source holds: the raw rows ``X`` as given and the layout that turns them into patches."""
 
     def __init__(self, X: Any, layout: PatchLayout) -> None:
         self._X = X
@@ -154,6 +154,10 @@ class BlockedSource:
     @property
     def shape(self) -> tuple[int, int, int]:
         return int(self._X.shape[0]), self._layout.k, self._layout.m
+
+
+class BlockedSource(SourceBase):
+    """The primitives over :meth:`blocks` (a subclass says how blocks of rows are read)."""
 
     def blocks(self) -> Iterator[tuple[slice, FloatArray]]:
         """``(rows, patches of those rows)`` covering all rows in order."""
