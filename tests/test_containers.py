@@ -311,8 +311,10 @@ def test_compose_workers_join_the_scheduler_with_one_thread_each() -> None:
         assert command[0] == f"tcp://scheduler:{SCHEDULER_PORT}"
         assert command[command.index("--name") + 1] == name
         assert command[command.index("--nthreads") + 1] == "1"
-        # Workers are independent of the API's filesystem: no data volume, no data dir setting.
-        assert not worker.get("volumes"), "Dask workers must not need the API's data volume"
+        # Workers read stored datasets for sharded solves through the data volume, read-only, at the path the API
+        # names in CNNRELAX_DASK_SHARED_DATA_DIR; they write nothing there and have no data dir setting of their own.
+        assert worker.get("volumes") == [f"{DATA_VOLUME}:{IMAGE_DATA_DIR}:ro"], worker.get("volumes")
+        assert services["api"]["environment"]["CNNRELAX_DASK_SHARED_DATA_DIR"] == IMAGE_DATA_DIR
         assert "CNNRELAX_DATA_DIR" not in (worker.get("environment") or {})
         assert "healthcheck" in worker
         for probe in (worker["healthcheck"]["test"], services["scheduler"]["healthcheck"]["test"]):

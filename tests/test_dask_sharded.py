@@ -38,9 +38,9 @@ from conftest import PeakRss
 pytestmark = pytest.mark.timeout(240)
 
 MB = 10**6
-#: The default run: X of 50000 x 500 float64 = 200 MB, read by workers limited to 175 MB each, in 8 MB chunks. (A
+#: The default run: X of 60000 x 500 float64 = 240 MB, read by workers limited to 200 MB each, in 8 MB chunks. (A
 #: worker with the core imported holds about 110 MB before any data; k = 10 keeps the driver's (n, m) arrays small.)
-SMALL = {"n": 50000, "d": 500, "k": 10, "limit": 175 * MB, "chunk_rows": 2000}
+SMALL = {"n": 60000, "d": 500, "k": 10, "limit": 200 * MB, "chunk_rows": 2000}
 #: The opt-in run: X of 250000 x 500 = 1 GB persisted over two workers limited to 900 MB each (500 MB each). Measured
 #: at 640 MB: a worker peaks at its share plus about 320 MB (the core imported, a chunk being read, the cone's and
 #: coverage's per-row results of its blocks until the driver takes them).
