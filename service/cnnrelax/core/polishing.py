@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .passes import TriangularFactor
 from .problem import ConvProblem, FloatArray
 from .tolerances import GAUSS_NEWTON_DECREASE, GAUSS_NEWTON_FLOOR
 
@@ -34,14 +33,6 @@ class PolishOutcome:
     loss: float
     start_loss: float
     fit_pattern: NDArray[np.bool_] | None = None
-
-
-def least_squares(G: FloatArray, y: FloatArray) -> FloatArray:
-    """``argmin ||G x - y||`` (the minimum-norm one when ``G`` is rank deficient) through the triangular factor of
-    ``[G | y]`` (:class:`~cnnrelax.core.passes.TriangularFactor`): ``lstsq``'s answer to rounding, without the
-    normal equations. The polishers get the same factor from a streamed pass (:meth:`ConvProblem.gradient_factor`).
-    """
-    return TriangularFactor.of_system(G, y).solve()
 
 
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
