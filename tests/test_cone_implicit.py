@@ -18,7 +18,7 @@ from scipy.optimize import lsq_linear, nnls
 from cnnrelax import PlantedSpec, make_problem, planted_problem
 from cnnrelax.core.certificates import cone as cone_module
 from cnnrelax.core.certificates import coverage, optimality_cone
-from cnnrelax.core.certificates.cone import ExplicitGenerators, PatchGenerators
+from cnnrelax.core.certificates.generators import ExplicitGenerators, PatchGenerators
 
 TOL = 1e-6
 

@@ -35,7 +35,7 @@ NNLS (scipy's compiled Lawson-Hanson on a few hundred columns), and then *one* p
 every open residual prices them all, decides the outside ones (polar, or repaired) and picks each one's entering
 columns.
 
-The generators are not stored (:class:`PatchGenerators`): ``g_i = sum_j s_ij X_ij`` is the slopes ``s`` (``(n, k)``)
+The generators are not stored (:class:`~cnnrelax.core.certificates.generators.PatchGenerators`): ``g_i = sum_j s_ij X_ij`` is the slopes ``s`` (``(n, k)``)
 applied to the patches, so a product ``G E`` is one streamed pass ``sum_j s_ij (X_ij E)``, the slice factors are an
 ``(n,)`` vector and the rows that enter column generation are gathered by index. When they fit the budget
 (:data:`GENERATOR_CACHE_BYTES`, and :data:`GENERATOR_CACHE_FRACTION` of the patches) the scaled rows are cached,
@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import itertools
 from functools import partial
-from typing import Callable, Iterator, Protocol
+from typing import Callable
 
 import clarabel
 import numpy as np
@@ -57,6 +57,16 @@ from scipy.optimize import lsq_linear, nnls
 from ..constraints import ResolvedConstraints
 from ..patches import PatchSource
 from ..problem import ConvProblem, FloatArray
+from .generators import (
+    ExplicitGenerators,
+    Generators,
+    PatchGenerators,
+    generator_rows_kernel,
+    generator_stats_kernel,
+    project_out,
+    row_norms,
+    sub_blocks,
+)
 from .measures import DEFAULT_FIT_TOL, TIE_RTOL, fit_residual
 
 #: The slice rescaling divides a generator by ``max(cos(g, w), SLICE_COSINE_FLOOR) ||g||``.
@@ -78,8 +88,6 @@ VERDICT_BATCH_PER_DIMENSION = 1.0
 GENERATOR_CACHE_BYTES = 256 * 2**20
 #: ... and at most this fraction of the patches' bytes (otherwise every product is a streamed pass over X).
 GENERATOR_CACHE_FRACTION = 0.25
-#: A kernel works on this many rows of its block at a time (its temporaries stay far below the block's size).
-SUB_BLOCK_ROWS = 4096
 #: The first core of generators every direction starts from holds this many per dimension (evenly spaced) ...
 CORE_PER_DIMENSION = 32
 #: ... and the sharp generators, whose gain on the axis is below this fraction of the largest (at most as many).
@@ -88,112 +96,6 @@ SHARP_AXIS_GAIN = 0.1
 RECENT_INSIDE = 2
 #: Of the columns that enter a round, this share is the best by gain over axis gain (the rest by gain).
 RATIO_SHARE = 0.5
-
-
-class Generators(Protocol):
-    """The cone's generators, scaled and projected: ``count`` rows, of which some samples carry tied patches."""
-
-    count: int
-    has_ties: bool
-
-    def gains(self, E: FloatArray) -> FloatArray:
-        """Per row, ``g_i^T e + sum_{tied j of i} (t_ij^T e)_+`` for ``E`` ``(m,)`` or each column of ``(m, q)``."""
-
-    def rows(self, index: NDArray[np.intp]) -> FloatArray:
-        """The rows ``g_i`` for ``index``, ``(len(index), m)``."""
-
-    def tie_rows(self, samples: NDArray[np.intp]) -> tuple[FloatArray, NDArray[np.intp]]:
-        """The tied rows ``t_ij`` of ``samples`` and, for each, its sample's position in ``samples``."""
-
-
-class ExplicitGenerators:
-    """Generators held as arrays: ``G`` ``(s, m)``, tied rows ``T`` ``(t, m)`` with the row each belongs to, and
-    ``extra`` rows (no ties) indexed after ``G``'s."""
-
-    def __init__(self, G: FloatArray, T: FloatArray, owner: NDArray[np.intp], extra: FloatArray | None = None) -> None:
-        self.G, self.T, self.owner = G, T, np.asarray(owner, dtype=np.intp)
-        self.extra = np.zeros((0, G.shape[1])) if extra is None else extra
-        self.n = int(G.shape[0])
-        self.count = self.n + int(self.extra.shape[0])
-        self.has_ties = T.shape[0] > 0
-
-    def gains(self, E: FloatArray) -> FloatArray:
-        values: FloatArray = self.G @ E
-        if self.has_ties:
-            np.add.at(values, self.owner, np.maximum(self.T @ E, 0.0))
-        if self.extra.shape[0]:
-            values = np.concatenate([values, self.extra @ E])
-        return values
-
-    def rows(self, index: NDArray[np.intp]) -> FloatArray:
-        index = np.asarray(index, dtype=np.intp)
-        if not self.extra.shape[0]:
-            picked: FloatArray = self.G[index]
-            return picked
-        out = np.empty((index.size, self.G.shape[1]))
-        sample = index < self.n
-        out[sample] = self.G[index[sample]]
-        out[~sample] = self.extra[index[~sample] - self.n]
-        return out
-
-    def tie_rows(self, samples: NDArray[np.intp]) -> tuple[FloatArray, NDArray[np.intp]]:
-        ties = np.flatnonzero(np.isin(self.owner, samples))
-        return self.T[ties], _positions(samples, self.owner[ties])
-
-
-class PatchGenerators:
-    """Generators never stored: ``g_i = f_i P sum_j s_ij X_ij``, tied rows ``f_i P spread_ij X_ij`` (module docstring).
-
-    Parameters
-    ----------
-    source : the patch tensor's source (every product is one pass of :func:`gains_kernel`; rows are gathered).
-    slopes : ``s_ij`` ``(n, k)``.
-    spreads : the tied patches' spread, 0 where a patch is not tied ``(n, k)``.
-    factors : ``f_i``, the slice factor over the common scale, 0 for a sample that is no generator ``(n,)``.
-    basis : ``Q`` with orthonormal columns spanning the equality rows (None: nothing is projected out).
-    extra : further rows, scaled and projected (active one-sided constraint normals), indexed after the samples.
-    """
-
-    def __init__(self, source: PatchSource, slopes: FloatArray, spreads: FloatArray, factors: FloatArray,
-                 basis: FloatArray | None, extra: FloatArray) -> None:
-        self.has_ties = bool(np.any(spreads != 0))
-        self.source, self.slopes, self.factors = source, slopes, factors
-        self.spreads = spreads if self.has_ties else np.zeros((0, 0))  # nothing held without ties
-        self.basis, self.extra = basis, extra
-        self.n = int(source.shape[0])
-        self.count = self.n + int(extra.shape[0])
-
-    def gains(self, E: FloatArray) -> FloatArray:
-        E = np.asarray(_project(E.T, self.basis).T, dtype=np.float64)  # P is symmetric: (P g)^T e = g^T (P e)
-        if self.has_ties:
-            values = self.source.map_rows(partial(gains_kernel, E=E), self.slopes, self.factors, self.spreads)
-        else:
-            values = self.source.map_rows(partial(gains_kernel, E=E), self.slopes, self.factors)
-        if not self.extra.shape[0]:
-            return values
-        out: FloatArray = np.concatenate([values, self.extra @ E])
-        return out
-
-    def rows(self, index: NDArray[np.intp]) -> FloatArray:
-        index = np.asarray(index, dtype=np.intp)
-        out = np.empty((index.size, self.source.shape[2]))
-        sample = index < self.n
-        picked = index[sample]
-        gathered = np.einsum("ck,ckm->cm", self.slopes[picked], self.source.take(picked))
-        out[sample] = _project(gathered, self.basis) * self.factors[picked][:, None]
-        out[~sample] = self.extra[index[~sample] - self.n]
-        return out
-
-    def tie_rows(self, samples: NDArray[np.intp]) -> tuple[FloatArray, NDArray[np.intp]]:
-        samples = np.asarray(samples, dtype=np.intp)
-        if not self.has_ties:
-            return np.zeros((0, self.source.shape[2])), np.zeros(0, dtype=np.intp)
-        where = np.flatnonzero(samples < self.n)
-        spreads = self.spreads[samples[where]]
-        row, patch = np.nonzero(spreads)
-        patches = self.source.take(samples[where])[row, patch]
-        rows = patches * (spreads[row, patch] * self.factors[samples[where[row]]])[:, None]
-        return _project(rows, self.basis), where[row]
 
 
 class OptimalityCone:
@@ -218,14 +120,14 @@ class OptimalityCone:
         basis = _basis(free)
         # One-sided normals are generators with no ties; appended after the samples.
         G = np.vstack([generators, one_sided]) if one_sided.shape[0] else generators
-        G, T = _project(G, basis), _project(tie_rows, basis)
+        G, T = project_out(G, basis), project_out(tie_rows, basis)
         owner = np.asarray(tie_owner, dtype=np.intp)
         unit_axis = _unit_axis(axis, basis)
-        norms = _row_norms(G)
+        norms = row_norms(G)
         along = G @ unit_axis if unit_axis is not None else np.ones(G.shape[0])
         factors = _slice_factors(norms, along) if unit_axis is not None else np.ones(G.shape[0])
         tie_factors = factors[owner] if T.shape[0] else np.ones(0)
-        scale = _common_scale(norms * factors, _row_norms(T) * tie_factors)
+        scale = _common_scale(norms * factors, row_norms(T) * tie_factors)
         store = ExplicitGenerators(G * (factors / scale)[:, None], T * (tie_factors / scale)[:, None], owner)
         self._setup(store, m, basis, unit_axis, along * factors / scale, np.arange(G.shape[0]))
 
@@ -307,7 +209,7 @@ class OptimalityCone:
         return self._live.size == 0
 
     def _project(self, M: FloatArray) -> FloatArray:
-        return _project(M, self._Q)
+        return project_out(M, self._Q)
 
     def _gains(self, E: FloatArray) -> FloatArray:
         """Per sample, ``g_i^T e + sum_{tied j of i} (t_ij^T e)_+``: the most ``e`` can gain from its generators.
@@ -624,7 +526,7 @@ class OptimalityCone:
         """
         R = np.asarray(R, dtype=np.float64)
         verdicts = np.zeros(R.shape[0], dtype=bool)
-        norms = _row_norms(R)
+        norms = row_norms(R)
         projected = self._project(R)
         open_rows = np.flatnonzero(norms > 0)
         verdicts[norms == 0] = True
@@ -705,18 +607,6 @@ def _top(values: FloatArray, count: int) -> NDArray[np.intp]:
     return np.argsort(-values)
 
 
-def _positions(samples: NDArray[np.intp], owners: NDArray[np.intp]) -> NDArray[np.intp]:
-    """For each of ``owners`` (all among ``samples``), its position in ``samples``."""
-    order = np.argsort(samples, kind="stable")
-    return order[np.searchsorted(samples[order], owners)]
-
-
-def _row_norms(M: FloatArray) -> FloatArray:
-    """The Euclidean norm of each row (one pass, no temporary of ``M``'s size)."""
-    norms: FloatArray = np.sqrt(np.einsum("ij,ij->i", M, M))
-    return norms
-
-
 def _basis(free: FloatArray) -> FloatArray | None:
     """An orthonormal basis ``Q`` of the equality rows' span (None when there are none)."""
     if not free.shape[0]:
@@ -725,19 +615,11 @@ def _basis(free: FloatArray) -> FloatArray | None:
     return Q
 
 
-def _project(M: FloatArray, basis: FloatArray | None) -> FloatArray:
-    """The rows of ``M`` with the span of ``basis`` projected out (``M`` itself when nothing is)."""
-    if basis is None or M.shape[0] == 0:
-        return M
-    out: FloatArray = M - (M @ basis) @ basis.T
-    return out
-
-
 def _unit_axis(axis: FloatArray | None, basis: FloatArray | None) -> FloatArray | None:
     """The axis projected and made unit (None when it vanishes or is not given)."""
     if axis is None:
         return None
-    projected = _project(np.asarray(axis, dtype=np.float64)[None, :], basis)[0]
+    projected = project_out(np.asarray(axis, dtype=np.float64)[None, :], basis)[0]
     norm = float(np.linalg.norm(projected))
     return projected / norm if norm > 0 else None
 
@@ -754,68 +636,6 @@ def _slice_factors(norms: FloatArray, along: FloatArray) -> FloatArray:
 def _common_scale(*scaled_norms: FloatArray) -> float:
     """The largest scaled row norm: dividing by it makes the largest row of norm 1."""
     return max([float(np.max(norms, initial=0.0)) for norms in scaled_norms] + [float(np.finfo(float).tiny)])
-
-
-def _sub_blocks(rows: int) -> Iterator[slice]:
-    """Row ranges of a block, :data:`SUB_BLOCK_ROWS` at a time (a kernel's temporaries stay small)."""
-    for start in range(0, rows, SUB_BLOCK_ROWS):
-        yield slice(start, min(rows, start + SUB_BLOCK_ROWS))
-
-
-def gains_kernel(patches: FloatArray, slopes: FloatArray, factors: FloatArray, spreads: FloatArray | None = None, *,
-                 E: FloatArray) -> FloatArray:
-    """A block's gains (a map): ``f_i (sum_j s_ij X_ij^T e + sum_j (spread_ij X_ij^T e)_+)`` per column ``e`` of ``E``
-    (``(b,)`` for one direction, ``(b, q)`` for several)."""
-    b, k, m = patches.shape
-    out: FloatArray = np.empty((b,) + E.shape[1:])
-    for rows in _sub_blocks(b):
-        block = patches[rows]
-        XE = (block.reshape(-1, m) @ E).reshape(block.shape[:2] + E.shape[1:])
-        if E.ndim == 1:
-            values = np.einsum("ck,ck->c", slopes[rows], XE)
-            if spreads is not None:
-                values += np.maximum(spreads[rows] * XE, 0.0).sum(axis=1)
-            out[rows] = values * factors[rows]
-        else:
-            values = np.einsum("ck,ckq->cq", slopes[rows], XE)
-            if spreads is not None:
-                values += np.maximum(spreads[rows][:, :, None] * XE, 0.0).sum(axis=1)
-            out[rows] = values * factors[rows][:, None]
-    return out
-
-
-def generator_stats_kernel(patches: FloatArray, slopes: FloatArray, spreads: FloatArray | None = None, *,
-                           basis: FloatArray | None, axis: FloatArray | None) -> FloatArray:
-    """A block's per-sample ``(||P g_i||, (P g_i)^T axis, max_j ||P spread_ij X_ij||)`` (a map, ``(b, 3)``), with
-    ``g_i = sum_j s_ij X_ij``; the rows themselves are made a few at a time and dropped."""
-    b, k, m = patches.shape
-    out: FloatArray = np.zeros((b, 3))
-    for rows in _sub_blocks(b):
-        block = patches[rows]
-        G = _project(np.einsum("ck,ckm->cm", slopes[rows], block), basis)
-        out[rows, 0] = _row_norms(G)
-        out[rows, 1] = G @ axis if axis is not None else 1.0
-        if spreads is not None and np.any(spreads[rows]):
-            out[rows, 2] = np.max(spreads[rows] * _projected_patch_norms(block, basis), axis=1)
-    return out
-
-
-def generator_rows_kernel(patches: FloatArray, slopes: FloatArray, *, basis: FloatArray | None) -> FloatArray:
-    """A block's rows ``P sum_j s_ij X_ij`` (a map, ``(b, m)``): the cache of :class:`ExplicitGenerators`."""
-    b, k, m = patches.shape
-    out: FloatArray = np.empty((b, m))
-    for rows in _sub_blocks(b):
-        out[rows] = _project(np.einsum("ck,ckm->cm", slopes[rows], patches[rows]), basis)
-    return out
-
-
-def _projected_patch_norms(patches: FloatArray, basis: FloatArray | None) -> FloatArray:
-    """``||P X_ij||`` per row and patch, ``(b, k)``."""
-    squares = np.einsum("ckm,ckm->ck", patches, patches)
-    if basis is not None:
-        squares = squares - np.sum(np.einsum("ckm,mq->ckq", patches, basis) ** 2, axis=2)
-    norms: FloatArray = np.sqrt(np.maximum(squares, 0.0))
-    return norms
 
 
 def nnls_distance(generators: FloatArray, free: FloatArray, r: FloatArray) -> tuple[float, int]:
@@ -870,20 +690,20 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
     G: FloatArray | None = None
     if cached:  # one pass fills the cache; the numbers below are read off it
         G = source.map_rows(partial(generator_rows_kernel, basis=basis), slopes)
-        norms = _row_norms(G)
+        norms = row_norms(G)
         along = G @ unit_axis if unit_axis is not None else np.ones(n)
         tie_i, tie_j = np.nonzero(carries)
         T = _gather_patches(source, tie_i, tie_j)
-        T = _project(T, basis) * spreads[tie_i, tie_j][:, None]
+        T = project_out(T, basis) * spreads[tie_i, tie_j][:, None]
         tie_norms = np.zeros(n)
-        np.maximum.at(tie_norms, tie_i, _row_norms(T))
+        np.maximum.at(tie_norms, tie_i, row_norms(T))
     else:  # one pass for the numbers only: the rows are made block by block and dropped
         stats = source.map_rows(partial(generator_stats_kernel, basis=basis, axis=unit_axis), slopes, *tie_args)
         norms, along, tie_norms = stats[:, 0], stats[:, 1], stats[:, 2]
     # A sample is a generator when g_i != 0 or it carries a tied patch (the norm is of the projected row).
     keep = (norms > 0) | carries.any(axis=1)
-    extra = _project(one, basis)
-    extra_norms = _row_norms(extra)
+    extra = project_out(one, basis)
+    extra_norms = row_norms(extra)
     extra_along = extra @ unit_axis if unit_axis is not None else np.ones(extra.shape[0])
     if unit_axis is not None:
         factors = np.where(keep, _slice_factors(norms, along), 0.0)
@@ -909,7 +729,7 @@ def optimality_cone(problem: ConvProblem, w: FloatArray, constraints: ResolvedCo
 def _gather_patches(source: PatchSource, rows: NDArray[np.intp], patches: NDArray[np.intp]) -> FloatArray:
     """The patches ``X_{rows[t], patches[t]}``, ``(t, m)``, gathered a block of samples at a time."""
     out = np.empty((rows.size, source.shape[2]))
-    for part in _sub_blocks(rows.size):
+    for part in sub_blocks(rows.size):
         out[part] = source.take(rows[part])[np.arange(part.stop - part.start), patches[part]]
     return out
 
