@@ -35,7 +35,8 @@ NNLS (scipy's compiled Lawson-Hanson on a few hundred columns), and then *one* p
 every open residual prices them all, decides the outside ones (polar, or repaired) and picks each one's entering
 columns.
 
-The generators are not stored (:class:`~cnnrelax.core.certificates.generators.PatchGenerators`): ``g_i = sum_j s_ij X_ij`` is the slopes ``s`` (``(n, k)``)
+The generators are not stored (:class:`.generators.PatchGenerators`): ``g_i = sum_j s_ij X_ij`` is the slopes ``s``
+(``(n, k)``)
 applied to the patches, so a product ``G E`` is one streamed pass ``sum_j s_ij (X_ij E)``, the slice factors are an
 ``(n,)`` vector and the rows that enter column generation are gathered by index. When they fit the budget
 (:data:`GENERATOR_CACHE_BYTES`, and :data:`GENERATOR_CACHE_FRACTION` of the patches) the scaled rows are cached,
