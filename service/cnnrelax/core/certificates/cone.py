@@ -36,9 +36,8 @@ every open residual prices them all, decides the outside ones (polar, or repaire
 columns.
 
 The generators are not stored (:class:`.generators.PatchGenerators`): ``g_i = sum_j s_ij X_ij`` is the slopes ``s``
-(``(n, k)``)
-applied to the patches, so a product ``G E`` is one streamed pass ``sum_j s_ij (X_ij E)``, the slice factors are an
-``(n,)`` vector and the rows that enter column generation are gathered by index. When they fit the budget
+(``(n, k)``) applied to the patches, so a product ``G E`` is one streamed pass ``sum_j s_ij (X_ij E)``, the slice
+factors are an ``(n,)`` vector and the rows that enter column generation are gathered by index. When they fit the budget
 (:data:`GENERATOR_CACHE_BYTES`, and :data:`GENERATOR_CACHE_FRACTION` of the patches) the scaled rows are cached,
 built in place chunk by chunk (:class:`ExplicitGenerators`): a product then reads ``n m`` numbers, not ``n k m``.
 """
