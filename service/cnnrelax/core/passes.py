@@ -157,12 +157,26 @@ class TriangularFactor:
 def triangular_factor(patches: FloatArray, weights: FloatArray, target: FloatArray) -> TriangularFactor:
     """The block's :class:`TriangularFactor` of ``[G_b | t_b]``, ``g_i = sum_j weights_ij A_ij`` (a reduction).
 
-    The rows ``[g_i | t_i]`` are made one QR slice at a time (the slices :meth:`TriangularFactor.of_system` would
-    cut, so the factor is the same bits): the block's ``(b, m + 1)`` rows, and their copy into one array, never exist
-    (at (100000, 400, 4) that was 160 MiB, half of ``X``, the peak of the default solve)."""
+    Rows whose weights are all zero (``g_i = 0``: for ReLU the samples with no active patch, about half of them when
+    ``k = 1``) are left out: they add ``t_i^2`` to ``rho^2`` alone, and change neither ``R11`` nor ``z``, so neither
+    the least-squares solution nor the residual's dependence on ``x`` (``rho`` is a constant that no caller reads).
+    The other rows ``[g_i | t_i]`` are made one QR slice at a time (the slices :meth:`TriangularFactor.of_system`
+    would cut from them, so the factor is the same bits): the block's ``(b, m + 1)`` rows, and their copy into one
+    array, never exist (at (100000, 400, 4) that was 160 MiB, half of ``X``, the peak of the default solve)."""
+    rows = np.flatnonzero(np.any(weights != 0, axis=1))
+    if rows.size == weights.shape[0]:
+        rows = None  # every row counts: slices of the block itself, no gather
+    count = weights.shape[0] if rows is None else max(rows.size, 1)  # one zero row when none counts: R = 0
+
     def pieces() -> Iterator[FloatArray]:
-        for part in _qr_slices(patches.shape[0], patches.shape[2] + 1):
-            yield np.column_stack((np.einsum("ik,ikm->im", weights[part], patches[part]), target[part]))
+        for part in _qr_slices(count, patches.shape[2] + 1):
+            if rows is None:
+                yield np.column_stack((np.einsum("ik,ikm->im", weights[part], patches[part]), target[part]))
+            elif rows.size == 0:
+                yield np.zeros((1, patches.shape[2] + 1))
+            else:
+                index = rows[part]
+                yield np.column_stack((np.einsum("ik,ikm->im", weights[index], patches[index]), target[index]))
 
     return TriangularFactor(_stacked_r(pieces()))
 
