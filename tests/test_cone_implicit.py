@@ -101,7 +101,9 @@ def test_coverage_equals_the_exhaustive_explicit_count(store: str, n: int, d: in
     X = np.asarray(pp.problem.X)
     G = _explicit_generators(X, k, pp.w_star)
     samples = 48
-    R = np.random.default_rng([seed, 2**32 - 1]).standard_normal((samples, pp.problem.m))
+    # the documented stream of a pointed cone (a ReLU fit with positive labels): each draw, then its mirror
+    draws = np.random.default_rng([seed, 2**32 - 1]).standard_normal((samples // 2, pp.problem.m))
+    R = np.stack([draws, -draws], axis=1).reshape(-1, pp.problem.m)
     inside = [_explicit_distance(G, r) <= TOL * np.linalg.norm(r) for r in R]
     full = coverage(pp.problem, pp.w_star, samples=samples, seed=seed, half_width=None, tol=TOL)
     assert full.directions == samples and full.certifying_directions == sum(inside)

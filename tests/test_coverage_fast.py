@@ -25,9 +25,14 @@ from cnnrelax.core.trials import SolveOptions
 from highs_reference import lp_by_highs
 
 
-def _directions(seed: int, samples: int, m: int) -> np.ndarray:
-    """The directions :func:`coverage` draws (its documented stream)."""
-    return np.random.default_rng([seed, 2**32 - 1]).standard_normal((samples, m))
+def _directions(seed: int, samples: int, m: int, paired: bool = False) -> np.ndarray:
+    """The directions :func:`coverage` judges (its documented stream): the draws one by one, or, for a pointed cone,
+    the first ``samples // 2`` draws each followed by its mirror."""
+    rng = np.random.default_rng([seed, 2**32 - 1])
+    if not paired:
+        return rng.standard_normal((samples, m))
+    draws = rng.standard_normal((samples // 2, m))
+    return np.stack([draws, -draws], axis=1).reshape(-1, m)
 
 
 def _optimal_by_highs(problem, w: np.ndarray, r: np.ndarray, constraints: FilterConstraints | None = None) -> bool:
@@ -50,11 +55,17 @@ def test_every_counted_verdict_equals_highs(n: int, d: int, k: int, seed: int) -
     pp = planted_problem(PlantedSpec(n=n, d=d, k=k, seed=seed))
     samples = 40
     estimate = coverage(pp.problem, pp.w_star, samples=samples, seed=seed, half_width=None)
-    R = _directions(seed, samples, pp.problem.m)
+    assert optimality_cone(pp.problem, pp.w_star)[0].pointed  # a ReLU fit with positive labels: mirrored pairs
+    R = _directions(seed, samples, pp.problem.m, paired=True)
     brute = [_optimal_by_highs(pp.problem, pp.w_star, r) for r in R]
     assert estimate.directions == samples
     assert estimate.certifying_directions == sum(brute)
     assert 0 < sum(brute) < samples  # both verdicts occur: the test can tell a wrong count
+    assert not any(brute[0::2][t] and brute[1::2][t] for t in range(samples // 2))  # one of a pair at most
+    # the interval: Clopper-Pearson for 2p over the pairs, halved
+    low, high = clopper_pearson_interval(sum(brute), samples // 2)
+    assert estimate.interval == pytest.approx((low / 2, high / 2), abs=1e-15)
+    assert estimate.estimate == sum(brute) / samples
 
 
 def test_verdicts_with_ties_equal_highs() -> None:
@@ -105,12 +116,25 @@ def test_the_sequential_estimate_is_a_prefix_of_the_full_one() -> None:
     fast = coverage(pp.problem, pp.w_star, samples=DEFAULT_COVERAGE_SAMPLES, seed=3)
     assert fast.directions < full.directions == DEFAULT_COVERAGE_SAMPLES
     cone, _ = optimality_cone(pp.problem, pp.w_star)
-    verdicts = cone.members(_directions(3, DEFAULT_COVERAGE_SAMPLES, pp.problem.m), 1e-6)
-    assert fast.certifying_directions == int(verdicts[:fast.directions].sum())
+    assert cone.pointed
+    verdicts = cone.members(_directions(3, DEFAULT_COVERAGE_SAMPLES, pp.problem.m, paired=True), 1e-6)
+    assert fast.directions % 2 == 0 and fast.certifying_directions == int(verdicts[:fast.directions].sum())
     assert full.certifying_directions == int(verdicts.sum())
     low, high = fast.interval
-    assert (low, high) == clopper_pearson_interval(fast.certifying_directions, fast.directions)
+    assert (2 * low, 2 * high) == clopper_pearson_interval(fast.certifying_directions, fast.directions // 2)
     assert fast.status is CoverageStatus.ESTIMATED
+
+
+def test_cones_that_are_not_pointed_judge_the_draws_one_by_one() -> None:
+    """Ties (and active constraints) can put both r and -r in the cone: no pairs, the plain binomial interval."""
+    problem, w_star = _blank_rows_instance(3)
+    cone, ties = optimality_cone(problem, w_star)
+    assert ties and not cone.pointed
+    estimate = coverage(problem, w_star, samples=24, seed=2, half_width=None, cone=cone)
+    verdicts = cone.members(_directions(2, 24, problem.m), 1e-6)
+    assert estimate.certifying_directions == int(verdicts.sum()) and estimate.directions == 24
+    assert estimate.interval == clopper_pearson_interval(int(verdicts.sum()), 24)
+    assert "mirrored" not in estimate.reason
 
 
 def test_a_cancelled_estimate_says_so() -> None:
@@ -125,15 +149,24 @@ def test_one_constant_for_the_default_budget() -> None:
     assert SolveOptions().coverage_samples == DEFAULT_COVERAGE_SAMPLES
 
 
-def _simulated_confidence(p: float, runs: int, rng: np.random.Generator) -> float:
-    """How often the sequential rule's reported interval contains ``p`` (Bernoulli draws stand for verdicts)."""
+def _simulated_confidence(p: float, runs: int, rng: np.random.Generator, paired: bool = False) -> float:
+    """How often the sequential rule's reported interval contains ``p`` (Bernoulli draws stand for verdicts; in
+    pairs, one of ``r, -r`` is inside with probability ``2p``, never both)."""
     inside = 0
     for _ in range(runs):
-        draws = rng.random(DEFAULT_COVERAGE_SAMPLES) < p
+        if paired:
+            hit = rng.random(DEFAULT_COVERAGE_SAMPLES // 2) < 2 * p
+            first = rng.random(DEFAULT_COVERAGE_SAMPLES // 2) < 0.5  # which of the pair
+            draws = np.stack([hit & first, hit & ~first], axis=1).reshape(-1)
+        else:
+            draws = rng.random(DEFAULT_COVERAGE_SAMPLES) < p
         hits: list[bool] = []
-        while directions_to_judge(hits, DEFAULT_COVERAGE_SAMPLES, 0.2):
-            hits.append(bool(draws[len(hits)]))
-        low, high = clopper_pearson_interval(sum(hits), len(hits))
+        while directions_to_judge(hits, DEFAULT_COVERAGE_SAMPLES, 0.2, paired):
+            hits.extend(bool(v) for v in draws[len(hits):len(hits) + (2 if paired else 1)])
+        if paired:
+            low, high = (b / 2 for b in clopper_pearson_interval(sum(hits), len(hits) // 2))
+        else:
+            low, high = clopper_pearson_interval(sum(hits), len(hits))
         inside += low <= p <= high
     return inside / runs
 
@@ -143,6 +176,20 @@ def test_the_sequential_interval_keeps_its_confidence(p: float) -> None:
     """Stopping on the data narrows Wilson's interval below 95% (0.89 at p = 1/2); Clopper-Pearson's holds."""
     confidence = _simulated_confidence(p, 1500, np.random.default_rng([17, int(p * 1000)]))
     assert confidence >= COVERAGE_CONFIDENCE - 0.02  # 1500 runs: the standard error is about 0.006
+
+
+@pytest.mark.parametrize("p", [0.02, 0.1, 0.25, 0.4, 0.45, 0.5])
+def test_the_paired_interval_keeps_its_confidence(p: float) -> None:
+    """Mirrored pairs (a pointed cone: p <= 1/2), stopped by the paired rule: the halved interval holds p."""
+    confidence = _simulated_confidence(p, 1500, np.random.default_rng([19, int(p * 1000)]), paired=True)
+    assert confidence >= COVERAGE_CONFIDENCE - 0.02
+
+
+def test_pairs_give_a_narrower_interval_near_one_half() -> None:
+    """The point of the pairs: at p = 0.45, 12 paired directions beat 16 independent ones by far."""
+    independent = clopper_pearson_interval(7, 16)
+    low, high = clopper_pearson_interval(5, 6)  # 2p = 0.9: five of six pairs with a hit
+    assert (high - low) / 2 < 0.75 * (independent[1] - independent[0])
 
 
 @settings(max_examples=60, deadline=None)

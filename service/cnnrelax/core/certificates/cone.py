@@ -204,6 +204,15 @@ class OptimalityCone:
         return self._core.size >= self._live.size
 
     @property
+    def pointed(self) -> bool:
+        """Every generator gains strictly on the axis (``g^T a > 0``) and no patch is tied: no nonzero element of
+        the cone has a non-positive gain on ``a``, so of ``r`` and ``-r`` at most one lies in it (up to the
+        tolerance of a verdict, within ``tol ||r||`` of the hyperplane ``a^T r = 0``)."""
+        if self._axis is None or self.has_ties or self._live.size == 0:
+            return False
+        return bool(np.min(self._axis_gains[self._live]) > 0.0)
+
+    @property
     def empty(self) -> bool:
         """No generators (the cone is ``{0}``, or the span of the equality rows)."""
         return self._live.size == 0
