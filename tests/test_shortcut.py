@@ -5,6 +5,8 @@ guess that does not fit, a direction outside both cones, user constraints."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -212,3 +214,44 @@ def test_beyond_the_largest_filter_the_loop_decides_and_a_cancel_between_stages_
 
     sol = RelaxationSolver(small, "lp").solve(trial_direction(0, 0, small.m), should_stop=stop_on_second_poll)
     assert sol.status == "cancelled"
+
+
+def test_a_polished_filter_that_is_the_guess_to_rounding_becomes_the_guess() -> None:
+    """A trial whose LP lands on another vertex polishes to w*: when the filter it stops on has the guess's pattern
+    and lies within TWIN_RTOL of it, the trial reports the guess itself, so the certificate reuses the cone and the
+    trial's measured distance; the answer is the loop's to rounding, and the certificate the same."""
+    pp = planted_problem(PlantedSpec(n=2000, d=50, k=1, seed=1))  # trial 0: a third vertex, polished to w*
+    solver = RelaxationSolver(pp.problem, "lp")
+    r = trial_direction(0, 0, pp.problem.m)
+    sol = solver.solve(r)
+    assert sol.outer_iterations > 0  # the loop ran: no cone held r
+    point = solver.shortcut.at_guess
+    assert point is not None and not np.array_equal(point.w, sol.w)
+    outcome = polish(pp.problem, sol.w)
+    assert outcome.accepted and not np.array_equal(outcome.w, point.w)  # polishing stops one fit short, in bits
+    assert np.array_equal(outcome.pattern, point.pattern)
+    assert np.linalg.norm(outcome.w - point.w) <= 1e-12 * np.linalg.norm(point.w)
+    assert solver.twin(outcome) is point
+    ours = solve(pp.problem, SolveOptions(coverage_samples=12), w_star=pp.w_star)
+    assert ours.trials[0].solution.outer_iterations > 0
+    assert ours.w is not None and ours.trials[0].w_polished is not None
+    np.testing.assert_allclose(ours.w, pp.w_star, rtol=0, atol=1e-13 * np.abs(pp.w_star).max())
+    loop = solve(pp.problem, SolveOptions(coverage_samples=12, solver=LOOP), w_star=pp.w_star)
+    assert loop.w is not None
+    np.testing.assert_allclose(ours.w, loop.w, rtol=0, atol=1e-13 * np.abs(pp.w_star).max())
+    a, b = ours.certificate, loop.certificate
+    assert a is not None and b is not None and a.global_optimum and b.global_optimum
+    assert a.cone.certified == b.cone.certified and a.cone.residual == pytest.approx(b.cone.residual, rel=1e-9)
+
+
+def test_a_polished_filter_with_another_pattern_or_farther_is_not_the_guess() -> None:
+    pp = planted_problem(PlantedSpec(n=2000, d=50, k=1, seed=1))
+    solver = RelaxationSolver(pp.problem, "lp")
+    solver.solve(trial_direction(0, 0, pp.problem.m))
+    point = solver.shortcut.at_guess
+    assert point is not None and point.pattern is not None
+    assert solver.twin(replace(point.polished, w=point.w.copy())) is point  # the control: the same filter
+    assert solver.twin(replace(point.polished, w=point.w * (1 + 1e-9))) is None  # 1e-9 away: not rounding
+    flipped = point.pattern.copy()
+    flipped[0, 0] = not flipped[0, 0]
+    assert solver.twin(replace(point.polished, w=point.w.copy(), pattern=flipped)) is None  # another pattern

@@ -163,9 +163,8 @@ def triangular_factor(patches: FloatArray, weights: FloatArray, target: FloatArr
     The other rows ``[g_i | t_i]`` are made one QR slice at a time (the slices :meth:`TriangularFactor.of_system`
     would cut from them, so the factor is the same bits): the block's ``(b, m + 1)`` rows, and their copy into one
     array, never exist (at (100000, 400, 4) that was 160 MiB, half of ``X``, the peak of the default solve)."""
-    rows = np.flatnonzero(np.any(weights != 0, axis=1))
-    if rows.size == weights.shape[0]:
-        rows = None  # every row counts: slices of the block itself, no gather
+    counted = np.flatnonzero(np.any(weights != 0, axis=1))
+    rows = None if counted.size == weights.shape[0] else counted  # None: every row counts, slices with no gather
     count = weights.shape[0] if rows is None else max(rows.size, 1)  # one zero row when none counts: R = 0
 
     def pieces() -> Iterator[FloatArray]:

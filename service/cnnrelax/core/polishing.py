@@ -25,7 +25,9 @@ class PolishOutcome:
     """The polished filter and its loss, the loss it started from, whether it was accepted (lower loss), and
     whether the pattern settled (Gauss-Newton: whether it converged). ``fit_pattern``: the activation pattern whose
     least squares gave ``w`` (piecewise linear, accepted; None otherwise), so a caller that fits that pattern again
-    knows the answer (:mod:`cnnrelax.core.solver.shortcut`)."""
+    knows the answer (:mod:`cnnrelax.core.solver.shortcut`); ``pattern``: the activation pattern of ``w`` itself
+    (piecewise linear; None otherwise), which differs from ``fit_pattern`` when the last fit moved the pattern but
+    did not lower the loss."""
 
     w: FloatArray
     accepted: bool
@@ -33,6 +35,7 @@ class PolishOutcome:
     loss: float
     start_loss: float
     fit_pattern: NDArray[np.bool_] | None = None
+    pattern: NDArray[np.bool_] | None = None
 
 
 def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcome:
@@ -63,18 +66,20 @@ def polish(problem: ConvProblem, w: FloatArray, rounds: int = 3) -> PolishOutcom
     start_loss = best_loss
     accepted = unchanged = False
     fit_pattern = None
+    mask = problem.active_mask(best, pre)
     for _ in range(rounds):
-        mask = problem.active_mask(best, pre)
         candidate = problem.gradient_factor(problem.gradient_weights(best, mask), problem.y).solve()
         candidate_pre = problem.preactivations(candidate)
         loss = problem.loss_from(candidate_pre)
         if not loss < best_loss:
             break
-        unchanged = bool(np.array_equal(problem.active_mask(candidate, candidate_pre), mask))
+        candidate_mask = problem.active_mask(candidate, candidate_pre)
+        unchanged = bool(np.array_equal(candidate_mask, mask))
         best, best_loss, pre, accepted, fit_pattern = candidate, loss, candidate_pre, True, mask
+        mask = candidate_mask
         if unchanged:
             break
-    return PolishOutcome(best, accepted, unchanged, best_loss, start_loss, fit_pattern)
+    return PolishOutcome(best, accepted, unchanged, best_loss, start_loss, fit_pattern, mask)
 
 
 def gauss_newton(problem: ConvProblem, w: FloatArray, steps: int = 20, halvings: int = 30) -> PolishOutcome:

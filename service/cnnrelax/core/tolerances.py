@@ -33,6 +33,9 @@ SHORTCUT_CONE_TOL = 1e-10
 #: ... and it runs only for filters of at most this many weights (not a tolerance: a bound on uninterruptible work;
 #: at m = 1000 one membership took 10 s, where a cancel must be answered within 1 s).
 SHORTCUT_MAX_M = 200
+#: A trial's polished filter with the guess's pattern, within this relative distance of the guess, is the guess (the
+#: same least squares to rounding; :meth:`cnnrelax.core.solver.shortcut.Shortcut.twin`).
+TWIN_RTOL = 1e-12
 
 #: HiGHS's primal and dual feasibility tolerances when a vertex (not a yes/no) is wanted.
 HIGHS_VERTEX_TOL = 1e-10

@@ -30,7 +30,7 @@ from .certificates import (
 )
 from .constraints import ResolvedConstraints
 from .options import SolveOptions
-from .polishing import polish
+from .polishing import PolishOutcome, polish
 from .problem import ConvProblem, FloatArray
 from .records import SolveResult, TrialRecord, TrialStatus
 from .solver import OnRound, ProvenPoint, ProvesPoints, RelaxationBackend, make_backend
@@ -88,6 +88,19 @@ class _Context:
     def proven(self, w: FloatArray) -> ProvenPoint | None:
         """The point the backend proved LP-optimal by a cone when ``w`` is it (its cone and polishing are known)."""
         return None if self.prover is None else self.prover.proven(w)
+
+    def polished(self, w: FloatArray) -> PolishOutcome:
+        """Polishing ``w``: known when the backend proved it; and a polished filter that is the backend's point at
+        the guess to rounding (:meth:`ProvesPoints.twin`) becomes that point, whose cone, pre-activations and
+        trials' distances the certificate then reuses."""
+        known = self.proven(w)
+        if known is not None:
+            return known.polished
+        outcome = polish(self.problem, w)
+        twin = None if self.prover is None or not outcome.accepted else self.prover.twin(outcome)
+        if twin is None:
+            return outcome
+        return replace(outcome, w=twin.w, loss=twin.polished.loss, fit_pattern=twin.polished.fit_pattern)
 
 
 def solve(
@@ -161,8 +174,7 @@ def _trial(context: _Context, t: int) -> TrialRecord:
     sol = context.backend.solve(r, should_stop=context.should_stop, on_round=context.on_round, trial=t)
     w, w_polished, loss, raw_loss = sol.w, None, None, None
     if w is not None and options.polish and not context.stopped():
-        known = context.proven(w)
-        outcome = polish(problem, w) if known is None else known.polished
+        outcome = context.polished(w)
         raw_loss = loss = outcome.start_loss
         if (outcome.accepted
                 and context.constraints.relative_violation(outcome.w, problem.w_scale) <= POLISH_FEASIBILITY_TOL):

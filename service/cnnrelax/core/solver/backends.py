@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 from ...types import ShouldStop
 from ..constraints import ResolvedConstraints
 from ..options import SolveOptions
+from ..polishing import PolishOutcome
 from ..problem import ConvProblem, FloatArray
 from ..records import Backend, OnRound, RelaxationSolution
 from ..relaxations import relaxation_kind
@@ -29,6 +30,10 @@ class ProvesPoints(Protocol):
 
     def proven(self, w: FloatArray) -> ProvenPoint | None:
         """The proven point when ``w`` is it, bit for bit, with its cone and its polishing; else None."""
+        ...
+
+    def twin(self, polished: PolishOutcome) -> ProvenPoint | None:
+        """The proven point at the guess when a polished filter is the same filter to rounding; else None."""
         ...
 
 

@@ -25,6 +25,7 @@ from ...types import ShouldStop
 from ..activations import PiecewiseLinear
 from ..constraints import FilterConstraints, ResolvedConstraints, resolve_constraints
 from ..options import SolverSettings
+from ..polishing import PolishOutcome
 from ..problem import ConvProblem, FloatArray
 from ..records import Backend, OnRound, RelaxationSolution, RoundRecord, TrialStatus
 from ..relaxations import Relaxation, validate_relaxation
@@ -81,6 +82,10 @@ class RelaxationSolver:
     def proven(self, w: FloatArray) -> ProvenPoint | None:
         """The point the shortcut proved optimal for some direction when ``w`` is it (:meth:`Shortcut.proven`)."""
         return None if self.shortcut is None else self.shortcut.proven(w)
+
+    def twin(self, polished: PolishOutcome) -> ProvenPoint | None:
+        """The shortcut's point at the guess when a polished filter is it to rounding (:meth:`Shortcut.twin`)."""
+        return None if self.shortcut is None else self.shortcut.twin(polished)
 
     def solve(self, r: FloatArray, *, should_stop: ShouldStop | None = None, on_round: OnRound | None = None,
               trial: int = 0) -> RelaxationSolution:

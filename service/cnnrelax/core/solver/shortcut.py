@@ -36,13 +36,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ...types import ShouldStop
 from ..certificates import OptimalityCone, optimality_cone
 from ..certificates.kkt import imposes_nothing
 from ..polishing import PolishOutcome
 from ..problem import FloatArray
-from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, SHORTCUT_MAX_M, TINY
+from ..tolerances import SHORTCUT_CONE_TOL, SHORTCUT_FIT, SHORTCUT_MAX_M, TINY, TWIN_RTOL
 from .normalised import NormalisedProblem
 from .seeding import FirstWorkingSet
 
@@ -59,7 +60,8 @@ class ProvenPoint:
 
     ``fit`` bounds the relative fit residual (``sqrt(L(w)) / max|y|``) at the guess, where the cone is the
     certificate's cone of optimality (with ``ties`` tied patches); it is None at the origin, which does not fit ``y``.
-    ``pre``: the pre-activations ``X_ij w`` at the guess (``(n, k)``, an ``m``-th of ``X``), handed to the certificate.
+    ``pre``: the pre-activations ``X_ij w`` at the guess (``(n, k)``, an ``m``-th of ``X``), handed to the certificate,
+    and ``pattern`` its activation pattern.
     """
 
     w: FloatArray
@@ -69,6 +71,7 @@ class ProvenPoint:
     fit: float | None = None
     distances: dict[bytes, tuple[float, int]] = field(default_factory=dict)
     pre: FloatArray | None = None
+    pattern: NDArray[np.bool_] | None = None
 
     def measured(self, r: FloatArray) -> tuple[float, int] | None:
         """The distance of ``r`` when already measured."""
@@ -125,13 +128,13 @@ class Shortcut:
             return None
         # Polishing w fits the same rows again, gets the same bits and keeps w (no lower loss): its outcome, known.
         loss = problem.loss_from(pre)
-        polished = PolishOutcome(w, False, False, loss, loss)
+        polished = PolishOutcome(w, False, False, loss, loss, pattern=mask)
         # max_i |f(x_i) - y_i| <= sqrt(L): a bound on the relative fit residual without another pass.
         fit = float(np.sqrt(loss)) / max(float(np.max(np.abs(problem.y))), TINY)
         if fit > SHORTCUT_FIT:
             return None
         cone, ties = optimality_cone(problem, w, pre=pre)  # the pre-activations at w handed on: one pass fewer
-        return None if ties else ProvenPoint(w, polished, cone, ties, fit, pre=pre)
+        return None if ties else ProvenPoint(w, polished, cone, ties, fit, pre=pre, pattern=mask)
 
     @cached_property
     def at_origin(self) -> ProvenPoint | None:
@@ -172,6 +175,21 @@ class Shortcut:
         if point is None or stopped():
             return None
         return point.w if point.holds(r) else None
+
+    def twin(self, polished: PolishOutcome) -> ProvenPoint | None:
+        """The point at the guess when a trial's polished filter is the same filter: the same activation pattern, and
+        within ``TWIN_RTOL ||g||`` of it, so both fit ``y`` on that pattern and differ in the last bits only
+        (polishing from another vertex can stop on the fit of an intermediate pattern whose solution already has the
+        guess's pattern, when the fit on that pattern lowers the loss no further). None otherwise, or when the
+        point was not built."""
+        point: ProvenPoint | None = self.__dict__.get("at_guess")
+        if point is None or point.pattern is None or polished.pattern is None:
+            return None
+        if not np.array_equal(polished.pattern, point.pattern):
+            return None
+        if float(np.linalg.norm(polished.w - point.w)) > TWIN_RTOL * float(np.linalg.norm(point.w)):
+            return None
+        return point
 
     def proven(self, w: FloatArray) -> ProvenPoint | None:
         """The point proved optimal for some direction when ``w`` is it, bit for bit."""
