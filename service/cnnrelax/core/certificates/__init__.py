@@ -2,6 +2,8 @@
 
 - :mod:`.measures`: the tolerances, the relative fit residual and the stationarity of the loss;
 - :mod:`.cone`: the cone of optimality at ``w`` and exact membership tests (NNLS, or a bounded QP with ties);
+- :mod:`.generators`: the cone's generators, held or implicit over the patches;
+- :mod:`.nnls`: the least-squares kernels those tests rest on, each answer checked optimal;
 - :mod:`.coverage`: the seeded Monte Carlo estimate of the per-trial success probability, with sequential
   stopping and an exact interval;
 - :mod:`.assembly`: the certificate put together (zero loss, the cone test, a sentence).

@@ -44,15 +44,11 @@ built in place chunk by chunk (:class:`ExplicitGenerators`): a product then read
 
 from __future__ import annotations
 
-import itertools
 from functools import partial
 from typing import Callable
 
-import clarabel
 import numpy as np
-import scipy.sparse as sp
 from numpy.typing import NDArray
-from scipy.optimize import lsq_linear, nnls
 
 from ..constraints import ResolvedConstraints
 from ..patches import PatchSource
@@ -68,6 +64,7 @@ from .generators import (
     sub_blocks,
 )
 from .measures import DEFAULT_FIT_TOL, TIE_RTOL, fit_residual
+from .nnls import checked_nnls, tied_qp
 
 #: The slice rescaling divides a generator by ``max(cos(g, w), SLICE_COSINE_FLOOR) ||g||``.
 SLICE_COSINE_FLOOR = 1e-1
@@ -75,10 +72,6 @@ SLICE_COSINE_FLOOR = 1e-1
 POLAR_TOL = 1e-10
 #: Column generation enters generators whose gain exceeds this times ``||r||``.
 ENTERING_TOL = 1e-12
-#: An NNLS solution is optimal when its KKT conditions hold to this (times ``||r||`` and the largest entry).
-NNLS_KKT_TOL = 1e-9
-#: A tied QP whose samples have at most this many tied patches each is solved as an NNLS over its vertices.
-EXPANDED_TIES = 3
 #: Column generation enters about this many columns per dimension a round ...
 BATCH_PER_DIMENSION = 2
 #: ... and, for verdicts only (:meth:`OptimalityCone.members`: the coverage estimate), this many: a verdict needs no
@@ -359,7 +352,7 @@ class OptimalityCone:
             chosen = np.unique(np.concatenate([chosen, *self._recent]))
         res, positive, residual = float(np.linalg.norm(r)), 0, r
         for _ in range(rows.shape[0] + 1):
-            v, res, residual = _checked_nnls(rows[chosen], r)
+            v, res, residual = checked_nnls(rows[chosen], r)
             top = float(np.max(v, initial=0.0))
             positive = int(np.sum(v > 1e-12 * max(top, 1.0)))
             if res <= bound:
@@ -448,34 +441,9 @@ class OptimalityCone:
         return float(np.linalg.norm(residual)), int(np.sum(v > 1e-9 * max(top, 1e-300))), residual
 
     def _tied_qp(self, chosen: NDArray[np.intp], r: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Solve the restricted QP: exactly by NNLS over its vertices when every sample has few tied patches
-        (:func:`_expanded_nnls`), else with Clarabel; return ``v`` and the residual ``r - M x``."""
-        m = self.m
-        Gs = self.generators.rows(chosen)
+        """The restricted QP over the samples ``chosen`` (:func:`.nnls.tied_qp`): ``v`` and the residual."""
         Ts, owners = self.generators.tie_rows(chosen)
-        s, t = len(chosen), Ts.shape[0]
-        if int(np.max(np.bincount(owners, minlength=s), initial=0)) <= EXPANDED_TIES:
-            return _expanded_nnls(Gs, Ts, owners, r)
-        width = s + t + m
-        # A x + slack = b: the zero cone ties the residual e to the multipliers, the rest are signs.
-        zero = sp.hstack([sp.csr_matrix(Gs.T), sp.csr_matrix(Ts.T), -sp.identity(m)], format="csr")
-        nonneg_v = sp.hstack([-sp.identity(s), sp.csr_matrix((s, t + m))], format="csr")
-        nonneg_l = sp.hstack([sp.csr_matrix((t, s)), -sp.identity(t), sp.csr_matrix((t, m))], format="csr")
-        upper = sp.hstack([sp.csr_matrix((-np.ones(t), (np.arange(t), owners)), shape=(t, s)), sp.identity(t),
-                           sp.csr_matrix((t, m))], format="csr")
-        A = sp.vstack([zero, nonneg_v, nonneg_l, upper], format="csc")
-        b = np.concatenate([r, np.zeros(s + 2 * t)])
-        P = sp.csc_matrix((np.ones(m), (np.arange(s + t, width), np.arange(s + t, width))), shape=(width, width))
-        settings = clarabel.DefaultSettings()
-        settings.verbose = False
-        settings.tol_gap_abs = settings.tol_gap_rel = settings.tol_feas = 1e-12
-        solver = clarabel.DefaultSolver(P, np.zeros(width), A, b,
-                                        [clarabel.ZeroConeT(m), clarabel.NonnegativeConeT(s + 2 * t)], settings)
-        x = np.asarray(solver.solve().x)
-        v, lam = np.maximum(x[:s], 0.0), np.clip(x[s:s + t], 0.0, None)
-        lam = np.minimum(lam, v[owners]) if t else lam
-        residual = r - Gs.T @ v - (Ts.T @ lam if t else 0.0)
-        return v, residual
+        return tied_qp(self.generators.rows(chosen), Ts, owners, r)
 
     def member(self, r: FloatArray, tol: float) -> tuple[bool, float, int]:
         """Is ``r`` within ``tol * ||r||`` of the cone? Records a separating vector when it is not.
@@ -563,49 +531,6 @@ class OptimalityCone:
             if not verdicts[index]:
                 self._remember(residual)
         return verdicts
-
-
-def _expanded_nnls(Gs: FloatArray, Ts: FloatArray, owners: NDArray[np.intp],
-                   r: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """The tied QP as an NNLS: ``{v g + sum_j lambda_j t_j : 0 <= lambda_j <= v}`` is the cone over the vertices
-    ``g + sum_{j in J} t_j`` (every subset ``J``), so with few ties per sample the exact active-set NNLS over those
-    columns solves it to rounding (Clarabel's interior point stops near ``1e-6 ||r||``, which can flip a verdict
-    at ``tol = 1e-6``). Returns ``v`` (each sample's multipliers summed) and the residual."""
-    columns, column_owner = [], []
-    for sample in range(Gs.shape[0]):
-        ties = Ts[owners == sample]
-        count = ties.shape[0]
-        subsets = np.array(list(itertools.product((0.0, 1.0), repeat=count))).reshape(2**count, count)
-        columns.append(Gs[sample] + subsets @ ties)
-        column_owner.append(np.full(subsets.shape[0], sample))
-    M = np.vstack(columns)
-    x, _, residual = _checked_nnls(M, r)
-    v: FloatArray = np.bincount(np.concatenate(column_owner), weights=x, minlength=Gs.shape[0]).astype(np.float64)
-    return v, residual
-
-
-def _checked_nnls(rows: FloatArray, r: FloatArray) -> tuple[FloatArray, float, FloatArray]:
-    """``min ||rows^T x - r||`` over ``x >= 0``: the multipliers, the residual's norm and the residual, all computed
-    here from ``x``, and ``x`` checked optimal (the KKT conditions: no row gains on the residual, and the rows with
-    ``x_i > 0`` lose nothing either).
-
-    scipy's ``nnls`` (1.15 and later, scipy/scipy#25389) can return a suboptimal ``x`` with a wrong, even zero,
-    ``rnorm`` (met here on rank-deficient tied rows): a verdict that trusted ``rnorm`` would call a direction
-    inside the cone by mistake. So ``rnorm`` is never used, and when the optimality check fails the problem is solved
-    again by :func:`scipy.optimize.lsq_linear`'s bounded-variable least squares.
-    """
-    if rows.shape[0] == 0:  # (scipy's nnls aborts the process on an empty matrix)
-        return np.zeros(0), float(np.linalg.norm(r)), r
-    x, _ = nnls(rows.T, r, maxiter=50 * max(rows.shape))
-    residual: FloatArray = r - rows.T @ x
-    scale = max(float(np.linalg.norm(r)), 1e-300) * max(float(np.max(np.abs(rows), initial=0.0)), 1.0)
-    gain = rows @ residual  # optimal iff no gain is positive, and none is negative where x > 0
-    if max(float(np.max(gain)), float(np.max(np.abs(gain[x > 0]), initial=0.0))) > \
-            NNLS_KKT_TOL * scale:
-        x = lsq_linear(rows.T, r, bounds=(0.0, np.inf), method="bvls", tol=1e-14).x
-        x = np.maximum(x, 0.0)
-        residual = r - rows.T @ x
-    return x, float(np.linalg.norm(residual)), residual
 
 
 def _top(values: FloatArray, count: int) -> NDArray[np.intp]:
