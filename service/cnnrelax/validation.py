@@ -13,8 +13,10 @@ import numpy as np
 
 from .errors import InvalidParameterError
 
-#: The largest seed: the largest integer every JSON parser reads exactly (an IEEE double holds it).
-MAX_SEED = 2**53 - 1
+#: The largest integer every JSON parser reads exactly (an IEEE double holds it), and SQLite's integers too.
+MAX_EXACT_INTEGER = 2**53 - 1
+#: The largest seed.
+MAX_SEED = MAX_EXACT_INTEGER
 
 
 def is_integer(value: Any) -> bool:

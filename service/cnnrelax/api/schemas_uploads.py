@@ -13,6 +13,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, Field
 
 from ..results import Sent
+from ..validation import MAX_EXACT_INTEGER
 from .schemas import DATASET_ID_PATTERN, _Strict
 
 #: An upload's id: 32 hex digits (a random UUID's).
@@ -30,10 +31,11 @@ class UploadShape(BaseModel):
     d: int = Field(ge=1, description="Columns of X.")
     dtype: Literal["float64"] = Field("float64", description="The type of every number in a part's body: "
                                                              "little-endian IEEE 754 binary64 (the only one taken).")
-    part_rows: int = Field(ge=1, description="Rows in each part: part i holds rows [i part_rows, min(n, (i + 1) "
-                                             "part_rows)); its body is those rows of X (row after row, d numbers "
-                                             "each) followed by their labels y. At most 10000 parts; a full "
-                                             "part's body at most CNNRELAX_MAX_BODY_BYTES.")
+    part_rows: int = Field(ge=1, le=MAX_EXACT_INTEGER,
+                           description="Rows in each part: part i holds rows [i part_rows, min(n, (i + 1) "
+                                       "part_rows)); its body is those rows of X (row after row, d numbers "
+                                       "each) followed by their labels y. At most 10000 parts; a full "
+                                       "part's body at most CNNRELAX_MAX_BODY_BYTES.")
     sha256: Optional[str] = Field(None, pattern=DATASET_ID_PATTERN,
                                   description="The content digest the completed dataset must have (its id: "
                                               "sha256 of `cnnrelax-dataset-v1:{n}x{d}:`, then X's bytes, then "
