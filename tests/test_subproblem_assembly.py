@@ -63,3 +63,61 @@ def test_the_matrix_is_the_dense_definition(with_t: bool, constraints: FilterCon
     assert np.array_equal(b, np.concatenate(rhs))
     nonneg = 7 + n_t + 2 * m + st.ineq.shape[0]
     assert rows.nonneg == nonneg
+
+
+def _lp_trials(problem, settings=None) -> list:
+    from cnnrelax import SolverSettings
+    from cnnrelax.core.trials import trial_direction
+
+    solver = RelaxationSolver(problem, "lp", settings=settings or SolverSettings(cone_shortcut=False))
+    return [solver.solve(trial_direction(3, t, problem.m)) for t in range(4)]
+
+
+def test_lp_sub_problems_without_refinement_end_at_the_same_vertices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The LP limit's sub-problems go first without Clarabel's iterative refinement (the crossover follows): the
+    same statuses and vertices as with it, and the loop's vertices are HiGHS's (checked elsewhere)."""
+    from cnnrelax.core.solver import subproblem
+
+    pp = planted_problem(PlantedSpec(n=600, d=24, k=2, seed=3))
+    fast = _lp_trials(pp.problem)
+    monkeypatch.setattr(subproblem, "VERTEX_SETTINGS", {})  # refinement on, as for every other sub-problem
+    refined = _lp_trials(pp.problem)
+    assert [s.status for s in fast] == [s.status for s in refined]
+    assert any(s.outer_iterations > 0 for s in fast)
+    for a, b in zip(fast, refined, strict=True):
+        assert a.w is not None and b.w is not None
+        np.testing.assert_allclose(a.w, b.w, rtol=0, atol=1e-12 * np.abs(b.w).max())
+
+
+def test_a_sub_problem_short_of_solved_without_refinement_is_solved_again_with_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two interior-point iterations are not enough: the first variant ends MaxIterations, the sub-problem is solved
+    again with the default settings, and the trial ends as if the first variant had not been tried."""
+    from cnnrelax.core.solver import subproblem
+
+    pp = planted_problem(PlantedSpec(n=600, d=24, k=2, seed=3))
+    refined = _lp_trials(pp.problem)
+    tried: list[str] = []
+    real = subproblem.clarabel.DefaultSolver
+
+    class Recording:  # Clarabel itself, each solve's status noted
+        def __init__(self, *args):
+            self.solver = real(*args)
+
+        def solve(self):
+            solution = self.solver.solve()
+            tried.append(str(solution.status))
+            return solution
+
+        def __getattr__(self, name):
+            return getattr(self.solver, name)
+
+    monkeypatch.setattr(subproblem, "VERTEX_SETTINGS", {"iterative_refinement_enable": False, "max_iter": 2})
+    monkeypatch.setattr(subproblem.clarabel, "DefaultSolver", Recording)
+    again = _lp_trials(pp.problem)
+    # every sub-problem ran the short variant first (MaxIterations) and was solved again, with refinement
+    assert tried[0::2] == ["MaxIterations"] * (len(tried) // 2) and tried[1::2] == ["Solved"] * (len(tried) // 2)
+    assert [s.status for s in again] == [s.status for s in refined]
+    assert [s.backend_status for s in again] == ["Solved"] * len(again)
+    for a, b in zip(again, refined, strict=True):
+        np.testing.assert_allclose(a.w, b.w, rtol=0, atol=1e-12 * np.abs(b.w).max())

@@ -134,6 +134,11 @@ class _Run:
         self.bound: float | None = None if solver.data.constraints.is_bounded else BOX_START
         self.iterations = self.outer = 0
         self.tol = st.cut_tol * (1.0 + np.abs(solver.data.yn))
+        # An LP limit of a piecewise-linear sigma ends at an exact vertex (the crossover, Clarabel's sub-problems) ...
+        self.to_vertex = solver.kind.hard_fit and isinstance(solver.data.activation, PiecewiseLinear) \
+            and solver.simplex is None
+        # ... and its sub-problems go without Clarabel's iterative refinement when the feasible set is a polyhedron.
+        self.refine = not (self.to_vertex and solver.constraints.is_linear)
         self.sub: SubproblemResult | None = None
         self.finish = Finish(solver, r, self.start)
 
@@ -164,7 +169,7 @@ class _Run:
                                        self.should_stop, self.deadline)
         else:
             sub = solver.subproblems.solve(members, self.with_t, self.q_w, self.bound, self.should_stop,
-                                           self.deadline)
+                                           self.deadline, to_vertex=not self.refine)
         self.sub = sub
         self.iterations += sub.iterations
         added = 0
@@ -219,7 +224,7 @@ class _Run:
             if self.bound > MAX_BOX:
                 return self._end(TrialStatus.numerical_error, MESSAGES["growing"])
             return None
-        if solver.kind.hard_fit and isinstance(solver.data.activation, PiecewiseLinear) and solver.simplex is None:
+        if self.to_vertex:
             u = crossover(solver.data, u, self.r, members.rows, members.rhs, self.tol, self.bound)
         return self._end(TrialStatus.optimal, MESSAGES["optimal"], u)
 

@@ -57,6 +57,13 @@ RETRY_STATUSES = frozenset({"InsufficientProgress", "NumericalError"})
 # Clarabel's interior point stalls now and then on degenerate sub-problems (an active norm bound with
 # a tiny linear term): a shorter step or no equilibration gets through (measured on such instances).
 RETRY_SETTINGS: tuple[dict[str, Any], ...] = ({}, {"max_step_fraction": 0.9}, {"equilibrate_enable": False})
+#: A sub-problem whose optimum goes on to an exact vertex (:mod:`.crossover`) is first solved without Clarabel's
+#: iterative refinement of each KKT solve (to ``1e-13``, up to 10 steps an iteration): the crossover recomputes the
+#: vertex from the tight rows, so the interior point only has to find the optimal face. Measured on 156 LP-limit
+#: trials (the loop alone; ReLU with k = 1 to 4, leaky ReLU, ``|u|``): the same statuses and iterations, the same
+#: vertices to 3e-14, and each LP trial 15-25% faster. Any status but ``Solved`` (a stall, or Clarabel's
+#: reduced-accuracy ``AlmostSolved``) solves the sub-problem again with refinement on.
+VERTEX_SETTINGS: dict[str, Any] = {"iterative_refinement_enable": False}
 
 
 def outcome_of(status: str) -> Outcome:
@@ -186,8 +193,9 @@ class Subproblems:
         self.cones: Smooth | None = activation if isinstance(activation, Smooth) else None
 
     def solve(self, members: InUse, with_t: bool, q_w: FloatArray, bound: float | None,
-              should_stop: ShouldStop | None, deadline: float | None) -> SubproblemResult:
-        """``min 1/2 ||t||^2 + q_w^T u`` over the ``members`` (with ``t_i`` when ``with_t``) and the box."""
+              should_stop: ShouldStop | None, deadline: float | None, to_vertex: bool = False) -> SubproblemResult:
+        """``min 1/2 ||t||^2 + q_w^T u`` over the ``members`` (with ``t_i`` when ``with_t``) and the box;
+        ``to_vertex``: the optimum goes on to the crossover (:data:`VERTEX_SETTINGS` first)."""
         m, n_u = self.data.m, self.static.n_u
         cone_of = members.cone_samples if self.cones is not None and members.cone_samples.size else None
         uniq: np.ndarray | None = None
@@ -209,7 +217,9 @@ class Subproblems:
             P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
-        return self._clarabel(P, q, A, b, rows.cones, uniq, m + n_u, block is not None, should_stop, deadline)
+        variants = ((VERTEX_SETTINGS,) if to_vertex else ()) + RETRY_SETTINGS
+        return self._clarabel(P, q, A, b, rows.cones, uniq, m + n_u, block is not None, should_stop, deadline,
+                              variants)
 
     def _cone_block(self, samples: np.ndarray, t_col: np.ndarray | None, first: int) -> ConeBlock:
         assert self.cones is not None
@@ -270,14 +280,14 @@ class Subproblems:
 
     def _clarabel(self, P: sp.csc_matrix, q: FloatArray, A: sp.csc_matrix, b: FloatArray, cones: list[Any],
                   uniq: np.ndarray | None, first_t: int, has_cones: bool, should_stop: ShouldStop | None,
-                  deadline: float | None) -> SubproblemResult:
+                  deadline: float | None, variants: tuple[dict[str, Any], ...] = RETRY_SETTINGS) -> SubproblemResult:
         """Clarabel, with another step rule after a stall (:data:`RETRY_SETTINGS`); an activation that asks for it
         (:attr:`Smooth.retry_almost_solved`) retries an ``AlmostSolved`` too and keeps the first answer if no
         retry does better."""
         retry_almost = has_cones and self.cones is not None and self.cones.retry_almost_solved
         fallback: SubproblemResult | None = None
         result: SubproblemResult | None = None
-        for variant in RETRY_SETTINGS:
+        for variant in variants:
             solver = clarabel.DefaultSolver(P, q, A, b, cones, self._settings(variant, deadline))
             if should_stop is not None:
                 solver.set_termination_callback(lambda _info: bool(should_stop()))
@@ -294,6 +304,8 @@ class Subproblems:
                 # times the cost.)
                 fallback = fallback or result
                 continue
+            if variant is VERTEX_SETTINGS and result.status != "Solved":
+                continue  # anything short of full accuracy without refinement: solved again with it
             if result.status not in RETRY_STATUSES:
                 break
         assert result is not None
