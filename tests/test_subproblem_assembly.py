@@ -89,6 +89,42 @@ def test_lp_sub_problems_without_refinement_end_at_the_same_vertices(monkeypatch
         np.testing.assert_allclose(a.w, b.w, rtol=0, atol=1e-12 * np.abs(b.w).max())
 
 
+def _record_clarabel(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Clarabel itself, each solve's status appended to the list returned."""
+    from cnnrelax.core.solver import subproblem
+
+    statuses: list[str] = []
+    real = subproblem.clarabel.DefaultSolver
+
+    class Recording:
+        def __init__(self, *args):
+            self.solver = real(*args)
+
+        def solve(self):
+            solution = self.solver.solve()
+            statuses.append(str(solution.status))
+            return solution
+
+        def __getattr__(self, name):
+            return getattr(self.solver, name)
+
+    monkeypatch.setattr(subproblem.clarabel, "DefaultSolver", Recording)
+    return statuses
+
+
+def test_a_cancel_without_refinement_is_not_solved_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cnnrelax import SolverSettings
+    from cnnrelax.core.trials import trial_direction
+
+    pp = planted_problem(PlantedSpec(n=600, d=24, k=2, seed=3))
+    solver = RelaxationSolver(pp.problem, "lp", settings=SolverSettings(cone_shortcut=False))
+    statuses = _record_clarabel(monkeypatch)
+    calls = iter(range(10**6))
+    sol = solver.solve(trial_direction(3, 0, pp.problem.m), should_stop=lambda: next(calls) >= 1)  # once inside
+    assert str(sol.status) == "cancelled"
+    assert statuses == ["CallbackTerminated"]  # one solve: the cancel is not retried with refinement
+
+
 def test_a_sub_problem_short_of_solved_without_refinement_is_solved_again_with_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two interior-point iterations are not enough: the first variant ends MaxIterations, the sub-problem is solved
@@ -97,25 +133,11 @@ def test_a_sub_problem_short_of_solved_without_refinement_is_solved_again_with_i
 
     pp = planted_problem(PlantedSpec(n=600, d=24, k=2, seed=3))
     refined = _lp_trials(pp.problem)
-    tried: list[str] = []
-    real = subproblem.clarabel.DefaultSolver
-
-    class Recording:  # Clarabel itself, each solve's status noted
-        def __init__(self, *args):
-            self.solver = real(*args)
-
-        def solve(self):
-            solution = self.solver.solve()
-            tried.append(str(solution.status))
-            return solution
-
-        def __getattr__(self, name):
-            return getattr(self.solver, name)
-
+    tried = _record_clarabel(monkeypatch)
     monkeypatch.setattr(subproblem, "VERTEX_SETTINGS", {"iterative_refinement_enable": False, "max_iter": 2})
-    monkeypatch.setattr(subproblem.clarabel, "DefaultSolver", Recording)
     again = _lp_trials(pp.problem)
     # every sub-problem ran the short variant first (MaxIterations) and was solved again, with refinement
+    assert tried and len(tried) % 2 == 0
     assert tried[0::2] == ["MaxIterations"] * (len(tried) // 2) and tried[1::2] == ["Solved"] * (len(tried) // 2)
     assert [s.status for s in again] == [s.status for s in refined]
     assert [s.backend_status for s in again] == ["Solved"] * len(again)

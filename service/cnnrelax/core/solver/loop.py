@@ -169,7 +169,7 @@ class _Run:
                                        self.should_stop, self.deadline)
         else:
             sub = solver.subproblems.solve(members, self.with_t, self.q_w, self.bound, self.should_stop,
-                                           self.deadline, to_vertex=not self.refine)
+                                           self.deadline, refine=self.refine)
         self.sub = sub
         self.iterations += sub.iterations
         added = 0

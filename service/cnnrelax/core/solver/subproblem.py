@@ -193,9 +193,10 @@ class Subproblems:
         self.cones: Smooth | None = activation if isinstance(activation, Smooth) else None
 
     def solve(self, members: InUse, with_t: bool, q_w: FloatArray, bound: float | None,
-              should_stop: ShouldStop | None, deadline: float | None, to_vertex: bool = False) -> SubproblemResult:
+              should_stop: ShouldStop | None, deadline: float | None, refine: bool = True) -> SubproblemResult:
         """``min 1/2 ||t||^2 + q_w^T u`` over the ``members`` (with ``t_i`` when ``with_t``) and the box;
-        ``to_vertex``: the optimum goes on to the crossover (:data:`VERTEX_SETTINGS` first)."""
+        ``refine=False``: first without Clarabel's iterative refinement (:data:`VERTEX_SETTINGS`), for an LP over a
+        polyhedron whose optimum the crossover takes to its vertex."""
         m, n_u = self.data.m, self.static.n_u
         cone_of = members.cone_samples if self.cones is not None and members.cone_samples.size else None
         uniq: np.ndarray | None = None
@@ -217,7 +218,7 @@ class Subproblems:
             P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
-        variants = ((VERTEX_SETTINGS,) if to_vertex else ()) + RETRY_SETTINGS
+        variants = RETRY_SETTINGS if refine else (VERTEX_SETTINGS, *RETRY_SETTINGS)
         return self._clarabel(P, q, A, b, rows.cones, uniq, m + n_u, block is not None, should_stop, deadline,
                               variants)
 
@@ -281,9 +282,10 @@ class Subproblems:
     def _clarabel(self, P: sp.csc_matrix, q: FloatArray, A: sp.csc_matrix, b: FloatArray, cones: list[Any],
                   uniq: np.ndarray | None, first_t: int, has_cones: bool, should_stop: ShouldStop | None,
                   deadline: float | None, variants: tuple[dict[str, Any], ...] = RETRY_SETTINGS) -> SubproblemResult:
-        """Clarabel, with another step rule after a stall (:data:`RETRY_SETTINGS`); an activation that asks for it
-        (:attr:`Smooth.retry_almost_solved`) retries an ``AlmostSolved`` too and keeps the first answer if no
-        retry does better."""
+        """Clarabel with the settings ``variants`` in turn: another step rule after a stall (:data:`RETRY_SETTINGS`),
+        refinement on again after anything short of ``Solved`` without it (:data:`VERTEX_SETTINGS`; a cancel or the
+        time limit ends it all the same); an activation that asks for it (:attr:`Smooth.retry_almost_solved`) retries
+        an ``AlmostSolved`` too and keeps the first answer if no retry does better."""
         retry_almost = has_cones and self.cones is not None and self.cones.retry_almost_solved
         fallback: SubproblemResult | None = None
         result: SubproblemResult | None = None
@@ -304,7 +306,8 @@ class Subproblems:
                 # times the cost.)
                 fallback = fallback or result
                 continue
-            if variant is VERTEX_SETTINGS and result.status != "Solved":
+            if variant is VERTEX_SETTINGS and result.status != "Solved" \
+                    and result.outcome not in (Outcome.cancelled, Outcome.time_limit):
                 continue  # anything short of full accuracy without refinement: solved again with it
             if result.status not in RETRY_STATUSES:
                 break
