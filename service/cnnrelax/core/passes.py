@@ -164,18 +164,14 @@ def triangular_factor(patches: FloatArray, weights: FloatArray, target: FloatArr
     would cut from them, so the factor is the same bits): the block's ``(b, m + 1)`` rows, and their copy into one
     array, never exist (at (100000, 400, 4) that was 160 MiB, half of ``X``, the peak of the default solve)."""
     counted = np.flatnonzero(np.any(weights != 0, axis=1))
+    if counted.size == 0:
+        return TriangularFactor(np.zeros((1, patches.shape[2] + 1)))  # G = 0: the factor of one zero row
     rows = None if counted.size == weights.shape[0] else counted  # None: every row counts, slices with no gather
-    count = weights.shape[0] if rows is None else max(rows.size, 1)  # one zero row when none counts: R = 0
 
     def pieces() -> Iterator[FloatArray]:
-        for part in _qr_slices(count, patches.shape[2] + 1):
-            if rows is None:
-                yield np.column_stack((np.einsum("ik,ikm->im", weights[part], patches[part]), target[part]))
-            elif rows.size == 0:
-                yield np.zeros((1, patches.shape[2] + 1))
-            else:
-                index = rows[part]
-                yield np.column_stack((np.einsum("ik,ikm->im", weights[index], patches[index]), target[index]))
+        for part in _qr_slices(counted.size, patches.shape[2] + 1):
+            index = part if rows is None else rows[part]
+            yield np.column_stack((np.einsum("ik,ikm->im", weights[index], patches[index]), target[index]))
 
     return TriangularFactor(_stacked_r(pieces()))
 

@@ -135,13 +135,18 @@ def directions_to_judge(hits: list[bool], samples: int, half_width: float | None
     judged = len(hits)
     if judged >= samples:
         return False
-    if half_width is None or judged < (2 * COVERAGE_MIN_PAIRS if paired else COVERAGE_MIN_DIRECTIONS):
+    if half_width is None or judged < _first_look(paired):
         return True
     if paired:
         low, high = wilson_interval(_pairs_with_a_hit(hits), judged // 2)
         return (high - low) / 4 > half_width  # the interval of p is half that of 2p
     low, high = wilson_interval(sum(hits), judged)
     return (high - low) / 2 > half_width
+
+
+def _first_look(paired: bool) -> int:
+    """Directions judged before the rule first looks at the interval."""
+    return 2 * COVERAGE_MIN_PAIRS if paired else COVERAGE_MIN_DIRECTIONS
 
 
 def _pairs_with_a_hit(hits: list[bool]) -> int:
@@ -200,7 +205,7 @@ def coverage(
     R = coverage_directions(seed, samples, problem.m, paired)
     total = R.shape[0]
     hits: list[bool] = []
-    first = 2 * COVERAGE_MIN_PAIRS if paired else COVERAGE_MIN_DIRECTIONS
+    first = _first_look(paired)
     while directions_to_judge(hits, total, half_width, paired):
         size = COVERAGE_BLOCK if len(hits) >= first else first
         if half_width is None:
