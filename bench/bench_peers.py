@@ -148,7 +148,7 @@ def _time_coverage_calls() -> list[float] | None:
         finally:
             seconds.append(time.perf_counter() - t0)
 
-    trials.coverage = timed  # type: ignore[attr-defined]
+    trials.coverage = timed  # type: ignore[attr-defined]  # mypy reads the module as not exporting "coverage"
     return seconds
 
 
@@ -297,9 +297,10 @@ def table(runs: list[Run], sizes: list[tuple[int, int, int]], methods: tuple[str
                 other_cpu = _median([r.cpu_seconds for r in by["lbfgs"]]) / \
                     _median([r.cpu_seconds for r in by[OTHER_METHOD]])
                 cells += [f"{other:.2f}x", f"{other_cpu:.2f}x"]
-        timed = [r for r in by["cnnrelax"] if r.coverage_in_solve_s is not None and r.trial_mean_s]
-        in_solve = [r.coverage_in_solve_s / r.trial_mean_s for r in timed]  # type: ignore[operator]
-        share = [r.coverage_in_solve_s / r.seconds for r in timed]  # type: ignore[operator]
+        timed = [(r.coverage_in_solve_s, r.trial_mean_s, r.seconds) for r in by["cnnrelax"]
+                 if r.coverage_in_solve_s is not None and r.trial_mean_s]
+        in_solve = [seconds / trial for seconds, trial, _ in timed if trial]
+        share = [seconds / solve for seconds, _, solve in timed]
         cells.append(f"{_median(in_solve):.2f}" if in_solve else "-")
         cells.append(f"{100 * _median(share):.0f}%" if share else "-")
         ratios = [r.coverage_trials for r in by["cnnrelax"] if r.coverage_trials is not None]
