@@ -128,7 +128,8 @@ def test_a_cancel_without_refinement_is_not_solved_again(monkeypatch: pytest.Mon
 def test_a_sub_problem_short_of_solved_without_refinement_is_solved_again_with_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two interior-point iterations are not enough: the first variant ends MaxIterations, the sub-problem is solved
-    again with the default settings, and the trial ends as if the first variant had not been tried."""
+    again with the default settings, the trial ends as if the first variant had not been tried, and the solver's
+    later sub-problems go with refinement from the start."""
     from cnnrelax.core.solver import subproblem
 
     pp = planted_problem(PlantedSpec(n=600, d=24, k=2, seed=3))
@@ -136,9 +137,10 @@ def test_a_sub_problem_short_of_solved_without_refinement_is_solved_again_with_i
     tried = _record_clarabel(monkeypatch)
     monkeypatch.setattr(subproblem, "VERTEX_SETTINGS", {"iterative_refinement_enable": False, "max_iter": 2})
     again = _lp_trials(pp.problem)
-    # every sub-problem ran the short variant first (MaxIterations) and was solved again, with refinement
-    assert tried and len(tried) % 2 == 0
-    assert tried[0::2] == ["MaxIterations"] * (len(tried) // 2) and tried[1::2] == ["Solved"] * (len(tried) // 2)
+    # the first sub-problem ran the short variant (MaxIterations) and was solved again with refinement; the rest
+    # were solved with refinement once each
+    assert len(tried) >= 3 and tried[:2] == ["MaxIterations", "Solved"]
+    assert tried[2:] == ["Solved"] * (len(tried) - 2)
     assert [s.status for s in again] == [s.status for s in refined]
     assert [s.backend_status for s in again] == ["Solved"] * len(again)
     for a, b in zip(again, refined, strict=True):

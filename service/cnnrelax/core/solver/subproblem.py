@@ -62,7 +62,9 @@ RETRY_SETTINGS: tuple[dict[str, Any], ...] = ({}, {"max_step_fraction": 0.9}, {"
 #: vertex from the tight rows, so the interior point only has to find the optimal face. Measured on 156 LP-limit
 #: trials (the loop alone; ReLU with k = 1 to 4, leaky ReLU, ``|u|``): the same statuses and iterations, the same
 #: vertices to 3e-14, and each LP trial 15-25% faster. Any status but ``Solved`` (a stall, or Clarabel's
-#: reduced-accuracy ``AlmostSolved``) solves the sub-problem again with refinement on.
+#: reduced-accuracy ``AlmostSolved``, whose vertex can then be off by 1e-2) solves the sub-problem again with
+#: refinement on, and the solver's later sub-problems go with refinement from the start: where one ends short,
+#: most do (19 of 25 at (10000, 500, 5), each solved twice before this rule).
 VERTEX_SETTINGS: dict[str, Any] = {"iterative_refinement_enable": False}
 
 
@@ -191,12 +193,15 @@ class Subproblems:
         self.static = StaticRows.build(data.constraints)
         activation = data.activation
         self.cones: Smooth | None = activation if isinstance(activation, Smooth) else None
+        #: Whether a sub-problem that asks for it is still tried without refinement first (:data:`VERTEX_SETTINGS`).
+        self.unrefined_first = True
 
     def solve(self, members: InUse, with_t: bool, q_w: FloatArray, bound: float | None,
               should_stop: ShouldStop | None, deadline: float | None, refine: bool = True) -> SubproblemResult:
         """``min 1/2 ||t||^2 + q_w^T u`` over the ``members`` (with ``t_i`` when ``with_t``) and the box;
         ``refine=False``: first without Clarabel's iterative refinement (:data:`VERTEX_SETTINGS`), for an LP over a
-        polyhedron whose optimum the crossover takes to its vertex."""
+        polyhedron whose optimum the crossover takes to its vertex, until one such sub-problem ends short of
+        ``Solved``."""
         m, n_u = self.data.m, self.static.n_u
         cone_of = members.cone_samples if self.cones is not None and members.cone_samples.size else None
         uniq: np.ndarray | None = None
@@ -218,7 +223,7 @@ class Subproblems:
             P = sp.csc_matrix((np.ones(n_t), (diag, diag)), shape=(width, width))
         else:
             P = sp.csc_matrix((width, width))
-        variants = RETRY_SETTINGS if refine else (VERTEX_SETTINGS, *RETRY_SETTINGS)
+        variants = RETRY_SETTINGS if refine or not self.unrefined_first else (VERTEX_SETTINGS, *RETRY_SETTINGS)
         return self._clarabel(P, q, A, b, rows.cones, uniq, m + n_u, block is not None, should_stop, deadline,
                               variants)
 
@@ -308,7 +313,8 @@ class Subproblems:
                 continue
             if variant is VERTEX_SETTINGS and result.status != "Solved" \
                     and result.outcome not in (Outcome.cancelled, Outcome.time_limit):
-                continue  # anything short of full accuracy without refinement: solved again with it
+                self.unrefined_first = False  # short of full accuracy: solved again with refinement, as the rest
+                continue
             if result.status not in RETRY_STATUSES:
                 break
         assert result is not None
